@@ -1,0 +1,1 @@
+"""The numeric (NumPy) model of the seed's setting: policy, overseer, estimators, search, dynamics."""

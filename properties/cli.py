@@ -1,0 +1,71 @@
+"""The ``ida-verify`` command line.
+
+Subcommands live in their own modules (``properties._cmd_<name>``), each with
+``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches.
+Exit status: 0 success, 1 a verdict other than the expected one, 2 bad usage
+(with one line on stderr saying what was wrong).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from properties import __version__
+
+COMMANDS: dict[str, str] = {
+    "claims": "check every claim of CLAIMS.md and print the ledger",
+    "prove": "print and check the symbolic proofs in spec/",
+    "check": "check a user's gradient estimator for bias (PATH.py:FUNC or module:FUNC)",
+}
+
+
+class UsageError(Exception):
+    """Bad command-line usage: reported as one line on stderr, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser, with every subcommand's arguments."""
+    parser = _Parser(
+        prog="ida-verify",
+        description="Verify the RL-vs-imitation equivalence claims of iterated amplification, "
+        "and check REINFORCE-style gradient estimators for bias.",
+    )
+    parser.add_argument("--version", action="version", version=f"ida-verify {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name, help_text in COMMANDS.items():
+        module = importlib.import_module(f"properties._cmd_{name}")
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(sp)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ida-verify`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("ida-verify: a command is required (one of: " + ", ".join(COMMANDS) + ")")
+        module = importlib.import_module(f"properties._cmd_{args.command}")
+        status: int = module.run(args)
+        return status
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+def entry() -> NoReturn:  # pragma: no cover - thin wrapper for the console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()
