@@ -40,7 +40,8 @@ def distribution(value: Any, name: str, *, n: int | None = None) -> FloatArray:
         raise InvalidArgument(
             f"Expected non-negative entries summing to 1 but got {describe(name, value)}"
         )
-    return arr / arr.sum()
+    out: FloatArray = arr / arr.sum()
+    return out
 
 
 DISTRIBUTION_SUM_TOL = 1e-9
@@ -72,7 +73,9 @@ def samples_2d(value: Any, name: str, n: int) -> IntArray:
     """An int64 ``(B, k)`` array of answers in ``0..n-1``."""
     arr = np.asarray(value)
     if arr.ndim != 2 or arr.shape[1] < 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise InvalidArgument(f"Expected an integer array of shape (B, k) but got {describe(name, value)}")
+        raise InvalidArgument(
+            f"Expected an integer array of shape (B, k) but got {describe(name, value)}"
+        )
     if arr.size and (arr.min() < 0 or arr.max() >= n):
         raise InvalidArgument(f"Expected answers in 0..{n - 1} but got {describe(name, value)}")
     return arr.astype(np.int64, copy=False)

@@ -23,9 +23,7 @@ def describe(name: str, value: Any) -> str:
     if len(text) > 200:
         text = text[:197] + "..."
     if isinstance(value, np.ndarray):
-        return (
-            f"{name}={text} (type=ndarray, shape={value.shape}, dtype={value.dtype})"
-        )
+        return f"{name}={text} (type=ndarray, shape={value.shape}, dtype={value.dtype})"
     return f"{name}={text} (type={type(value).__name__})"
 
 

@@ -48,7 +48,9 @@ def constant_baseline(baseline: float) -> Estimator:
     """
     b = float(baseline)
     if not np.isfinite(b):
-        raise InvalidArgument(f"Expected a finite baseline but got {describe('baseline', baseline)}")
+        raise InvalidArgument(
+            f"Expected a finite baseline but got {describe('baseline', baseline)}"
+        )
 
     def estimator(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
         return group_gradient(logits, samples, _rewards(samples, rewards) - b)
@@ -68,7 +70,9 @@ def rloo(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
     r = _rewards(samples, rewards)
     k = r.shape[-1]
     if k < 2:
-        raise InvalidArgument(f"rloo needs groups of k >= 2 samples but got {describe('samples', samples)}")
+        raise InvalidArgument(
+            f"rloo needs groups of k >= 2 samples but got {describe('samples', samples)}"
+        )
     loo = (r.sum(axis=-1, keepdims=True) - r) / (k - 1)
     return group_gradient(logits, samples, r - loo)
 
@@ -136,7 +140,9 @@ def imitation_gradient(logits: Any, demonstrator: Any) -> FloatArray:
     p = softmax(logits)
     q = float_vector(demonstrator, "demonstrator")
     if q.size != p.size:
-        raise InvalidArgument(f"Expected a demonstrator over {p.size} answers but got {describe('demonstrator', demonstrator)}")
+        raise InvalidArgument(
+            f"Expected a demonstrator over {p.size} answers but got {describe('demonstrator', demonstrator)}"
+        )
     out: FloatArray = q - p
     return out
 

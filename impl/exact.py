@@ -144,7 +144,9 @@ def exact_expectation(
         if g.size:
             max_abs = max(max_abs, float(np.abs(g).max()))
         total += x.shape[0]
-    return Expectation(mean=mean, second_moment=second, magnitude=magnitude, max_abs=max_abs, groups=total)
+    return Expectation(
+        mean=mean, second_moment=second, magnitude=magnitude, max_abs=max_abs, groups=total
+    )
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import numpy as np
 
 from impl._validate import float_vector, samples_2d
 from impl.errors import InvalidArgument, describe
-from impl.types import FloatArray, Gradient, Logits, Probs, Samples
+from impl.types import FloatArray, Gradient, Probs, Samples
 
 
 def log_softmax(logits: Any) -> FloatArray:
@@ -56,7 +56,9 @@ def score_function(logits: Any, samples: Any) -> FloatArray:
     n = p.size
     x = np.asarray(samples)
     if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < 0 or x.max() >= n)):
-        raise InvalidArgument(f"Expected integer answers in 0..{n - 1} but got {describe('samples', samples)}")
+        raise InvalidArgument(
+            f"Expected integer answers in 0..{n - 1} but got {describe('samples', samples)}"
+        )
     onehot = (x[..., None] == np.arange(n)).astype(np.float64)
     out: FloatArray = onehot - p
     return out

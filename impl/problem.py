@@ -79,7 +79,9 @@ class Problem:
         array([[1., 2., 2.]])
         """
         x = np.asarray(samples)
-        if not np.issubdtype(x.dtype, np.integer) or (x.size and (x.min() < 0 or x.max() >= self.n)):
+        if not np.issubdtype(x.dtype, np.integer) or (
+            x.size and (x.min() < 0 or x.max() >= self.n)
+        ):
             raise InvalidArgument(
                 f"Expected integer answers in 0..{self.n - 1} but got {describe('samples', samples)}"
             )

@@ -54,7 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("ida-verify: a command is required (one of: " + ", ".join(COMMANDS) + ")")
+            raise UsageError(
+                "ida-verify: a command is required (one of: " + ", ".join(COMMANDS) + ")"
+            )
         module = importlib.import_module(f"properties._cmd_{args.command}")
         status: int = module.run(args)
         return status

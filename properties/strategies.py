@@ -51,7 +51,9 @@ def _check_int(name: str, value: Any, *, minimum: int, maximum: int = MAX_N) -> 
 
 def _check_order(lo_name: str, lo: int, hi_name: str, hi: int) -> None:
     if lo > hi:
-        raise InvalidArgument(f"Expected {lo_name} <= {hi_name} but got {lo_name}={lo}, {hi_name}={hi}")
+        raise InvalidArgument(
+            f"Expected {lo_name} <= {hi_name} but got {lo_name}={lo}, {hi_name}={hi}"
+        )
 
 
 def answer_set_sizes(*, min_n: int = 2, max_n: int = 5) -> st.SearchStrategy[int]:
@@ -75,10 +77,14 @@ def group_sizes(*, min_k: int = 1, max_k: int = 4) -> st.SearchStrategy[int]:
     return st.integers(min_k, max_k)
 
 
-def score_values(*, max_magnitude: float = 1e3, allow_negative: bool = True) -> st.SearchStrategy[float]:
+def score_values(
+    *, max_magnitude: float = 1e3, allow_negative: bool = True
+) -> st.SearchStrategy[float]:
     """Single scores: special values (0, +-1, 1e3, ...), small integers, and floats."""
     if not (np.isfinite(max_magnitude) and max_magnitude >= 1):
-        raise InvalidArgument(f"Expected max_magnitude >= 1 but got {describe('max_magnitude', max_magnitude)}")
+        raise InvalidArgument(
+            f"Expected max_magnitude >= 1 but got {describe('max_magnitude', max_magnitude)}"
+        )
     lo = -max_magnitude if allow_negative else 0.0
     special = [v for v in _SPECIAL_SCORES if lo <= v <= max_magnitude]
     return st.one_of(
@@ -95,7 +101,9 @@ def _score_table(
     d = draw(st.integers(min_distinct, max_distinct))
     values = draw(st.lists(value, min_size=d, max_size=d, unique=True))
     # every distinct value appears at least once, the rest are ties
-    assignment = list(range(d)) + draw(st.lists(st.integers(0, d - 1), min_size=n - d, max_size=n - d))
+    assignment = list(range(d)) + draw(
+        st.lists(st.integers(0, d - 1), min_size=n - d, max_size=n - d)
+    )
     order = draw(st.permutations(range(n)))
     out = np.array([values[assignment[i]] for i in order], dtype=np.float64)
     return out
@@ -118,20 +126,34 @@ def score_tables(
     n = _check_int("n", n, minimum=2)
     if binary:
         min_distinct = min(min_distinct, 2)
-        return _score_table(n, _check_int("min_distinct", min_distinct, minimum=1, maximum=2), 2,
-                            st.sampled_from([0.0, 1.0]))
+        return _score_table(
+            n,
+            _check_int("min_distinct", min_distinct, minimum=1, maximum=2),
+            2,
+            st.sampled_from([0.0, 1.0]),
+        )
     min_distinct = _check_int("min_distinct", min_distinct, minimum=1, maximum=n)
-    max_distinct = n if max_distinct is None else _check_int("max_distinct", max_distinct, minimum=1, maximum=n)
+    max_distinct = (
+        n
+        if max_distinct is None
+        else _check_int("max_distinct", max_distinct, minimum=1, maximum=n)
+    )
     _check_order("min_distinct", min_distinct, "max_distinct", max_distinct)
-    return _score_table(n, min_distinct, max_distinct,
-                        score_values(max_magnitude=max_magnitude, allow_negative=allow_negative))
+    return _score_table(
+        n,
+        min_distinct,
+        max_distinct,
+        score_values(max_magnitude=max_magnitude, allow_negative=allow_negative),
+    )
 
 
 def logits(n: int, *, max_abs: float = EXTREME_LOGIT) -> st.SearchStrategy[FloatArray]:
     """Softmax logits of shape ``(n,)``: zero, moderate and extreme (``|theta| <= max_abs``)."""
     n = _check_int("n", n, minimum=1)
     if not (np.isfinite(max_abs) and max_abs > 0):
-        raise InvalidArgument(f"Expected a finite max_abs > 0 but got {describe('max_abs', max_abs)}")
+        raise InvalidArgument(
+            f"Expected a finite max_abs > 0 but got {describe('max_abs', max_abs)}"
+        )
     special = [v for v in _SPECIAL_LOGITS if abs(v) <= max_abs]
     one = st.one_of(
         st.sampled_from(special),
@@ -141,7 +163,9 @@ def logits(n: int, *, max_abs: float = EXTREME_LOGIT) -> st.SearchStrategy[Float
     return st.lists(one, min_size=n, max_size=n).map(lambda xs: np.array(xs, dtype=np.float64))
 
 
-def distributions(n: int, *, min_support: int = 1, full_support: bool = False) -> st.SearchStrategy[Probs]:
+def distributions(
+    n: int, *, min_support: int = 1, full_support: bool = False
+) -> st.SearchStrategy[Probs]:
     """Distributions over ``n`` answers with rational-looking weights (integer weights normalised).
 
     ``full_support=True`` gives every answer positive mass.
