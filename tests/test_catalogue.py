@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import impl.catalogue as catalogue_module
 from impl.catalogue import (
@@ -182,6 +184,29 @@ def test_scaled_entries_have_the_declared_scale(entry: CatalogueEntry) -> None:
         want = entry.scale(k) * policy_gradient(problem.logits, problem.scores)
         budget = _budget(entry, problem, ex)
         assert np.abs(ex.mean - want).max() <= budget, _report(entry, problem, k, want, ex.mean)
+
+
+@st.composite
+def random_problems(draw: st.DrawFn) -> Problem:
+    """n in 2..4, logits in [-6, 6], scores on a coarse grid in [-3, 3] (so ties occur)."""
+    n = draw(st.integers(min_value=2, max_value=4))
+    logits = draw(st.lists(st.floats(min_value=-6, max_value=6), min_size=n, max_size=n))
+    scores = draw(st.lists(st.integers(min_value=-6, max_value=6), min_size=n, max_size=n))
+    return _p("generated", logits, [v / 2 for v in scores])
+
+
+@pytest.mark.parametrize("entry", _by("unbiased") + _by("scaled"))
+@settings(max_examples=25, deadline=None)
+@given(problem=random_problems(), k=st.integers(min_value=1, max_value=3))
+def test_exact_entries_hold_on_generated_problems(
+    entry: CatalogueEntry, problem: Problem, k: int
+) -> None:
+    k = max(k, entry.min_k)
+    ex = exact_expectation(entry.fn, problem.logits, problem.scores, k)
+    c = entry.scale(k) if entry.scale is not None else 1.0
+    want = c * policy_gradient(problem.logits, problem.scores)
+    budget = _budget(entry, problem, ex)
+    assert np.abs(ex.mean - want).max() <= budget, _report(entry, problem, k, want, ex.mean)
 
 
 @dataclass(frozen=True)
