@@ -674,8 +674,8 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
        "w_j = #{i: s_i < s_j}/(k-1): E = grad of sum_x p_x F(s_x) with F the policy's CDF "
        "(a p-dependent reward transform); even at n = 2 the scale depends on p.", min_k=2),
     _e("imitate-group-best", _imitate_group_best, "biased", "objective",
-       "w_j = 1[j = argmax_i s_i]: imitation of the best-of-k sample, the gradient of "
-       "B_k(p)(.)-weighted log p, not of J."),
+       "w_j = 1[j = argmax_i s_i]: imitation of the group's best sample, E = (B_k(p) - p)/k "
+       "(best-of-k distribution B_k), not a multiple of grad J."),
     _e("clip-rewards-unit-interval", _clip_rewards, "biased", "clipping",
        "w_j = clip(s_j, 0, 1): exact for scores in [0, 1], biased only when a score lies "
        "outside (negative or > 1)."),
