@@ -1,0 +1,281 @@
+r"""The registry of the claims of ``CLAIMS.md``, keyed by their identifiers.
+
+Every claim carries its one-line statement, a SymPy form of it, its assumptions and
+its expected verdict.  "proved" claims have a ``prove()`` that rebuilds and checks the
+derivation (see :mod:`spec.proofs`); "refuted" claims have ``refute()`` that confirms a
+known counterexample exactly (see :mod:`spec.counterexamples`); "holds" claims are
+checked by the property tests and here only stated.
+
+>>> len(CLAIMS), sorted({c.expected for c in CLAIMS.values()})
+(14, ['holds', 'proved', 'refuted'])
+>>> get_claim("iterated-amplification-converges").prove().ok
+True
+>>> get_claim("iterated-amplification-converges").prove(
+...     amplify=lambda a, k: 1 - (1 - a) ** (k - 1)).ok
+False
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from types import MappingProxyType
+from typing import Any, Literal
+
+import sympy
+from sympy import (
+    Derivative,
+    Eq,
+    Equivalent,
+    Function,
+    IndexedBase,
+    KroneckerDelta,
+    Limit,
+    Order,
+    Sum,
+    Symbol,
+    log,
+    oo,
+)
+
+from spec import proofs
+from spec._core import Expr, Proof, SpecError
+from spec.counterexamples import (
+    IndicatorCounterexample,
+    LimitedSearchCounterexample,
+    confirm_indicator_counterexample,
+    confirm_limited_search_counterexample,
+)
+from spec.symbols import N_COORD, general_p, i, k, m, n, q, s, softmax_J, softmax_p, theta, vartheta
+
+Verdict = Literal["proved", "holds", "refuted"]
+"""The expected verdict of a claim in ``CLAIMS.md``."""
+
+Counterexample = IndicatorCounterexample | LimitedSearchCounterexample
+"""The exact result of confirming a counterexample to a refuted claim."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim of ``CLAIMS.md``: identifier, statement (text and SymPy), assumptions, verdict.
+
+    ``prover`` (for "proved" claims) takes keyword-only candidate arguments, so that the
+    statement being proved can be perturbed; ``counterexample`` (for "refuted" claims)
+    confirms the documented counterexample exactly.
+    """
+
+    id: str
+    text: str
+    expected: Verdict
+    formula: Expr
+    assumptions: tuple[str, ...]
+    prover: Callable[..., Proof] | None = field(default=None, repr=False)
+    counterexample: Callable[[], Counterexample] | None = field(default=None, repr=False)
+
+    @property
+    def statement(self) -> str:
+        """The SymPy form of the statement as text."""
+        return str(self.formula)
+
+    @property
+    def provable(self) -> bool:
+        """Whether :meth:`prove` is available (the "proved" claims)."""
+        return self.prover is not None
+
+    def prove(self, **candidate: Any) -> Proof:
+        """Rebuild and check the derivation; ``candidate`` overrides the statement's pieces."""
+        if self.prover is None:
+            raise SpecError(
+                f"claim {self.id!r} is expected to be {self.expected!r}: it has no symbolic proof"
+            )
+        return self.prover(**candidate)
+
+    def refute(self) -> Counterexample:
+        """Confirm the documented counterexample exactly (the "refuted" claims)."""
+        if self.counterexample is None:
+            raise SpecError(f"claim {self.id!r} is expected to be {self.expected!r}, not refuted")
+        return self.counterexample()
+
+
+# --------------------------------------------------------------------------- SymPy forms
+
+_J = Sum(general_p(i) * s[i], (i, 0, n - 1))
+_score = Derivative(log(general_p(i)), vartheta)
+_argmax = Function("argmax")
+_t = Symbol("t", integer=True, nonnegative=True)
+_a = Function("a")
+_pt = Function("p_t")
+_Q = Symbol("q(A*)", positive=True)
+_c = Symbol("c", integer=True)
+_P = IndexedBase("P", nonnegative=True)
+_b = IndexedBase("b", real=True)
+_R = Symbol("R", integer=True, positive=True)
+_Eg = Symbol("E[g_groupmean]")
+_sup = Symbol("sup_theta J")
+_maxs = Symbol("max s")
+_astar_mass = Function("B_k(q)(A*)")
+_rl_mass = Symbol("lim RL p(A*)")
+
+_CLAIMS: tuple[Claim, ...] = (
+    Claim(
+        "reinforce-unbiased",
+        "E_{x~p}[s(x) grad log p(x)] = grad J, for every n and every differentiable "
+        "parameterisation",
+        "proved",
+        Eq(Sum(general_p(i) * s[i] * _score, (i, 0, n - 1)), Derivative(_J, vartheta)),
+        ("finite answer set of n >= 1 answers", "p(i, vartheta) > 0 differentiable"),
+        prover=proofs.prove_reinforce_unbiased,
+    ),
+    Claim(
+        "baseline-invariant",
+        "a baseline independent of x_j (a constant, or any function of the other samples, "
+        "e.g. the leave-one-out mean) leaves the expectation equal to grad J",
+        "proved",
+        Eq(
+            Sum(_P[_c] * general_p(i) * (s[i] - _b[_c]) * _score, (i, 0, n - 1), (_c, 0, _R - 1)),
+            Derivative(_J, vartheta),
+        ),
+        ("x_j independent of the other samples", "sum_i p(i, vartheta) = 1 for every vartheta",
+         "sum_c P_c = 1 over the R configurations of the other samples"),
+        prover=proofs.prove_baseline_invariant,
+    ),
+    Claim(
+        "self-inclusive-baseline-scales",
+        "baseline = group mean including x_j: expectation = ((k-1)/k) grad J",
+        "proved",
+        Eq(_Eg, (k - 1) / k * Derivative(_J, vartheta)),
+        ("k >= 1 iid samples from p", "sum_i p(i, vartheta) = 1"),
+        prover=proofs.prove_self_inclusive_baseline_scales,
+    ),
+    Claim(
+        "reinforce-raises-above-average",
+        "for softmax, the expected update raises exactly the logits of answers scoring above "
+        "J(theta)",
+        "proved",
+        Equivalent(Derivative(softmax_J(), theta[m]) > 0, s[m] > softmax_J()),
+        ("tabular softmax, 0 <= m < n",),
+        prover=proofs.prove_reinforce_raises_above_average,
+    ),
+    Claim(
+        "rl-optimum-is-xstar",
+        "sup_theta J = max s; over the closed simplex the maximisers are exactly the "
+        "distributions supported on A*; no finite theta attains it unless all scores are equal",
+        "proved",
+        Eq(_sup, _maxs),
+        ("tabular softmax", "ties allowed: A* is the set of maximisers"),
+        prover=proofs.prove_rl_optimum_is_xstar,
+    ),
+    Claim(
+        "rl-converges-to-xstar",
+        "exact-gradient ascent on J with eta <= 2/(5 (max s - min s)): J(theta_t) "
+        "non-decreasing, p_t(A*) -> 1, J* - J(theta_t) = O(1/t)",
+        "holds",
+        Eq(_maxs - Function("J")(_t), Order(1 / _t, (_t, oo))),
+        ("scores in [0, 1]", "J is 5/2-smooth", "Mei et al. 2020"),
+    ),
+    Claim(
+        "imitation-optimum-is-demonstrator",
+        "argmax over the simplex of sum_i q_i log p_i is p = q (Gibbs' inequality)",
+        "proved",
+        Eq(_argmax(Sum(q[i] * log(Symbol("p")), (i, 0, n - 1))), q),
+        ("q a distribution over the n answers",),
+        prover=proofs.prove_imitation_optimum_is_demonstrator,
+    ),
+    Claim(
+        "imitation-converges-to-xstar",
+        "imitating the unbounded-search overseer: p_t(X*) increases to 1",
+        "holds",
+        Eq(Limit(_pt(Symbol("X*"), _t), _t, oo), 1),
+        ("gradient ascent on log p_t(X*)",),
+    ),
+    Claim(
+        "indicator-reward-is-imitation",
+        "reward 1[x = X*] for a deterministic demonstration: E[1[x=X*] grad log p(x)] = "
+        "grad p(X*) = p(X*) grad log p(X*)",
+        "proved",
+        Eq(
+            Sum(general_p(i) * KroneckerDelta(i, m) * _score, (i, 0, N_COORD - 1)),
+            general_p(m) * Derivative(log(general_p(m)), vartheta),
+        ),
+        ("X* = m, 0 <= m < n", "p(X*) > 0"),
+        prover=proofs.prove_indicator_reward_is_imitation,
+    ),
+    Claim(
+        "indicator-reward-stochastic-demonstrator",
+        "'RL with reward 1[x = demo] is equivalent to imitation' for a stochastic "
+        "demonstrator q (expected gradient grad (q.p), optimum on argmax q, vs imitation's q)",
+        "refuted",
+        Eq(
+            _argmax(Sum(q[i] * softmax_p(i), (i, 0, N_COORD - 1))),
+            _argmax(Sum(q[i] * log(softmax_p(i)), (i, 0, N_COORD - 1))),
+        ),
+        ("demo ~ q independent of x ~ p",),
+        counterexample=lambda: confirm_indicator_counterexample([Fraction(2, 3), Fraction(1, 3)]),
+    ),
+    Claim(
+        "limited-search-imitation",
+        "imitating best-of-k search with proposal q converges to B_k(q), which gives A* mass "
+        "1-(1-q(A*))^k < 1 when 0 < q(A*) < 1",
+        "proved",
+        Eq(_astar_mass(_Q, k), 1 - (1 - _Q) ** k),
+        ("k iid candidates from q", "tie rule: at equal score the lowest index wins"),
+        prover=proofs.prove_limited_search_imitation,
+    ),
+    Claim(
+        "rl-equals-imitation-under-limited-search",
+        "'RL on the score and imitation of a limited-search M2 reach the same model' "
+        "(RL -> A*, imitation -> B_k(q))",
+        "refuted",
+        Eq(_rl_mass, 1 - (1 - _Q) ** k),
+        ("best-of-k overseer with proposal q",),
+        counterexample=lambda: confirm_limited_search_counterexample(
+            [0, 1], [Fraction(1, 2), Fraction(1, 2)], 2
+        ),
+    ),
+    Claim(
+        "unbounded-search-limit",
+        "B_k(q)(A*) -> 1 as k -> infinity when q(A*) > 0; exhaustive search gives X* exactly",
+        "proved",
+        Eq(Limit(1 - (1 - _Q) ** k, k, oo), 1),
+        ("q(A*) > 0", "tie rule: at equal score the lowest index wins"),
+        prover=proofs.prove_unbounded_search_limit,
+    ),
+    Claim(
+        "iterated-amplification-converges",
+        "p_{t+1} = B_k(p_t), a_{t+1} = 1-(1-a_t)^k strictly increasing to 1 for k >= 2, "
+        "0 < a_0 < 1",
+        "proved",
+        sympy.And(
+            Eq(_a(_t + 1), 1 - (1 - _a(_t)) ** k), Eq(Limit(_a(_t), _t, oo), 1)
+        ),
+        ("k >= 2", "0 < a_0 < 1", "distillation reaches the imitation optimum"),
+        prover=proofs.prove_iterated_amplification_converges,
+    ),
+)
+
+CLAIMS: Mapping[str, Claim] = MappingProxyType({c.id: c for c in _CLAIMS})
+"""Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
+
+
+def get_claim(claim_id: str) -> Claim:
+    """The claim with identifier ``claim_id``; :class:`SpecError` naming the known ids otherwise.
+
+    >>> get_claim("reinforce-unbiased").expected
+    'proved'
+    """
+    try:
+        return CLAIMS[claim_id]
+    except (KeyError, TypeError):
+        raise SpecError(
+            f"Unknown claim id claim_id={claim_id!r} (type={type(claim_id).__name__}); "
+            f"known: {', '.join(CLAIMS)}"
+        ) from None
+
+
+def prove_all() -> tuple[Proof, ...]:
+    """Prove every "proved" claim (in ``CLAIMS.md`` order), rebuilding each derivation."""
+    return tuple(c.prove() for c in CLAIMS.values() if c.prover is not None)
+
+
+__all__ = ["CLAIMS", "Claim", "Counterexample", "Verdict", "get_claim", "prove_all"]
