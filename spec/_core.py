@@ -44,6 +44,9 @@ StepKind = Literal[
 ]
 """What kind of argument a step is (how SymPy checked it)."""
 
+Role = Literal["derivation", "cross-check"]
+"""A step of the derivation itself, or an independent (often bounded) cross-check of it."""
+
 Expr = Any
 """A SymPy expression (SymPy ships no type information)."""
 
@@ -67,7 +70,10 @@ class Step:
 
     ``ok`` is the value SymPy computed when the step was built; ``detail`` says what
     was evaluated (the residual of an identity, the sign SymPy found, the failing
-    case of an enumeration, or the exception SymPy raised).
+    case of an enumeration, or the exception SymPy raised).  ``role`` is
+    ``"cross-check"`` for a step that re-derives a result independently (a direct
+    enumeration for small sizes): it must check too, but its bound does not limit the
+    scope of the proof.
     """
 
     description: str
@@ -78,13 +84,15 @@ class Step:
     bound: str | None
     detail: str
     seconds: float
+    role: Role = "derivation"
 
     def render(self, number: int) -> str:
         """One readable paragraph: status, description, what was checked, scope."""
         status = "ok  " if self.ok else "FAIL"
         where = "general (every n, k)" if self.scope == "general" else f"bounded: {self.bound}"
+        tag = " (cross-check)" if self.role == "cross-check" else ""
         lines = [
-            f"  [{status}] {number}. {self.description}",
+            f"  [{status}] {number}.{tag} {self.description}",
             f"         {self.kind}: {self.claim}",
             f"         scope: {where}; {self.detail}",
         ]
@@ -101,6 +109,7 @@ class Step:
             "bound": self.bound,
             "detail": self.detail,
             "seconds": round(self.seconds, 4),
+            "role": self.role,
         }
 
 
@@ -121,13 +130,19 @@ class Proof:
 
     @property
     def scope(self) -> Scope:
-        """``"general"`` if every step holds for general n, else ``"bounded"``."""
-        return "general" if all(s.scope == "general" for s in self.steps) else "bounded"
+        """``"general"`` if every derivation step holds in general, else ``"bounded"``.
+
+        Cross-check steps must check (``ok``) but do not limit the scope.
+        """
+        derivation = [s for s in self.steps if s.role == "derivation"]
+        return "general" if all(s.scope == "general" for s in derivation) else "bounded"
 
     @property
     def bounds(self) -> tuple[str, ...]:
-        """The bounds of the bounded steps (empty for a general proof)."""
-        return tuple(s.bound for s in self.steps if s.bound is not None)
+        """The bounds of the bounded derivation steps (empty for a general proof)."""
+        return tuple(
+            s.bound for s in self.steps if s.bound is not None and s.role == "derivation"
+        )
 
     @property
     def failed(self) -> tuple[Step, ...]:
@@ -171,6 +186,7 @@ def _timed(
     check: Callable[[], tuple[bool, str]],
     scope: Scope,
     bound: str | None,
+    role: Role = "derivation",
 ) -> Step:
     if scope == "bounded" and not bound:
         raise SpecError(f"a bounded step needs its bound but got bound={bound!r} (type=str)")
@@ -190,6 +206,7 @@ def _timed(
         bound=bound,
         detail=detail,
         seconds=time.perf_counter() - start,
+        role=role,
     )
 
 
@@ -367,6 +384,7 @@ def check_cases(
     *,
     bound: str,
     kind: StepKind = "enumeration",
+    role: Role = "derivation",
 ) -> Step:
     """Check every case ``(label, lhs, rhs)`` with ``simplify(lhs - rhs) == 0`` (a bounded step).
 
@@ -391,7 +409,7 @@ def check_cases(
             return False, "no cases"
         return True, f"all {count} cases checked"
 
-    return _timed(description, kind, description, run, "bounded", bound)
+    return _timed(description, kind, description, run, "bounded", bound, role)
 
 
 def check_predicate(
@@ -402,21 +420,40 @@ def check_predicate(
     kind: StepKind = "inequality",
     scope: Scope = "general",
     bound: str | None = None,
+    role: Role = "derivation",
 ) -> Step:
     """A step whose check is a callable returning ``(ok, detail)``, evaluated now.
 
     For compound arguments (several SymPy sign checks combined); the callable must
     compute ``ok`` from SymPy, never return a constant.
     """
-    return _timed(description, kind, claim, predicate, scope, bound)
+    return _timed(description, kind, claim, predicate, scope, bound, role)
 
 
 def make_proof(
     claim_id: str, statement: str, build: Callable[[], list[Step]], notes: Sequence[str] = ()
 ) -> Proof:
-    """Run ``build`` (which checks every step) and time it into a :class:`Proof`."""
+    """Run ``build`` (which checks every step) and time it into a :class:`Proof`.
+
+    If building the derivation raises (a malformed candidate statement, a SymPy error
+    outside a step), the proof holds one failed step saying so instead of crashing.
+    """
     start = time.perf_counter()
-    steps = tuple(build())
+    try:
+        steps = tuple(build())
+    except Exception as exc:  # reported as a failed step
+        steps = (
+            Step(
+                description="building the derivation",
+                kind="assumption",
+                claim=statement,
+                ok=False,
+                scope="general",
+                bound=None,
+                detail=f"raised {type(exc).__name__}: {exc}",
+                seconds=time.perf_counter() - start,
+            ),
+        )
     return Proof(
         claim_id=claim_id,
         statement=statement,
@@ -430,6 +467,7 @@ __all__ = [
     "Expr",
     "Proof",
     "ProofFailed",
+    "Role",
     "Scope",
     "Sign",
     "SpecError",

@@ -305,6 +305,7 @@ def _best_of_k_enumeration(max_n: int, max_k: int) -> Step:
         "direct enumeration of all n^k candidate groups: P(winner = x_(j)) = F_j^k - F_{j-1}^k",
         cases,
         bound=f"n <= {max_n}, k <= {max_k}",
+        role="cross-check",
     )
 
 
@@ -330,14 +331,24 @@ def prove_reinforce_unbiased(*, score: ScoreCandidate = _default_score) -> Proof
     )
 
 
-BaselineCandidate = Callable[[list[Expr], int], Expr]
-"""``baseline(rewards, j)``: a candidate baseline for sample ``j`` of a group."""
+BaselineCandidate = Callable[[Expr, Expr, Expr], Expr]
+"""``baseline(s_x, j, k)``: a candidate baseline for sample ``j`` of a group of ``k``.
+
+``s_x`` is an ``IndexedBase``: ``s_x[1], ..., s_x[k]`` are the group's rewards.  ``j`` and
+``k`` are symbols (general step) or integers (bounded cross-check).
+"""
+
+_ci = Symbol("c_i", integer=True, positive=True)
 
 
-def leave_one_out(rewards: list[Expr], jj: int) -> Expr:
+def leave_one_out(s_x: Expr, jj: Expr, kk: Expr) -> Expr:
     r"""The leave-one-out mean :math:`\frac{1}{k-1}\sum_{i\ne j} s(x_i)`."""
-    kk = len(rewards)
-    return (sum(rewards, sympy.Integer(0)) - rewards[jj]) / (kk - 1)
+    return (Sum(s_x[_ci], (_ci, 1, kk)) - s_x[jj]) / (kk - 1)
+
+
+def group_mean(s_x: Expr, jj: Expr, kk: Expr) -> Expr:
+    r"""The self-inclusive group mean :math:`\frac1k\sum_{i} s(x_i)` (depends on :math:`x_j`)."""
+    return Sum(s_x[_ci], (_ci, 1, kk)) / kk
 
 
 def prove_baseline_invariant(
@@ -348,9 +359,9 @@ def prove_baseline_invariant(
     General argument (every ``n``, any parameterisation, any baseline that is a function of
     the other samples): :math:`E[b_j \nabla\log p(x_j)] = E[b_j]\,E[\nabla\log p(x_j)]` by
     independence, and :math:`E[\nabla\log p] = \partial\sum_i p_i = 0`.  That the
-    leave-one-out mean (the default ``baseline``) does not depend on :math:`x_j` is checked
-    for every group size ``k <= max_k`` and every ``j`` (bounded: a symbolic-``k`` list of
-    samples is not a SymPy object one can differentiate by one entry).
+    candidate ``baseline`` (default: the leave-one-out mean) does not depend on
+    :math:`s(x_j)` is checked for symbolic ``k`` and ``j`` (``k = j + r``, so
+    :math:`1 \le j \le k`), and cross-checked for every ``2 <= k <= max_k`` and every ``j``.
 
     >>> prove_baseline_invariant(max_k=3).ok
     True
@@ -387,19 +398,33 @@ def prove_baseline_invariant(
             )
         )
 
+        sx = IndexedBase("s_x", real=True)
+        jsym = Symbol("j", integer=True, positive=True)
+        rsym = Symbol("r", integer=True, positive=True)  # k = j + r >= 2 and j <= k
+        steps.append(
+            check_identity(
+                "the candidate baseline does not depend on s(x_j): d b_j / d s(x_j) = 0 "
+                "(symbolic k >= 2, every 1 <= j <= k)",
+                Derivative(baseline(sx, jsym, jsym + rsym), sx[jsym]),
+                0,
+                doit=True,
+            )
+        )
+
         def cases() -> list[tuple[str, Expr, Expr]]:
             out: list[tuple[str, Expr, Expr]] = []
             for kk in range(2, max_k + 1):
-                rewards = list(sympy.symbols(f"s_x1:{kk + 1}", real=True))
-                for jj in range(kk):
-                    out.append((f"k={kk}, j={jj}", diff(baseline(rewards, jj), rewards[jj]), 0))
+                for jj in range(1, kk + 1):
+                    expr = sympy.sympify(baseline(sx, jj, kk)).doit()
+                    out.append((f"k={kk}, j={jj}", diff(expr, sx[jj]), 0))
             return out
 
         steps.append(
             check_cases(
-                "the candidate baseline does not depend on s(x_j): d b_j / d s(x_j) = 0",
+                "cross-check for concrete k: d b_j / d s(x_j) = 0",
                 cases,
                 bound=f"2 <= k <= {max_k}, every j",
+                role="cross-check",
             )
         )
         return steps
@@ -458,6 +483,7 @@ def prove_self_inclusive_baseline_scales(
             "E[g] = factor * p_m (s_m - J)",
             cases,
             bound=f"n <= {max_n}, k <= {max_k}",
+            role="cross-check",
         )
 
     def build() -> list[Step]:
@@ -759,9 +785,18 @@ def prove_unbounded_search_limit(*, limit_value: Expr = 1, max_n: int = 6) -> Pr
     General: :math:`1 - (1-Q)^k` with :math:`1-Q = 1/(1+c)`, :math:`c > 0`, tends to 1
     (candidate ``limit_value``), and to 1 at once when :math:`Q = 1`; it is non-decreasing in
     ``k``.  Exhaustive search puts mass 1 on :math:`X^*` (the top rank under the tie rule):
-    checked for every ``n <= max_n`` (bounded: a product of ``n`` symbolic indicators).
+    :math:`G_j = \prod_{x=1}^{n} 1[x \le j]` is 0 for :math:`j < n` (the top factor vanishes)
+    and 1 for :math:`j = n`, general ``n``; cross-checked by expanding the products for
+    every ``n <= max_n``.
     """
     limit_value = sympy.sympify(limit_value)
+    xs = Symbol("x", integer=True, positive=True)
+    ys = Symbol("y", integer=True, nonnegative=True)
+    below = n - 1 - Symbol("r", integer=True, nonnegative=True)
+
+    def indicator(x: Expr, jv: Expr) -> Expr:
+        return Piecewise((1, x <= jv), (0, True))
+
     c = Symbol("c", positive=True)
     kr = Symbol("k", positive=True)
 
@@ -807,11 +842,33 @@ def prove_unbounded_search_limit(*, limit_value: Expr = 1, max_n: int = 6) -> Pr
                 oo,
                 1 - limit_value,
             ),
+            check_identity(
+                "exhaustive search, rank j < n (j = n-1-r): G_j = prod_{x<n} 1[x <= j] * 1[n <= j] "
+                "= 0, since the factor of the top rank X* vanishes",
+                Product(indicator(xs, below), (xs, 1, n - 1)) * indicator(n, below),
+                0,
+                doit=True,
+            ),
+            check_identity(
+                "rank n: G_n = prod_{y=0}^{n-1} 1[n - y <= n] = 1 (every answer is ranked <= n)",
+                Product(indicator(n - ys, n), (ys, 0, n - 1)),
+                1,
+                doit=True,
+            ),
+            check_identity(
+                "so exhaustive search puts mass G_n - G_{n-1} = 1 on X* (the lowest-index "
+                "maximiser, top of the search order) and G_j - G_{j-1} = 0 elsewhere",
+                Product(indicator(n - ys, n), (ys, 0, n - 1))
+                - Product(indicator(xs, n - 1), (xs, 1, n - 1)) * indicator(n, n - 1),
+                1,
+                doit=True,
+            ),
             check_cases(
-                "exhaustive search: G_j = prod_x 1[rank x <= j], mass G_j - G_{j-1} = 1 "
-                "exactly at the top rank (X*, lowest-index maximiser)",
+                "cross-check: G_j = prod_x 1[rank x <= j], mass G_j - G_{j-1} = 1 "
+                "exactly at the top rank",
                 exhaustive_cases,
                 bound=f"n <= {max_n}",
+                role="cross-check",
             ),
         ]
         return steps
@@ -915,6 +972,7 @@ def prove_iterated_amplification_converges(
                 kind="solve",
                 scope="bounded",
                 bound=f"2 <= k <= {max_k}",
+                role="cross-check",
             ),
         ]
         return steps
@@ -929,6 +987,7 @@ def prove_iterated_amplification_converges(
 __all__ = [
     "BaselineCandidate",
     "ScoreCandidate",
+    "group_mean",
     "leave_one_out",
     "prove_baseline_invariant",
     "prove_imitation_optimum_is_demonstrator",

@@ -1,0 +1,214 @@
+"""Every proof checks, the registry is complete, and perturbed statements fail to prove."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sympy
+from sympy import KroneckerDelta, Rational, Symbol
+
+from spec import (
+    CLAIMS,
+    Claim,
+    Proof,
+    ProofFailed,
+    SpecError,
+    Step,
+    check_identity,
+    get_claim,
+    prove_all,
+)
+from spec.proofs import group_mean
+from spec.symbols import m, s, softmax_p
+
+CLAIM_IDS = {
+    "reinforce-unbiased": "proved",
+    "baseline-invariant": "proved",
+    "self-inclusive-baseline-scales": "proved",
+    "reinforce-raises-above-average": "proved",
+    "rl-optimum-is-xstar": "proved",
+    "rl-converges-to-xstar": "holds",
+    "imitation-optimum-is-demonstrator": "proved",
+    "imitation-converges-to-xstar": "holds",
+    "indicator-reward-is-imitation": "proved",
+    "indicator-reward-stochastic-demonstrator": "refuted",
+    "limited-search-imitation": "proved",
+    "rl-equals-imitation-under-limited-search": "refuted",
+    "unbounded-search-limit": "proved",
+    "iterated-amplification-converges": "proved",
+}
+
+PROVED = [cid for cid, verdict in CLAIM_IDS.items() if verdict == "proved"]
+
+PROVE_ALL_BUDGET_SECONDS = 20.0
+"""The brief's budget for proving everything on the 2-core CI machine."""
+
+SHARED_CLAIMS = Path("/work/shared/CLAIMS.md")
+
+
+def test_registry_has_exactly_the_14_ids_with_their_verdicts() -> None:
+    assert {cid: c.expected for cid, c in CLAIMS.items()} == CLAIM_IDS
+    assert list(CLAIMS) == list(CLAIM_IDS), "registry order differs from CLAIMS.md"
+
+
+@pytest.mark.skipif(not SHARED_CLAIMS.is_file(), reason="shared CLAIMS.md not available")
+def test_registry_matches_the_shared_claims_table() -> None:
+    rows = re.findall(r"^\| `([a-z0-9-]+)` \|.*\| (proved|holds|refuted) \|$",
+                      SHARED_CLAIMS.read_text(), flags=re.M)
+    assert dict(rows) == {cid: c.expected for cid, c in CLAIMS.items()}
+
+
+@pytest.mark.parametrize("claim_id", list(CLAIM_IDS))
+def test_every_claim_has_text_formula_and_assumptions(claim_id: str) -> None:
+    claim = get_claim(claim_id)
+    assert claim.text and "\n" not in claim.text
+    assert isinstance(claim.formula, sympy.Basic)
+    assert claim.assumptions
+    assert claim.provable == (claim.expected == "proved")
+
+
+@pytest.mark.parametrize("claim_id", PROVED)
+def test_every_proof_checks_for_general_n(claim_id: str) -> None:
+    proof = get_claim(claim_id).prove()
+    proof.assert_ok()
+    assert proof.ok and proof.steps
+    assert proof.scope == "general", proof.render()
+    assert all(isinstance(step, Step) and step.description for step in proof.steps)
+    assert all(step.scope == "general" or step.bound for step in proof.steps)
+
+
+def test_prove_all_is_within_budget_and_reports_slowest() -> None:
+    start = time.perf_counter()
+    proofs = prove_all()
+    elapsed = time.perf_counter() - start
+    assert [p.claim_id for p in proofs] == PROVED
+    assert all(p.ok for p in proofs)
+    slowest = max(proofs, key=lambda p: p.seconds)
+    assert elapsed < PROVE_ALL_BUDGET_SECONDS, f"prove_all took {elapsed:.1f} s (slowest {slowest})"
+
+
+def test_proof_objects_are_frozen_and_serialisable() -> None:
+    proof = get_claim("limited-search-imitation").prove()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        proof.steps = ()  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        proof.steps[0].ok = False  # type: ignore[misc]
+    data = json.loads(json.dumps(proof.to_dict()))
+    assert data["ok"] is True and data["claim"] == "limited-search-imitation"
+    assert {"description", "kind", "scope", "bound", "ok", "role"} <= set(data["steps"][0])
+    assert "limited-search-imitation: PROVED" in proof.render()
+
+
+def test_each_prove_call_rebuilds_the_steps() -> None:
+    first = get_claim("rl-optimum-is-xstar").prove()
+    second = get_claim("rl-optimum-is-xstar").prove()
+    assert first.steps is not second.steps
+    assert all(a is not b for a, b in zip(first.steps, second.steps, strict=True))
+
+
+def test_empty_proof_is_not_ok() -> None:
+    assert not Proof("x", "nothing", (), 0.0).ok
+
+
+# ---------------------------------------------------------------- tests that must fail
+
+
+def _wrong_amplify(a: Any, k: Any) -> Any:
+    return 1 - (1 - a) ** (k - 1)
+
+
+PERTURBATIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("reinforce-unbiased", "score without the -p_m term",
+     {"score": lambda i, c: KroneckerDelta(i, c)}),
+    ("reinforce-unbiased", "score with the wrong sign",
+     {"score": lambda i, c: softmax_p(c) - KroneckerDelta(i, c)}),
+    ("baseline-invariant", "self-inclusive mean as the baseline", {"baseline": group_mean}),
+    ("self-inclusive-baseline-scales", "no (k-1)/k factor", {"factor": 1}),
+    ("self-inclusive-baseline-scales", "factor k/(k+1)",
+     {"factor": Symbol("k", integer=True, positive=True)
+      / (Symbol("k", integer=True, positive=True) + 1)}),
+    ("reinforce-raises-above-average", "update p_m s_m (no baseline J)",
+     {"gradient": softmax_p(m) * s[m]}),
+    ("rl-optimum-is-xstar", "sup J = M/2", {"sup": Symbol("M", real=True) / 2}),
+    ("rl-optimum-is-xstar", "sup J = 0", {"sup": 0}),
+    ("imitation-optimum-is-demonstrator", "optimum q^2", {"optimum": lambda q: q**2}),
+    ("imitation-optimum-is-demonstrator", "optimum 1/2", {"optimum": lambda q: Rational(1, 2)}),
+    ("indicator-reward-is-imitation", "multiple 1 (imitation gradient itself)", {"multiple": 1}),
+    ("limited-search-imitation", "A* mass 1-(1-q)^(k-1)",
+     {"astar_mass": lambda q, k: 1 - (1 - q) ** (k - 1)}),
+    ("limited-search-imitation", "A* mass q", {"astar_mass": lambda q, k: q}),
+    ("unbounded-search-limit", "limit 1/2", {"limit_value": Rational(1, 2)}),
+    ("iterated-amplification-converges", "map 1-(1-a)^(k-1)", {"amplify": _wrong_amplify}),
+    ("iterated-amplification-converges", "map a (no amplification)", {"amplify": lambda a, k: a}),
+]
+
+
+@pytest.mark.parametrize(
+    ("claim_id", "label", "candidate"), PERTURBATIONS, ids=[f"{c}:{lbl}" for c, lbl, _ in PERTURBATIONS]
+)
+def test_perturbed_statement_is_not_proved(claim_id: str, label: str, candidate: dict[str, Any]) -> None:
+    proof = get_claim(claim_id).prove(**candidate)
+    assert not proof.ok, f"{claim_id} with {label} was proved:\n{proof.render()}"
+    assert proof.failed
+    with pytest.raises(ProofFailed, match=claim_id):
+        proof.assert_ok()
+    assert "NOT PROVED" in proof.render()
+
+
+def test_check_identity_rejects_a_wrong_rhs() -> None:
+    x = Symbol("x", real=True)
+    assert check_identity("right", (x + 1) ** 2, x**2 + 2 * x + 1).ok
+    step = check_identity("wrong", (x + 1) ** 2, x**2 + 1)
+    assert not step.ok and "2*x" in step.detail
+
+
+def test_a_step_where_sympy_raises_is_a_failed_step() -> None:
+    def boom(*_: Any) -> Any:
+        raise ZeroDivisionError("planted")
+
+    proof = get_claim("limited-search-imitation").prove(astar_mass=boom)
+    assert not proof.ok
+    assert any("planted" in s.detail for s in proof.failed)
+
+
+def test_bounded_step_requires_its_bound() -> None:
+    from spec._core import check_predicate
+
+    with pytest.raises(SpecError, match="bound"):
+        check_predicate("d", "c", lambda: (True, ""), scope="bounded")
+
+
+@pytest.mark.parametrize("bad", ["no-such-claim", "", 3, None])
+def test_unknown_claim_id_names_the_known_ids(bad: Any) -> None:
+    with pytest.raises(SpecError, match="reinforce-unbiased"):
+        get_claim(bad)
+
+
+@pytest.mark.parametrize("claim_id", ["rl-converges-to-xstar", "indicator-reward-stochastic-demonstrator"])
+def test_non_proved_claims_have_no_proof(claim_id: str) -> None:
+    with pytest.raises(SpecError, match="no symbolic proof"):
+        get_claim(claim_id).prove()
+
+
+def test_refuted_claims_confirm_their_documented_counterexample() -> None:
+    for claim in CLAIMS.values():
+        if claim.expected == "refuted":
+            assert claim.refute().refutes
+        else:
+            with pytest.raises(SpecError):
+                claim.refute()
+
+
+def test_claim_is_a_frozen_dataclass() -> None:
+    claim = get_claim("reinforce-unbiased")
+    assert isinstance(claim, Claim)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        claim.expected = "refuted"  # type: ignore[misc]
+
+
