@@ -1,16 +1,83 @@
-"""`ida-verify claims` (not implemented yet)."""
+"""``ida-verify claims``: check every claim of CLAIMS.md and print the ledger."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer but got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer but got {text!r}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a non-negative integer seed but got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer seed but got {text!r}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the arguments of `ida-verify claims`."""
+    """Declare the arguments of ``ida-verify claims``."""
+    parser.add_argument("claim", nargs="*", metavar="CLAIM", help="claim ids (default: all)")
+    parser.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    parser.add_argument(
+        "--max-examples",
+        type=_positive,
+        default=60,
+        help="Hypothesis examples per property (default 60)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="seed of every search and sample (default 0)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run `ida-verify claims`; return the exit status."""
-    print("ida-verify claims: not implemented yet", file=sys.stderr)
-    return 1
+    """Run the ledger; exit 0 iff every verdict equals its expected verdict."""
+    from properties.claims import CLAIM_IDS, RunConfig, run_claims
+    from properties.cli import UsageError
+    from properties.ledger import render_json, render_table
+
+    unknown = [c for c in args.claim if c not in CLAIM_IDS]
+    if unknown:
+        raise UsageError(
+            f"ida-verify claims: unknown claim {unknown[0]!r} (known: {', '.join(CLAIM_IDS)})"
+        )
+    config = RunConfig(max_examples=args.max_examples, seed=args.seed)
+    tty = sys.stderr.isatty()
+
+    def progress(i: int, total: int, cid: str) -> None:
+        if not tty:
+            return
+        if i < total:
+            sys.stderr.write(f"\r\x1b[K[{i + 1}/{total}] {cid} ...")
+        else:
+            sys.stderr.write("\r\x1b[K")
+        sys.stderr.flush()
+
+    start = time.perf_counter()
+    results = run_claims(args.claim or None, config, progress)
+    seconds = time.perf_counter() - start
+    if args.json:
+        print(
+            render_json(
+                results,
+                seconds=seconds,
+                config={"max_examples": config.max_examples, "seed": config.seed},
+            )
+        )
+    else:
+        print(render_table(results, seconds=seconds))
+    return 0 if all(r.as_expected for r in results) else 1

@@ -1,0 +1,1264 @@
+r"""One executable property per claim of CLAIMS.md, and the code that decides its verdict.
+
+Each claim has *properties*: a Hypothesis strategy of cases and a check that
+returns a :class:`~properties._search.Violation` (or ``None``).  Exact checks come
+first (the exact expectation engine, closed forms, rational arithmetic); dynamics
+claims are checked on trajectories; sampled versions are checked with calibrated
+tests (:mod:`properties.stats`).
+
+Verdicts (never hard-coded; each comes from what the checks found):
+
+* expected ``proved``: ``proved`` iff the SymPy derivation in :mod:`spec` checks
+  **and** no numeric property finds a violation; otherwise ``failed``.
+* expected ``holds``: ``holds`` iff no property finds a violation; otherwise ``failed``.
+* expected ``refuted``: ``refuted`` iff Hypothesis finds a counterexample to the
+  claimed equivalence, shrinks it, and :mod:`spec` confirms it exactly in
+  rationals; otherwise ``holds`` (which differs from the expectation).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+import numpy as np
+from hypothesis import strategies as st
+
+from impl import (
+    Problem,
+    amplification_trajectory,
+    best_of_k_distribution,
+    best_of_k_sample,
+    constant_baseline,
+    exact_expectation,
+    group_gradient,
+    group_mean_baseline,
+    imitation_trajectory,
+    indicator_reward,
+    policy_gradient,
+    reinforce,
+    rl_trajectory,
+    rloo,
+    sampled_amplification_trajectory,
+    sampled_rl_trajectory,
+    smooth_step_size,
+    softmax,
+    unbounded_search,
+)
+from impl.types import Estimator, FloatArray, Gradient, Logits, Rewards, Samples
+from properties import stats
+from properties._search import SearchOutcome, Violation, readable, search
+from properties.strategies import (
+    PolicyProblem,
+    distributions,
+    logits,
+    policy_problems,
+    score_tables,
+)
+
+Verdict = Literal["proved", "holds", "refuted", "failed"]
+
+EXACT_RTOL = 1e-11
+"""Exact-engine identities.  A sum of at most 5**4 = 625 float64 terms, each at most
+the magnitude M, has round-off below 625 * 2.2e-16 * M ~ 1.4e-13 M; 1e-11 (1 + M)
+leaves a factor of about 70 of headroom and still sees a bias of one part in 1e10."""
+
+MONOTONE_SLACK = 1e-12
+"""Relative dip allowed in a quantity proved non-decreasing (float round-off only)."""
+
+FAMILY_ALPHA = 1e-3
+"""Family-wise false-alarm rate of each statistical property (Bonferroni over its tests)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How hard to look: Hypothesis examples per property and the seed of every search."""
+
+    max_examples: int = 60
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Property:
+    """A named search for a violation over generated cases."""
+
+    name: str
+    strategy: st.SearchStrategy[Any]
+    check: Callable[[Any], Violation | None]
+    examples_factor: float = 1.0
+    """Scales ``max_examples`` for this property (trajectory checks are slower)."""
+
+
+@dataclass(frozen=True)
+class StatProperty:
+    """A sampling check with a stated false-alarm rate and power (not a Hypothesis search)."""
+
+    name: str
+    run: Callable[[int], StatOutcome]
+
+
+@dataclass(frozen=True)
+class StatOutcome:
+    """The result of a statistical property."""
+
+    tests: int
+    rejections: int
+    alpha: float
+    power: str
+    detail: str
+    counterexample: dict[str, Any] | None = None
+
+
+@dataclass
+class ClaimResult:
+    """The ledger row of one claim."""
+
+    id: str
+    statement: str
+    expected: str
+    verdict: Verdict
+    evidence: dict[str, Any] = field(default_factory=dict)
+    counterexample: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``id, statement, verdict, expected, evidence, counterexample``."""
+        return {
+            "id": self.id,
+            "statement": self.statement,
+            "verdict": self.verdict,
+            "expected": self.expected,
+            "evidence": readable(self.evidence),
+            "counterexample": readable(self.counterexample)
+            if self.counterexample is not None
+            else None,
+        }
+
+    @property
+    def as_expected(self) -> bool:
+        """True when the verdict equals the expected verdict of CLAIMS.md."""
+        return self.verdict == self.expected
+
+
+# ---------------------------------------------------------------------------------------------
+# small helpers
+
+
+def _max_abs(x: Any) -> float:
+    return float(np.max(np.abs(x))) if np.size(x) else 0.0
+
+
+def _exact_mismatch(
+    estimator: Estimator, pb: PolicyProblem, expected: FloatArray, label: str
+) -> Violation | None:
+    e = exact_expectation(estimator, pb.logits, pb.scores, pb.k)
+    err = _max_abs(e.mean - expected)
+    tol = EXACT_RTOL * (1.0 + _max_abs(e.magnitude) + _max_abs(expected))
+    if err <= tol:
+        return None
+    i = int(np.argmax(np.abs(e.mean - expected)))
+    return Violation(
+        f"{label}: E[g] differs from the claimed value at coordinate {i} by {err:.3g} > tol {tol:.3g}",
+        {
+            "n": pb.n,
+            "k": pb.k,
+            "logits": pb.logits,
+            "scores": pb.scores,
+            "E[g]": e.mean,
+            "claimed": expected,
+            "max_abs_difference": err,
+            "tolerance": tol,
+        },
+    )
+
+
+def _case_seed(seed: int, *parts: Any) -> int:
+    """A per-example seed derived from the run seed and the case, so a failure reproduces."""
+    text = repr(
+        (
+            seed,
+            *[np.asarray(p).round(12).tolist() if isinstance(p, np.ndarray) else p for p in parts],
+        )
+    )
+    return zlib.crc32(text.encode())
+
+
+# ---------------------------------------------------------------------------------------------
+# estimators used by the baseline claims (vectorised; baselines computed from the *other* samples)
+
+
+def _other_max_baseline(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    """b_j = max of the other samples' rewards (a function of x_{-j} only)."""
+    k = rewards.shape[1]
+    others = np.where(np.eye(k, dtype=bool)[None], -np.inf, rewards[:, None, :])
+    return group_gradient(logits, samples, rewards - others.max(axis=2))
+
+
+def _other_median_baseline(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    """b_j = median of the other samples' rewards."""
+    k = rewards.shape[1]
+    idx = np.array([[i for i in range(k) if i != j] for j in range(k)], dtype=np.int64)
+    return group_gradient(logits, samples, rewards - np.median(rewards[:, idx], axis=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# parameterisations for "any differentiable parameterisation" (complex-step gradients of J)
+
+
+@dataclass(frozen=True)
+class _Param:
+    kind: str
+    weights: FloatArray
+    features: FloatArray
+    scores: FloatArray
+
+    def probs(self, w: Any) -> Any:
+        if self.kind == "linear-softmax":
+            z = self.features @ w
+            z = z - z.real.max()
+            e = np.exp(z)
+            return e / e.sum()
+        sq = w * w  # "squared": p_i = w_i^2 / sum_j w_j^2
+        return sq / sq.sum()
+
+    def score(self) -> FloatArray:
+        """grad_w log p(x) for every x, analytically: shape (n, d)."""
+        w = self.weights
+        if self.kind == "linear-softmax":
+            p = self.probs(w).real
+            out: FloatArray = self.features - p @ self.features
+            return out
+        norm = float(w @ w)
+        out = 2.0 * np.diag(1.0 / w) - 2.0 * w[None, :] / norm
+        return out
+
+    def grad_j_complex_step(self) -> FloatArray:
+        h = 1e-30
+        d = self.weights.size
+        grad = np.empty(d)
+        for j in range(d):
+            w = self.weights.astype(np.complex128)
+            w[j] += 1j * h
+            grad[j] = (self.probs(w) @ self.scores).imag / h
+        return grad
+
+
+@st.composite
+def _parameterisations(draw: st.DrawFn) -> _Param:
+    n = draw(st.integers(2, 5))
+    kind = draw(st.sampled_from(["linear-softmax", "squared"]))
+    scores = draw(score_tables(n, max_magnitude=10.0))
+    if kind == "linear-softmax":
+        d = draw(st.integers(1, 4))
+        feats = np.array(
+            draw(st.lists(st.floats(-2, 2, allow_nan=False), min_size=n * d, max_size=n * d))
+        ).reshape(n, d)
+        w = draw(logits(d, max_abs=3.0))
+        return _Param(kind, w, feats, scores)
+    w = np.array(
+        draw(st.lists(st.floats(0.1, 3.0) | st.floats(-3.0, -0.1), min_size=n, max_size=n))
+    )
+    return _Param(kind, w, np.eye(n), scores)
+
+
+def _check_any_parameterisation(par: _Param) -> Violation | None:
+    p = par.probs(par.weights).real
+    expectation = (p * par.scores) @ par.score()
+    grad = par.grad_j_complex_step()
+    err = _max_abs(expectation - grad)
+    tol = EXACT_RTOL * (1.0 + _max_abs(par.scores)) * (1.0 + _max_abs(par.score()))
+    if err <= tol:
+        return None
+    return Violation(
+        f"{par.kind}: sum_x p(x) s(x) grad log p(x) != grad J (complex step) by {err:.3g}",
+        {
+            "parameterisation": par.kind,
+            "weights": par.weights,
+            "scores": par.scores,
+            "E[g]": expectation,
+            "grad J": grad,
+        },
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# problem strategies for the claims
+
+_estimator_problems = policy_problems(max_n=5, max_k=4)
+_group_problems = policy_problems(max_n=5, min_k=2, max_k=4)
+
+
+@st.composite
+def _moderate_problems(draw: st.DrawFn) -> PolicyProblem:
+    """Logits |theta| <= 5 and integer-ish scores, so that every p_i is far from underflow."""
+    n = draw(st.integers(2, 5))
+    return PolicyProblem(
+        logits=draw(logits(n, max_abs=5.0)),
+        scores=draw(score_tables(n, max_magnitude=10.0)),
+        k=draw(st.integers(1, 3)),
+    )
+
+
+@st.composite
+def _rational_simplex_cases(draw: st.DrawFn) -> tuple[list[int], list[int]]:
+    n = draw(st.integers(2, 6))
+    scores = draw(st.lists(st.integers(-5, 5), min_size=n, max_size=n))
+    weights = draw(st.lists(st.integers(0, 6), min_size=n, max_size=n).filter(lambda w: sum(w) > 0))
+    return scores, weights
+
+
+@st.composite
+def _trajectory_cases(draw: st.DrawFn, *, min_distinct: int = 2) -> tuple[FloatArray, FloatArray]:
+    n = draw(st.integers(2, 5))
+    return draw(logits(n, max_abs=3.0)), draw(
+        score_tables(n, min_distinct=min_distinct, max_magnitude=10.0)
+    )
+
+
+@st.composite
+def _search_cases(
+    draw: st.DrawFn, *, partial_maximisers: bool = True
+) -> tuple[FloatArray, FloatArray, int]:
+    """(scores, proposal q, k); with ``partial_maximisers`` 0 < q(A*) < 1."""
+    n = draw(st.integers(2, 5))
+    scores = draw(score_tables(n, min_distinct=2, max_magnitude=10.0))
+    q = draw(distributions(n, full_support=True))
+    return scores, q, draw(st.integers(1, 4))
+
+
+@st.composite
+def _stochastic_demonstrators(draw: st.DrawFn) -> FloatArray:
+    """Demonstrators of full support (stochastic) and point masses (deterministic)."""
+    n = draw(st.integers(2, 4))
+    point = draw(st.booleans())
+    if point:
+        mass: FloatArray = np.eye(n)[draw(st.integers(0, n - 1))]
+        return mass
+    return draw(distributions(n, full_support=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# checks
+
+
+def _check_reinforce(pb: PolicyProblem) -> Violation | None:
+    return _exact_mismatch(reinforce, pb, policy_gradient(pb.logits, pb.scores), "REINFORCE")
+
+
+def _check_baselines(pb: PolicyProblem) -> Violation | None:
+    grad = policy_gradient(pb.logits, pb.scores)
+    baselines: list[tuple[str, Estimator]] = [
+        (
+            "constant baseline b=0.37*max|s|+1.5",
+            constant_baseline(0.37 * _max_abs(pb.scores) + 1.5),
+        ),
+        ("leave-one-out mean", rloo),
+        ("max of the other samples", _other_max_baseline),
+        ("median of the other samples", _other_median_baseline),
+    ]
+    for label, est in baselines:
+        v = _exact_mismatch(est, pb, grad, label)
+        if v is not None:
+            return v
+    return None
+
+
+def _check_constant_baseline_k1(pb: PolicyProblem) -> Violation | None:
+    return _exact_mismatch(
+        constant_baseline(-2.5), pb, policy_gradient(pb.logits, pb.scores), "constant"
+    )
+
+
+def _check_self_inclusive(pb: PolicyProblem) -> Violation | None:
+    claimed = (pb.k - 1) / pb.k * policy_gradient(pb.logits, pb.scores)
+    return _exact_mismatch(group_mean_baseline, pb, claimed, "self-inclusive group mean")
+
+
+def _check_raises_above_average(pb: PolicyProblem) -> Violation | None:
+    e = exact_expectation(reinforce, pb.logits, pb.scores, pb.k)
+    p = softmax(pb.logits)
+    j = float(p @ pb.scores)
+    tol = EXACT_RTOL * (1.0 + _max_abs(e.magnitude))
+    for i in range(pb.n):
+        gap = float(pb.scores[i] - j)
+        # the sign of s_i - J is only meaningful beyond round-off of J itself
+        if abs(gap) * p[i] <= tol or abs(gap) <= 1e-12 * (1 + abs(j)):
+            if abs(gap) <= 1e-12 * (1 + abs(j)) and abs(e.mean[i]) > tol:
+                return Violation(
+                    f"answer {i} scores J but its logit moves by {e.mean[i]:.3g}",
+                    {"logits": pb.logits, "scores": pb.scores, "k": pb.k, "E[g]": e.mean},
+                )
+            continue
+        if np.sign(e.mean[i]) != np.sign(gap):
+            return Violation(
+                f"answer {i}: s_i - J = {gap:.3g} but the expected update of its logit is {e.mean[i]:.3g}",
+                {"logits": pb.logits, "scores": pb.scores, "k": pb.k, "E[g]": e.mean, "J": j},
+            )
+    return None
+
+
+def _check_simplex_optimum(case: tuple[list[int], list[int]]) -> Violation | None:
+    scores, weights = case
+    total = sum(weights)
+    r = [Fraction(w, total) for w in weights]
+    best = max(scores)
+    value = sum(ri * si for ri, si in zip(r, scores, strict=True))
+    on_a_star = all(ri == 0 or si == best for ri, si in zip(r, scores, strict=True))
+    if value > best or (value == best) != on_a_star:
+        return Violation(
+            "r.s vs max s contradicts the claim",
+            {"scores": scores, "r": [str(x) for x in r], "r.s": str(value), "max s": best},
+        )
+    return None
+
+
+def _check_finite_theta(pb: PolicyProblem) -> Violation | None:
+    j = float(softmax(pb.logits) @ pb.scores)
+    best = float(pb.scores.max())
+    all_equal = bool(np.all(pb.scores == best))
+    if all_equal and abs(j - best) > EXACT_RTOL * (1 + abs(best)):
+        return Violation(
+            "all scores equal but J != max s", {"logits": pb.logits, "scores": pb.scores}
+        )
+    if not all_equal and not j < best:
+        return Violation(
+            "a finite theta attains max s", {"logits": pb.logits, "scores": pb.scores, "J": j}
+        )
+    # sup: pushing the logit of X* up approaches max s
+    theta = np.zeros(pb.n)
+    theta[int(np.argmax(pb.scores))] = 40.0
+    gap = best - float(softmax(theta) @ pb.scores)
+    if gap > 1e-12 * (1.0 + _max_abs(pb.scores)):
+        return Violation(
+            "J does not approach max s along theta = 40 e_{X*}", {"scores": pb.scores, "gap": gap}
+        )
+    return None
+
+
+RL_STEPS = 600
+"""Steps of exact policy-gradient ascent per generated case."""
+
+
+def _check_rl_converges(case: tuple[FloatArray, FloatArray]) -> Violation | None:
+    theta0, s = case
+    spread = float(s.max() - s.min())
+    eta = smooth_step_size(s)
+    tr = rl_trajectory(theta0, s, step_size=eta, steps=RL_STEPS)
+    j = tr.objective(s)
+    dips = np.diff(j)
+    if np.any(dips < -MONOTONE_SLACK * spread):
+        t = int(np.argmin(dips))
+        return Violation(
+            f"J decreased at step {t} by {-dips[t]:.3g}",
+            {"logits": theta0, "scores": s, "step_size": eta, "step": t},
+        )
+    a_star = list(Problem(s).maximisers)
+    c = np.minimum.accumulate(
+        tr.probs[:, a_star].max(axis=1)
+    )  # c_t = min_{u<=t} max_{a in A*} p_u(a)
+    steps = np.arange(1, RL_STEPS + 1)
+    delta = float(s.max()) - j[1:]
+    bound = 5.0 * spread / (c[:-1] ** 2 * steps)
+    over = delta > bound * (1 + 1e-9) + MONOTONE_SLACK * spread
+    if np.any(over):
+        u = int(np.argmax(over))
+        return Violation(
+            f"J* - J(theta_t) = {delta[u]:.4g} exceeds the O(1/t) bound 5 (max s - min s) / (c^2 t) = "
+            f"{bound[u]:.4g} at t = {u + 1}",
+            {"logits": theta0, "scores": s, "step_size": eta, "t": u + 1, "c": c[u]},
+        )
+    mass = tr.mass(a_star)
+    if not mass[-1] > mass[0] - MONOTONE_SLACK:
+        return Violation(
+            "p_t(A*) did not grow",
+            {"logits": theta0, "scores": s, "p_0(A*)": mass[0], "p_T(A*)": mass[-1]},
+        )
+    return None
+
+
+def _check_gibbs(case: tuple[FloatArray, FloatArray]) -> Violation | None:
+    q, theta = case
+    p = softmax(theta)
+    from scipy.special import rel_entr
+
+    kl = float(np.sum(rel_entr(q, p)))
+    tv = 0.5 * float(np.abs(q - p).sum())
+    # Pinsker: KL >= 2 TV^2 > 0 unless p = q; the cross-entropy gap sum q log q - sum q log p = KL
+    if kl < 2 * tv * tv - 1e-12:
+        return Violation(f"KL(q||p) = {kl:.3g} < 2 TV^2 = {2 * tv * tv:.3g}", {"q": q, "p": p})
+    return None
+
+
+def _check_imitation_to_q(case: tuple[FloatArray, FloatArray]) -> Violation | None:
+    q, theta = case
+    tr = imitation_trajectory(theta, q, step_size=1.0, steps=400)
+    err = _max_abs(tr.probs[-1] - q)
+    if err > 1e-6:
+        return Violation(
+            f"imitation ended {err:.3g} from the demonstrator",
+            {"q": q, "logits": theta, "p_T": tr.probs[-1]},
+        )
+    return None
+
+
+@st.composite
+def _q_and_theta(draw: st.DrawFn, *, full_support: bool = False) -> tuple[FloatArray, FloatArray]:
+    n = draw(st.integers(2, 5))
+    return draw(distributions(n, full_support=full_support)), draw(logits(n, max_abs=5.0))
+
+
+IMITATION_STEPS = 2000
+
+
+def _check_imitation_to_xstar(case: tuple[FloatArray, FloatArray]) -> Violation | None:
+    theta0, s = case
+    x_star = unbounded_search(s)
+    tr = imitation_trajectory(theta0, np.eye(s.size)[x_star], step_size=1.0, steps=IMITATION_STEPS)
+    m = tr.probs[:, x_star]
+    still_moving = m[:-1] < 1.0
+    if np.any((np.diff(m) <= 0) & still_moving):
+        t = int(np.argmax((np.diff(m) <= 0) & still_moving))
+        return Violation(f"p_t(X*) did not increase at step {t}", {"logits": theta0, "scores": s})
+    if m[-1] < 0.99:
+        return Violation(
+            f"p_T(X*) = {m[-1]:.4f} < 0.99 after {IMITATION_STEPS} steps",
+            {"logits": theta0, "scores": s},
+        )
+    return None
+
+
+def _check_indicator_is_imitation(pb: PolicyProblem) -> Violation | None:
+    x_star = unbounded_search(pb.scores)
+    p = softmax(pb.logits)
+    imitation = np.eye(pb.n)[x_star] - p
+    v = _exact_mismatch(indicator_reward(x_star), pb, p[x_star] * imitation, "indicator reward")
+    if v is not None:
+        return v
+    grad_p = np.array([_complex_step_p(pb.logits, x_star, i) for i in range(pb.n)])
+    err = _max_abs(grad_p - p[x_star] * imitation)
+    if err > EXACT_RTOL:
+        return Violation(
+            "grad p(X*) != p(X*) grad log p(X*)", {"logits": pb.logits, "grad p": grad_p}
+        )
+    return None
+
+
+def _complex_step_p(theta: FloatArray, x: int, i: int) -> float:
+    h = 1e-30
+    z = theta.astype(np.complex128)
+    z[i] += 1j * h
+    z = z - z.real.max()
+    e = np.exp(z)
+    return float((e[x] / e.sum()).imag / h)
+
+
+def _counterexample_indicator_stochastic(q: FloatArray) -> Violation | None:
+    """RL with reward 1[x = demo], demo ~ q, versus imitation of q: do their optima differ?"""
+    n = q.size
+    if q.max() >= 1.0:
+        return None  # a point mass: the equivalence holds
+    theta_q = np.log(q)
+    # exact expected RL gradient at the imitation optimum p = q: mixture over demonstrations
+    e = sum(
+        q[d] * exact_expectation(indicator_reward(d), theta_q, np.zeros(n), 2).mean
+        for d in range(n)
+    )
+    grad_at_q = np.asarray(e)
+    if _max_abs(grad_at_q) <= EXACT_RTOL:
+        return None  # q is stationary for RL too (q uniform on its support)
+    # train both from the imitation optimum: imitation stays, RL drifts to argmax q
+    theta = theta_q.copy()
+    for _ in range(3000):
+        p = softmax(theta)
+        theta = theta + 2.0 * p * (q - p @ q)  # exact ascent on q.p
+    p_rl = softmax(theta)
+    tv = 0.5 * float(np.abs(p_rl - q).sum())
+    if tv < 0.05:
+        return None
+    return Violation(
+        "RL with the indicator reward moves away from the demonstrator q towards argmax q",
+        {
+            "demonstrator q": q,
+            "E[RL gradient] at p = q": grad_at_q,
+            "RL model after 3000 exact steps": p_rl,
+            "imitation model": q,
+            "total variation": tv,
+        },
+    )
+
+
+def _check_limited_search(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
+    s, q, k = case
+    b = best_of_k_distribution(s, q, k)
+    exact = _best_of_k_fractions(s, q, k)
+    err = max(abs(float(bx) - float(ex)) for bx, ex in zip(b, exact, strict=True))
+    if err > 1e-12:
+        return Violation(
+            f"B_k(q) closed form differs from exact enumeration by {err:.3g}",
+            {"scores": s, "q": q, "k": k, "closed form": b, "enumerated": [str(x) for x in exact]},
+        )
+    a_star = list(Problem(s).maximisers)
+    qa = float(q[a_star].sum())
+    mass = float(b[a_star].sum())
+    if abs(mass - (1 - (1 - qa) ** k)) > 1e-12 or (qa < 1 and not mass < 1):
+        return Violation(
+            "B_k(q)(A*) != 1 - (1 - q(A*))^k < 1", {"scores": s, "q": q, "k": k, "mass": mass}
+        )
+    tr = imitation_trajectory(np.log(q), b, step_size=2.0, steps=SEARCH_IMITATION_STEPS)
+    kl = np.sum(b * (np.log(b) - np.log(tr.probs)), axis=1)
+    if np.any(np.diff(kl) > MONOTONE_SLACK * (1 + kl[0])):
+        return Violation(
+            "KL(B_k(q) || p_t) increased along imitation", {"scores": s, "q": q, "k": k}
+        )
+    tv = 0.5 * float(np.abs(tr.probs[-1] - b).sum())
+    mass_err = abs(float(tr.probs[-1, a_star].sum()) - mass)
+    if (
+        tv > SEARCH_IMITATION_TV
+        or mass_err > SEARCH_IMITATION_MASS_TOL
+        or kl[-1] > 0.1 * kl[0] + 1e-12
+    ):
+        return Violation(
+            f"imitation of the search ended at TV {tv:.3g} from B_k(q)",
+            {"scores": s, "q": q, "k": k, "p_T": tr.probs[-1], "B_k(q)": b},
+        )
+    return None
+
+
+SEARCH_IMITATION_STEPS = 1000
+SEARCH_IMITATION_TV = 1e-2
+SEARCH_IMITATION_MASS_TOL = 1e-3
+"""Imitation ascent (eta = 2, within 2/L for the 1/2-smooth log-likelihood) is checked as a
+Lyapunov descent: KL(B_k(q) || p_t) never increases, falls at least 10-fold, and after 1000
+steps p_T is within TV 1e-2 of B_k(q) with its A* mass within 1e-3 (so p_T(A*) < 1 whenever
+the search leaves more than 1e-3 off A*).  Exact convergence is
+asymptotic: a coordinate of target mass b approaches it in about 1/(eta b) steps, so a
+fixed horizon cannot demand more than this of answers of tiny mass."""
+
+
+def _best_of_k_fractions(s: FloatArray, q: FloatArray, k: int) -> list[Fraction]:
+    """B_k(q) by enumerating every candidate tuple, in exact rationals (tie: lower index wins)."""
+    import itertools
+
+    n = s.size
+    qf = [Fraction(float(x)).limit_denominator(10**6) for x in q]
+    total = sum(qf)
+    qf = [x / total for x in qf]
+    out = [Fraction(0)] * n
+    for cand in itertools.product(range(n), repeat=k):
+        prob = Fraction(1)
+        for c in cand:
+            prob *= qf[c]
+        best = max(cand, key=lambda i: (s[i], -i))
+        out[best] += prob
+    return out
+
+
+def _counterexample_rl_vs_limited_imitation(
+    case: tuple[FloatArray, FloatArray, int],
+) -> Violation | None:
+    s, q, k = case
+    a_star = list(Problem(s).maximisers)
+    qa = float(q[a_star].sum())
+    if not 0 < qa < 1:
+        return None
+    b = best_of_k_distribution(s, q, k)
+    imitation_mass = float(b[a_star].sum())
+    tr = rl_trajectory(np.log(q), s, step_size=smooth_step_size(s), steps=3000)
+    rl_mass = float(tr.mass(a_star)[-1])
+    if rl_mass - imitation_mass < 0.01:
+        return None
+    return Violation(
+        "RL on the score puts its mass on A*; imitation of best-of-k search keeps 1-(1-q(A*))^k",
+        {
+            "scores": s,
+            "proposal q": q,
+            "k": k,
+            "RL p_T(A*) after 3000 exact steps": rl_mass,
+            "imitation limit B_k(q)": b,
+            "imitation p(A*)": imitation_mass,
+        },
+    )
+
+
+def _check_unbounded_limit(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
+    s, q, _ = case
+    pb = Problem(s)
+    a_star = list(pb.maximisers)
+    qa = float(q[a_star].sum())
+    masses = [float(best_of_k_distribution(s, q, k)[a_star].sum()) for k in range(1, 9)]
+    if np.any(np.diff(masses) < -MONOTONE_SLACK):
+        return Violation("B_k(q)(A*) decreased in k", {"scores": s, "q": q, "masses": masses})
+    eps = 1e-9
+    k_big = max(1, math.ceil(math.log(eps) / math.log1p(-qa))) if qa < 1 else 1
+    winner = min(i for i in a_star if q[i] > 0)  # tie rule: lowest index among proposed maximisers
+    b = best_of_k_distribution(s, q, k_big)
+    expected_winner_mass = 1 - (1 - float(q[winner])) ** k_big
+    if float(b[a_star].sum()) < 1 - 2 * eps or abs(float(b[winner]) - expected_winner_mass) > 1e-9:
+        return Violation(
+            f"B_k(q) is not concentrated on A* at k = {k_big}",
+            {"scores": s, "q": q, "k": k_big, "B_k(q)": b},
+        )
+    exhaustive = best_of_k_distribution(s, np.full(s.size, 1.0 / s.size), 4000)
+    if float(exhaustive[pb.best]) < 1 - 1e-9 * s.size and len(a_star) == 1:
+        return Violation("best-of-k with k large does not return X*", {"scores": s})
+    return None
+
+
+def _check_amplification(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
+    s, p0, k = case
+    k = max(k, 2)
+    a_star = list(Problem(s).maximisers)
+    traj = amplification_trajectory(p0, s, k, steps=40)
+    a = traj[:, a_star].sum(axis=1)
+    rec = a[0]
+    for t in range(1, a.size):
+        rec = 1 - (1 - rec) ** k
+        if abs(a[t] - rec) > 1e-9:
+            return Violation(
+                f"a_t does not follow a -> 1-(1-a)^k at t = {t}",
+                {"scores": s, "p0": p0, "k": k, "a_t": a[t], "recursion": rec},
+            )
+    moving = a[:-1] < 1 - 1e-15
+    if np.any((np.diff(a) <= 0) & moving):
+        return Violation("a_t not strictly increasing", {"scores": s, "p0": p0, "k": k, "a": a})
+    if a[-1] < 1 - 1e-9:
+        return Violation("a_t did not reach 1", {"scores": s, "p0": p0, "k": k, "a_T": a[-1]})
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# statistical properties (sampling): stated false-alarm rate and power
+
+SAMPLED_RL_PROBLEMS: tuple[tuple[float, ...], ...] = (
+    (0.0, 1.0),
+    (0.2, 1.0, 0.5, 0.8),
+    (1.0, 0.0, 1.0, 0.3, -0.5),
+)
+SAMPLED_RL_RUNS = 40
+SAMPLED_RL_STEPS = 300
+SAMPLED_RL_THRESHOLD = 0.9
+"""A sampled run 'converges' when p_T(A*) >= 0.9 after 300 RLOO steps (k=4, batch 4)."""
+SAMPLED_RL_RATE = 0.9
+"""Null hypothesis: at least 90% of runs converge; reject when the count is significantly lower."""
+
+
+def _sampled_rl(seed: int) -> StatOutcome:
+    alpha = stats.bonferroni(FAMILY_ALPHA, len(SAMPLED_RL_PROBLEMS))
+    rejections, parts = 0, []
+    ce: dict[str, Any] | None = None
+    for s_tuple in SAMPLED_RL_PROBLEMS:
+        s = np.array(s_tuple)
+        a_star = list(Problem(s).maximisers)
+        wins = 0
+        for r in range(SAMPLED_RL_RUNS):
+            rng = np.random.default_rng([seed, r, _case_seed(0, s)])
+            tr = sampled_rl_trajectory(
+                np.zeros(s.size),
+                s,
+                step_size=smooth_step_size(s),
+                steps=SAMPLED_RL_STEPS,
+                group_size=4,
+                batch=4,
+                rng=rng,
+            )
+            wins += int(tr.mass(a_star)[-1] >= SAMPLED_RL_THRESHOLD)
+        test = stats.binomial_lower_test(wins, SAMPLED_RL_RUNS, SAMPLED_RL_RATE, alpha=alpha)
+        parts.append(f"s={list(s_tuple)}: {wins}/{SAMPLED_RL_RUNS} runs reached p(A*)>=0.9")
+        if test.rejected:
+            rejections += 1
+            ce = {
+                "scores": s,
+                "converged runs": wins,
+                "runs": SAMPLED_RL_RUNS,
+                "p-value": test.pvalue,
+            }
+    power = stats.power_binomial_lower(SAMPLED_RL_RUNS, SAMPLED_RL_RATE, 0.5, alpha=alpha)
+    return StatOutcome(
+        len(SAMPLED_RL_PROBLEMS),
+        rejections,
+        FAMILY_ALPHA,
+        f"{power:.3f} per problem if only 50% of runs converged",
+        "; ".join(parts),
+        ce,
+    )
+
+
+AMPLIFICATION_DEMOS = 2000
+AMPLIFICATION_STEPS = 6
+SAMPLED_AMPLIFICATION_CASES: tuple[tuple[tuple[float, ...], tuple[float, ...], int], ...] = (
+    ((0.0, 1.0), (0.8, 0.2), 2),
+    ((0.3, 0.9, 0.1, 0.9), (0.4, 0.05, 0.5, 0.05), 3),
+    ((1.0, 0.0, 0.5), (0.1, 0.6, 0.3), 2),
+)
+
+
+def _sampled_amplification(seed: int) -> StatOutcome:
+    """Each step's count of A* among the demos is Binomial(demos, 1-(1-a_t)^k) given a_t."""
+    tests = len(SAMPLED_AMPLIFICATION_CASES) * AMPLIFICATION_STEPS
+    alpha = stats.bonferroni(FAMILY_ALPHA, tests)
+    rejections = 0
+    ce: dict[str, Any] | None = None
+    finals = []
+    for i, (s_t, p_t, k) in enumerate(SAMPLED_AMPLIFICATION_CASES):
+        s, p0 = np.array(s_t), np.array(p_t)
+        a_star = list(Problem(s).maximisers)
+        traj = sampled_amplification_trajectory(
+            p0,
+            s,
+            k,
+            steps=AMPLIFICATION_STEPS,
+            demos=AMPLIFICATION_DEMOS,
+            rng=np.random.default_rng([seed, i]),
+        )
+        a = traj[:, a_star].sum(axis=1)
+        for t in range(AMPLIFICATION_STEPS):
+            expected = 1 - (1 - a[t]) ** k
+            count = round(a[t + 1] * AMPLIFICATION_DEMOS)
+            test = stats.binomial_test(count, AMPLIFICATION_DEMOS, expected, alpha=alpha)
+            if test.rejected:
+                rejections += 1
+                ce = {
+                    "scores": s,
+                    "p0": p0,
+                    "k": k,
+                    "step": t,
+                    "a_t": a[t],
+                    "count": count,
+                    "expected rate": expected,
+                    "p-value": test.pvalue,
+                }
+        finals.append(round(float(a[-1]), 4))
+    power = stats.power_binomial_two_sided(AMPLIFICATION_DEMOS, 0.5, 0.56, alpha=alpha)
+    return StatOutcome(
+        tests,
+        rejections,
+        FAMILY_ALPHA,
+        f"{power:.3f} per step against a shift of the A* rate from 0.5 to 0.56",
+        f"final a_T of the sampled runs: {finals}",
+        ce,
+    )
+
+
+SEARCH_DEMOS = 2000
+SEARCH_CASES: tuple[tuple[tuple[float, ...], tuple[float, ...], int], ...] = (
+    ((0.0, 1.0), (0.5, 0.5), 1),
+    ((0.2, 0.9, 0.5, 0.9), (0.4, 0.1, 0.3, 0.2), 3),
+    ((3.0, -1.0, 0.0, 2.0, 1.0), (0.1, 0.3, 0.2, 0.2, 0.2), 2),
+)
+
+
+def _sampled_limited_search(seed: int) -> StatOutcome:
+    """Imitation of sampled search demos (tabular MLE = empirical frequencies) fits B_k(q), not X*."""
+    alpha = stats.bonferroni(FAMILY_ALPHA, len(SEARCH_CASES))
+    rejections, parts = 0, []
+    ce: dict[str, Any] | None = None
+    for i, (s_t, q_t, k) in enumerate(SEARCH_CASES):
+        s, q = np.array(s_t), np.array(q_t)
+        demos = best_of_k_sample(s, q, k, SEARCH_DEMOS, np.random.default_rng([seed, i]))
+        counts = np.bincount(demos, minlength=s.size)
+        b = best_of_k_distribution(s, q, k)
+        test = stats.chisquare_test(counts, b, alpha=alpha)
+        a_star = list(Problem(s).maximisers)
+        parts.append(
+            f"fit p(A*)={counts[a_star].sum() / SEARCH_DEMOS:.3f} vs B_k(A*)={b[a_star].sum():.3f}"
+        )
+        if test.rejected:
+            rejections += 1
+            ce = {
+                "scores": s,
+                "q": q,
+                "k": k,
+                "counts": counts,
+                "B_k(q)": b,
+                "p-value": test.pvalue,
+            }
+    from scipy import stats as sps
+
+    df = 4
+    crit = sps.chi2.isf(alpha, df)
+    power = float(sps.ncx2.sf(crit, df, SEARCH_DEMOS * 0.15**2))
+    return StatOutcome(
+        len(SEARCH_CASES),
+        rejections,
+        FAMILY_ALPHA,
+        f"{power:.3f} per case against an effect size w = 0.15 (df = 4)",
+        "; ".join(parts),
+        ce,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# the registry
+
+
+@dataclass(frozen=True)
+class ClaimSpec:
+    """How one claim is checked."""
+
+    id: str
+    expected: Literal["proved", "holds", "refuted"]
+    properties: tuple[Property, ...] = ()
+    statistical: tuple[StatProperty, ...] = ()
+    counterexample: Property | None = None
+
+
+CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
+    ClaimSpec(
+        "reinforce-unbiased",
+        "proved",
+        (
+            Property(
+                "E[REINFORCE] = grad J, softmax, exact over all n^k groups",
+                _estimator_problems,
+                _check_reinforce,
+            ),
+            Property(
+                "sum_x p s grad log p = grad J for linear-softmax and squared parameterisations "
+                "(complex-step gradients)",
+                _parameterisations(),
+                _check_any_parameterisation,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "baseline-invariant",
+        "proved",
+        (
+            Property(
+                "constant, leave-one-out, max-of-others and median-of-others baselines: E[g] = grad J",
+                _group_problems,
+                _check_baselines,
+            ),
+            Property(
+                "constant baseline with k = 1",
+                policy_problems(max_n=5, max_k=1),
+                _check_constant_baseline_k1,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "self-inclusive-baseline-scales",
+        "proved",
+        (
+            Property(
+                "group mean including x_j: E[g] = (k-1)/k grad J",
+                _estimator_problems,
+                _check_self_inclusive,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "reinforce-raises-above-average",
+        "proved",
+        (
+            Property(
+                "sign of the expected logit update = sign(s_i - J)",
+                _moderate_problems(),
+                _check_raises_above_average,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "rl-optimum-is-xstar",
+        "proved",
+        (
+            Property(
+                "over the simplex r.s <= max s, with equality iff supp r within A* (exact rationals)",
+                _rational_simplex_cases(),
+                _check_simplex_optimum,
+            ),
+            Property(
+                "finite theta: J < max s unless all scores are equal; sup is max s",
+                _moderate_problems(),
+                _check_finite_theta,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "rl-converges-to-xstar",
+        "holds",
+        (
+            Property(
+                f"exact ascent with eta = 2/(5(max s - min s)), {RL_STEPS} steps: J non-decreasing, "
+                "J* - J_t <= 5 (max s - min s)/(c^2 t), p_t(A*) grows",
+                _trajectory_cases(),
+                _check_rl_converges,
+                0.5,
+            ),
+        ),
+        (StatProperty("sampled RLOO ascent converges to A* (binomial test)", _sampled_rl),),
+    ),
+    ClaimSpec(
+        "imitation-optimum-is-demonstrator",
+        "proved",
+        (
+            Property(
+                "Gibbs: KL(q||p) >= 2 TV(q,p)^2 (Pinsker), zero only at p = q",
+                _q_and_theta(),
+                _check_gibbs,
+            ),
+            Property(
+                "imitation ascent converges to q",
+                _q_and_theta(full_support=True),
+                _check_imitation_to_q,
+                0.5,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "imitation-converges-to-xstar",
+        "holds",
+        (
+            Property(
+                f"imitating X*: p_t(X*) strictly increasing, >= 0.99 after {IMITATION_STEPS} steps",
+                _trajectory_cases(min_distinct=1),
+                _check_imitation_to_xstar,
+                0.5,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "indicator-reward-is-imitation",
+        "proved",
+        (
+            Property(
+                "E[1[x=X*] grad log p] = p(X*) (e_X* - p) = grad p(X*)",
+                _estimator_problems,
+                _check_indicator_is_imitation,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "indicator-reward-stochastic-demonstrator",
+        "refuted",
+        counterexample=Property(
+            "a demonstrator q whose imitation optimum q is not RL's optimum",
+            _stochastic_demonstrators(),
+            _counterexample_indicator_stochastic,
+        ),
+    ),
+    ClaimSpec(
+        "limited-search-imitation",
+        "proved",
+        (
+            Property(
+                "B_k(q) closed form = exact enumeration; B_k(A*) = 1-(1-q(A*))^k < 1; imitation -> B_k(q)",
+                _search_cases(),
+                _check_limited_search,
+            ),
+        ),
+        (StatProperty("sampled search demos fit B_k(q) (chi-square)", _sampled_limited_search),),
+    ),
+    ClaimSpec(
+        "rl-equals-imitation-under-limited-search",
+        "refuted",
+        counterexample=Property(
+            "scores, proposal and k where RL and imitation of best-of-k differ",
+            _search_cases(),
+            _counterexample_rl_vs_limited_imitation,
+            0.5,
+        ),
+    ),
+    ClaimSpec(
+        "unbounded-search-limit",
+        "proved",
+        (
+            Property(
+                "B_k(q)(A*) increases to 1 in k; large k returns the tie-rule winner",
+                _search_cases(),
+                _check_unbounded_limit,
+            ),
+        ),
+    ),
+    ClaimSpec(
+        "iterated-amplification-converges",
+        "proved",
+        (
+            Property(
+                "p_{t+1} = B_k(p_t): a_t follows 1-(1-a)^k, strictly increasing to 1",
+                _search_cases(),
+                _check_amplification,
+            ),
+        ),
+        (
+            StatProperty(
+                "sampled amplification follows the recursion (binomial test per step)",
+                _sampled_amplification,
+            ),
+        ),
+    ),
+)
+
+CLAIM_IDS: tuple[str, ...] = tuple(c.id for c in CLAIM_CHECKS)
+
+
+def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
+    """Run the SymPy proof of a claim (spec/), returning (ok, evidence, spec claim)."""
+    import spec
+
+    claim = spec.get_claim(claim_id)
+    proof = claim.prove()
+    info = {
+        "kind": "sympy derivation",
+        "ok": proof.ok,
+        "scope": proof.scope,
+        "bounds": list(proof.bounds),
+        "steps": len(proof.steps),
+        "seconds": round(proof.seconds, 3),
+    }
+    if not proof.ok:
+        info["failed_steps"] = [s.description for s in proof.failed]
+    return bool(proof.ok), info, claim
+
+
+def _statement(claim_id: str) -> str:
+    import spec
+
+    return str(spec.get_claim(claim_id).text)
+
+
+def _rational(x: Any, *, snap: bool) -> str:
+    """A float as an exact rational string; ``snap`` recovers small-denominator probabilities."""
+    f = Fraction(float(x))
+    return str(f.limit_denominator(10**6) if snap else f)
+
+
+def _confirm_counterexample(claim_id: str, case: Any) -> tuple[bool, dict[str, Any]]:
+    """Confirm a numeric counterexample exactly in rationals with spec/."""
+    import spec
+
+    if claim_id == "indicator-reward-stochastic-demonstrator":
+        ind = spec.confirm_indicator_counterexample([_rational(x, snap=True) for x in case])
+        confirmed = ind.refutes and not ind.imitation_optimum_is_rl_optimal
+        return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": ind.report()}
+    s, q, k = case
+    lim = spec.confirm_limited_search_counterexample(
+        [_rational(x, snap=False) for x in s], [_rational(x, snap=True) for x in q], int(k)
+    )
+    confirmed = lim.refutes and lim.consistent
+    return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": lim.report()}
+
+
+def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
+    """Check one claim and return its ledger row.
+
+    >>> run_claim("self-inclusive-baseline-scales", RunConfig(max_examples=5)).verdict
+    'proved'
+    """
+    config = config or RunConfig()
+    spec_claim = {c.id: c for c in CLAIM_CHECKS}.get(claim_id)
+    if spec_claim is None:
+        raise KeyError(f"unknown claim {claim_id!r}; known: {', '.join(CLAIM_IDS)}")
+    start = time.perf_counter()
+    evidence: dict[str, Any] = {}
+    counterexample: dict[str, Any] | None = None
+    failed = False
+
+    if spec_claim.expected == "proved":
+        ok, info, _ = _spec_proof(claim_id)
+        evidence["proof"] = info
+        failed |= not ok
+
+    outcomes: list[SearchOutcome[Any]] = []
+    for prop in spec_claim.properties:
+        n = max(1, round(config.max_examples * prop.examples_factor))
+        out = search(prop.name, prop.strategy, prop.check, max_examples=n, seed=config.seed)
+        outcomes.append(out)
+        if out.found and counterexample is None:
+            assert out.violation is not None
+            counterexample = {
+                "property": prop.name,
+                "violation": out.violation.message,
+                **out.violation.details,
+            }
+            failed = True
+    evidence["properties"] = [
+        {
+            "name": o.name,
+            "examples": o.examples,
+            "seconds": round(o.seconds, 3),
+            "violated": o.found,
+        }
+        for o in outcomes
+    ]
+    stat_rows = []
+    for sp in spec_claim.statistical:
+        t0 = time.perf_counter()
+        so = sp.run(config.seed)
+        stat_rows.append(
+            {
+                "name": sp.name,
+                "tests": so.tests,
+                "rejections": so.rejections,
+                "family_alpha": so.alpha,
+                "power": so.power,
+                "detail": so.detail,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
+        )
+        if so.rejections and counterexample is None:
+            counterexample = {"property": sp.name, **(so.counterexample or {})}
+            failed = True
+    if stat_rows:
+        evidence["statistical"] = stat_rows
+
+    verdict: Verdict
+    if spec_claim.counterexample is not None:
+        prop = spec_claim.counterexample
+        out = search(
+            prop.name,
+            prop.strategy,
+            prop.check,
+            max_examples=max(1, round(config.max_examples * prop.examples_factor)),
+            seed=config.seed,
+        )
+        evidence["counterexample_search"] = {
+            "name": prop.name,
+            "examples": out.examples,
+            "seconds": round(out.seconds, 3),
+        }
+        if out.found and out.violation is not None:
+            confirmed, exact = _confirm_counterexample(claim_id, out.case)
+            evidence["exact_confirmation"] = exact
+            counterexample = {"search": out.violation.message, **out.violation.details}
+            verdict = "refuted" if confirmed and not failed else "failed"
+        else:
+            verdict = "failed" if failed else "holds"
+    else:
+        verdict = "failed" if failed else spec_claim.expected
+    evidence["seconds"] = round(time.perf_counter() - start, 3)
+    return ClaimResult(
+        claim_id, _statement(claim_id), spec_claim.expected, verdict, evidence, counterexample
+    )
+
+
+def run_claims(
+    ids: Sequence[str] | None = None,
+    config: RunConfig | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[ClaimResult]:
+    """Check the claims ``ids`` (default: all, in CLAIMS.md order)."""
+    chosen = list(ids) if ids else list(CLAIM_IDS)
+    results = []
+    for i, cid in enumerate(chosen):
+        if progress is not None:
+            progress(i, len(chosen), cid)
+        results.append(run_claim(cid, config))
+    if progress is not None:
+        progress(len(chosen), len(chosen), "")
+    return results
+
+
+__all__ = [
+    "CLAIM_CHECKS",
+    "CLAIM_IDS",
+    "ClaimResult",
+    "ClaimSpec",
+    "RunConfig",
+    "run_claim",
+    "run_claims",
+]

@@ -1,0 +1,82 @@
+"""Render the claims ledger as a table or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from properties.claims import ClaimResult
+
+
+def _evidence_line(r: ClaimResult) -> str:
+    ev = r.evidence
+    parts = []
+    proof = ev.get("proof")
+    if proof:
+        scope = (
+            "general n" if proof["scope"] == "general" else "bounded: " + "; ".join(proof["bounds"])
+        )
+        parts.append(f"sympy {'ok' if proof['ok'] else 'FAILED'} ({proof['steps']} steps, {scope})")
+    props = ev.get("properties", [])
+    if props:
+        examples = sum(p["examples"] for p in props)
+        parts.append(f"{len(props)} properties, {examples} examples")
+    for st in ev.get("statistical", []):
+        parts.append(
+            f"{st['tests']} calibrated tests, {st['rejections']} rejections (family alpha {st['family_alpha']})"
+        )
+    search = ev.get("counterexample_search")
+    if search:
+        parts.append(f"counterexample after {search['examples']} examples")
+    exact = ev.get("exact_confirmation")
+    if exact:
+        parts.append("confirmed exactly" if exact["refutes"] else "NOT confirmed exactly")
+    parts.append(f"{ev.get('seconds', 0.0):.2f} s")
+    return "; ".join(parts)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_format_value(v) for v in value) + "]"
+    return str(value)
+
+
+def render_table(results: Sequence[ClaimResult], *, seconds: float) -> str:
+    """The human-readable ledger: one row per claim, then the counterexamples."""
+    width = max(len(r.id) for r in results)
+    lines = [f"{'claim':<{width}}  {'verdict':<8}  {'expected':<8}  evidence", "-" * (width + 80)]
+    for r in results:
+        mark = "" if r.as_expected else "   <-- differs from CLAIMS.md"
+        lines.append(f"{r.id:<{width}}  {r.verdict:<8}  {r.expected:<8}  {_evidence_line(r)}{mark}")
+    shown = [r for r in results if r.counterexample is not None]
+    if shown:
+        lines.append("")
+        lines.append("Counterexamples (shrunk by Hypothesis):")
+        from properties._search import readable
+
+        for r in shown:
+            assert r.counterexample is not None
+            lines.append(f"  {r.id} [{r.verdict}]")
+            for key, value in readable(r.counterexample).items():
+                lines.append(f"      {key}: {_format_value(value)}")
+            exact = r.evidence.get("exact_confirmation")
+            if exact:
+                lines.append(f"      exact (spec/): {exact['report']}")
+    ok = sum(r.as_expected for r in results)
+    lines.append("")
+    lines.append(f"{ok}/{len(results)} claims have their expected verdict ({seconds:.1f} s)")
+    return "\n".join(lines)
+
+
+def render_json(results: Sequence[ClaimResult], *, seconds: float, config: dict[str, Any]) -> str:
+    """``{"claims": [...], "seconds": ..., "config": {...}}``."""
+    return json.dumps(
+        {"claims": [r.to_dict() for r in results], "seconds": round(seconds, 3), "config": config},
+        indent=2,
+    )
+
+
+__all__ = ["render_json", "render_table"]
