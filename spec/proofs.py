@@ -918,8 +918,8 @@ def prove_iterated_amplification_converges(
         return value is True, f"log(kappa + 2) > 0: {value}"
 
     def build() -> list[Step]:
-        steps = _imitation_optimum_steps(lambda qm: qm)[3:4]
-        steps += _best_of_k_steps(_default_astar_mass)[5:]
+        steps = _imitation_optimum_steps(lambda qm: qm)[:4]
+        steps += _best_of_k_steps(_default_astar_mass)[4:]
         steps += [
             check_identity(
                 "a_{t+1} = B_k(p_t)(A*) = 1 - (1 - a_t)^k is the candidate map",

@@ -6,11 +6,14 @@ import dataclasses
 import json
 import re
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sympy import KroneckerDelta, Rational, Symbol
 
 from spec import (
@@ -212,3 +215,32 @@ def test_claim_is_a_frozen_dataclass() -> None:
         claim.expected = "refuted"  # type: ignore[misc]
 
 
+
+
+nonzero_shifts = st.fractions(min_value=-3, max_value=3, max_denominator=7).filter(lambda f: f != 0)
+
+
+@settings(max_examples=8)
+@given(nonzero_shifts)
+def test_any_wrong_baseline_factor_is_not_proved(shift: Fraction) -> None:
+    k = Symbol("k", integer=True, positive=True)
+    proof = get_claim("self-inclusive-baseline-scales").prove(factor=(k - 1) / k + Rational(shift))
+    assert not proof.ok
+
+
+@settings(max_examples=8)
+@given(nonzero_shifts)
+def test_any_wrong_amplification_exponent_is_not_proved(shift: Fraction) -> None:
+    proof = get_claim("iterated-amplification-converges").prove(
+        amplify=lambda a, k: 1 - (1 - a) ** (k + Rational(shift))
+    )
+    assert not proof.ok
+
+
+@settings(max_examples=8)
+@given(nonzero_shifts)
+def test_any_wrong_search_exponent_is_not_proved(shift: Fraction) -> None:
+    proof = get_claim("limited-search-imitation").prove(
+        astar_mass=lambda q, k: 1 - (1 - q) ** (k + Rational(shift))
+    )
+    assert not proof.ok
