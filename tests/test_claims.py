@@ -1,0 +1,178 @@
+"""The claims ledger: every claim gets its expected verdict, and planted errors are caught.
+
+These tests call the very functions ``ida-verify claims`` runs, with the active
+Hypothesis profile's ``max_examples`` (``fast`` by default, ``thorough`` with
+``IDA_VERIFY_PROFILE=thorough``), so pytest and the command cannot disagree.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+from impl import group_mean_baseline, policy_gradient, reinforce
+from impl.types import Gradient, Logits, Rewards, Samples
+from properties import claims as C
+from properties._search import search
+from properties.cli import main
+from properties.strategies import PolicyProblem, policy_problems
+
+
+def _config() -> C.RunConfig:
+    return C.RunConfig(max_examples=settings().max_examples, seed=0)
+
+
+def test_registry_covers_claims_md_in_order() -> None:
+    import spec
+
+    assert list(C.CLAIM_IDS) == [c.id for c in spec.CLAIMS.values()] or set(C.CLAIM_IDS) == set(
+        spec.CLAIMS
+    )
+    assert len(C.CLAIM_IDS) == 14
+    for c in C.CLAIM_CHECKS:
+        assert c.expected == spec.get_claim(c.id).expected
+
+
+@pytest.mark.parametrize("claim_id", C.CLAIM_IDS)
+def test_claim_gets_its_expected_verdict(claim_id: str) -> None:
+    result = C.run_claim(claim_id, _config())
+    assert result.verdict == result.expected, json.dumps(result.to_dict(), indent=2)
+    if result.expected == "refuted":
+        assert result.counterexample is not None
+        assert result.evidence["exact_confirmation"]["refutes"] is True
+    else:
+        assert result.counterexample is None
+        assert all(p["examples"] > 0 for p in result.evidence["properties"])
+
+
+def test_refuted_counterexamples_are_shrunk_to_two_answers() -> None:
+    for cid in (
+        "indicator-reward-stochastic-demonstrator",
+        "rl-equals-imitation-under-limited-search",
+    ):
+        ce = C.run_claim(cid, _config()).counterexample
+        assert ce is not None
+        first_vector = next(v for k, v in ce.items() if k in ("demonstrator q", "scores"))
+        assert len(first_vector) == 2, ce
+
+
+# --- tests that must fail: planted errors in a claim are found and shrunk --------------------
+
+
+def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
+    def wrong(pb: PolicyProblem) -> C.Violation | None:
+        return C._exact_mismatch(
+            group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "no factor"
+        )
+
+    out = search("planted", policy_problems(max_n=5, max_k=4), wrong, max_examples=200, seed=0)
+    assert out.found and out.case is not None
+    # shrunk to the smallest case: k = 1 (where the group mean cancels the reward), n = 2
+    assert out.case.k == 1 and out.case.n == 2
+
+
+def test_self_inclusive_baseline_is_caught_by_the_baseline_property() -> None:
+    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> C.Violation | None:
+        return C._exact_mismatch(
+            group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "baseline"
+        )
+
+    out = search(
+        "planted",
+        policy_problems(min_k=2, max_k=4),
+        self_inclusive_as_if_invariant,
+        max_examples=100,
+        seed=3,
+    )
+    assert out.found
+
+
+def test_missing_minus_p_term_is_caught() -> None:
+    def no_minus_p(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+        onehot = (samples[..., None] == np.arange(logits.size)).astype(np.float64)
+        out: Gradient = (rewards[..., None] * onehot).mean(axis=1)
+        return out
+
+    def check(pb: PolicyProblem) -> C.Violation | None:
+        return C._exact_mismatch(no_minus_p, pb, policy_gradient(pb.logits, pb.scores), "no -p")
+
+    out = search("planted", policy_problems(), check, max_examples=100, seed=0)
+    assert out.found and out.violation is not None and "coordinate" in out.violation.message
+
+
+def test_reinforce_with_a_one_in_a_billion_bias_is_caught() -> None:
+    def tiny_bias(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+        return reinforce(logits, samples, rewards * (1 + 1e-9) + 1e-9)
+
+    def check(pb: PolicyProblem) -> C.Violation | None:
+        return C._exact_mismatch(tiny_bias, pb, policy_gradient(pb.logits, pb.scores), "tiny")
+
+    assert search("planted", policy_problems(), check, max_examples=200, seed=0).found
+
+
+def test_point_mass_and_uniform_demonstrators_are_not_counterexamples() -> None:
+    assert C._counterexample_indicator_stochastic(np.array([0.0, 1.0, 0.0])) is None
+    assert C._counterexample_indicator_stochastic(np.array([0.5, 0.5])) is None
+    assert C._counterexample_indicator_stochastic(np.array([0.25, 0.75])) is not None
+
+
+def test_unbounded_search_proposal_is_not_a_counterexample() -> None:
+    """With q(A*) = 1 the imitation limit is on A* too: the equivalence holds there."""
+    case = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), 2)
+    assert C._counterexample_rl_vs_limited_imitation(case) is None
+
+
+def test_a_wrong_rate_constant_would_be_caught() -> None:
+    """The O(1/t) check is tight enough to fail with a bound 50 times too small."""
+    theta0, s = np.zeros(3), np.array([0.0, 0.5, 1.0])
+    assert C._check_rl_converges((theta0, s)) is None
+    original = C.RL_STEPS
+    tr = C.rl_trajectory(theta0, s, step_size=C.smooth_step_size(s), steps=original)
+    delta = 1.0 - tr.objective(s)[1:]
+    c = np.minimum.accumulate(tr.probs[:, 2])
+    t = np.arange(1, original + 1)
+    assert np.any(delta > 5.0 / 50 / (c[:-1] ** 2 * t))
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+def test_claims_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    status = main(
+        [
+            "claims",
+            "--json",
+            "--max-examples",
+            "5",
+            "self-inclusive-baseline-scales",
+            "rl-equals-imitation-under-limited-search",
+        ]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert [c["id"] for c in out["claims"]] == [
+        "self-inclusive-baseline-scales",
+        "rl-equals-imitation-under-limited-search",
+    ]
+    for c in out["claims"]:
+        assert set(c) == {"id", "statement", "verdict", "expected", "evidence", "counterexample"}
+    assert out["claims"][1]["counterexample"]["k"] == 1
+
+
+def test_claims_command_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", "--max-examples", "3", "indicator-reward-stochastic-demonstrator"]) == 0
+    out = capsys.readouterr().out
+    assert "refuted" in out and "Counterexamples" in out and "1/1 claims" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["claims", "no-such-claim"], ["claims", "--max-examples", "0"], ["claims", "--seed", "-1"]],
+)
+def test_claims_bad_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ida-verify")
