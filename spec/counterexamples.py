@@ -246,9 +246,12 @@ class LimitedSearchCounterexample:
 
 
 def confirm_limited_search_counterexample(
-    scores: Sequence[Any], q: Sequence[Any], k: int
+    scores: Sequence[Any], q: Sequence[Any], k: int, *, normalise: bool = False
 ) -> LimitedSearchCounterexample:
     r"""Exactly compare RL's optimum (mass 1 on :math:`A^*`) with imitation's :math:`B_k(q)`.
+
+    ``q`` must sum exactly to 1 unless ``normalise=True`` (then it is divided by its sum,
+    e.g. after rounding float probabilities to fractions).
 
     >>> r = confirm_limited_search_counterexample([3, 1, 3], [0, 1, 0], 5)
     >>> r.imitation_astar_mass, r.refutes, r.consistent
@@ -257,7 +260,7 @@ def confirm_limited_search_counterexample(
     False
     """
     s = _vector(scores, "scores", min_size=2)
-    qq = _distribution(q, "q", normalise=False)
+    qq = _distribution(q, "q", normalise=normalise)
     kk = _positive_int(k)
     if len(s) != len(qq):
         raise SpecError(f"scores and q must have the same length but got {len(s)} and {len(qq)}")

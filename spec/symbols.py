@@ -20,11 +20,10 @@ General ``n`` is handled two ways:
 
 from __future__ import annotations
 
-import sympy
 from sympy import (
     Function,
     IndexedBase,
-    KroneckerDelta,
+    KroneckerDelta,  # noqa: F401 - used by the module doctest
     Sum,
     Symbol,
     exp,
@@ -97,18 +96,11 @@ def general_p(x: Expr) -> Expr:
     return p(x, vartheta)
 
 
-def concrete_symbols(prefix: str, size: int, **assumptions: bool) -> list[Expr]:
-    """``[prefix0, ..., prefix{size-1}]`` as SymPy symbols with the given assumptions."""
-    return list(sympy.symbols(f"{prefix}0:{size}", **assumptions))
-
-
 __all__ = [
     "N_COORD",
     "PARTITION",
     "F",
-    "KroneckerDelta",
     "Z",
-    "concrete_symbols",
     "general_p",
     "i",
     "j",

@@ -146,3 +146,9 @@ def test_limited_search_rejects_bad_arguments(scores: Any, q: Any, k: Any, match
 
 def test_best_of_k_exact_floats_are_converted_exactly() -> None:
     assert best_of_k_exact([0.5, 0.25], [0.5, 0.5], 1) == (sympy.Rational(1, 2),) * 2
+
+
+def test_limited_search_normalise_divides_by_the_sum() -> None:
+    r = confirm_limited_search_counterexample([0, 1], [1, 3], 1, normalise=True)
+    assert r.q == (sympy.Rational(1, 4), sympy.Rational(3, 4))
+    assert r.imitation_astar_mass == sympy.Rational(3, 4)
