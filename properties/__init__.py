@@ -1,7 +1,39 @@
-"""Hypothesis strategies, property checks for every claim, the estimator checker and the CLI."""
+"""Hypothesis strategies, a property for every claim, the claims ledger and the estimator checker.
+
+The public surface:
+
+* :func:`check_estimator` / :func:`assert_unbiased` / :func:`assert_scaled`: exact
+  verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
+* :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
+* :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
+* :mod:`properties.strategies`: Hypothesis strategies for your own tests.
+"""
 
 from __future__ import annotations
 
+from properties.checker import (
+    EstimatorCheckFailure,
+    EstimatorReport,
+    assert_scaled,
+    assert_unbiased,
+    check_estimator,
+    from_torch_surrogate,
+)
+from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = [
+    "CLAIM_IDS",
+    "ClaimResult",
+    "EstimatorCheckFailure",
+    "EstimatorReport",
+    "RunConfig",
+    "__version__",
+    "assert_scaled",
+    "assert_unbiased",
+    "check_estimator",
+    "from_torch_surrogate",
+    "run_claim",
+    "run_claims",
+]
