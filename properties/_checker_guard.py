@@ -60,13 +60,6 @@ def all_groups(n: int, k: int) -> IntArray:
     return out
 
 
-def read_only(a: Any) -> Any:
-    """A read-only copy of ``a`` (an ndarray)."""
-    out = np.array(a, copy=True)
-    out.setflags(write=False)
-    return out
-
-
 class EstimatorFault(Exception):
     """The estimator misbehaved on a concrete input (raised, bad output, mutation, ...).
 
@@ -105,6 +98,14 @@ def _exception_text(exc: BaseException) -> str:
     return text
 
 
+_SHAPE_WORDS = ("shape", "dimension", "axis", "index", "broadcast", "ndim", "(b, k)", "size")
+
+
+def _looks_like_shape_trouble(exc: BaseException) -> bool:
+    text = f"{type(exc).__name__} {exc}".lower()
+    return isinstance(exc, IndexError) or any(word in text for word in _SHAPE_WORDS)
+
+
 def _is_write_to_read_only(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and "read-only" in str(exc)
 
@@ -137,9 +138,14 @@ def output_eps(dtype: np.dtype[Any]) -> float:
     >>> output_eps(np.dtype(np.float32)) > output_eps(np.dtype(np.float64))
     True
     """
-    if dtype.kind == "f":
-        return max(float(np.finfo(dtype).eps), EPS64)
-    return EPS64
+    eps = _EPS.get(dtype)
+    if eps is None:
+        eps = max(float(np.finfo(dtype).eps), EPS64) if dtype.kind == "f" else EPS64
+        _EPS[dtype] = eps
+    return eps
+
+
+_EPS: dict[np.dtype[Any], float] = {}
 
 
 class GuardedEstimator:
@@ -169,7 +175,7 @@ class GuardedEstimator:
                 samples=samples,
                 rewards=rewards,
                 batched_call=self.batched,
-                hint=self._shape_hint(),
+                hint=self._shape_hint() if _looks_like_shape_trouble(exc) else "",
             ) from None
 
     def _shape_hint(self) -> str:
@@ -238,7 +244,7 @@ class GuardedEstimator:
                 batched_call=self.batched,
                 hint=self._shape_hint(),
             )
-        out: FloatArray = arr.astype(np.float64)
+        out: FloatArray = arr if arr.dtype == np.float64 else arr.astype(np.float64)
         return out, output_eps(arr.dtype)
 
     # -- the batched interface used by the checker ------------------------------
@@ -263,25 +269,28 @@ class GuardedEstimator:
                 values, row_eps = self._check_array(raw, (n,), logits, x, r)
                 g[i] = values
                 eps = max(eps, row_eps)
-        finite = np.isfinite(g)
-        if not finite.all():
-            row = int(np.argmin(finite.all(axis=1)))
-            bad_row = g[row]
-            raise EstimatorFault(
-                "non-finite",
-                f"returned non-finite values {bad_row.tolist()!r} for the group samples="
-                f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
-                logits=logits,
-                samples=samples[row],
-                rewards=rewards[row],
-                batched_call=False,
-            )
         return g, eps
+
+    def non_finite(
+        self, g: FloatArray, logits: FloatArray, samples: IntArray, rewards: FloatArray
+    ) -> EstimatorFault:
+        """The fault for a result ``g`` (from ``samples``/``rewards``) with non-finite values."""
+        row = int(np.argmin(np.isfinite(g).all(axis=1)))
+        return EstimatorFault(
+            "non-finite",
+            f"returned non-finite values {g[row].tolist()!r} for the group samples="
+            f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
+            logits=logits,
+            samples=samples[row],
+            rewards=rewards[row],
+            batched_call=False,
+        )
 
     def check_deterministic(
         self, logits: FloatArray, samples: IntArray, rewards: FloatArray, first: FloatArray, eps: float
     ) -> None:
         """Call again on the same inputs; raise ``nondeterministic`` if the result moved."""
+        first = first.copy()  # the estimator may hand back (and then reuse) its own buffer
         again, _ = self(logits, samples, rewards)
         if np.array_equal(again, first):
             return
@@ -313,5 +322,4 @@ __all__ = [
     "GuardedEstimator",
     "all_groups",
     "output_eps",
-    "read_only",
 ]

@@ -1,0 +1,206 @@
+"""Benchmark the exact estimator checker against the usual hand-written Monte Carlo check.
+
+Run:  PYTHONPATH=. python benchmarks/bench_checker.py [--seed 0] [--false-alarm-seeds 20]
+
+For every entry of :mod:`impl.catalogue` (batched, group sizes ``min_k..4``):
+
+* the checker (:func:`properties.check_estimator`): verdict, right/wrong against the
+  catalogue's verdict (a "scaled" verdict must also get c_k right), seconds;
+* the usual check: a seeded Monte Carlo mean over ``MC_GROUPS`` groups per k on one
+  random problem, compared with the exact gradient by
+  ``np.allclose(mean, grad, rtol=0.05, atol=0.01)``: it says "passes" or "fails" (an
+  exception or NaN is "fails"); it is counted right when it passes exactly the
+  unbiased entries (a generous reading: it cannot tell scaled, biased and error apart).
+
+Figures printed: the median time to catch a non-unbiased entry (biased, and all
+wrong ones), the median time to certify a correct one (unbiased or scaled), the
+batched-path overhead (time inside the checker's exact evaluation, guard included,
+over the time of the bare estimator on the same groups), and optionally the number
+of false alarms on correct entries over ``--false-alarm-seeds`` seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import properties.checker as checker_module
+from impl.catalogue import CATALOGUE, CatalogueEntry
+from impl.policy import policy_gradient, softmax
+from properties.checker import EstimatorReport, check_estimator
+
+MC_GROUPS = 20_000
+"""Groups in the hand-written Monte Carlo check (per k)."""
+
+MC_RTOL, MC_ATOL = 0.05, 0.01
+"""The hand-picked tolerances of the usual check."""
+
+MC_N = 4
+"""Answers in the Monte Carlo check's problem."""
+
+
+def group_sizes(entry: CatalogueEntry) -> tuple[int, ...]:
+    return tuple(range(entry.min_k, 5))
+
+
+def checker_right(entry: CatalogueEntry, report: EstimatorReport) -> bool:
+    if report.verdict != entry.expected:
+        return False
+    if entry.expected == "scaled":
+        assert entry.scale is not None and report.scale is not None
+        return all(abs(c - entry.scale(k)) <= 1e-9 * abs(entry.scale(k)) for k, c in report.scale.items())
+    return True
+
+
+def monte_carlo_passes(fn: Callable[..., Any], ks: tuple[int, ...], seed: int) -> bool:
+    """The usual test: seeded MC mean vs the exact gradient, np.allclose(rtol=0.05, atol=0.01)."""
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=MC_N)
+    scores = rng.uniform(size=MC_N)
+    p = softmax(logits)
+    grad = policy_gradient(logits, scores)
+    for k in ks:
+        samples = rng.choice(MC_N, p=p, size=(MC_GROUPS, k))
+        try:
+            with np.errstate(all="ignore"):
+                g = np.asarray(fn(logits.copy(), samples, scores[samples]), dtype=np.float64)
+        except Exception:
+            return False
+        if g.shape != (MC_GROUPS, MC_N) or not np.all(np.isfinite(g)):
+            return False
+        if not np.allclose(g.mean(axis=0), grad, rtol=MC_RTOL, atol=MC_ATOL):
+            return False
+    return True
+
+
+class EvaluationTimer:
+    """Times the checker's exact evaluation (guard included) and records its calls."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.calls: list[tuple[Any, Any, Any]] = []
+        self._evaluate = checker_module.evaluate
+
+    def __enter__(self) -> EvaluationTimer:
+        def timed(guard: Any, theta: Any, scores: Any, k: int, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return self._evaluate(guard, theta, scores, k, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - start
+                self.calls.append((theta, scores, k))
+
+        checker_module.evaluate = timed  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        checker_module.evaluate = self._evaluate  # type: ignore[assignment]
+
+
+def bare_seconds(fn: Callable[..., Any], calls: list[tuple[Any, Any, Any]], repeat: int = 3) -> float:
+    """Best-of-``repeat`` time of calling ``fn`` directly on every problem's groups."""
+    from properties._checker_guard import all_groups
+
+    prepared = []
+    for theta, scores, k in calls:
+        x = np.array(all_groups(theta.size, k))
+        prepared.append((theta.copy(), x, scores[x]))
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for theta, x, r in prepared:
+            fn(theta, x, r)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-examples", type=int, default=checker_module.DEFAULT_MAX_EXAMPLES)
+    parser.add_argument("--false-alarm-seeds", type=int, default=0,
+                        help="also count false alarms on correct entries over this many seeds")
+    args = parser.parse_args()
+
+    print(f"{'entry':34} {'expected':9} {'checker':9} {'ok':3} {'sec':>6}   {'MC check':8} {'ok':3} {'sec':>6}")
+    rows = []
+    ratios = []
+    for entry in CATALOGUE:
+        ks = group_sizes(entry)
+        with EvaluationTimer() as timer:
+            start = time.perf_counter()
+            report = check_estimator(entry.fn, batched=True, group_sizes=ks, seed=args.seed,
+                                     max_examples=args.max_examples, name=entry.name)
+            check_s = time.perf_counter() - start
+        if report.verdict in ("unbiased", "scaled") and timer.calls:
+            bare = bare_seconds(entry.fn, timer.calls)
+            ratios.append((entry.name, timer.seconds / bare, timer.seconds, bare, check_s))
+        start = time.perf_counter()
+        mc_pass = monte_carlo_passes(entry.fn, ks, args.seed)
+        mc_s = time.perf_counter() - start
+        ok = checker_right(entry, report)
+        mc_ok = mc_pass == (entry.expected == "unbiased")
+        rows.append((entry, report, check_s, ok, mc_pass, mc_s, mc_ok))
+        print(f"{entry.name:34} {entry.expected:9} {report.verdict:9} {'yes' if ok else 'NO':3} "
+              f"{check_s:6.3f}   {'passes' if mc_pass else 'fails':8} {'yes' if mc_ok else 'NO':3} {mc_s:6.3f}")
+
+    def median(values: list[float]) -> float:
+        return statistics.median(values) if values else float("nan")
+
+    correct = [r for r in rows if r[0].expected in ("unbiased", "scaled")]
+    biased = [r for r in rows if r[0].expected == "biased"]
+    wrong = [r for r in rows if r[0].expected != "unbiased"]
+    print()
+    print(f"catalogue: {len(rows)} entries ({len(correct)} correct: unbiased or scaled; "
+          f"{len(biased)} biased; {len(rows) - len(correct) - len(biased)} error)")
+    print(f"exact checker : right {sum(r[3] for r in rows):2d}, wrong {sum(not r[3] for r in rows):2d}; "
+          f"total {sum(r[2] for r in rows):.2f} s")
+    print(f"Monte Carlo   : right {sum(r[6] for r in rows):2d}, wrong {sum(not r[6] for r in rows):2d}; "
+          f"total {sum(r[5] for r in rows):.2f} s  (2e4 groups/k, allclose rtol=0.05 atol=0.01)")
+    mc_missed = [r[0].name for r in wrong if r[4]]
+    mc_false = [r[0].name for r in rows if r[0].expected == "unbiased" and not r[4]]
+    print(f"  MC passed {len(mc_missed)} wrong estimators: {', '.join(mc_missed) or '-'}")
+    print(f"  MC failed {len(mc_false)} unbiased estimators: {', '.join(mc_false) or '-'}")
+    print(f"median time to catch a biased estimator : {median([r[2] for r in biased]):.4f} s "
+          f"(checker)  vs {median([r[5] for r in biased]):.4f} s (MC)")
+    print(f"median time to catch any wrong estimator: {median([r[2] for r in wrong]):.4f} s")
+    print(f"median time to certify a correct one    : {median([r[2] for r in correct]):.4f} s "
+          f"(checker, {args.max_examples} generated problems + battery)")
+    if ratios:
+        total_eval = sum(r[2] for r in ratios)
+        total_bare = sum(r[3] for r in ratios)
+        print(f"batched path overhead: exact evaluation (guard + engine) / bare estimator on the same "
+              f"groups = {total_eval / total_bare:.2f}x overall, median {median([r[1] for r in ratios]):.2f}x, "
+              f"max {max(r[1] for r in ratios):.2f}x ({max(ratios, key=lambda r: r[1])[0]})")
+        print(f"  (evaluation {total_eval:.2f} s of {sum(r[4] for r in ratios):.2f} s checking; the rest "
+              "is Hypothesis generating and shrinking problems)")
+
+    if args.false_alarm_seeds:
+        alarms = 0
+        runs = 0
+        for seed in range(args.false_alarm_seeds):
+            for entry in CATALOGUE:
+                if entry.expected not in ("unbiased", "scaled"):
+                    continue
+                report = check_estimator(entry.fn, batched=True, group_sizes=group_sizes(entry),
+                                         seed=seed, max_examples=args.max_examples)
+                runs += 1
+                if not checker_right(entry, report):
+                    alarms += 1
+                    print(f"FALSE ALARM seed={seed} {entry.name}: {report.message.splitlines()[0]}")
+        print(f"false alarms on correct entries: {alarms} of {runs} checks "
+              f"({args.false_alarm_seeds} seeds x {runs // max(args.false_alarm_seeds, 1)} entries)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
