@@ -8,7 +8,7 @@ dynamics (:mod:`impl.dynamics`) and the exact expectation engine
 
 from __future__ import annotations
 
-from impl import catalogue
+from impl import catalogue as catalogue
 from impl.dynamics import (
     Trajectory,
     amplification_trajectory,
