@@ -1132,12 +1132,17 @@ def _confirm_counterexample(claim_id: str, case: Any) -> tuple[bool, dict[str, A
     import spec
 
     if claim_id == "indicator-reward-stochastic-demonstrator":
-        ind = spec.confirm_indicator_counterexample([_rational(x, snap=True) for x in case])
+        ind = spec.confirm_indicator_counterexample(
+            [_rational(x, snap=True) for x in case], normalise=True
+        )
         confirmed = ind.refutes and not ind.imitation_optimum_is_rl_optimal
         return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": ind.report()}
     s, q, k = case
     lim = spec.confirm_limited_search_counterexample(
-        [_rational(x, snap=False) for x in s], [_rational(x, snap=True) for x in q], int(k)
+        [_rational(x, snap=False) for x in s],
+        [_rational(x, snap=True) for x in q],
+        int(k),
+        normalise=True,
     )
     confirmed = lim.refutes and lim.consistent
     return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": lim.report()}
