@@ -12,6 +12,7 @@ input that was written).
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -151,21 +152,26 @@ _EPS: dict[np.dtype[Any], float] = {}
 class GuardedEstimator:
     """A user estimator behind a guard: batched in, ``(B, n)`` float64 out, or :class:`EstimatorFault`.
 
-    ``calls`` counts calls into user code; ``user_seconds`` is not tracked here (the
-    benchmark times the bare estimator separately).
+    ``calls`` counts calls into user code and ``user_seconds`` the time spent inside it
+    (so that the checker's own overhead can be measured against it).
     """
 
     def __init__(self, fn: Callable[..., Any], *, batched: bool) -> None:
         self.fn = fn
         self.batched = batched
         self.calls = 0
+        self.user_seconds = 0.0
 
     # -- one call into user code ------------------------------------------------
     def _invoke(self, logits: FloatArray, samples: IntArray, rewards: FloatArray) -> Any:
         self.calls += 1
+        start = time.perf_counter()
         try:
-            return self.fn(logits, samples, rewards)
+            out = self.fn(logits, samples, rewards)
+            self.user_seconds += time.perf_counter() - start
+            return out
         except Exception as exc:
+            self.user_seconds += time.perf_counter() - start
             if _is_write_to_read_only(exc):
                 raise self._mutation_fault(logits, samples, rewards, exc) from None
             raise EstimatorFault(
@@ -258,7 +264,12 @@ class GuardedEstimator:
         n = logits.size
         b = samples.shape[0]
         if self.batched:
-            raw = self._invoke(logits, samples, rewards)
+            try:
+                raw = self._invoke(logits, samples, rewards)
+            except EstimatorFault as fault:
+                if fault.kind == "raised" and b > 1:
+                    self._narrow(fault, logits, samples, rewards)
+                raise
             g, eps = self._check_array(raw, (b, n), logits, samples, rewards)
         else:
             g = np.empty((b, n))
@@ -271,11 +282,34 @@ class GuardedEstimator:
                 eps = max(eps, row_eps)
         return g, eps
 
+    def _narrow(
+        self, fault: EstimatorFault, logits: FloatArray, samples: IntArray, rewards: FloatArray
+    ) -> None:
+        """Point ``fault`` at the first single group (a batch of one) that also raises."""
+        for i in range(samples.shape[0]):
+            try:
+                self.fn(logits, samples[i : i + 1], rewards[i : i + 1])
+            except Exception:
+                fault.samples = np.array(samples[i : i + 1])
+                fault.rewards = np.array(rewards[i : i + 1])
+                return
+
     def non_finite(
         self, g: FloatArray, logits: FloatArray, samples: IntArray, rewards: FloatArray
     ) -> EstimatorFault:
         """The fault for a result ``g`` (from ``samples``/``rewards``) with non-finite values."""
-        row = int(np.argmin(np.isfinite(g).all(axis=1)))
+        finite_rows = np.isfinite(g).all(axis=1)
+        if finite_rows.all():
+            return EstimatorFault(
+                "non-finite",
+                f"returned values so large (up to {float(np.abs(g).max()):.3g}) that E[g] "
+                "overflows float64",
+                logits=logits,
+                samples=samples,
+                rewards=rewards,
+                batched_call=self.batched,
+            )
+        row = int(np.argmin(finite_rows))
         return EstimatorFault(
             "non-finite",
             f"returned non-finite values {g[row].tolist()!r} for the group samples="

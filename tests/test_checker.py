@@ -411,3 +411,31 @@ def test_torch_surrogate_adapter() -> None:
 
     assert check_estimator(from_torch_surrogate(surrogate), max_examples=5).verdict == "unbiased"
     assert check_estimator(from_torch_surrogate(surrogate_group_mean), max_examples=5).verdict == "scaled"
+
+
+def test_nan_is_reported_as_non_finite_not_as_nondeterminism() -> None:
+    from impl.catalogue import get
+
+    report = check_estimator(get("rloo-unguarded").fn, batched=True, group_sizes=(1, 2), max_examples=0)
+    assert report.error is not None and report.error.kind == "non-finite", report.message
+
+
+def test_batched_exception_is_narrowed_to_one_group() -> None:
+    def fails_on_ties(logits: Any, samples: Any, rewards: Any) -> Any:
+        if np.any(samples[:, 0] == samples[:, -1]):
+            raise ValueError("tie")
+        return reinforce(logits, samples, rewards)
+
+    report = check_estimator(fails_on_ties, batched=True, group_sizes=(3,), max_examples=0)
+    assert report.error is not None and report.error.kind == "raised"
+    assert np.asarray(report.error.samples).shape == (1, 3)
+    assert "samples=np.array([[0, 0, 0]])" in report.message
+
+
+def test_torch_tensor_outputs_are_accepted() -> None:
+    torch = pytest.importorskip("torch")
+
+    def tensor_out(logits: Any, samples: Any, rewards: Any) -> Any:
+        return torch.tensor(per_group_reinforce(logits, samples, rewards), requires_grad=True)
+
+    assert check_estimator(tensor_out, max_examples=5).verdict == "unbiased"
