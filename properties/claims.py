@@ -892,8 +892,15 @@ SEARCH_CASES: tuple[tuple[tuple[float, ...], tuple[float, ...], int], ...] = (
 
 
 def _sampled_limited_search(seed: int) -> StatOutcome:
-    """Imitation of sampled search demos (tabular MLE = empirical frequencies) fits B_k(q), not X*."""
-    alpha = stats.bonferroni(FAMILY_ALPHA, len(SEARCH_CASES))
+    """Imitation of sampled search demos (tabular MLE = empirical frequencies) fits B_k(q), not X*.
+
+    Each answer's demo count is exactly Binomial(demos, B_k(q)(x)); one exact two-sided
+    binomial test per answer, Bonferroni over all answers of all cases.  (A Pearson
+    chi-square fit was measured at 8 family alarms in 5000 seeds, above its stated 1e-3:
+    its asymptotic tail is too light this far out, so the exact per-cell tests replace it.)
+    """
+    cells = sum(len(s_t) for s_t, _, _ in SEARCH_CASES)
+    alpha = stats.bonferroni(FAMILY_ALPHA, cells)
     rejections, parts = 0, []
     ce: dict[str, Any] | None = None
     for i, (s_t, q_t, k) in enumerate(SEARCH_CASES):
@@ -901,31 +908,29 @@ def _sampled_limited_search(seed: int) -> StatOutcome:
         demos = best_of_k_sample(s, q, k, SEARCH_DEMOS, np.random.default_rng([seed, i]))
         counts = np.bincount(demos, minlength=s.size)
         b = best_of_k_distribution(s, q, k)
-        test = stats.chisquare_test(counts, b, alpha=alpha)
         a_star = list(Problem(s).maximisers)
         parts.append(
             f"fit p(A*)={counts[a_star].sum() / SEARCH_DEMOS:.3f} vs B_k(A*)={b[a_star].sum():.3f}"
         )
-        if test.rejected:
-            rejections += 1
-            ce = {
-                "scores": s,
-                "q": q,
-                "k": k,
-                "counts": counts,
-                "B_k(q)": b,
-                "p-value": test.pvalue,
-            }
-    from scipy import stats as sps
-
-    df = 4
-    crit = sps.chi2.isf(alpha, df)
-    power = float(sps.ncx2.sf(crit, df, SEARCH_DEMOS * 0.15**2))
+        for x in range(s.size):
+            test = stats.binomial_test(int(counts[x]), SEARCH_DEMOS, float(b[x]), alpha=alpha)
+            if test.rejected:
+                rejections += 1
+                ce = {
+                    "scores": s,
+                    "q": q,
+                    "k": k,
+                    "answer": x,
+                    "counts": counts,
+                    "B_k(q)": b,
+                    "p-value": test.pvalue,
+                }
+    power = stats.power_binomial_two_sided(SEARCH_DEMOS, 0.5, 0.56, alpha=alpha)
     return StatOutcome(
-        len(SEARCH_CASES),
+        cells,
         rejections,
         FAMILY_ALPHA,
-        f"{power:.3f} per case against an effect size w = 0.15 (df = 4)",
+        f"{power:.3f} per answer against a shift of its mass from 0.5 to 0.56",
         "; ".join(parts),
         ce,
     )
@@ -1098,7 +1103,12 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
                 _check_limited_search,
             ),
         ),
-        (StatProperty("sampled search demos fit B_k(q) (chi-square)", _sampled_limited_search),),
+        (
+            StatProperty(
+                "sampled search demos fit B_k(q) (exact binomial per answer)",
+                _sampled_limited_search,
+            ),
+        ),
     ),
     ClaimSpec(
         "rl-equals-imitation-under-limited-search",
