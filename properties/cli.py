@@ -70,4 +70,8 @@ def entry() -> NoReturn:  # pragma: no cover - thin wrapper for the console scri
 
 
 if __name__ == "__main__":  # pragma: no cover
-    entry()
+    # Run through the package module, so that UsageError raised by the subcommands is the
+    # same class as the one caught in main() (under -m this file is __main__, a second copy).
+    from properties.cli import entry as _entry
+
+    _entry()

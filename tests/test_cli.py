@@ -44,3 +44,15 @@ def test_console_script_module_runs() -> None:
         [sys.executable, "-m", "properties.cli", "--version"], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0 and __version__ in result.stdout
+
+
+def test_bad_usage_under_python_dash_m_is_one_line_exit_2() -> None:
+    """Under ``python -m properties.cli`` the module is __main__; UsageError must still be caught."""
+    result = subprocess.run(
+        [sys.executable, "-m", "properties.cli", "check", "no_such_file.py:f"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
