@@ -14,8 +14,9 @@ Every bound is keyword-only and checked up front; a bad bound raises
 :class:`impl.errors.InvalidArgument` when the strategy is built.
 
 >>> from hypothesis import find
->>> find(score_tables(3, min_distinct=3), lambda s: True).tolist()
-[0.0, 1.0, -1.0]
+>>> s = find(score_tables(3, min_distinct=3), lambda s: s.min() < 0)
+>>> len(set(s.tolist())), bool(s.min() < 0)
+(3, True)
 """
 
 from __future__ import annotations
