@@ -399,6 +399,7 @@ def test_cli_bad_usage_exits_2_with_one_line(
     assert len(lines) == 1 and lines[0].startswith("ida-verify check:"), captured.err
 
 
+@pytest.mark.torch
 def test_torch_surrogate_adapter() -> None:
     torch = pytest.importorskip("torch")
     from properties.checker import from_torch_surrogate
@@ -432,6 +433,7 @@ def test_batched_exception_is_narrowed_to_one_group() -> None:
     assert "samples=np.array([[0, 0, 0]])" in report.message
 
 
+@pytest.mark.torch
 def test_torch_tensor_outputs_are_accepted() -> None:
     torch = pytest.importorskip("torch")
 
