@@ -611,11 +611,8 @@ def _counterexample_indicator_stochastic(q: FloatArray) -> Violation | None:
     if _max_abs(grad_at_q) <= EXACT_RTOL:
         return None  # q is stationary for RL too (q uniform on its support)
     # train both from the imitation optimum: imitation stays, RL drifts to argmax q
-    theta = theta_q.copy()
-    for _ in range(3000):
-        p = softmax(theta)
-        theta = theta + 2.0 * p * (q - p @ q)  # exact ascent on q.p
-    p_rl = softmax(theta)
+    # exact RL ascent: the expected reward of answer x is q_x, so J = q.p
+    p_rl = rl_trajectory(theta_q, q, step_size=smooth_step_size(q), steps=3000).probs[-1]
     tv = 0.5 * float(np.abs(p_rl - q).sum())
     if tv < 0.05:
         return None
