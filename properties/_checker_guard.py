@@ -12,6 +12,7 @@ input that was written).
 
 from __future__ import annotations
 
+import itertools
 import time
 import traceback
 from collections.abc import Callable
@@ -120,7 +121,10 @@ def _coerce(raw: Any) -> tuple[Any, str]:
         try:
             raw = detach().cpu().numpy()
         except Exception as exc:
-            return None, f"returned a tensor that cannot be converted to NumPy: {_exception_text(exc)}"
+            return (
+                None,
+                f"returned a tensor that cannot be converted to NumPy: {_exception_text(exc)}",
+            )
     try:
         arr = np.asarray(raw)
     except Exception as exc:
@@ -209,10 +213,24 @@ class GuardedEstimator:
             for name, a in originals.items()
             if copies[name].shape != a.shape or not np.array_equal(copies[name], a, equal_nan=True)
         ]
-        which = " and ".join(changed) if changed else "one of its inputs"
+        if not changed:
+            # a write that left the values as they were (say rewards -= 0): find the smallest
+            # set of inputs which, made writeable, lets the call through
+            for size in (1, 2, 3):
+                for subset in itertools.combinations(originals, size):
+                    if not self._write_fails_without(subset, originals):
+                        changed = list(subset)
+                        break
+                if changed:
+                    break
+        which = (
+            (("input " if len(changed) == 1 else "inputs ") + " and ".join(changed))
+            if changed
+            else "inputs"
+        )
         return EstimatorFault(
             "mutated-input",
-            f"wrote into its input {which} (the checker passes read-only arrays; the write "
+            f"wrote into its {which} (the checker passes read-only arrays; the write "
             f"raised {_exception_text(exc)}). An estimator must not change its arguments: "
             "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)",
             logits=logits,
@@ -220,6 +238,18 @@ class GuardedEstimator:
             rewards=rewards,
             batched_call=self.batched,
         )
+
+    def _write_fails_without(self, writable: tuple[str, ...], originals: dict[str, Any]) -> bool:
+        """Whether the call still fails on a read-only input when ``writable`` are writeable copies."""
+        args = {
+            name: (np.array(a, copy=True) if name in writable else a)
+            for name, a in originals.items()
+        }
+        try:
+            self.fn(args["logits"], args["samples"], args["rewards"])
+        except Exception as exc:
+            return _is_write_to_read_only(exc)
+        return False
 
     def _check_array(
         self,
@@ -321,7 +351,12 @@ class GuardedEstimator:
         )
 
     def check_deterministic(
-        self, logits: FloatArray, samples: IntArray, rewards: FloatArray, first: FloatArray, eps: float
+        self,
+        logits: FloatArray,
+        samples: IntArray,
+        rewards: FloatArray,
+        first: FloatArray,
+        eps: float,
     ) -> None:
         """Call again on the same inputs; raise ``nondeterministic`` if the result moved."""
         first = first.copy()  # the estimator may hand back (and then reuse) its own buffer

@@ -50,7 +50,12 @@ def per_group_rloo(logits: Any, samples: Any, rewards: Any) -> Any:
 
 
 def test_correct_estimators_are_unbiased_batched_and_per_group() -> None:
-    for fn, batched in ((reinforce, True), (rloo, True), (per_group_reinforce, False), (per_group_rloo, False)):
+    for fn, batched in (
+        (reinforce, True),
+        (rloo, True),
+        (per_group_reinforce, False),
+        (per_group_rloo, False),
+    ):
         report = check_estimator(fn, batched=batched, max_examples=FEW)
         assert report.verdict == "unbiased", report.message
         assert report.scale == {2: 1.0, 3: 1.0, 4: 1.0}
@@ -176,7 +181,9 @@ def _nan(logits: Any, samples: Any, rewards: Any) -> Any:
 
 
 def _noisy(logits: Any, samples: Any, rewards: Any) -> Any:
-    return per_group_reinforce(logits, samples, rewards) + np.random.default_rng().normal(size=np.size(logits))
+    return per_group_reinforce(logits, samples, rewards) + np.random.default_rng().normal(
+        size=np.size(logits)
+    )
 
 
 def _mutates(logits: Any, samples: Any, rewards: Any) -> Any:
@@ -253,21 +260,45 @@ def test_checker_never_mutates_or_keeps_writeable_views() -> None:
 
 
 def test_report_to_dict_is_json_serialisable_for_every_verdict() -> None:
-    for fn, batched in ((reinforce, True), (group_mean_baseline, True), (_raises, False), (_nan, False)):
+    for fn, batched in (
+        (reinforce, True),
+        (group_mean_baseline, True),
+        (_raises, False),
+        (_nan, False),
+    ):
         report = check_estimator(fn, batched=batched, max_examples=0)
         data = json.loads(json.dumps(report.to_dict()))
         assert data["verdict"] == report.verdict
         assert str(report) == report.message == data["message"]
     biased = check_estimator(lambda t, x, r: -per_group_reinforce(t, x, r), max_examples=0)
     data = biased.to_dict()
-    assert set(data["counterexample"]) >= {"logits", "scores", "k", "expectation", "gradient", "multiple", "residual"}
+    assert set(data["counterexample"]) >= {
+        "logits",
+        "scores",
+        "k",
+        "expectation",
+        "gradient",
+        "multiple",
+        "residual",
+    }
 
 
 def test_biased_message_is_a_bug_report() -> None:
-    report = check_estimator(lambda t, x, r: 2 * per_group_reinforce(t, x, r) * _softmax(t)[x].mean(), max_examples=0)
+    report = check_estimator(
+        lambda t, x, r: 2 * per_group_reinforce(t, x, r) * _softmax(t)[x].mean(), max_examples=0
+    )
     text = report.message
-    for needle in ("BIASED", "logits = np.array(", "scores = np.array(", "E[g]_i", "grad J_i",
-                   "tolerance", "expectation_of(fn", "seed=0", "<--"):
+    for needle in (
+        "BIASED",
+        "logits = np.array(",
+        "scores = np.array(",
+        "E[g]_i",
+        "grad J_i",
+        "tolerance",
+        "expectation_of(fn",
+        "seed=0",
+        "<--",
+    ):
         assert needle in text, text
 
 
@@ -341,7 +372,7 @@ def test_rtol_override_accepts_float32_internals() -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-USER_FILE = '''
+USER_FILE = """
 import numpy as np
 
 def est(logits, samples, rewards):
@@ -352,7 +383,7 @@ def bad(logits, samples, rewards):
     return -est(logits, samples, rewards)
 
 NOT_CALLABLE = 3
-'''
+"""
 
 
 @pytest.fixture
@@ -411,13 +442,18 @@ def test_torch_surrogate_adapter() -> None:
         return -((rewards - rewards.mean()) * torch.log_softmax(logits, 0)[samples]).mean()
 
     assert check_estimator(from_torch_surrogate(surrogate), max_examples=5).verdict == "unbiased"
-    assert check_estimator(from_torch_surrogate(surrogate_group_mean), max_examples=5).verdict == "scaled"
+    assert (
+        check_estimator(from_torch_surrogate(surrogate_group_mean), max_examples=5).verdict
+        == "scaled"
+    )
 
 
 def test_nan_is_reported_as_non_finite_not_as_nondeterminism() -> None:
     from impl.catalogue import get
 
-    report = check_estimator(get("rloo-unguarded").fn, batched=True, group_sizes=(1, 2), max_examples=0)
+    report = check_estimator(
+        get("rloo-unguarded").fn, batched=True, group_sizes=(1, 2), max_examples=0
+    )
     assert report.error is not None and report.error.kind == "non-finite", report.message
 
 
@@ -441,3 +477,22 @@ def test_torch_tensor_outputs_are_accepted() -> None:
         return torch.tensor(per_group_reinforce(logits, samples, rewards), requires_grad=True)
 
     assert check_estimator(tensor_out, max_examples=5).verdict == "unbiased"
+
+
+def test_a_value_preserving_write_still_names_the_input() -> None:
+    """``rewards -= rewards.mean()`` on all-zero rewards changes nothing, yet it is a write."""
+
+    def centre_in_place(logits: Any, samples: Any, rewards: Any) -> Any:
+        rewards -= rewards.mean()
+        return per_group_reinforce(logits, samples, rewards)
+
+    report = check_estimator(centre_in_place, max_examples=5)
+    assert report.verdict == "error"
+    assert "its input rewards" in report.message
+
+
+def test_writes_into_two_inputs_name_both() -> None:
+    from impl.catalogue import get
+
+    report = check_estimator(get("in-place-sort-by-reward").fn, batched=True, max_examples=5)
+    assert report.verdict == "error" and "inputs samples and rewards" in report.message
