@@ -87,7 +87,11 @@ def group_log_probs(logits: Any, groups: IntArray) -> FloatArray:
 def iter_groups(
     logits: Any, scores: Any, k: int, *, chunk_size: int = DEFAULT_CHUNK
 ) -> Iterator[tuple[IntArray, FloatArray, FloatArray]]:
-    """Yield ``(samples, rewards, probabilities)`` chunks covering all ``n**k`` groups."""
+    """Yield ``(samples, rewards, probabilities)`` chunks covering all ``n**k`` groups.
+
+    >>> [(x.shape, r.tolist(), w.tolist()) for x, r, w in iter_groups([0.0, 0.0], [1.0, 2.0], 1)]
+    [((2, 1), [[1.0], [2.0]], [0.5, 0.5])]
+    """
     theta = float_vector(logits, "logits")
     s = float_vector(scores, "scores")
     if s.size != theta.size:
