@@ -21,7 +21,7 @@ def _evidence_line(r: ClaimResult) -> str:
     props = ev.get("properties", [])
     if props:
         examples = sum(p["examples"] for p in props)
-        parts.append(f"{len(props)} properties, {examples} examples")
+        parts.append(f"{len(props)} {'property' if len(props) == 1 else 'properties'}, {examples} examples")
     for st in ev.get("statistical", []):
         parts.append(
             f"{st['tests']} calibrated tests, {st['rejections']} rejections (family alpha {st['family_alpha']})"
