@@ -56,3 +56,19 @@ def test_bad_usage_under_python_dash_m_is_one_line_exit_2() -> None:
     )
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_installed_console_script_runs_the_main_job() -> None:
+    """The Quickstart's main job, through the installed ``ida-verify`` entry point."""
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "ida-verify"
+    assert script.exists(), f"ida-verify is not installed beside {sys.executable}: pip install ."
+    result = subprocess.run(
+        [str(script), "claims", "--max-examples", "3", "self-inclusive-baseline-scales"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1/1 claims have their expected verdict" in result.stdout
