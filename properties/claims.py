@@ -60,6 +60,7 @@ from properties.strategies import (
     logits,
     policy_problems,
     score_tables,
+    search_problems,
 )
 
 Verdict = Literal["proved", "holds", "refuted", "failed"]
@@ -318,17 +319,6 @@ def _trajectory_cases(draw: st.DrawFn, *, min_distinct: int = 2) -> tuple[FloatA
     return draw(logits(n, max_abs=3.0)), draw(
         score_tables(n, min_distinct=min_distinct, max_magnitude=10.0)
     )
-
-
-@st.composite
-def _search_cases(
-    draw: st.DrawFn, *, partial_maximisers: bool = True
-) -> tuple[FloatArray, FloatArray, int]:
-    """(scores, proposal q, k); with ``partial_maximisers`` 0 < q(A*) < 1."""
-    n = draw(st.integers(2, 5))
-    scores = draw(score_tables(n, min_distinct=2, max_magnitude=10.0))
-    q = draw(distributions(n, full_support=True))
-    return scores, q, draw(st.integers(1, 4))
 
 
 @st.composite
@@ -1131,7 +1121,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
         (
             Property(
                 "B_k(q) closed form = exact enumeration; B_k(A*) = 1-(1-q(A*))^k < 1; imitation -> B_k(q)",
-                _search_cases(),
+                search_problems(),
                 _check_limited_search,
             ),
         ),
@@ -1147,7 +1137,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
         "refuted",
         counterexample=Property(
             "scores, proposal and k where RL and imitation of best-of-k differ",
-            _search_cases(),
+            search_problems(),
             _counterexample_rl_vs_limited_imitation,
             0.5,
         ),
@@ -1158,7 +1148,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
         (
             Property(
                 "B_k(q)(A*) increases to 1 in k; large k returns the tie-rule winner",
-                _search_cases(),
+                search_problems(),
                 _check_unbounded_limit,
             ),
         ),
@@ -1169,7 +1159,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
         (
             Property(
                 "p_{t+1} = B_k(p_t): a_t follows 1-(1-a)^k, strictly increasing to 1",
-                _search_cases(),
+                search_problems(),
                 _check_amplification,
             ),
         ),

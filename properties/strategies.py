@@ -200,6 +200,42 @@ def demonstrators(n: int, *, deterministic: bool | None = None) -> st.SearchStra
     return point if deterministic else spread
 
 
+def proposals(n: int, *, full_support: bool = True) -> st.SearchStrategy[Probs]:
+    """Proposal distributions ``q`` for best-of-k search (full support by default).
+
+    With full support and at least two distinct scores, ``0 < q(A*) < 1``: the regime
+    where limited search differs from exhaustive search.
+    """
+    return distributions(n, full_support=full_support)
+
+
+def search_problems(
+    *,
+    min_n: int = 2,
+    max_n: int = 5,
+    min_k: int = 1,
+    max_k: int = 4,
+    full_support: bool = True,
+) -> st.SearchStrategy[tuple[FloatArray, Probs, int]]:
+    """``(scores, proposal q, k)`` for best-of-k search; scores take at least two distinct values.
+
+    >>> from hypothesis import find
+    >>> s, q, k = find(search_problems(min_n=3, max_n=3), lambda c: c[2] == 2)
+    >>> s.shape, q.shape, k
+    ((3,), (3,), 2)
+    """
+    sizes = answer_set_sizes(min_n=min_n, max_n=max_n)
+    ks = group_sizes(min_k=min_k, max_k=max_k)
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[FloatArray, Probs, int]:
+        n = draw(sizes)
+        scores = draw(score_tables(n, min_distinct=2, max_magnitude=10.0))
+        return scores, draw(proposals(n, full_support=full_support)), draw(ks)
+
+    return build()
+
+
 @dataclass(frozen=True)
 class PolicyProblem:
     """A generated problem for an estimator: logits, the score table and a group size ``k``."""
@@ -251,6 +287,8 @@ __all__ = [
     "group_sizes",
     "logits",
     "policy_problems",
+    "proposals",
     "score_tables",
     "score_values",
+    "search_problems",
 ]
