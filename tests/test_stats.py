@@ -100,3 +100,11 @@ def test_stats_bad_arguments(call: object, match: str) -> None:
 
     with pytest.raises(InvalidArgument, match=match):
         call()  # type: ignore[operator]
+
+
+def test_noisy_reinforce_z_test_catches_a_scaled_estimator() -> None:
+    """Power in practice: the self-inclusive group mean ((k-1)/k grad J) is rejected."""
+    from impl import group_mean_baseline
+
+    assert C._sampled_noisy_reinforce(0).rejections == 0
+    assert C._sampled_noisy_reinforce(0, group_mean_baseline).rejections > 0
