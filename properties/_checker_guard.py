@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from impl.exact import enumerate_groups
 from impl.types import FloatArray, IntArray
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -54,7 +55,7 @@ def all_groups(n: int, k: int) -> IntArray:
     key = (n, k)
     out = _GROUPS.get(key)
     if out is None:
-        base = np.indices((n,) * k, dtype=np.int64).reshape(k, -1).T.copy()
+        base = enumerate_groups(n, k)
         base.setflags(write=False)
         out = base.view()  # a view of a read-only base cannot be made writeable again
         out.setflags(write=False)
