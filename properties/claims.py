@@ -1355,7 +1355,15 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
             }
         )
         if so.rejections and counterexample is None:
-            counterexample = {"property": sp.name, **(so.counterexample or {})}
+            counterexample = {
+                "property": sp.name,
+                **(so.counterexample or {}),
+                "note": (
+                    f"a calibrated sampling test: when the claim is true it rejects in at most "
+                    f"{so.alpha:g} of seeds, so rerun with other --seed values before treating "
+                    f"this as a real failure (this run: --seed {config.seed})"
+                ),
+            }
             failed = True
     if stat_rows:
         evidence["statistical"] = stat_rows
