@@ -651,7 +651,11 @@ def _counterexample_indicator_stochastic(q: FloatArray) -> Violation | None:
 def _check_limited_search(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
     s, q, k = case
     b = best_of_k_distribution(s, q, k)
-    exact = _best_of_k_fractions(s, q, k)
+    import spec
+
+    exact = spec.best_of_k_enumerated(
+        [_rational(x, snap=False) for x in s], [_rational(x, snap=True) for x in q], int(k), normalise=True
+    )
     err = max(abs(float(bx) - float(ex)) for bx, ex in zip(b, exact, strict=True))
     if err > 1e-12:
         return Violation(
@@ -694,24 +698,6 @@ steps p_T is within TV 1e-2 of B_k(q) with its A* mass within 1e-3 (so p_T(A*) <
 the search leaves more than 1e-3 off A*).  Exact convergence is
 asymptotic: a coordinate of target mass b approaches it in about 1/(eta b) steps, so a
 fixed horizon cannot demand more than this of answers of tiny mass."""
-
-
-def _best_of_k_fractions(s: FloatArray, q: FloatArray, k: int) -> list[Fraction]:
-    """B_k(q) by enumerating every candidate tuple, in exact rationals (tie: lower index wins)."""
-    import itertools
-
-    n = s.size
-    qf = [Fraction(float(x)).limit_denominator(10**6) for x in q]
-    total = sum(qf)
-    qf = [x / total for x in qf]
-    out = [Fraction(0)] * n
-    for cand in itertools.product(range(n), repeat=k):
-        prob = Fraction(1)
-        for c in cand:
-            prob *= qf[c]
-        best = max(cand, key=lambda i: (s[i], -i))
-        out[best] += prob
-    return out
 
 
 def _counterexample_rl_vs_limited_imitation(

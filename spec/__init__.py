@@ -20,6 +20,7 @@ from spec.claims import CLAIMS, Claim, Counterexample, Verdict, get_claim, prove
 from spec.counterexamples import (
     IndicatorCounterexample,
     LimitedSearchCounterexample,
+    best_of_k_enumerated,
     best_of_k_exact,
     confirm_indicator_counterexample,
     confirm_limited_search_counterexample,
@@ -46,6 +47,7 @@ __all__ = [
     "Step",
     "Verdict",
     "amplification_map_oracle",
+    "best_of_k_enumerated",
     "best_of_k_exact",
     "best_of_k_oracle",
     "check_identity",

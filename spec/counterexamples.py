@@ -195,6 +195,24 @@ def _positive_int(k: Any) -> int:
     return k
 
 
+def best_of_k_enumerated(
+    scores: Sequence[Any], q: Sequence[Any], k: int, *, normalise: bool = False
+) -> tuple[sympy.Rational, ...]:
+    r"""Exact :math:`B_k(q)` by enumerating all :math:`n^k` candidate groups (lower index wins ties).
+
+    Independent of the rank formula of :func:`best_of_k_exact`, so the two cross-check.
+
+    >>> best_of_k_enumerated([0, 1], ["1/2", "1/2"], 2)
+    (1/4, 3/4)
+    """
+    s = _vector(scores, "scores", min_size=2)
+    qq = _distribution(q, "q", normalise=normalise)
+    kk = _positive_int(k)
+    if len(s) != len(qq):
+        raise SpecError(f"scores and q must have the same length but got {len(s)} and {len(qq)}")
+    return _enumerate_best_of_k(s, qq, kk)
+
+
 def _enumerate_best_of_k(
     s: tuple[sympy.Rational, ...], q: tuple[sympy.Rational, ...], k: int
 ) -> tuple[sympy.Rational, ...]:
@@ -289,6 +307,7 @@ __all__ = [
     "MAX_ENUMERATION",
     "IndicatorCounterexample",
     "LimitedSearchCounterexample",
+    "best_of_k_enumerated",
     "best_of_k_exact",
     "confirm_indicator_counterexample",
     "confirm_limited_search_counterexample",
