@@ -1,0 +1,79 @@
+r"""The batch a sequence-level loss receives (:class:`SequenceBatch`), and its conventions.
+
+The setting is a tabular autoregressive policy over responses
+:math:`y = (y_1, \dots, y_L)` built from a vocabulary of ``V`` tokens:
+
+* token ``0`` is EOS (:data:`EOS_TOKEN_ID`); tokens ``1..V-1`` are shown as ``a, b, c, ...``.
+  A response ends at its first EOS (which belongs to the response), or after ``T = max_len``
+  tokens without one (truncated, as a response-length cap does).
+* Padding after the end of a response is the EOS id (:data:`PAD_TOKEN_ID` ``== EOS_TOKEN_ID``),
+  as many libraries pad with ``eos_token_id``; the ``mask`` is 1.0 on response tokens
+  (EOS included) and 0.0 on padding, so ``tokens != pad_token_id`` is *not* the mask.
+* Every live prefix (no EOS yet, length ``0..T-1``) is a node with its own ``V`` logits;
+  padding positions read the logits of one extra *after-the-end* node.  The objective does
+  not depend on that node, so any gradient a loss sends through padding shows up there.
+* With ``P`` prompts each prompt has its own nodes (its own policy and reward table).  The
+  batch holds ``k`` responses per prompt, prompt-major: rows ``p*k .. p*k+k-1`` answer prompt
+  ``p``, and ``group[row] == p``.
+
+A loss is minimised; the checker's estimate of the ascent direction is
+:math:`g = -\nabla_\theta\,\mathrm{loss}`.  The target is
+:math:`\nabla_\theta J`, :math:`J(\theta) = \sum_p \big(E_{y\sim\pi_p}[R_p(y)]
+- \beta\,\mathrm{KL}(\pi_p\,\|\,\pi_{\mathrm{ref},p})\big)` with the sequence-level reverse KL
+(``beta = kl_coef``, 0 by default).  Off-policy, the responses are drawn from a behaviour
+policy :math:`\pi_{\mathrm{old}}` and ``old_log_probs`` are its log-probabilities; on-policy
+``old_log_probs`` equal ``log_probs`` in value (detached).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+EOS_TOKEN_ID = 0
+"""The id of the end-of-sequence token."""
+
+PAD_TOKEN_ID = EOS_TOKEN_ID
+"""Padding after the end of a response uses the EOS id."""
+
+
+@dataclass(frozen=True)
+class SequenceBatch:
+    """``B = P * k`` responses, padded to ``T = max_len``, as float64/int64 torch tensors.
+
+    ``logits`` ``(B, T, V)`` and ``log_probs`` ``(B, T)`` are differentiable with respect to
+    the policy's parameters (``log_probs[b, t] = log_softmax(logits[b, t])[tokens[b, t]]``,
+    padding positions included); everything else is detached.
+
+    ``reward_fn(tokens (m, T) int64, group (m,) int64) -> (m,)`` scores any responses of the
+    prompts ``group`` (the same table that produced ``rewards``), and ``greedy_tokens``
+    ``(P, T)`` holds each prompt's greedy response under the current policy (ties to the
+    lowest token id), padded like ``tokens``: enough for a baseline such as ReMax's reward of
+    the greedy response.  ``kl_coef`` is the :math:`\beta` of the objective being checked
+    (a loss with a KL term may read it instead of hard-coding its own).  A baseline that
+    depends on the sampled responses only through the *other* responses of the group leaves
+    the gradient unbiased; one that depends on a response's own tokens does not.
+    ``reward_fn`` is a deterministic table lookup: it must not be used to query the policy.
+    """
+
+    logits: Any
+    log_probs: Any
+    tokens: Any
+    mask: Any
+    rewards: Any
+    old_log_probs: Any
+    ref_log_probs: Any
+    group: Any
+    greedy_tokens: Any
+    reward_fn: Callable[[Any, Any], Any]
+    num_prompts: int
+    group_size: int
+    vocab_size: int
+    max_len: int
+    kl_coef: float = 0.0
+    eos_token_id: int = EOS_TOKEN_ID
+    pad_token_id: int = PAD_TOKEN_ID
+
+
+__all__ = ["EOS_TOKEN_ID", "PAD_TOKEN_ID", "SequenceBatch"]
