@@ -416,8 +416,8 @@ NO_MATPLOTLIB = "sys.modules['matplotlib'] = None  # as if it were not installed
 
 @pytest.mark.parametrize(
     "args",
-    [["report", "--out", "{d}"]],
-    ids=["report"],
+    [["report", "--out", "{d}"], ["check", "catalogue:reinforce", "--report", "{d}"]],
+    ids=["report", "check --report"],
 )
 def test_without_matplotlib_one_line_and_exit_2(tmp_path: Path, args: list[str]) -> None:
     d = tmp_path / "out"
@@ -427,6 +427,33 @@ def test_without_matplotlib_one_line_and_exit_2(tmp_path: Path, args: list[str])
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "matplotlib" in lines[0] and "ida-verify[report]" in lines[0], lines
     assert not d.exists()
+
+
+def test_check_report_from_the_command_line_keeps_json_pure(tmp_path: Path) -> None:
+    d = tmp_path / "check"
+    result = _cli(
+        [
+            "check",
+            "catalogue:grpo-std-normalised",
+            "--max-examples",
+            "0",
+            "--json",
+            "--report",
+            str(d),
+        ]
+    )
+    assert result.returncode == 1, result.stderr
+    assert json.loads(result.stdout)["verdict"] == "biased"
+    assert result.stderr.strip() == f"ida-verify check: wrote {d / 'index.html'}"
+    assert (d / "check.png").is_file()
+
+
+def test_check_report_into_a_foreign_directory_is_refused_before_checking(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    result = _cli(["check", "catalogue:reinforce", "--report", str(tmp_path)])
+    assert result.returncode == 2 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "out_dir" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
 def test_report_command_writes_the_report(tmp_path: Path) -> None:
