@@ -6,6 +6,8 @@ The public surface:
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
 * :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
+* :func:`write_report` / :func:`write_check_report`: the ledger, or one estimator's
+  verdict, as an HTML page with figures (needs the ``report`` extra, matplotlib).
 * :mod:`properties.strategies`: Hypothesis strategies for your own tests.
 """
 
@@ -20,6 +22,7 @@ from properties.checker import (
     from_torch_surrogate,
 )
 from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
+from properties.report import write_check_report, write_report
 
 __version__ = "0.1.0"
 
@@ -36,4 +39,6 @@ __all__ = [
     "from_torch_surrogate",
     "run_claim",
     "run_claims",
+    "write_check_report",
+    "write_report",
 ]

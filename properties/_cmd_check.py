@@ -60,6 +60,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    from properties._cmd_report import report_dir
+
+    parser.add_argument("--report", metavar="DIR", type=report_dir, default=None,
+                        help="also write an HTML report with figures into DIR (needs matplotlib)")
 
 
 def _group_sizes(text: str) -> tuple[int, ...]:
@@ -159,4 +163,8 @@ def run(args: argparse.Namespace) -> int:
         name=name,
     )
     print(report.to_json() if args.json else report.message)
+    if args.report is not None:
+        from properties._cmd_report import write_check_report_for_cli
+
+        write_check_report_for_cli(args.report, report, fn, batched=bool(args.batched or batched))
     return 0 if report.verdict == "unbiased" else 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 
@@ -46,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ledger; exit 0 iff every verdict equals its expected verdict."""
+    from properties._progress import progress_bar
     from properties.claims import CLAIM_IDS, RunConfig, run_claims
     from properties.cli import UsageError
     from properties.ledger import render_json, render_table
@@ -56,19 +56,10 @@ def run(args: argparse.Namespace) -> int:
             f"ida-verify claims: unknown claim {unknown[0]!r} (known: {', '.join(CLAIM_IDS)})"
         )
     config = RunConfig(max_examples=args.max_examples, seed=args.seed)
-    tty = sys.stderr.isatty()
-
-    def progress(i: int, total: int, cid: str) -> None:
-        if not tty:
-            return
-        if i < total:
-            sys.stderr.write(f"\r\x1b[K[{i + 1}/{total}] {cid} ...")
-        else:
-            sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-
     start = time.perf_counter()
-    results = run_claims(args.claim or None, config, progress)
+    # a bar on stderr only when stdout and stderr are terminals, never with --json
+    with progress_bar("claims", enabled=False if args.json else None) as progress:
+        results = run_claims(args.claim or None, config, progress)
     seconds = time.perf_counter() - start
     if args.json:
         print(

@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "claims": "check every claim of CLAIMS.md and print the ledger",
     "prove": "print and check the symbolic proofs in spec/",
     "check": "check a user's gradient estimator for bias (PATH.py:FUNC or module:FUNC)",
+    "report": "write the claims ledger and its figures as an HTML page (needs matplotlib)",
 }
 
 
