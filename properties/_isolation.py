@@ -181,7 +181,7 @@ class TimedCall:
     only when they are new objects, as the checker reuses ``logits`` and batches.
     """
 
-    __slots__ = ("_calls", "_fn", "_last", "_logits", "_noun", "_seconds", "_state", "escaped")
+    __slots__ = ("_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_seconds", "_state", "escaped")
 
     escaped: tuple[BaseException, str] | None
 
@@ -192,15 +192,20 @@ class TimedCall:
         self._logits = np.frombuffer(state, dtype=np.float64)[_LOGITS:]
         self._calls = 0
         self._seconds = 0.0
-        self._last: tuple[Any, Any] = (None, None)
+        self._last_logits: Any = None
+        self._last_shape: Any = None
         self.escaped = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state
         self._calls += 1
         state[_CALLS] = self._calls
-        if len(args) >= 2 and (args[0] is not self._last[0] or args[1] is not self._last[1]):
-            self._note(args[0], args[1])
+        if len(args) >= 2:
+            if args[0] is not self._last_logits:
+                self._note_logits(args[0])
+            shape = args[1].shape if isinstance(args[1], np.ndarray) else None
+            if shape != self._last_shape:
+                self._note_shape(shape)
         started = time.monotonic()
         state[_CALL_START] = started
         try:
@@ -213,20 +218,23 @@ class TimedCall:
             self._seconds += time.monotonic() - started
             state[_USER_SECONDS] = self._seconds
 
-    def _note(self, logits: Any, samples: Any) -> None:
+    def _note_logits(self, logits: Any) -> None:
         state = self._state
-        self._last = (logits, samples)
+        self._last_logits = logits
         try:
             n = logits.size if isinstance(logits, np.ndarray) else -1
             shown = min(n, MAX_RECORDED_LOGITS)
             if shown > 0:
                 self._logits[:shown] = logits.reshape(-1)[:shown]
-            shape: tuple[int, ...] = samples.shape if isinstance(samples, np.ndarray) else ()
             state[_N], state[_SHOWN] = n, shown
-            state[_ROWS] = shape[0] if len(shape) == 2 else -1
-            state[_K] = shape[-1] if shape else -1
         except Exception:  # arguments of an unexpected kind: describe the call by number only
             state[_N] = -1
+
+    def _note_shape(self, shape: tuple[int, ...] | None) -> None:
+        state = self._state
+        self._last_shape = shape
+        state[_ROWS] = shape[0] if shape is not None and len(shape) == 2 else -1
+        state[_K] = shape[-1] if shape else -1
 
 
 def describe_call(state: State, noun: str = "estimator") -> str:

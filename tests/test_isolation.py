@@ -167,13 +167,21 @@ def test_a_hanging_estimator_is_a_timeout_within_the_per_call_limit(estimators: 
 
 
 def test_an_import_that_hangs_is_a_timeout_within_the_total_limit(tmp_path: Path) -> None:
+    mark = tmp_path / "import-started"
     user = tmp_path / "slow_import.py"
-    user.write_text("import time\ntime.sleep(60)\n\ndef est(logits, samples, rewards):\n    return logits\n")
-    limit = 4.0  # start-up of the child takes 1-3 s of it on a loaded machine
+    user.write_text(
+        f"open({str(mark)!r}, 'w').close()\nimport time\ntime.sleep(60)\n\n"
+        "def est(logits, samples, rewards):\n    return logits\n"
+    )
+    limit = 4.0  # the child's start-up takes 1-3 s of it on a loaded machine
     result, wall = run_cli(f"{user}:est", "--json", "--timeout", str(limit))
     report = error_report(result)
     assert report["error"]["kind"] == "timeout"
-    assert "while importing" in report["message"] and "--timeout" in report["message"]
+    assert "--timeout" in report["message"]
+    # where the limit struck: in the import, unless the machine was so loaded that the
+    # child had not even reached it (then the report must say so)
+    places = ["while importing"] if mark.exists() else ["while starting", "while importing"]
+    assert any(place in report["message"] for place in places), report["message"]
     assert limit <= report["seconds"] <= limit + MARGIN_SECONDS
     assert wall <= STARTUP_SECONDS + limit + MARGIN_SECONDS
 
@@ -187,7 +195,6 @@ def test_an_import_that_hangs_is_a_timeout_within_the_total_limit(tmp_path: Path
         ("os_exit_0", ["exit status 0", "without sending a verdict", "call #1"]),
         ("segfault", ["signal 11", "SIGSEGV", "call #1"]),
         ("sigkill", ["signal 9", "SIGKILL", "call #1"]),
-        ("sys_exit_0", ["sys.exit(0)", "call #1"]),
     ],
 )
 def test_an_estimator_that_ends_the_process_is_an_exited_error(
@@ -200,8 +207,16 @@ def test_an_estimator_that_ends_the_process_is_an_exited_error(
         assert word in report["message"], report["message"]
 
 
+def test_sys_exit_inside_the_estimator_is_an_error_verdict(estimators: Path) -> None:
+    """SystemExit escapes today's in-process guard and the child reports it (kind ``exited``);
+    a guard that catches it first reports it as ``raised``.  Either way: a verdict, status 1."""
+    report = error_report(run_cli(f"{estimators}:sys_exit_0", *QUICK)[0])
+    assert report["error"]["kind"] in ("exited", "raised")
+    assert "sys.exit(0)" in report["message"] or "SystemExit" in report["message"], report["message"]
+
+
 def test_a_base_exception_from_the_estimator_is_an_error_verdict(estimators: Path) -> None:
-    """Not ours to catch in the checker today; the child turns it into a verdict anyway."""
+    """It escapes today's in-process guard; the child turns it into a verdict anyway."""
     report = error_report(run_cli(f"{estimators}:raises_base_exception", *QUICK)[0])
     assert report["error"]["kind"] == "raised"
     assert "Boom" in report["message"]
