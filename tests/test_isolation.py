@@ -7,8 +7,8 @@ subprocess, with small time limits, and would fail on the in-process command lin
 ``KeyboardInterrupt`` at import or a raising module ``__getattr__`` gave a traceback, and
 prints corrupted ``--json`` (against the old command line 21 of these tests fail; the
 rest test the new pieces in-process, or that the child ends with the command).
-Time budget: 24 subprocesses, each a parent and a child interpreter (about 1.5 s of CPU);
-about 35 s of CPU in all, 110 s of wall time under ``-n 2`` at a load average of 8.
+Time budget: 20 subprocesses, each a parent and a child interpreter (about 1.5 s of CPU);
+about 30 s of CPU in all, 110 s of wall time under ``-n 2`` at a load average of 8.
 """
 
 from __future__ import annotations
