@@ -9,7 +9,6 @@ an ``--out`` that must not be replaced, or a missing matplotlib (one line on std
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from properties._cmd_claims import _positive, _seed
 
@@ -93,21 +92,3 @@ def report_dir(text: str) -> str:
     except (ReportUnavailable, InvalidArgument) as exc:
         raise argparse.ArgumentTypeError(str(exc).replace("\n", " ")) from None
     return text
-
-
-def write_check_report_for_cli(out_dir: str, report: Any, fn: Any, *, batched: bool) -> None:
-    """``ida-verify check --report DIR``: write the page; one line on stderr says where.
-
-    stdout is left alone (it may be ``--json``); a failure is a usage error (exit 2).
-    """
-    import sys
-
-    from impl.errors import InvalidArgument
-    from properties.cli import UsageError
-    from properties.report import ReportUnavailable, write_check_report
-
-    try:
-        out = write_check_report(out_dir, report, fn, batched=batched)
-    except (ReportUnavailable, InvalidArgument) as exc:
-        raise UsageError(f"ida-verify check: --report: {exc}".replace("\n", " ")) from None
-    print(f"ida-verify check: wrote {out / 'index.html'}", file=sys.stderr)
