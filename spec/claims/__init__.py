@@ -9,6 +9,7 @@ The registry (:mod:`spec.claims._registry`) holds every claim by identifier;
 
 from __future__ import annotations
 
-from spec.claims._registry import CLAIMS, Claim, Counterexample, Verdict, get_claim, prove_all
+from spec.claims._claim import Claim, Counterexample, Verdict
+from spec.claims._registry import CLAIMS, FAMILIES, get_claim, prove_all
 
-__all__ = ["CLAIMS", "Claim", "Counterexample", "Verdict", "get_claim", "prove_all"]
+__all__ = ["CLAIMS", "Claim", "Counterexample", "FAMILIES", "Verdict", "get_claim", "prove_all"]

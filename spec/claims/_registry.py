@@ -17,11 +17,9 @@ False
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from fractions import Fraction
 from types import MappingProxyType
-from typing import Any, Literal
 
 import sympy
 from sympy import (
@@ -40,63 +38,13 @@ from sympy import (
 )
 
 from spec import proofs
-from spec._core import Expr, Proof, SpecError
+from spec._core import Proof, SpecError
+from spec.claims._claim import Claim
 from spec.counterexamples import (
-    IndicatorCounterexample,
-    LimitedSearchCounterexample,
     confirm_indicator_counterexample,
     confirm_limited_search_counterexample,
 )
 from spec.symbols import N_COORD, general_p, i, k, m, n, q, s, softmax_J, softmax_p, theta, vartheta
-
-Verdict = Literal["proved", "holds", "refuted"]
-"""The expected verdict of a claim in ``CLAIMS.md``."""
-
-Counterexample = IndicatorCounterexample | LimitedSearchCounterexample
-"""The exact result of confirming a counterexample to a refuted claim."""
-
-
-@dataclass(frozen=True)
-class Claim:
-    """One claim of ``CLAIMS.md``: identifier, statement (text and SymPy), assumptions, verdict.
-
-    ``prover`` (for "proved" claims) takes keyword-only candidate arguments, so that the
-    statement being proved can be perturbed; ``counterexample`` (for "refuted" claims)
-    confirms the documented counterexample exactly.
-    """
-
-    id: str
-    text: str
-    expected: Verdict
-    formula: Expr
-    assumptions: tuple[str, ...]
-    prover: Callable[..., Proof] | None = field(default=None, repr=False)
-    counterexample: Callable[[], Counterexample] | None = field(default=None, repr=False)
-
-    @property
-    def statement(self) -> str:
-        """The SymPy form of the statement as text."""
-        return str(self.formula)
-
-    @property
-    def provable(self) -> bool:
-        """Whether :meth:`prove` is available (the "proved" claims)."""
-        return self.prover is not None
-
-    def prove(self, **candidate: Any) -> Proof:
-        """Rebuild and check the derivation; ``candidate`` overrides the statement's pieces."""
-        if self.prover is None:
-            raise SpecError(
-                f"claim {self.id!r} is expected to be {self.expected!r}: it has no symbolic proof"
-            )
-        return self.prover(**candidate)
-
-    def refute(self) -> Counterexample:
-        """Confirm the documented counterexample exactly (the "refuted" claims)."""
-        if self.counterexample is None:
-            raise SpecError(f"claim {self.id!r} is expected to be {self.expected!r}, not refuted")
-        return self.counterexample()
-
 
 # --------------------------------------------------------------------------- SymPy forms
 
@@ -254,7 +202,30 @@ _CLAIMS: tuple[Claim, ...] = (
     ),
 )
 
-CLAIMS: Mapping[str, Claim] = MappingProxyType({c.id: c for c in _CLAIMS})
+FAMILIES: Mapping[str, str] = MappingProxyType(
+    {
+        "reinforce-unbiased": "estimators",
+        "baseline-invariant": "estimators",
+        "self-inclusive-baseline-scales": "estimators",
+        "reinforce-raises-above-average": "estimators",
+        "rl-optimum-is-xstar": "optima",
+        "rl-converges-to-xstar": "dynamics",
+        "imitation-optimum-is-demonstrator": "optima",
+        "imitation-converges-to-xstar": "dynamics",
+        "indicator-reward-is-imitation": "indicator",
+        "indicator-reward-stochastic-demonstrator": "indicator",
+        "limited-search-imitation": "search",
+        "rl-equals-imitation-under-limited-search": "search",
+        "unbounded-search-limit": "search",
+        "iterated-amplification-converges": "amplification",
+    }
+)
+"""Every claim id, in ledger order, and its family ``F``: the claim's statement and proof
+live in ``spec/claims/F.py``, its properties in ``properties/claims/F.py``."""
+
+_BY_ID = {c.id: c for c in _CLAIMS}
+
+CLAIMS: Mapping[str, Claim] = MappingProxyType({cid: _BY_ID[cid] for cid in FAMILIES})
 """Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
 
 
@@ -278,4 +249,4 @@ def prove_all() -> tuple[Proof, ...]:
     return tuple(c.prove() for c in CLAIMS.values() if c.prover is not None)
 
 
-__all__ = ["CLAIMS", "Claim", "Counterexample", "Verdict", "get_claim", "prove_all"]
+__all__ = ["CLAIMS", "FAMILIES", "get_claim", "prove_all"]
