@@ -12,4 +12,4 @@ from __future__ import annotations
 from spec.claims._claim import Claim, Counterexample, Verdict
 from spec.claims._registry import CLAIMS, FAMILIES, get_claim, prove_all
 
-__all__ = ["CLAIMS", "Claim", "Counterexample", "FAMILIES", "Verdict", "get_claim", "prove_all"]
+__all__ = ["CLAIMS", "FAMILIES", "Claim", "Counterexample", "Verdict", "get_claim", "prove_all"]

@@ -25,7 +25,6 @@ import sympy
 from sympy import (
     Derivative,
     Eq,
-    Equivalent,
     Function,
     IndexedBase,
     KroneckerDelta,
@@ -39,12 +38,13 @@ from sympy import (
 
 from spec import proofs
 from spec._core import Proof, SpecError
+from spec.claims import estimators
 from spec.claims._claim import Claim
 from spec.counterexamples import (
     confirm_indicator_counterexample,
     confirm_limited_search_counterexample,
 )
-from spec.symbols import N_COORD, general_p, i, k, m, n, q, s, softmax_J, softmax_p, theta, vartheta
+from spec.symbols import N_COORD, general_p, i, k, m, n, q, s, softmax_p, vartheta
 
 # --------------------------------------------------------------------------- SymPy forms
 
@@ -66,45 +66,6 @@ _astar_mass = Function("B_k(q)(A*)")
 _rl_mass = Symbol("lim RL p(A*)")
 
 _CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "reinforce-unbiased",
-        "E_{x~p}[s(x) grad log p(x)] = grad J, for every n and every differentiable "
-        "parameterisation",
-        "proved",
-        Eq(Sum(general_p(i) * s[i] * _score, (i, 0, n - 1)), Derivative(_J, vartheta)),
-        ("finite answer set of n >= 1 answers", "p(i, vartheta) > 0 differentiable"),
-        prover=proofs.prove_reinforce_unbiased,
-    ),
-    Claim(
-        "baseline-invariant",
-        "a baseline independent of x_j (a constant, or any function of the other samples, "
-        "e.g. the leave-one-out mean) leaves the expectation equal to grad J",
-        "proved",
-        Eq(
-            Sum(_P[_c] * general_p(i) * (s[i] - _b[_c]) * _score, (i, 0, n - 1), (_c, 0, _R - 1)),
-            Derivative(_J, vartheta),
-        ),
-        ("x_j independent of the other samples", "sum_i p(i, vartheta) = 1 for every vartheta",
-         "sum_c P_c = 1 over the R configurations of the other samples"),
-        prover=proofs.prove_baseline_invariant,
-    ),
-    Claim(
-        "self-inclusive-baseline-scales",
-        "baseline = group mean including x_j: expectation = ((k-1)/k) grad J",
-        "proved",
-        Eq(_Eg, (k - 1) / k * Derivative(_J, vartheta)),
-        ("k >= 1 iid samples from p", "sum_i p(i, vartheta) = 1"),
-        prover=proofs.prove_self_inclusive_baseline_scales,
-    ),
-    Claim(
-        "reinforce-raises-above-average",
-        "for softmax, the expected update raises exactly the logits of answers scoring above "
-        "J(theta)",
-        "proved",
-        Equivalent(Derivative(softmax_J(), theta[m]) > 0, s[m] > softmax_J()),
-        ("tabular softmax, 0 <= m < n",),
-        prover=proofs.prove_reinforce_raises_above_average,
-    ),
     Claim(
         "rl-optimum-is-xstar",
         "sup_theta J = max s; over the closed simplex the maximisers are exactly the "
@@ -223,7 +184,7 @@ FAMILIES: Mapping[str, str] = MappingProxyType(
 """Every claim id, in ledger order, and its family ``F``: the claim's statement and proof
 live in ``spec/claims/F.py``, its properties in ``properties/claims/F.py``."""
 
-_BY_ID = {c.id: c for c in _CLAIMS}
+_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *_CLAIMS)}
 
 CLAIMS: Mapping[str, Claim] = MappingProxyType({cid: _BY_ID[cid] for cid in FAMILIES})
 """Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
