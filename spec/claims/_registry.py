@@ -29,7 +29,6 @@ from sympy import (
     IndexedBase,
     KroneckerDelta,
     Limit,
-    Order,
     Sum,
     Symbol,
     log,
@@ -38,7 +37,7 @@ from sympy import (
 
 from spec import proofs
 from spec._core import Proof, SpecError
-from spec.claims import estimators
+from spec.claims import dynamics, estimators, optima
 from spec.claims._claim import Claim
 from spec.counterexamples import (
     confirm_indicator_counterexample,
@@ -66,38 +65,6 @@ _astar_mass = Function("B_k(q)(A*)")
 _rl_mass = Symbol("lim RL p(A*)")
 
 _CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "rl-optimum-is-xstar",
-        "sup_theta J = max s; over the closed simplex the maximisers are exactly the "
-        "distributions supported on A*; no finite theta attains it unless all scores are equal",
-        "proved",
-        Eq(_sup, _maxs),
-        ("tabular softmax", "ties allowed: A* is the set of maximisers"),
-        prover=proofs.prove_rl_optimum_is_xstar,
-    ),
-    Claim(
-        "rl-converges-to-xstar",
-        "exact-gradient ascent on J with eta <= 2/(5 (max s - min s)): J(theta_t) "
-        "non-decreasing, p_t(A*) -> 1, J* - J(theta_t) = O(1/t)",
-        "holds",
-        Eq(_maxs - Function("J")(_t), Order(1 / _t, (_t, oo))),
-        ("scores in [0, 1]", "J is 5/2-smooth", "Mei et al. 2020"),
-    ),
-    Claim(
-        "imitation-optimum-is-demonstrator",
-        "argmax over the simplex of sum_i q_i log p_i is p = q (Gibbs' inequality)",
-        "proved",
-        Eq(_argmax(Sum(q[i] * log(Symbol("p")), (i, 0, n - 1))), q),
-        ("q a distribution over the n answers",),
-        prover=proofs.prove_imitation_optimum_is_demonstrator,
-    ),
-    Claim(
-        "imitation-converges-to-xstar",
-        "imitating the unbounded-search overseer: p_t(X*) increases to 1",
-        "holds",
-        Eq(Limit(_pt(Symbol("X*"), _t), _t, oo), 1),
-        ("gradient ascent on log p_t(X*)",),
-    ),
     Claim(
         "indicator-reward-is-imitation",
         "reward 1[x = X*] for a deterministic demonstration: E[1[x=X*] grad log p(x)] = "
@@ -184,7 +151,7 @@ FAMILIES: Mapping[str, str] = MappingProxyType(
 """Every claim id, in ledger order, and its family ``F``: the claim's statement and proof
 live in ``spec/claims/F.py``, its properties in ``properties/claims/F.py``."""
 
-_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *_CLAIMS)}
+_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *optima.CLAIMS, *dynamics.CLAIMS, *_CLAIMS)}
 
 CLAIMS: Mapping[str, Claim] = MappingProxyType({cid: _BY_ID[cid] for cid in FAMILIES})
 """Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
