@@ -19,10 +19,8 @@ from collections.abc import Callable
 
 import sympy
 from sympy import (
-    KroneckerDelta,
     Piecewise,
     Product,
-    Sum,
     Symbol,
     diff,
     exp,
@@ -39,7 +37,6 @@ from spec._core import (
     check_limit,
     check_predicate,
     check_sign,
-    check_solve,
     make_proof,
 )
 from spec.claims._lemmas import B as _b
@@ -56,16 +53,11 @@ from spec.claims.estimators import (
     prove_reinforce_unbiased,
     prove_self_inclusive_baseline_scales,
 )
+from spec.claims.indicator import prove_indicator_reward_is_imitation
 from spec.claims.optima import prove_imitation_optimum_is_demonstrator, prove_rl_optimum_is_xstar
 from spec.symbols import (
-    N_COORD,
-    general_p,
-    i,
     k,
-    m,
     n,
-    softmax_p,
-    vartheta,
 )
 
 # --------------------------------------------------------------------------- shared steps
@@ -106,64 +98,6 @@ def _best_of_k_enumeration(max_n: int, max_k: int) -> Step:
 
 
 # --------------------------------------------------------------------------- the claims
-
-
-def prove_indicator_reward_is_imitation(*, multiple: Expr | None = None) -> Proof:
-    r"""``indicator-reward-is-imitation``: :math:`E[1[x=x^*]\nabla\log p(x)] = p(x^*)\nabla\log p(x^*)`.
-
-    Any parameterisation, general ``n`` (:math:`x^* = m`):
-    :math:`\sum_i p_i \delta_{i x^*}\partial\log p_i = p_{x^*}\partial\log p_{x^*} = \partial p_{x^*}`,
-    a positive multiple (candidate ``multiple``, default :math:`p(x^*)`) of the imitation
-    gradient; for softmax, :math:`p_{x^*}(e_{x^*} - p)`.
-    """
-    px = general_p(m)
-    cand = px if multiple is None else sympy.sympify(multiple)
-    pos = Symbol("P", positive=True)
-    dv = Symbol("D", real=True)
-    gfun = sympy.Function("g_c")
-
-    def build() -> list[Step]:
-        lhs = Sum(general_p(i) * KroneckerDelta(i, m) * diff(log(general_p(i)), vartheta),
-                  (i, 0, N_COORD - 1))
-        return [
-            check_identity(
-                "E[1[x = x*] d log p(x)] = p(x*) d log p(x*) (the Kronecker delta picks x* = m)",
-                lhs,
-                cand * diff(log(px), vartheta),
-                doit=True,
-            ),
-            check_identity(
-                "= d p(x*)/dvartheta",
-                lhs,
-                diff(px, vartheta),
-                doit=True,
-            ),
-            check_identity(
-                "softmax: sum_i p_i delta_{i x*} g_c(i) = p_{x*} g_c(x*) for any score vector g_c, "
-                "in particular g_c(i) = delta_ic - p_c: p_{x*} times the imitation gradient "
-                "(e_{x*} - p)_c",
-                Sum(softmax_p(i) * KroneckerDelta(i, m) * gfun(i), (i, 0, N_COORD - 1)),
-                cand.subs(px, softmax_p(m)) * gfun(m),
-                doit=True,
-            ),
-            check_sign(
-                "the multiple is positive (softmax: p(x*) = e^theta_x* / Z > 0)",
-                cand.subs(px, pos),
-                "positive",
-            ),
-            check_solve(
-                "same fixed points: P * D = 0 with P > 0 only when D = 0",
-                pos * dv,
-                dv,
-                [0],
-            ),
-        ]
-
-    return make_proof(
-        "indicator-reward-is-imitation",
-        "E[1[x = X*] grad log p(x)] = grad p(X*) = p(X*) grad log p(X*)",
-        build,
-    )
 
 
 def prove_limited_search_imitation(

@@ -27,7 +27,6 @@ from sympy import (
     Eq,
     Function,
     IndexedBase,
-    KroneckerDelta,
     Limit,
     Sum,
     Symbol,
@@ -37,13 +36,12 @@ from sympy import (
 
 from spec import proofs
 from spec._core import Proof, SpecError
-from spec.claims import dynamics, estimators, optima
+from spec.claims import dynamics, estimators, indicator, optima
 from spec.claims._claim import Claim
 from spec.counterexamples import (
-    confirm_indicator_counterexample,
     confirm_limited_search_counterexample,
 )
-from spec.symbols import N_COORD, general_p, i, k, m, n, q, s, softmax_p, vartheta
+from spec.symbols import general_p, i, k, n, s, vartheta
 
 # --------------------------------------------------------------------------- SymPy forms
 
@@ -65,30 +63,6 @@ _astar_mass = Function("B_k(q)(A*)")
 _rl_mass = Symbol("lim RL p(A*)")
 
 _CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "indicator-reward-is-imitation",
-        "reward 1[x = X*] for a deterministic demonstration: E[1[x=X*] grad log p(x)] = "
-        "grad p(X*) = p(X*) grad log p(X*)",
-        "proved",
-        Eq(
-            Sum(general_p(i) * KroneckerDelta(i, m) * _score, (i, 0, N_COORD - 1)),
-            general_p(m) * Derivative(log(general_p(m)), vartheta),
-        ),
-        ("X* = m, 0 <= m < n", "p(X*) > 0"),
-        prover=proofs.prove_indicator_reward_is_imitation,
-    ),
-    Claim(
-        "indicator-reward-stochastic-demonstrator",
-        "'RL with reward 1[x = demo] is equivalent to imitation' for a stochastic "
-        "demonstrator q (expected gradient grad (q.p), optimum on argmax q, vs imitation's q)",
-        "refuted",
-        Eq(
-            _argmax(Sum(q[i] * softmax_p(i), (i, 0, N_COORD - 1))),
-            _argmax(Sum(q[i] * log(softmax_p(i)), (i, 0, N_COORD - 1))),
-        ),
-        ("demo ~ q independent of x ~ p",),
-        counterexample=lambda: confirm_indicator_counterexample([Fraction(2, 3), Fraction(1, 3)]),
-    ),
     Claim(
         "limited-search-imitation",
         "imitating best-of-k search with proposal q converges to B_k(q), which gives A* mass "
@@ -151,7 +125,7 @@ FAMILIES: Mapping[str, str] = MappingProxyType(
 """Every claim id, in ledger order, and its family ``F``: the claim's statement and proof
 live in ``spec/claims/F.py``, its properties in ``properties/claims/F.py``."""
 
-_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *optima.CLAIMS, *dynamics.CLAIMS, *_CLAIMS)}
+_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *optima.CLAIMS, *dynamics.CLAIMS, *indicator.CLAIMS, *_CLAIMS)}
 
 CLAIMS: Mapping[str, Claim] = MappingProxyType({cid: _BY_ID[cid] for cid in FAMILIES})
 """Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
