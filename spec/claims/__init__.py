@@ -1,10 +1,32 @@
-r"""The claims of ``CLAIMS.md``: their statements and checked proofs, by identifier.
+r"""The claims of ``CLAIMS.md``: statements and checked proofs, one module per claim family.
 
-The registry (:mod:`spec.claims._registry`) holds every claim by identifier;
-``get_claim(id).prove()`` rebuilds that claim's derivation and checks every step.
+=====================================  =============================================
+module                                 claims
+=====================================  =============================================
+:mod:`spec.claims.estimators`          ``reinforce-unbiased``, ``baseline-invariant``,
+                                       ``self-inclusive-baseline-scales``,
+                                       ``reinforce-raises-above-average``
+:mod:`spec.claims.optima`              ``rl-optimum-is-xstar``,
+                                       ``imitation-optimum-is-demonstrator``
+:mod:`spec.claims.dynamics`            ``rl-converges-to-xstar``,
+                                       ``imitation-converges-to-xstar``
+:mod:`spec.claims.indicator`           ``indicator-reward-is-imitation``,
+                                       ``indicator-reward-stochastic-demonstrator``
+:mod:`spec.claims.search`              ``limited-search-imitation``,
+                                       ``rl-equals-imitation-under-limited-search``,
+                                       ``unbounded-search-limit``
+:mod:`spec.claims.amplification`       ``iterated-amplification-converges``
+=====================================  =============================================
 
->>> get_claim("reinforce-unbiased").expected
-'proved'
+:data:`FAMILIES` is that table as data (claim id -> family, in ledger order); the
+registry :data:`CLAIMS` holds every :class:`Claim` by identifier, and
+``get_claim(id).prove()`` rebuilds that claim's derivation and checks every step.  The
+properties of a claim of family ``F`` are in :mod:`properties.claims` module ``F``.
+
+>>> FAMILIES["reinforce-unbiased"], get_claim("reinforce-unbiased").expected
+('estimators', 'proved')
+>>> get_claim("reinforce-unbiased").prover.__module__
+'spec.claims.estimators'
 """
 
 from __future__ import annotations

@@ -17,14 +17,7 @@ from collections.abc import Callable
 import sympy
 from sympy import Derivative, IndexedBase, Product, Sum, Symbol, diff, log
 
-from spec._core import (
-    Expr,
-    Step,
-    check_identity,
-    check_predicate,
-    check_sign,
-    check_solve,
-)
+from spec._core import Expr, Step, check_identity, check_predicate, check_sign, check_solve
 from spec.symbols import N_COORD, F, i, j, k, m, n
 
 Q = Symbol("Q", positive=True)

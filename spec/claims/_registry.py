@@ -1,10 +1,11 @@
 r"""The registry of the claims of ``CLAIMS.md``, keyed by their identifiers.
 
-Every claim carries its one-line statement, a SymPy form of it, its assumptions and
-its expected verdict.  "proved" claims have a ``prove()`` that rebuilds and checks the
-derivation (see :mod:`spec.proofs`); "refuted" claims have ``refute()`` that confirms a
-known counterexample exactly (see :mod:`spec.counterexamples`); "holds" claims are
-checked by the property tests and here only stated.
+:data:`FAMILIES` maps every claim id to its family ``F``; the claim's :class:`Claim`
+(statement, SymPy form, assumptions, expected verdict) and its proof live together in
+``spec/claims/F.py``.  "proved" claims have a ``prove()`` that rebuilds and checks the
+derivation; "refuted" claims have ``refute()`` that confirms a known counterexample
+exactly (see :mod:`spec.counterexamples`); "holds" claims are checked by the property
+tests and here only stated.
 
 >>> len(CLAIMS), sorted({c.expected for c in CLAIMS.values()})
 (14, ['holds', 'proved', 'refuted'])
@@ -18,91 +19,11 @@ False
 from __future__ import annotations
 
 from collections.abc import Mapping
-from fractions import Fraction
-from types import MappingProxyType
+from types import MappingProxyType, ModuleType
 
-import sympy
-from sympy import (
-    Derivative,
-    Eq,
-    Function,
-    IndexedBase,
-    Limit,
-    Sum,
-    Symbol,
-    log,
-    oo,
-)
-
-from spec import proofs
 from spec._core import Proof, SpecError
-from spec.claims import dynamics, estimators, indicator, optima
+from spec.claims import amplification, dynamics, estimators, indicator, optima, search
 from spec.claims._claim import Claim
-from spec.counterexamples import (
-    confirm_limited_search_counterexample,
-)
-from spec.symbols import general_p, i, k, n, s, vartheta
-
-# --------------------------------------------------------------------------- SymPy forms
-
-_J = Sum(general_p(i) * s[i], (i, 0, n - 1))
-_score = Derivative(log(general_p(i)), vartheta)
-_argmax = Function("argmax")
-_t = Symbol("t", integer=True, nonnegative=True)
-_a = Function("a")
-_pt = Function("p_t")
-_Q = Symbol("q(A*)", positive=True)
-_c = Symbol("c", integer=True)
-_P = IndexedBase("P", nonnegative=True)
-_b = IndexedBase("b", real=True)
-_R = Symbol("R", integer=True, positive=True)
-_Eg = Symbol("E[g_groupmean]")
-_sup = Symbol("sup_theta J")
-_maxs = Symbol("max s")
-_astar_mass = Function("B_k(q)(A*)")
-_rl_mass = Symbol("lim RL p(A*)")
-
-_CLAIMS: tuple[Claim, ...] = (
-    Claim(
-        "limited-search-imitation",
-        "imitating best-of-k search with proposal q converges to B_k(q), which gives A* mass "
-        "1-(1-q(A*))^k < 1 when 0 < q(A*) < 1",
-        "proved",
-        Eq(_astar_mass(_Q, k), 1 - (1 - _Q) ** k),
-        ("k iid candidates from q", "tie rule: at equal score the lowest index wins"),
-        prover=proofs.prove_limited_search_imitation,
-    ),
-    Claim(
-        "rl-equals-imitation-under-limited-search",
-        "'RL on the score and imitation of a limited-search M2 reach the same model' "
-        "(RL -> A*, imitation -> B_k(q))",
-        "refuted",
-        Eq(_rl_mass, 1 - (1 - _Q) ** k),
-        ("best-of-k overseer with proposal q",),
-        counterexample=lambda: confirm_limited_search_counterexample(
-            [0, 1], [Fraction(1, 2), Fraction(1, 2)], 2
-        ),
-    ),
-    Claim(
-        "unbounded-search-limit",
-        "B_k(q)(A*) -> 1 as k -> infinity when q(A*) > 0; exhaustive search gives X* exactly",
-        "proved",
-        Eq(Limit(1 - (1 - _Q) ** k, k, oo), 1),
-        ("q(A*) > 0", "tie rule: at equal score the lowest index wins"),
-        prover=proofs.prove_unbounded_search_limit,
-    ),
-    Claim(
-        "iterated-amplification-converges",
-        "p_{t+1} = B_k(p_t), a_{t+1} = 1-(1-a_t)^k strictly increasing to 1 for k >= 2, "
-        "0 < a_0 < 1",
-        "proved",
-        sympy.And(
-            Eq(_a(_t + 1), 1 - (1 - _a(_t)) ** k), Eq(Limit(_a(_t), _t, oo), 1)
-        ),
-        ("k >= 2", "0 < a_0 < 1", "distillation reaches the imitation optimum"),
-        prover=proofs.prove_iterated_amplification_converges,
-    ),
-)
 
 FAMILIES: Mapping[str, str] = MappingProxyType(
     {
@@ -125,9 +46,33 @@ FAMILIES: Mapping[str, str] = MappingProxyType(
 """Every claim id, in ledger order, and its family ``F``: the claim's statement and proof
 live in ``spec/claims/F.py``, its properties in ``properties/claims/F.py``."""
 
-_BY_ID = {c.id: c for c in (*estimators.CLAIMS, *optima.CLAIMS, *dynamics.CLAIMS, *indicator.CLAIMS, *_CLAIMS)}
+_MODULES: Mapping[str, ModuleType] = MappingProxyType(
+    {
+        "estimators": estimators,
+        "optima": optima,
+        "dynamics": dynamics,
+        "indicator": indicator,
+        "search": search,
+        "amplification": amplification,
+    }
+)
 
-CLAIMS: Mapping[str, Claim] = MappingProxyType({cid: _BY_ID[cid] for cid in FAMILIES})
+
+def _collect() -> dict[str, Claim]:
+    """Each claim from the module :data:`FAMILIES` names; every module claim registered once."""
+    out: dict[str, Claim] = {}
+    for cid, family in FAMILIES.items():
+        found = [c for c in _MODULES[family].CLAIMS if c.id == cid]
+        if len(found) != 1:
+            raise SpecError(f"claim {cid!r}: {len(found)} definitions in spec.claims.{family}")
+        out[cid] = found[0]
+    stray = [c.id for m in _MODULES.values() for c in m.CLAIMS if c.id not in out]
+    if stray:
+        raise SpecError(f"claims defined in a family module but not in FAMILIES: {stray}")
+    return out
+
+
+CLAIMS: Mapping[str, Claim] = MappingProxyType(_collect())
 """Every claim of ``CLAIMS.md`` by identifier, in the order of ``CLAIMS.md`` (read-only)."""
 
 

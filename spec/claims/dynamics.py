@@ -18,14 +18,7 @@ The trajectories are computed by :mod:`impl.dynamics`.
 
 from __future__ import annotations
 
-from sympy import (
-    Eq,
-    Function,
-    Limit,
-    Order,
-    Symbol,
-    oo,
-)
+from sympy import Eq, Function, Limit, Order, Symbol, oo
 
 from spec.claims._claim import Claim
 

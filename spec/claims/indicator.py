@@ -27,39 +27,12 @@ from fractions import Fraction
 from functools import partial
 
 import sympy
-from sympy import (
-    Derivative,
-    Eq,
-    Function,
-    KroneckerDelta,
-    Sum,
-    Symbol,
-    diff,
-    log,
-)
+from sympy import Derivative, Eq, Function, KroneckerDelta, Sum, Symbol, diff, log
 
-from spec._core import (
-    Expr,
-    Proof,
-    Step,
-    check_identity,
-    check_sign,
-    check_solve,
-    make_proof,
-)
+from spec._core import Expr, Proof, Step, check_identity, check_sign, check_solve, make_proof
 from spec.claims._claim import Claim
-from spec.counterexamples import (
-    confirm_indicator_counterexample,
-)
-from spec.symbols import (
-    N_COORD,
-    general_p,
-    i,
-    m,
-    q,
-    softmax_p,
-    vartheta,
-)
+from spec.counterexamples import confirm_indicator_counterexample
+from spec.symbols import N_COORD, general_p, i, m, q, softmax_p, vartheta
 
 # --------------------------------------------------------------------------- the proofs
 

@@ -22,17 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import sympy
-from sympy import (
-    Derivative,
-    Eq,
-    Function,
-    IndexedBase,
-    Sum,
-    Symbol,
-    exp,
-    log,
-    oo,
-)
+from sympy import Derivative, Eq, Function, IndexedBase, Sum, Symbol, exp, log, oo
 
 from spec._core import (
     Expr,
@@ -46,17 +36,7 @@ from spec._core import (
 )
 from spec.claims._claim import Claim
 from spec.claims._lemmas import imitation_optimum_steps as _imitation_optimum_steps
-from spec.symbols import (
-    N_COORD,
-    PARTITION,
-    i,
-    m,
-    n,
-    q,
-    s,
-    softmax_p,
-    theta,
-)
+from spec.symbols import N_COORD, PARTITION, i, m, n, q, s, softmax_p, theta
 
 # --------------------------------------------------------------------------- the proofs
 
