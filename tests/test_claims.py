@@ -15,8 +15,8 @@ from hypothesis import settings
 
 from impl import group_mean_baseline, policy_gradient, reinforce
 from impl.types import Gradient, Logits, Rewards, Samples
-from properties import claims as C
 from properties._search import search
+from properties.claims import _runner as C
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
 
