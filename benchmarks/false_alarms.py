@@ -14,7 +14,7 @@ import sys
 import time
 
 from properties.claims import CLAIM_CHECKS
-from properties.claims._runner import FAMILY_ALPHA
+from properties.claims._common import FAMILY_ALPHA
 
 
 def main(seeds: int) -> None:

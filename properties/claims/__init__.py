@@ -8,15 +8,8 @@ checked (:class:`ClaimSpec`), in ledger order.
 
 from __future__ import annotations
 
-from properties.claims._runner import (
-    CLAIM_CHECKS,
-    CLAIM_IDS,
-    ClaimResult,
-    ClaimSpec,
-    RunConfig,
-    run_claim,
-    run_claims,
-)
+from properties.claims._common import ClaimResult, ClaimSpec, RunConfig
+from properties.claims._runner import CLAIM_CHECKS, CLAIM_IDS, run_claim, run_claims
 
 __all__ = [
     "CLAIM_CHECKS",

@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import math
 import time
-import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
@@ -55,7 +54,25 @@ from impl import (
 )
 from impl.types import Estimator, FloatArray, Gradient, Logits, Rewards, Samples
 from properties import stats
-from properties._search import SearchOutcome, Violation, readable, search
+from properties._search import SearchOutcome, Violation, search
+from properties.claims._common import (
+    EXACT_RTOL,
+    FAMILY_ALPHA,
+    MONOTONE_SLACK,
+    ClaimResult,
+    ClaimSpec,
+    Property,
+    RunConfig,
+    StatOutcome,
+    StatProperty,
+    Verdict,
+    _case_seed,
+    _estimator_problems,
+    _exact_mismatch,
+    _max_abs,
+    _moderate_problems,
+    _rational,
+)
 from properties.strategies import (
     PolicyProblem,
     distributions,
@@ -65,130 +82,8 @@ from properties.strategies import (
     search_problems,
 )
 
-Verdict = Literal["proved", "holds", "refuted", "failed"]
-
-EXACT_RTOL = 1e-11
-"""Exact-engine identities.  A sum of at most 5**4 = 625 float64 terms, each at most
-the magnitude M, has round-off below 625 * 2.2e-16 * M ~ 1.4e-13 M; 1e-11 (1 + M)
-leaves a factor of about 70 of headroom and still sees a bias of one part in 1e10."""
-
-MONOTONE_SLACK = 1e-12
-"""Relative dip allowed in a quantity proved non-decreasing (float round-off only)."""
-
-FAMILY_ALPHA = 1e-3
-"""Family-wise false-alarm rate of each statistical property (Bonferroni over its tests)."""
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """How hard to look: Hypothesis examples per property and the seed of every search."""
-
-    max_examples: int = 60
-    seed: int = 0
-
-
-@dataclass(frozen=True)
-class Property:
-    """A named search for a violation over generated cases."""
-
-    name: str
-    strategy: st.SearchStrategy[Any]
-    check: Callable[[Any], Violation | None]
-    examples_factor: float = 1.0
-    """Scales ``max_examples`` for this property (trajectory checks are slower)."""
-
-
-@dataclass(frozen=True)
-class StatProperty:
-    """A sampling check with a stated false-alarm rate and power (not a Hypothesis search)."""
-
-    name: str
-    run: Callable[[int], StatOutcome]
-
-
-@dataclass(frozen=True)
-class StatOutcome:
-    """The result of a statistical property."""
-
-    tests: int
-    rejections: int
-    alpha: float
-    power: str
-    detail: str
-    counterexample: dict[str, Any] | None = None
-
-
-@dataclass
-class ClaimResult:
-    """The ledger row of one claim."""
-
-    id: str
-    statement: str
-    expected: str
-    verdict: Verdict
-    evidence: dict[str, Any] = field(default_factory=dict)
-    counterexample: dict[str, Any] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form: ``id, statement, verdict, expected, evidence, counterexample``."""
-        return {
-            "id": self.id,
-            "statement": self.statement,
-            "verdict": self.verdict,
-            "expected": self.expected,
-            "evidence": readable(self.evidence),
-            "counterexample": readable(self.counterexample)
-            if self.counterexample is not None
-            else None,
-        }
-
-    @property
-    def as_expected(self) -> bool:
-        """True when the verdict equals the expected verdict of CLAIMS.md."""
-        return self.verdict == self.expected
-
-
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-
-def _max_abs(x: Any) -> float:
-    return float(np.max(np.abs(x))) if np.size(x) else 0.0
-
-
-def _exact_mismatch(
-    estimator: Estimator, pb: PolicyProblem, expected: FloatArray, label: str
-) -> Violation | None:
-    e = exact_expectation(estimator, pb.logits, pb.scores, pb.k)
-    err = _max_abs(e.mean - expected)
-    tol = EXACT_RTOL * (1.0 + _max_abs(e.magnitude) + _max_abs(expected))
-    if err <= tol:
-        return None
-    i = int(np.argmax(np.abs(e.mean - expected)))
-    return Violation(
-        f"{label}: E[g] differs from the claimed value at coordinate {i} by {err:.3g} > tol {tol:.3g}",
-        {
-            "n": pb.n,
-            "k": pb.k,
-            "logits": pb.logits,
-            "scores": pb.scores,
-            "E[g]": e.mean,
-            "claimed": expected,
-            "max_abs_difference": err,
-            "tolerance": tol,
-        },
-    )
-
-
-def _case_seed(seed: int, *parts: Any) -> int:
-    """A per-example seed derived from the run seed and the case, so a failure reproduces."""
-    text = repr(
-        (
-            seed,
-            *[np.asarray(p).round(12).tolist() if isinstance(p, np.ndarray) else p for p in parts],
-        )
-    )
-    return zlib.crc32(text.encode())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,19 +187,7 @@ def _check_any_parameterisation(par: _Param) -> Violation | None:
 # ---------------------------------------------------------------------------------------------
 # problem strategies for the claims
 
-_estimator_problems = policy_problems(max_n=5, max_k=4)
 _group_problems = policy_problems(max_n=5, min_k=2, max_k=4)
-
-
-@st.composite
-def _moderate_problems(draw: st.DrawFn) -> PolicyProblem:
-    """Logits |theta| <= 5 and integer-ish scores, so that every p_i is far from underflow."""
-    n = draw(st.integers(2, 5))
-    return PolicyProblem(
-        logits=draw(logits(n, max_abs=5.0)),
-        scores=draw(score_tables(n, max_magnitude=10.0)),
-        k=draw(st.integers(1, 3)),
-    )
 
 
 @st.composite
@@ -1005,15 +888,30 @@ def _sampled_limited_search(seed: int) -> StatOutcome:
 # the registry
 
 
-@dataclass(frozen=True)
-class ClaimSpec:
-    """How one claim is checked."""
+def _confirm_indicator(case: Any) -> tuple[bool, dict[str, Any]]:
+    """Confirm a demonstrator ``q`` exactly in rationals with :mod:`spec`."""
+    import spec
 
-    id: str
-    expected: Literal["proved", "holds", "refuted"]
-    properties: tuple[Property, ...] = ()
-    statistical: tuple[StatProperty, ...] = ()
-    counterexample: Property | None = None
+    ind = spec.confirm_indicator_counterexample(
+        [_rational(x, snap=True) for x in case], normalise=True
+    )
+    confirmed = ind.refutes and not ind.imitation_optimum_is_rl_optimal
+    return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": ind.report()}
+
+
+def _confirm_limited_search(case: Any) -> tuple[bool, dict[str, Any]]:
+    """Confirm scores, proposal and ``k`` exactly in rationals with :mod:`spec`."""
+    import spec
+
+    s, q, k = case
+    lim = spec.confirm_limited_search_counterexample(
+        [_rational(x, snap=False) for x in s],
+        [_rational(x, snap=True) for x in q],
+        int(k),
+        normalise=True,
+    )
+    confirmed = lim.refutes and lim.consistent
+    return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": lim.report()}
 
 
 CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
@@ -1170,6 +1068,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
             _stochastic_demonstrators(),
             _counterexample_indicator_stochastic,
         ),
+        confirm=_confirm_indicator,
     ),
     ClaimSpec(
         "limited-search-imitation",
@@ -1197,6 +1096,7 @@ CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
             _counterexample_rl_vs_limited_imitation,
             0.5,
         ),
+        confirm=_confirm_limited_search,
     ),
     ClaimSpec(
         "unbounded-search-limit",
@@ -1254,33 +1154,6 @@ def _statement(claim_id: str) -> str:
     import spec
 
     return str(spec.get_claim(claim_id).text)
-
-
-def _rational(x: Any, *, snap: bool) -> str:
-    """A float as an exact rational string; ``snap`` recovers small-denominator probabilities."""
-    f = Fraction(float(x))
-    return str(f.limit_denominator(10**6) if snap else f)
-
-
-def _confirm_counterexample(claim_id: str, case: Any) -> tuple[bool, dict[str, Any]]:
-    """Confirm a numeric counterexample exactly in rationals with spec/."""
-    import spec
-
-    if claim_id == "indicator-reward-stochastic-demonstrator":
-        ind = spec.confirm_indicator_counterexample(
-            [_rational(x, snap=True) for x in case], normalise=True
-        )
-        confirmed = ind.refutes and not ind.imitation_optimum_is_rl_optimal
-        return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": ind.report()}
-    s, q, k = case
-    lim = spec.confirm_limited_search_counterexample(
-        [_rational(x, snap=False) for x in s],
-        [_rational(x, snap=True) for x in q],
-        int(k),
-        normalise=True,
-    )
-    confirmed = lim.refutes and lim.consistent
-    return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": lim.report()}
 
 
 def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
@@ -1370,7 +1243,8 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
             "seconds": round(out.seconds, 3),
         }
         if out.found and out.violation is not None:
-            confirmed, exact = _confirm_counterexample(claim_id, out.case)
+            assert spec_claim.confirm is not None  # ClaimSpec requires it with a counterexample
+            confirmed, exact = spec_claim.confirm(out.case)
             evidence["exact_confirmation"] = exact
             counterexample = {"search": out.violation.message, **out.violation.details}
             verdict = "refuted" if confirmed and not failed else "failed"
