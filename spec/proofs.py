@@ -10,8 +10,8 @@ family module                         proofs
                                       :func:`prove_baseline_invariant`,
                                       :func:`prove_self_inclusive_baseline_scales`,
                                       :func:`prove_reinforce_raises_above_average`
-:mod:`spec.claims.optima`             :func:`prove_rl_optimum_is_xstar`,
-                                      :func:`prove_imitation_optimum_is_demonstrator`
+:mod:`spec.claims.rl`                 :func:`prove_rl_optimum_is_xstar`
+:mod:`spec.claims.imitation`          :func:`prove_imitation_optimum_is_demonstrator`
 :mod:`spec.claims.indicator`          :func:`prove_indicator_reward_is_imitation`
 :mod:`spec.claims.search`             :func:`prove_limited_search_imitation`,
                                       :func:`prove_unbounded_search_limit`
@@ -43,8 +43,9 @@ from spec.claims.estimators import (
     prove_reinforce_unbiased,
     prove_self_inclusive_baseline_scales,
 )
+from spec.claims.imitation import prove_imitation_optimum_is_demonstrator
 from spec.claims.indicator import prove_indicator_reward_is_imitation
-from spec.claims.optima import prove_imitation_optimum_is_demonstrator, prove_rl_optimum_is_xstar
+from spec.claims.rl import prove_rl_optimum_is_xstar
 from spec.claims.search import prove_limited_search_imitation, prove_unbounded_search_limit
 
 __all__ = [

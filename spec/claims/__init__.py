@@ -6,9 +6,9 @@ module                                 claims
 :mod:`spec.claims.estimators`          ``reinforce-unbiased``, ``baseline-invariant``,
                                        ``self-inclusive-baseline-scales``,
                                        ``reinforce-raises-above-average``
-:mod:`spec.claims.optima`              ``rl-optimum-is-xstar``,
-                                       ``imitation-optimum-is-demonstrator``
-:mod:`spec.claims.dynamics`            ``rl-converges-to-xstar``,
+:mod:`spec.claims.rl`                  ``rl-optimum-is-xstar``,
+                                       ``rl-converges-to-xstar``
+:mod:`spec.claims.imitation`           ``imitation-optimum-is-demonstrator``,
                                        ``imitation-converges-to-xstar``
 :mod:`spec.claims.indicator`           ``indicator-reward-is-imitation``,
                                        ``indicator-reward-stochastic-demonstrator``
@@ -18,7 +18,8 @@ module                                 claims
 :mod:`spec.claims.amplification`       ``iterated-amplification-converges``
 =====================================  =============================================
 
-:data:`FAMILIES` is that table as data (claim id -> family, in ledger order); the
+:data:`FAMILIES` is that table as data (claim id -> family, in ledger order: the
+modules in the order above, each with its claims in order); the
 registry :data:`CLAIMS` holds every :class:`Claim` by identifier, and
 ``get_claim(id).prove()`` rebuilds that claim's derivation and checks every step.  The
 properties of a claim of family ``F`` are in :mod:`properties.claims` module ``F``.

@@ -1,7 +1,7 @@
 r"""Derivation steps that several claim families share (every step checked by SymPy).
 
 * :func:`imitation_optimum_steps`: the optimum of imitation is the demonstrator (used by
-  :mod:`spec.claims.optima`, :mod:`spec.claims.search` and
+  :mod:`spec.claims.imitation`, :mod:`spec.claims.search` and
   :mod:`spec.claims.amplification`: distilling a search reaches the search's output law);
 * :func:`best_of_k_steps`: the output law of best-of-``k`` search and its mass on
   :math:`A^*` (used by :mod:`spec.claims.search` and :mod:`spec.claims.amplification`).

@@ -1,28 +1,29 @@
-r"""The optima family: where RL on the score and imitation of a demonstrator end up.
+r"""The RL family: where RL on the overseer's score goes, and how it gets there.
 
-Claims (statements and checked SymPy derivations):
+Claims:
 
-* ``rl-optimum-is-xstar``: :math:`\sup_\theta J = \max s`; over the closed simplex the
-  maximisers are exactly the distributions supported on :math:`A^*`, and no finite
-  :math:`\theta` attains the supremum unless every answer is a maximiser;
-* ``imitation-optimum-is-demonstrator``: :math:`\arg\max_p \sum_i q_i \log p_i = q`
-  (Gibbs' inequality).
+* ``rl-optimum-is-xstar`` (proved): :math:`\sup_\theta J = \max s`; over the closed
+  simplex the maximisers are exactly the distributions supported on :math:`A^*`, and no
+  finite :math:`\theta` attains the supremum unless every answer is a maximiser;
+* ``rl-converges-to-xstar`` (holds; stated here, checked on trajectories by
+  :mod:`properties.claims.rl`): exact-gradient ascent on :math:`J` with a step size
+  within the smoothness bound, :math:`\eta \le 2/(5(\max s - \min s))`, has
+  :math:`J(\theta_t)` non-decreasing, :math:`p_t(A^*) \to 1` and
+  :math:`J^* - J(\theta_t) = O(1/t)` (softmax policy gradient, Mei et al. 2020).
 
-Their numeric properties are in :mod:`properties.claims.optima`; the policy and its
-objective in :mod:`impl.policy`, imitation ascent in :mod:`impl.dynamics`.
+Their numeric properties are in :mod:`properties.claims.rl`; the policy in
+:mod:`impl.policy` and the ascent in :mod:`impl.dynamics`.
 
->>> prove_rl_optimum_is_xstar().ok, prove_imitation_optimum_is_demonstrator().ok
-(True, True)
->>> prove_imitation_optimum_is_demonstrator(optimum=lambda q: q**2).ok
+>>> prove_rl_optimum_is_xstar().ok
+True
+>>> prove_rl_optimum_is_xstar(sup=0).ok
 False
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import sympy
-from sympy import Derivative, Eq, Function, IndexedBase, Sum, Symbol, exp, log, oo
+from sympy import Eq, Function, IndexedBase, Order, Sum, Symbol, exp, oo
 
 from spec._core import (
     Expr,
@@ -35,8 +36,7 @@ from spec._core import (
     make_proof,
 )
 from spec.claims._claim import Claim
-from spec.claims._lemmas import imitation_optimum_steps as _imitation_optimum_steps
-from spec.symbols import N_COORD, PARTITION, i, m, n, q, s, softmax_p, theta
+from spec.symbols import i, n, s
 
 # --------------------------------------------------------------------------- the proofs
 
@@ -110,39 +110,9 @@ def prove_rl_optimum_is_xstar(*, sup: Expr | None = None) -> Proof:
     )
 
 
-def prove_imitation_optimum_is_demonstrator(
-    *, optimum: Callable[[Expr], Expr] = lambda qm: qm
-) -> Proof:
-    r"""``imitation-optimum-is-demonstrator``: :math:`\arg\max_p \sum_i q_i \log p_i = q`.
-
-    General ``n``: the Lagrangian's stationary point is :math:`p = q` (candidate
-    ``optimum(q_m)``), and Gibbs' inequality (:math:`\log x \le x - 1`) shows it is the
-    global maximum.  For softmax the gradient is :math:`q - p`.
-    """
-
-    def build() -> list[Step]:
-        steps = _imitation_optimum_steps(optimum)
-        steps.append(
-            check_identity(
-                "softmax: d/dtheta_m sum_i q_i log p_i = q_m - p_m sum_i q_i = q_m - p_m",
-                Derivative(Sum(q[i] * log(softmax_p(i)), (i, 0, N_COORD - 1)), theta[m]),
-                q[m] - softmax_p(m) * Sum(q[i], (i, 0, N_COORD - 1)),
-                doit=True,
-                assume=PARTITION,
-            )
-        )
-        return steps
-
-    return make_proof(
-        "imitation-optimum-is-demonstrator",
-        "argmax over the simplex of sum_i q_i log p_i is p = q",
-        build,
-    )
-
-
 # --------------------------------------------------------------------------- the claims
 
-_argmax = Function("argmax")
+_t = Symbol("t", integer=True, nonnegative=True)
 _sup = Symbol("sup_theta J")
 _maxs = Symbol("max s")
 
@@ -163,21 +133,22 @@ CLAIMS: tuple[Claim, ...] = (
         "softmax policy only approaches them as its logits diverge.",
     ),
     Claim(
-        "imitation-optimum-is-demonstrator",
-        "argmax over the simplex of sum_i q_i log p_i is p = q (Gibbs' inequality)",
-        "proved",
-        Eq(_argmax(Sum(q[i] * log(Symbol("p")), (i, 0, n - 1))), q),
-        ("q a distribution over the n answers",),
-        prover=prove_imitation_optimum_is_demonstrator,
-        parameterisation="any distribution on the simplex (0 log 0 = 0); for tabular softmax "
-        "the gradient is q - p",
-        ties="no scores are involved: the optimum is the demonstrator's whole output "
-        "distribution q",
-        meaning="imitation copies what the demonstrator does, randomness included, not what "
-        "the demonstrator would rate best.",
+        "rl-converges-to-xstar",
+        "exact-gradient ascent on J with eta <= 2/(5 (max s - min s)): J(theta_t) "
+        "non-decreasing, p_t(A*) -> 1, J* - J(theta_t) = O(1/t)",
+        "holds",
+        Eq(_maxs - Function("J")(_t), Order(1 / _t, (_t, oo))),
+        ("scores in [0, 1]", "J is 5/2-smooth", "Mei et al. 2020"),
+        parameterisation="tabular softmax, exact (expected) gradient ascent with the constant "
+        "step eta = 2/(5 (max s - min s)) (scores of any range: the step scales with their "
+        "spread); sampled RLOO ascent in the statistical property",
+        ties="allowed: the mass goes to the set A*; how it divides among tied maximisers "
+        "depends on theta_0",
+        meaning="with exact gradients RL gets there: its expected score rises every step and "
+        "the gap closes like 1/t, though plateaus can make that slow.",
     ),
 )
-"""The claims of the optima family, in ledger order."""
+"""The claims of the RL family, in ledger order."""
 
 
-__all__ = ["CLAIMS", "prove_imitation_optimum_is_demonstrator", "prove_rl_optimum_is_xstar"]
+__all__ = ["CLAIMS", "prove_rl_optimum_is_xstar"]
