@@ -15,8 +15,9 @@ from hypothesis import settings
 
 from impl import group_mean_baseline, policy_gradient, reinforce
 from impl.types import Gradient, Logits, Rewards, Samples
-from properties._search import search
+from properties._search import Violation, search
 from properties.claims import _runner as C
+from properties.claims._common import _exact_mismatch
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
 
@@ -63,8 +64,8 @@ def test_refuted_counterexamples_are_shrunk_to_two_answers() -> None:
 
 
 def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
-    def wrong(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(
+    def wrong(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(
             group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "no factor"
         )
 
@@ -75,8 +76,8 @@ def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
 
 
 def test_self_inclusive_baseline_is_caught_by_the_baseline_property() -> None:
-    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(
+    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(
             group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "baseline"
         )
 
@@ -96,8 +97,8 @@ def test_missing_minus_p_term_is_caught() -> None:
         out: Gradient = (rewards[..., None] * onehot).mean(axis=1)
         return out
 
-    def check(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(no_minus_p, pb, policy_gradient(pb.logits, pb.scores), "no -p")
+    def check(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(no_minus_p, pb, policy_gradient(pb.logits, pb.scores), "no -p")
 
     out = search("planted", policy_problems(), check, max_examples=100, seed=0)
     assert out.found and out.violation is not None and "coordinate" in out.violation.message
@@ -107,8 +108,8 @@ def test_reinforce_with_a_one_in_a_billion_bias_is_caught() -> None:
     def tiny_bias(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
         return reinforce(logits, samples, rewards * (1 + 1e-9) + 1e-9)
 
-    def check(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(tiny_bias, pb, policy_gradient(pb.logits, pb.scores), "tiny")
+    def check(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(tiny_bias, pb, policy_gradient(pb.logits, pb.scores), "tiny")
 
     assert search("planted", policy_problems(), check, max_examples=200, seed=0).found
 
