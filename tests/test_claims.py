@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from impl import group_mean_baseline, policy_gradient, reinforce
+from impl import group_mean_baseline, policy_gradient, reinforce, rl_trajectory, smooth_step_size
 from impl.types import Gradient, Logits, Rewards, Samples
 from properties._search import Violation, search
 from properties.claims import _runner as C
+from properties.claims import rl
 from properties.claims._common import _exact_mismatch
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
@@ -129,9 +130,9 @@ def test_unbounded_search_proposal_is_not_a_counterexample() -> None:
 def test_a_wrong_rate_constant_would_be_caught() -> None:
     """The O(1/t) check is tight enough to fail with a bound 50 times too small."""
     theta0, s = np.zeros(3), np.array([0.0, 0.5, 1.0])
-    assert C._check_rl_converges((theta0, s)) is None
-    original = C.RL_STEPS
-    tr = C.rl_trajectory(theta0, s, step_size=C.smooth_step_size(s), steps=original)
+    assert rl._check_rl_converges((theta0, s)) is None
+    original = rl.RL_STEPS
+    tr = rl_trajectory(theta0, s, step_size=smooth_step_size(s), steps=original)
     delta = 1.0 - tr.objective(s)[1:]
     c = np.minimum.accumulate(tr.probs[:, 2])
     t = np.arange(1, original + 1)

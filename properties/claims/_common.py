@@ -203,6 +203,14 @@ def _moderate_problems(draw: st.DrawFn) -> PolicyProblem:
     )
 
 
+@st.composite
+def _trajectory_cases(draw: st.DrawFn, *, min_distinct: int = 2) -> tuple[FloatArray, FloatArray]:
+    n = draw(st.integers(2, 5))
+    return draw(logits(n, max_abs=3.0)), draw(
+        score_tables(n, min_distinct=min_distinct, max_magnitude=10.0)
+    )
+
+
 __all__ = [
     "EXACT_RTOL",
     "FAMILY_ALPHA",
