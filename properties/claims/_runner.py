@@ -36,7 +36,6 @@ from impl import (
     indicator_reward,
     rl_trajectory,
     sampled_amplification_trajectory,
-    sampled_imitation_trajectory,
     smooth_step_size,
     softmax,
     unbounded_search,
@@ -44,7 +43,7 @@ from impl import (
 from impl.types import FloatArray
 from properties import stats
 from properties._search import SearchOutcome, Violation, search
-from properties.claims import estimators, rl
+from properties.claims import estimators, imitation, rl
 from properties.claims._common import (
     EXACT_RTOL,
     FAMILY_ALPHA,
@@ -56,14 +55,12 @@ from properties.claims._common import (
     StatOutcome,
     StatProperty,
     Verdict,
-    _case_seed,
     _estimator_problems,
     _exact_mismatch,
     _max_abs,
     _rational,
-    _trajectory_cases,
 )
-from properties.strategies import PolicyProblem, distributions, logits, search_problems
+from properties.strategies import PolicyProblem, distributions, search_problems
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
@@ -94,75 +91,6 @@ def _stochastic_demonstrators(draw: st.DrawFn) -> FloatArray:
 
 # ---------------------------------------------------------------------------------------------
 # checks
-
-
-def _check_gibbs(case: tuple[FloatArray, FloatArray]) -> Violation | None:
-    q, theta = case
-    p = softmax(theta)
-    from scipy.special import rel_entr
-
-    kl = float(np.sum(rel_entr(q, p)))
-    tv = 0.5 * float(np.abs(q - p).sum())
-    # Pinsker: KL >= 2 TV^2 > 0 unless p = q; the cross-entropy gap sum q log q - sum q log p = KL
-    if kl < 2 * tv * tv - 1e-12:
-        return Violation(f"KL(q||p) = {kl:.3g} < 2 TV^2 = {2 * tv * tv:.3g}", {"q": q, "p": p})
-    return None
-
-
-def _check_imitation_to_q(case: tuple[FloatArray, FloatArray]) -> Violation | None:
-    q, theta = case
-    tr = imitation_trajectory(theta, q, step_size=1.0, steps=400)
-    err = _max_abs(tr.probs[-1] - q)
-    if err > 1e-6:
-        return Violation(
-            f"imitation ended {err:.3g} from the demonstrator",
-            {"q": q, "logits": theta, "p_T": tr.probs[-1]},
-        )
-    return None
-
-
-@st.composite
-def _q_and_theta(draw: st.DrawFn, *, full_support: bool = False) -> tuple[FloatArray, FloatArray]:
-    n = draw(st.integers(2, 5))
-    return draw(distributions(n, full_support=full_support)), draw(logits(n, max_abs=5.0))
-
-
-IMITATION_STEPS = 2000
-
-
-def _check_imitation_to_xstar(case: tuple[FloatArray, FloatArray]) -> Violation | None:
-    theta0, s = case
-    x_star = unbounded_search(s)
-    tr = imitation_trajectory(theta0, np.eye(s.size)[x_star], step_size=1.0, steps=IMITATION_STEPS)
-    m = tr.probs[:, x_star]
-    still_moving = m[:-1] < 1.0
-    if np.any((np.diff(m) <= 0) & still_moving):
-        t = int(np.argmax((np.diff(m) <= 0) & still_moving))
-        return Violation(f"p_t(X*) did not increase at step {t}", {"logits": theta0, "scores": s})
-    if m[-1] < 0.99:
-        return Violation(
-            f"p_T(X*) = {m[-1]:.4f} < 0.99 after {IMITATION_STEPS} steps",
-            {"logits": theta0, "scores": s},
-        )
-    return None
-
-
-def _check_sampled_imitation_of_xstar(case: tuple[FloatArray, FloatArray]) -> Violation | None:
-    theta0, s = case
-    x_star = unbounded_search(s)
-    demonstrator = np.eye(s.size)[x_star]
-    exact = imitation_trajectory(theta0, demonstrator, step_size=1.0, steps=200)
-    rng = np.random.default_rng(_case_seed(0, theta0, s))
-    sampled = sampled_imitation_trajectory(
-        theta0, demonstrator, step_size=1.0, steps=200, batch=4, rng=rng
-    )
-    err = _max_abs(sampled.probs - exact.probs)
-    if err > EXACT_RTOL:
-        return Violation(
-            f"sampled and exact imitation of X* differ by {err:.3g}",
-            {"logits": theta0, "scores": s},
-        )
-    return None
 
 
 def _check_indicator_is_imitation(pb: PolicyProblem) -> Violation | None:
@@ -492,42 +420,6 @@ def _confirm_limited_search(case: Any) -> tuple[bool, dict[str, Any]]:
 
 _LOCAL_CHECKS: tuple[ClaimSpec, ...] = (
     ClaimSpec(
-        "imitation-optimum-is-demonstrator",
-        "proved",
-        (
-            Property(
-                "Gibbs: KL(q||p) >= 2 TV(q,p)^2 (Pinsker), zero only at p = q",
-                _q_and_theta(),
-                _check_gibbs,
-            ),
-            Property(
-                "imitation ascent converges to q",
-                _q_and_theta(full_support=True),
-                _check_imitation_to_q,
-                0.5,
-            ),
-        ),
-    ),
-    ClaimSpec(
-        "imitation-converges-to-xstar",
-        "holds",
-        (
-            Property(
-                f"imitating X*: p_t(X*) strictly increasing, >= 0.99 after {IMITATION_STEPS} steps",
-                _trajectory_cases(min_distinct=1),
-                _check_imitation_to_xstar,
-                0.5,
-            ),
-            Property(
-                "sampled imitation of the unbounded-search overseer equals the exact trajectory "
-                "(its demonstrations are always X*)",
-                _trajectory_cases(min_distinct=1),
-                _check_sampled_imitation_of_xstar,
-                0.5,
-            ),
-        ),
-    ),
-    ClaimSpec(
         "indicator-reward-is-imitation",
         "proved",
         (
@@ -606,7 +498,7 @@ _LOCAL_CHECKS: tuple[ClaimSpec, ...] = (
     ),
 )
 
-CLAIM_CHECKS: tuple[ClaimSpec, ...] = (*estimators.CHECKS, *rl.CHECKS, *_LOCAL_CHECKS)
+CLAIM_CHECKS: tuple[ClaimSpec, ...] = (*estimators.CHECKS, *rl.CHECKS, *imitation.CHECKS, *_LOCAL_CHECKS)
 
 CLAIM_IDS: tuple[str, ...] = tuple(c.id for c in CLAIM_CHECKS)
 
