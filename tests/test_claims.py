@@ -18,6 +18,7 @@ from impl.types import Gradient, Logits, Rewards, Samples
 from properties._search import Violation, search
 from properties.claims import _runner as C
 from properties.claims import indicator, rl
+from properties.claims import search as search_family
 from properties.claims._common import _exact_mismatch
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
@@ -124,7 +125,7 @@ def test_point_mass_and_uniform_demonstrators_are_not_counterexamples() -> None:
 def test_unbounded_search_proposal_is_not_a_counterexample() -> None:
     """With q(A*) = 1 the imitation limit is on A* too: the equivalence holds there."""
     case = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), 2)
-    assert C._counterexample_rl_vs_limited_imitation(case) is None
+    assert search_family._counterexample_rl_vs_limited_imitation(case) is None
 
 
 def test_a_wrong_rate_constant_would_be_caught() -> None:
