@@ -15,8 +15,9 @@ from hypothesis import settings
 
 from impl import group_mean_baseline, policy_gradient, reinforce, rl_trajectory, smooth_step_size
 from impl.types import Gradient, Logits, Rewards, Samples
+from properties import claims as C
 from properties._search import Violation, search
-from properties.claims import _runner as C
+from properties.claims import _runner as C_RUNNER
 from properties.claims import indicator, rl
 from properties.claims import search as search_family
 from properties.claims._common import _exact_mismatch
@@ -31,12 +32,34 @@ def _config() -> C.RunConfig:
 def test_registry_covers_claims_md_in_order() -> None:
     import spec
 
-    assert list(C.CLAIM_IDS) == [c.id for c in spec.CLAIMS.values()] or set(C.CLAIM_IDS) == set(
-        spec.CLAIMS
-    )
+    assert list(C.CLAIM_IDS) == list(spec.CLAIMS)
     assert len(C.CLAIM_IDS) == 14
     for c in C.CLAIM_CHECKS:
         assert c.expected == spec.get_claim(c.id).expected
+
+
+def test_each_claim_is_checked_in_the_module_of_its_family() -> None:
+    """One hop: the family of a claim id names its spec module and its properties module."""
+    from spec.claims import FAMILIES
+
+    checked_in = {c.id: m.__name__ for m in C_RUNNER.FAMILIES for c in m.CHECKS}
+    assert checked_in == {cid: f"properties.claims.{family}" for cid, family in FAMILIES.items()}
+    assert list(checked_in) == list(FAMILIES)
+
+
+def test_every_claim_names_the_impl_functions_it_exercises() -> None:
+    for c in C.CLAIM_CHECKS:
+        assert c.implementation, c.id
+        for fn in c.implementation:
+            assert fn.__module__.startswith("impl."), (c.id, fn)
+
+
+def test_a_counterexample_search_needs_its_exact_confirmation() -> None:
+    search_spec = next(c for c in C.CLAIM_CHECKS if c.counterexample is not None)
+    with pytest.raises(ValueError, match="come together"):
+        C.ClaimSpec(search_spec.id, "refuted", counterexample=search_spec.counterexample)
+    with pytest.raises(ValueError, match="come together"):
+        C.ClaimSpec(search_spec.id, "refuted", confirm=search_spec.confirm)
 
 
 @pytest.mark.parametrize("claim_id", C.CLAIM_IDS)

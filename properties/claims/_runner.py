@@ -1,10 +1,9 @@
-r"""One executable property per claim of CLAIMS.md, and the code that decides its verdict.
+r"""Run the claims: the ordered registry of how each claim is checked, and its verdict.
 
-Each claim has *properties*: a Hypothesis strategy of cases and a check that
-returns a :class:`~properties._search.Violation` (or ``None``).  Exact checks come
-first (the exact expectation engine, closed forms, rational arithmetic); dynamics
-claims are checked on trajectories; sampled versions are checked with calibrated
-tests (:mod:`properties.stats`).
+:data:`CLAIM_CHECKS` gathers the :class:`~properties.claims._common.ClaimSpec` of every
+claim from the family modules (:mod:`properties.claims.estimators`, ``rl``,
+``imitation``, ``indicator``, ``search``, ``amplification``), in ledger order; the
+statements and proofs of a family ``F`` are in ``spec/claims/F.py``.
 
 Verdicts (never hard-coded; each comes from what the checks found):
 
@@ -23,160 +22,23 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-
-from impl import Problem, amplification_trajectory, sampled_amplification_trajectory
-from impl.types import FloatArray
-from properties import stats
-from properties._search import SearchOutcome, Violation, search
-from properties.claims import estimators, imitation, indicator, rl
+from properties._search import SearchOutcome, search
+from properties.claims import amplification, estimators, imitation, indicator, rl
 from properties.claims import search as search_family
-from properties.claims._common import (
-    FAMILY_ALPHA,
-    ClaimResult,
-    ClaimSpec,
-    Property,
-    RunConfig,
-    StatOutcome,
-    StatProperty,
-    Verdict,
-)
-from properties.strategies import search_problems
+from properties.claims._common import ClaimResult, ClaimSpec, RunConfig, Verdict
 
-# ---------------------------------------------------------------------------------------------
-# small helpers
+FAMILIES: tuple[ModuleType, ...] = (estimators, rl, imitation, indicator, search_family, amplification)
+"""The family modules, in ledger order; each defines ``CHECKS``, its claims in ledger order.
 
+Their names are the families of :data:`spec.claims.FAMILIES` (a test holds the two to the
+same claims in the same order; :mod:`spec` is not imported here, to keep SymPy out of the
+start-up of ``ida-verify``)."""
 
-# ---------------------------------------------------------------------------------------------
-# estimators used by the baseline claims (vectorised; baselines computed from the *other* samples)
-
-
-# ---------------------------------------------------------------------------------------------
-# parameterisations for "any differentiable parameterisation" (complex-step gradients of J)
-
-
-# ---------------------------------------------------------------------------------------------
-# problem strategies for the claims
-
-
-# ---------------------------------------------------------------------------------------------
-# checks
-
-
-def _check_amplification(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
-    s, p0, k = case
-    k = max(k, 2)
-    a_star = list(Problem(s).maximisers)
-    traj = amplification_trajectory(p0, s, k, steps=40)
-    a = traj[:, a_star].sum(axis=1)
-    rec = a[0]
-    for t in range(1, a.size):
-        rec = 1 - (1 - rec) ** k
-        if abs(a[t] - rec) > 1e-9:
-            return Violation(
-                f"a_t does not follow a -> 1-(1-a)^k at t = {t}",
-                {"scores": s, "p0": p0, "k": k, "a_t": a[t], "recursion": rec},
-            )
-    moving = a[:-1] < 1 - 1e-15
-    if np.any((np.diff(a) <= 0) & moving):
-        return Violation("a_t not strictly increasing", {"scores": s, "p0": p0, "k": k, "a": a})
-    if a[-1] < 1 - 1e-9:
-        return Violation("a_t did not reach 1", {"scores": s, "p0": p0, "k": k, "a_T": a[-1]})
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# statistical properties (sampling): stated false-alarm rate and power
-
-
-AMPLIFICATION_DEMOS = 2000
-AMPLIFICATION_STEPS = 6
-SAMPLED_AMPLIFICATION_CASES: tuple[tuple[tuple[float, ...], tuple[float, ...], int], ...] = (
-    ((0.0, 1.0), (0.8, 0.2), 2),
-    ((0.3, 0.9, 0.1, 0.9), (0.4, 0.05, 0.5, 0.05), 3),
-    ((1.0, 0.0, 0.5), (0.1, 0.6, 0.3), 2),
-)
-
-
-def _sampled_amplification(seed: int) -> StatOutcome:
-    """Each step's count of A* among the demos is Binomial(demos, 1-(1-a_t)^k) given a_t."""
-    tests = len(SAMPLED_AMPLIFICATION_CASES) * AMPLIFICATION_STEPS
-    alpha = stats.bonferroni(FAMILY_ALPHA, tests)
-    rejections = 0
-    ce: dict[str, Any] | None = None
-    finals = []
-    for i, (s_t, p_t, k) in enumerate(SAMPLED_AMPLIFICATION_CASES):
-        s, p0 = np.array(s_t), np.array(p_t)
-        a_star = list(Problem(s).maximisers)
-        traj = sampled_amplification_trajectory(
-            p0,
-            s,
-            k,
-            steps=AMPLIFICATION_STEPS,
-            demos=AMPLIFICATION_DEMOS,
-            rng=np.random.default_rng([seed, i]),
-        )
-        a = traj[:, a_star].sum(axis=1)
-        for t in range(AMPLIFICATION_STEPS):
-            expected = 1 - (1 - a[t]) ** k
-            count = round(a[t + 1] * AMPLIFICATION_DEMOS)
-            test = stats.binomial_test(count, AMPLIFICATION_DEMOS, expected, alpha=alpha)
-            if test.rejected:
-                rejections += 1
-                ce = {
-                    "scores": s,
-                    "p0": p0,
-                    "k": k,
-                    "step": t,
-                    "a_t": a[t],
-                    "count": count,
-                    "expected rate": expected,
-                    "p-value": test.pvalue,
-                }
-        finals.append(round(float(a[-1]), 4))
-    power = stats.power_binomial_two_sided(AMPLIFICATION_DEMOS, 0.5, 0.56, alpha=alpha)
-    return StatOutcome(
-        tests,
-        rejections,
-        FAMILY_ALPHA,
-        f"{power:.3f} per step against a shift of the A* rate from 0.5 to 0.56",
-        f"final a_T of the sampled runs: {finals}",
-        ce,
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# the registry
-
-
-_LOCAL_CHECKS: tuple[ClaimSpec, ...] = (
-    ClaimSpec(
-        "iterated-amplification-converges",
-        "proved",
-        (
-            Property(
-                "p_{t+1} = B_k(p_t): a_t follows 1-(1-a)^k, strictly increasing to 1",
-                search_problems(),
-                _check_amplification,
-            ),
-        ),
-        (
-            StatProperty(
-                "sampled amplification follows the recursion (binomial test per step)",
-                _sampled_amplification,
-            ),
-        ),
-    ),
-)
-
-_FAMILIES: tuple[ModuleType, ...] = (estimators, rl, imitation, indicator, search_family)
-
-CLAIM_CHECKS: tuple[ClaimSpec, ...] = (
-    *(c for module in _FAMILIES for c in module.CHECKS),
-    *_LOCAL_CHECKS,
-)
+CLAIM_CHECKS: tuple[ClaimSpec, ...] = tuple(c for module in FAMILIES for c in module.CHECKS)
+"""How each claim is checked, in ledger order."""
 
 CLAIM_IDS: tuple[str, ...] = tuple(c.id for c in CLAIM_CHECKS)
+"""Every claim id, in ledger order."""
 
 
 def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:

@@ -46,6 +46,9 @@ from properties.claims._common import (
 )
 from properties.strategies import PolicyProblem, logits, policy_problems, score_tables
 
+# ---------------------------------------------------------------------------------------------
+# baselines computed from the *other* samples (vectorised), for baseline-invariant
+
 
 def _other_max_baseline(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
     """b_j = max of the other samples' rewards (a function of x_{-j} only)."""
@@ -59,6 +62,10 @@ def _other_median_baseline(logits: Logits, samples: Samples, rewards: Rewards) -
     k = rewards.shape[1]
     idx = np.array([[i for i in range(k) if i != j] for j in range(k)], dtype=np.int64)
     return group_gradient(logits, samples, rewards - np.median(rewards[:, idx], axis=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# parameterisations for "any differentiable parameterisation" (complex-step gradients of J)
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,10 @@ def _check_any_parameterisation(par: _Param) -> Violation | None:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# checks (exact expectations over all n**k groups)
+
+
 _group_problems = policy_problems(max_n=5, min_k=2, max_k=4)
 
 
@@ -194,6 +205,10 @@ def _check_raises_above_average(pb: PolicyProblem) -> Violation | None:
                 {"logits": pb.logits, "scores": pb.scores, "k": pb.k, "E[g]": e.mean, "J": j},
             )
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# statistical property: a noisy overseer (stated false-alarm rate and power)
 
 
 NOISY_PROBLEMS: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = (
@@ -256,6 +271,10 @@ def _sampled_noisy_reinforce(seed: int, estimator: Estimator = reinforce) -> Sta
         f"largest |z| = {worst:.2f} (critical {z_crit:.2f})",
         ce,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims of the family
 
 
 CHECKS: tuple[ClaimSpec, ...] = (

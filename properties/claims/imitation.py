@@ -25,6 +25,9 @@ from properties.claims._common import (
 )
 from properties.strategies import distributions, logits
 
+# ---------------------------------------------------------------------------------------------
+# imitation-optimum-is-demonstrator
+
 
 def _check_gibbs(case: tuple[FloatArray, FloatArray]) -> Violation | None:
     q, theta = case
@@ -55,6 +58,10 @@ def _check_imitation_to_q(case: tuple[FloatArray, FloatArray]) -> Violation | No
 def _q_and_theta(draw: st.DrawFn, *, full_support: bool = False) -> tuple[FloatArray, FloatArray]:
     n = draw(st.integers(2, 5))
     return draw(distributions(n, full_support=full_support)), draw(logits(n, max_abs=5.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# imitation-converges-to-xstar
 
 
 IMITATION_STEPS = 2000
@@ -93,6 +100,10 @@ def _check_sampled_imitation_of_xstar(case: tuple[FloatArray, FloatArray]) -> Vi
             {"logits": theta0, "scores": s},
         )
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims of the family
 
 
 CHECKS: tuple[ClaimSpec, ...] = (

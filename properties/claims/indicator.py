@@ -35,6 +35,9 @@ from properties.claims._common import (
 )
 from properties.strategies import PolicyProblem, distributions
 
+# ---------------------------------------------------------------------------------------------
+# indicator-reward-is-imitation
+
 
 @st.composite
 def _stochastic_demonstrators(draw: st.DrawFn) -> FloatArray:
@@ -70,6 +73,10 @@ def _complex_step_p(theta: FloatArray, x: int, i: int) -> float:
     z = z - z.real.max()
     e = np.exp(z)
     return float((e[x] / e.sum()).imag / h)
+
+
+# ---------------------------------------------------------------------------------------------
+# indicator-reward-stochastic-demonstrator: the counterexample search and its exact confirmation
 
 
 def _counterexample_indicator_stochastic(q: FloatArray) -> Violation | None:
@@ -113,6 +120,10 @@ def _confirm_indicator(case: Any) -> tuple[bool, dict[str, Any]]:
     )
     confirmed = ind.refutes and not ind.imitation_optimum_is_rl_optimal
     return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": ind.report()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims of the family
 
 
 CHECKS: tuple[ClaimSpec, ...] = (

@@ -34,6 +34,9 @@ from properties.claims._common import (
 )
 from properties.strategies import PolicyProblem
 
+# ---------------------------------------------------------------------------------------------
+# rl-optimum-is-xstar
+
 
 @st.composite
 def _rational_simplex_cases(draw: st.DrawFn) -> tuple[list[int], list[int]]:
@@ -79,6 +82,10 @@ def _check_finite_theta(pb: PolicyProblem) -> Violation | None:
             "J does not approach max s along theta = 40 e_{X*}", {"scores": pb.scores, "gap": gap}
         )
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# rl-converges-to-xstar: exact trajectories
 
 
 RL_STEPS = 600
@@ -171,6 +178,10 @@ def _steps_to_mass(
     return None
 
 
+# ---------------------------------------------------------------------------------------------
+# rl-converges-to-xstar: sampled RLOO ascent (stated false-alarm rate and power)
+
+
 SAMPLED_RL_PROBLEMS: tuple[tuple[float, ...], ...] = (
     (0.0, 1.0),
     (0.2, 1.0, 0.5, 0.8),
@@ -223,6 +234,10 @@ def _sampled_rl(seed: int) -> StatOutcome:
         "; ".join(parts),
         ce,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims of the family
 
 
 CHECKS: tuple[ClaimSpec, ...] = (

@@ -37,6 +37,9 @@ from properties.claims._common import (
 )
 from properties.strategies import search_problems
 
+# ---------------------------------------------------------------------------------------------
+# limited-search-imitation
+
 
 def _check_limited_search(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
     s, q, k = case
@@ -90,6 +93,10 @@ asymptotic: a coordinate of target mass b approaches it in about 1/(eta b) steps
 fixed horizon cannot demand more than this of answers of tiny mass."""
 
 
+# ---------------------------------------------------------------------------------------------
+# rl-equals-imitation-under-limited-search: the counterexample search
+
+
 def _counterexample_rl_vs_limited_imitation(
     case: tuple[FloatArray, FloatArray, int],
 ) -> Violation | None:
@@ -117,6 +124,10 @@ def _counterexample_rl_vs_limited_imitation(
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# unbounded-search-limit
+
+
 def _check_unbounded_limit(case: tuple[FloatArray, FloatArray, int]) -> Violation | None:
     s, q, _ = case
     pb = Problem(s)
@@ -139,6 +150,10 @@ def _check_unbounded_limit(case: tuple[FloatArray, FloatArray, int]) -> Violatio
     if float(exhaustive[pb.best]) < 1 - 1e-9 * s.size and len(a_star) == 1:
         return Violation("best-of-k with k large does not return X*", {"scores": s})
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# limited-search-imitation: sampled demonstrations (stated false-alarm rate and power)
 
 
 SEARCH_DEMOS = 2000
@@ -196,6 +211,10 @@ def _sampled_limited_search(seed: int) -> StatOutcome:
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# rl-equals-imitation-under-limited-search: exact confirmation
+
+
 def _confirm_limited_search(case: Any) -> tuple[bool, dict[str, Any]]:
     """Confirm scores, proposal and ``k`` exactly in rationals with :mod:`spec`."""
     import spec
@@ -209,6 +228,10 @@ def _confirm_limited_search(case: Any) -> tuple[bool, dict[str, Any]]:
     )
     confirmed = lim.refutes and lim.consistent
     return confirmed, {"kind": "sympy rationals", "refutes": confirmed, "report": lim.report()}
+
+
+# ---------------------------------------------------------------------------------------------
+# the claims of the family
 
 
 CHECKS: tuple[ClaimSpec, ...] = (
