@@ -19,6 +19,25 @@ from properties.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS_MD = ROOT / "CLAIMS.md"
 
+SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".hypothesis",
+             ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+"""Directories that are not part of the project's sources (caches, environments, builds)."""
+
+OUTSIDE = re.compile(r"(?<![.\w])\.\./|(?<![\w.~])/(?:work|home|root|Users|shared)/")
+"""A reference that climbs out of the repository (a parent-directory path) or into a machine's
+own folders (a home, a shared work area)."""
+
+
+def _project_files() -> list[Path]:
+    out = []
+    for path in ROOT.rglob("*"):
+        if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in path.relative_to(ROOT).parts):
+            continue
+        if path.is_file() and path.suffix in {".py", ".md", ".toml", ".cfg", ".ini", ".txt"}:
+            out.append(path)
+    return out
+
+
 def test_committed_claims_md_is_the_generated_text() -> None:
     assert CLAIMS_MD.read_bytes().decode("utf-8") == claims_markdown(), (
         f"CLAIMS.md differs from the registry; regenerate it with `{REGENERATE}`"
@@ -72,3 +91,36 @@ def test_the_implementation_of_every_claim_is_listed() -> None:
     for check in CLAIM_CHECKS:
         for fn in check.implementation:
             assert f"`{fn.__name__}`" in text, (check.id, fn)
+
+
+def test_the_project_refers_to_nothing_outside_the_repository() -> None:
+    files = _project_files()
+    assert ROOT / "README.md" in files and CLAIMS_MD in files and Path(__file__).resolve() in files
+    hits = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in files
+        for n, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+        if OUTSIDE.search(line)
+    ]
+    assert not hits, "\n".join(hits)
+
+
+def _joined(*parts: str) -> str:
+    return "/".join(parts)  # built here, so that this file does not contain what it looks for
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"see `{_joined('..', 'shared', 'CLAIMS.md')}`",
+        f'Path("{_joined("", "work", "shared", "CLAIMS.md")}")',
+        f"open('{_joined('', 'home', 'me', 'notes.txt')}')",
+    ],
+)
+def test_outside_references_are_recognised(line: str) -> None:
+    assert OUTSIDE.search(line)
+
+
+@pytest.mark.parametrize("line", ["pip install torch --index-url .../cpu", "spec/claims/rl.py", "a/b"])
+def test_paths_inside_the_repository_are_not_flagged(line: str) -> None:
+    assert not OUTSIDE.search(line)
