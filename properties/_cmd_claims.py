@@ -1,4 +1,5 @@
-"""``ida-verify claims``: check every claim of CLAIMS.md and print the ledger."""
+"""``ida-verify claims``: check every claim of CLAIMS.md and print the ledger (or, with
+``--markdown``, print CLAIMS.md itself)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,13 @@ def _seed(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``ida-verify claims``."""
     parser.add_argument("claim", nargs="*", metavar="CLAIM", help="claim ids (default: all)")
-    parser.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    output.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print CLAIMS.md (every claim, its statement and where it lives) and check nothing",
+    )
     parser.add_argument(
         "--max-examples",
         type=_positive,
@@ -50,6 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from properties.cli import UsageError
     from properties.ledger import render_json, render_table
 
+    if args.markdown:
+        from properties.claims import claims_markdown
+
+        if args.claim:
+            raise UsageError("ida-verify claims: --markdown prints every claim; it takes no CLAIM")
+        sys.stdout.write(claims_markdown())
+        return 0
     unknown = [c for c in args.claim if c not in CLAIM_IDS]
     if unknown:
         raise UsageError(
