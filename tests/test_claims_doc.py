@@ -23,7 +23,7 @@ SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".hypothes
              ".mypy_cache", ".ruff_cache", ".pytest_cache"}
 """Directories that are not part of the project's sources (caches, environments, builds)."""
 
-OUTSIDE = re.compile(r"(?<![.\w])\.\./|(?<![\w.~])/(?:work|home|root|Users|shared)/")
+OUTSIDE = re.compile(r"(?<![./\w])\.\./|(?<![\w.~])/(?:work|home|root|Users|shared)/")
 """A reference that climbs out of the repository (a parent-directory path) or into a machine's
 own folders (a home, a shared work area)."""
 
