@@ -598,7 +598,8 @@ class GuardedEstimator:
         Calls the estimator on the rows shuffled, on a batch of one row and on a small
         sub-batch, and compares each row with the full batch's (within
         :data:`DETERMINISM_ULPS`); raises ``rows-not-independent`` naming the smallest
-        batch that disagrees.
+        batch that disagrees, unless repeating that batch or the full one gives other
+        values (then ``nondeterministic``).
         """
         b = samples.shape[0]
         if not self.batched or b < 2:
@@ -613,6 +614,9 @@ class GuardedEstimator:
             moved, worst = self._moved(first[rows], got, eps)
             if not moved:
                 continue
+            # the same inputs again: if they give other values, it is nondeterminism
+            self.check_deterministic(logits, x, r, got, eps)
+            self.check_deterministic(logits, samples, rewards, first, eps)
             where = "shuffled" if rows.size == b else f"a batch of {rows.size} (rows {rows.tolist()})"
             row = int(rows[worst])
             raise self._fault(
