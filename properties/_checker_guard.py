@@ -136,16 +136,25 @@ def _mentions_read_only(err: UserCodeError) -> bool:
     return err.is_instance(ValueError) and "read-only" in err.text
 
 
-def _to_numpy(raw: Any) -> Any:
-    """``raw`` as an ndarray (user code runs here: call through :func:`call_user`)."""
+BFLOAT16_EPS = 2.0**-7
+"""Epsilon of bfloat16 (8 significant bits), for tensors and arrays of that dtype."""
+
+
+def _to_numpy(raw: Any) -> tuple[Any, float | None]:
+    """``raw`` as an ndarray and, for bfloat16, its epsilon (user code runs here)."""
+    eps: float | None = None
     detach = getattr(raw, "detach", None)
     if callable(detach) and hasattr(raw, "cpu"):  # a torch tensor
-        raw = detach().cpu().numpy()
+        tensor = detach().cpu()
+        if "bfloat16" in str(getattr(tensor, "dtype", "")):  # NumPy has no bfloat16
+            tensor, eps = tensor.float(), BFLOAT16_EPS
+        raw = tensor.numpy()
     if isinstance(raw, np.ma.MaskedArray) and bool(np.ma.getmaskarray(raw).any()):
         raise _MaskedOutput
-    if isinstance(raw, np.ndarray):
-        return np.asarray(raw).copy()  # an ndarray subclass becomes a plain array
-    return np.asarray(raw)
+    arr = np.asarray(raw).copy() if isinstance(raw, np.ndarray) else np.asarray(raw)
+    if arr.dtype.name == "bfloat16":  # ml_dtypes (JAX) bfloat16 arrays
+        arr, eps = arr.astype(np.float32), BFLOAT16_EPS
+    return arr, eps
 
 
 class _MaskedOutput(Exception):
@@ -156,12 +165,12 @@ def _kind_text(raw: Any) -> str:
     return type_name(type(raw))
 
 
-def coerce(raw: Any) -> tuple[Any, str]:
-    """``raw`` as a floating ndarray, or ``(None, reason)``: never raises.
+def coerce(raw: Any) -> tuple[Any, str, float]:
+    """``(array, "", eps)`` for a floating result, or ``(None, reason, 0.0)``: never raises.
 
-    Accepts float16/32/64 arrays, lists and tensors; refuses ``None``, integer and bool
-    dtypes (a gradient must be floating point), complex and object dtypes, and objects
-    whose conversion raises.
+    Accepts float16/32/64 arrays, lists and tensors (bfloat16 ones too, judged with
+    bfloat16's epsilon); refuses ``None``, integer and bool dtypes (a gradient must be
+    floating point), complex and object dtypes, and objects whose conversion raises.
 
     >>> coerce([1.0, 2.0])[0].tolist()
     [1.0, 2.0]
@@ -169,42 +178,41 @@ def coerce(raw: Any) -> tuple[Any, str]:
     'returned an array of dtype int64 (type=ndarray): '
     """
     if raw is None:
-        return None, "returned None"
+        return None, "returned None", 0.0
+    eps: float | None = None
     if type(raw) is np.ndarray:
         arr = raw
     else:
         try:
-            arr = call_user(_to_numpy, raw)
+            arr, eps = call_user(_to_numpy, raw)
         except UserCodeError as err:
             if err.is_instance(_MaskedOutput):
                 return None, (
                     f"returned a masked array ({_kind_text(raw)}) with masked entries; the "
                     "checker needs a value for every coordinate"
-                )
+                ), 0.0
             return None, (
                 f"returned {_kind_text(raw)} whose conversion to a NumPy array raised {err.text}"
-            )
-        if type(arr) is not np.ndarray:  # pragma: no cover - np.asarray returns ndarray
-            return None, f"returned {_kind_text(raw)}, not convertible to an array"
+            ), 0.0
     kind = arr.dtype.kind
     if kind == "f":
-        return arr, ""
+        return arr, "", output_eps(arr.dtype) if eps is None else eps
     if kind in "iub":
         return None, (
             f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}): a gradient must "
             "be floating point (float64, float32 or float16); integer and bool outputs lose "
             "the gradient"
-        )
+        ), 0.0
     if kind == "O":
         shown = safe_text(raw, limit=120)
         return None, (
             f"returned {_kind_text(raw)} {shown}, which NumPy can only hold as an object array; "
             "expected real numbers (a float64/float32 array, a list of floats or a tensor)"
-        )
+        ), 0.0
     return None, (
         f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}); expected real "
         "numbers (float64, float32, or a list of floats)"
-    )
+    ), 0.0
 
 
 def output_eps(dtype: np.dtype[Any]) -> float:
@@ -424,7 +432,7 @@ class GuardedEstimator:
         rewards: FloatArray,
     ) -> tuple[FloatArray, float]:
         start = time.perf_counter()
-        arr, reason = coerce(raw)  # may run user code (__array__, tensor conversion)
+        arr, reason, eps = coerce(raw)  # may run user code (__array__, tensor conversion)
         self.user_seconds += time.perf_counter() - start
         if arr is None:
             raise self._fault(
@@ -442,7 +450,7 @@ class GuardedEstimator:
                 hint=self._shape_hint(),
             )
         out: FloatArray = np.array(arr, dtype=np.float64, copy=True)
-        return out, output_eps(arr.dtype)
+        return out, eps
 
     # -- the batched interface used by the checker ------------------------------
     def __call__(
@@ -640,6 +648,7 @@ class GuardedEstimator:
 
 
 __all__ = [
+    "BFLOAT16_EPS",
     "DETERMINISM_ULPS",
     "EPS64",
     "FAULT_KINDS",

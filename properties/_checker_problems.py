@@ -241,6 +241,7 @@ _SMALLEST_P = float(np.finfo(np.float64).tiny)
 _TINY = {
     float(np.finfo(t).eps): float(np.finfo(t).tiny) for t in (np.float16, np.float32, np.float64)
 }
+_TINY[2.0**-7] = float(np.finfo(np.float32).tiny)  # bfloat16 keeps float32's exponent range
 
 
 def _tiny(eps_out: float) -> float:

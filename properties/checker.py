@@ -115,6 +115,7 @@ round-off bound for D with this factor in place of ``ROUNDOFF_SAFETY * k``: a fe
 D of the summed terms, not the generous bound used to avoid false alarms."""
 
 _DTYPE_NAMES = {
+    2.0**-7: "bfloat16",
     float(np.finfo(np.float16).eps): "float16",
     float(np.finfo(np.float32).eps): "float32",
     EPS64: "float64",
@@ -723,10 +724,12 @@ def _validate(
         )
     try:
         ks = tuple(group_sizes)
-    except TypeError as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile iterable: say what it was, not its traceback
         raise InvalidArgument(
             f"Expected a sequence of group sizes but got {describe('group_sizes', group_sizes)}"
-        ) from exc
+        ) from None
     if not ks or any(
         isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_GROUP_SIZE
         for k in ks
@@ -811,7 +814,8 @@ def check_estimator(
             fn, ks, seed=seed, max_examples=max_examples, batched=batched,
             rtol=None if rtol is None else float(rtol), atol=float(atol), progress=progress,
         )
-        report = _make_report(name if name is not None else name_of(fn), run, start)
+        shown = name_of(fn) if name is None else str.__str__(name)  # a str subclass stays inert
+        report = _make_report(shown, run, start)
     if run.progress_error is not None:
         raise run.progress_error
     return report

@@ -587,3 +587,50 @@ def test_region_and_round_off_fields_in_json() -> None:
     data = report.to_dict()
     assert data["counterexample"]["roundoff"]["dtype"] == "float32"
     assert textwrap.dedent(report.message).count("Region checked:") == 1
+
+
+# --------------------------------------------------------------------------- hostile arguments
+
+
+class IterBomb:
+    def __iter__(self) -> Any:
+        raise RuntimeError("no iteration")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr either")
+
+
+class ReprBomb:
+    def __repr__(self) -> str:
+        raise SystemExit(2)
+
+
+class LoudName(str):
+    def __repr__(self) -> str:
+        raise RuntimeError("repr of the name")
+
+
+def test_hostile_arguments_to_the_checker_are_invalid_arguments() -> None:
+    """Old: the RuntimeError/SystemExit from repr or iteration escaped _validate."""
+    from impl.errors import InvalidArgument
+
+    with pytest.raises(InvalidArgument, match=r"group_sizes=<.*IterBomb object"):
+        check_estimator(reinforce, group_sizes=IterBomb())  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="callable estimator"):
+        check_estimator(ReprBomb())  # type: ignore[arg-type]
+    report = check_estimator(reinforce, batched=True, max_examples=0, name=LoudName("mine"))
+    assert "Estimator 'mine'" in report.message
+
+
+@pytest.mark.torch
+def test_a_bfloat16_tensor_output_is_judged_at_bfloat16_precision() -> None:
+    """Old: bad-type (torch's .numpy() refuses bfloat16); now judged with bfloat16's epsilon."""
+    torch = pytest.importorskip("torch")
+
+    def bf16(logits: Any, samples: Any, rewards: Any) -> Any:
+        return torch.from_numpy(pg_reinforce(logits, samples, rewards)).to(torch.bfloat16)
+
+    report = check_estimator(bf16, max_examples=0)
+    assert report.verdict == "error", report.message
+    assert report.error is not None and report.error.kind == "imprecise", report.message
+    assert "bfloat16" in report.message
