@@ -41,6 +41,9 @@ applies to a row computed in a different batch (:meth:`GuardedEstimator.check_ro
 SUB_BATCH_ROWS = 3
 """Rows in the small sub-batch of the row-independence check (besides a batch of one)."""
 
+KEPT_CALLS = 4
+"""The inputs of this many recent calls are re-verified after every call (late writes)."""
+
 FAULT_KINDS = (
     "raised",
     "exited",
@@ -272,6 +275,7 @@ class GuardedEstimator:
         self.batched = batched
         self.calls = 0
         self.user_seconds = 0.0
+        self._recent: list[_Call] = []  # inputs of the last calls, for writes made later
 
     # -- faults ---------------------------------------------------------------------
     def _fault(
@@ -403,7 +407,26 @@ class GuardedEstimator:
         )
 
     def _verify(self, call: _Call) -> None:
-        """Raise ``mutated-input`` if an input differs from its private copy after the call."""
+        """Raise ``mutated-input`` if an input differs from its private copy after the call.
+
+        The inputs of the last :data:`KEPT_CALLS` calls are verified too: an estimator that
+        keeps a reference to an input and writes into it during a later call is caught.
+        """
+        for earlier in self._recent:
+            if earlier is not call and earlier.changed():
+                self._recent = []
+                _GROUPS.clear()
+                which = earlier.changed()
+                raise self._mutation(
+                    which,
+                    "during a later call: it kept a reference to an input and wrote into it "
+                    "afterwards (the checker compares the inputs of recent calls with private "
+                    "copies)",
+                    call.original("logits"),
+                    call.original("samples"),
+                    call.original("rewards"),
+                )
+        self._recent = [*self._recent[-(KEPT_CALLS - 1) :], call]
         changed = call.changed()
         if not changed:
             return
@@ -659,6 +682,7 @@ __all__ = [
     "DETERMINISM_ULPS",
     "EPS64",
     "FAULT_KINDS",
+    "KEPT_CALLS",
     "SUB_BATCH_ROWS",
     "EstimatorFault",
     "GuardedEstimator",

@@ -330,6 +330,25 @@ def test_a_write_through_a_reference_kept_from_an_earlier_call_is_caught() -> No
     assert check_estimator(reinforce, batched=True, max_examples=0).verdict == "unbiased"
 
 
+@pytest.mark.parametrize("which", ["logits", "rewards"])
+@pytest.mark.parametrize("batched", [True, False])
+def test_a_late_write_into_an_earlier_calls_input_is_caught(which: str, batched: bool) -> None:
+    """A write into a kept logits/rewards array of an earlier call (old: unseen)."""
+    kept: list[Any] = []
+
+    def late(logits: Any, samples: Any, rewards: Any) -> Any:
+        if kept:
+            _poke(kept[0])
+        kept[:] = [logits if which == "logits" else rewards]
+        return (reinforce if batched else pg_reinforce)(logits, samples, rewards)
+
+    report = check_estimator(late, batched=batched, max_examples=0)
+    _error(report, "mutated-input")
+    assert f"input {which}" in report.message, report.message
+    # per group, the kept array is usually the current problem's (rows are views of it)
+    assert "later call" in report.message or not batched, report.message
+
+
 @pytest.mark.torch
 def test_a_write_through_torch_from_numpy_is_caught() -> None:
     torch = pytest.importorskip("torch")
