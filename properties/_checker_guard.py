@@ -576,10 +576,14 @@ class GuardedEstimator:
             f"returned non-finite values {g[row].tolist()!r} for the group samples="
             f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
             logits,
-            samples[row],
-            rewards[row],
-            batched_call=False,
+            *self._row(samples, rewards, row),
         )
+
+    def _row(self, samples: IntArray, rewards: FloatArray, row: int) -> tuple[IntArray, FloatArray]:
+        """The arguments of a call on one row: ``(1, k)`` for a batched estimator, ``(k,)`` per group."""
+        if self.batched and samples.ndim == 2:
+            return samples[row : row + 1], rewards[row : row + 1]
+        return samples[row], rewards[row]
 
     @staticmethod
     def _moved(a: FloatArray, b: FloatArray, eps: float) -> tuple[bool, int]:
@@ -616,9 +620,7 @@ class GuardedEstimator:
             "an estimator with its own randomness needs a sampling check "
             "(the statistical tier, properties.stats)",
             logits,
-            samples[row],
-            rewards[row],
-            batched_call=False,
+            *self._row(samples, rewards, row),
         )
 
     def check_rows_independent(

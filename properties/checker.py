@@ -544,7 +544,8 @@ class _Run:
                     determinism=bp.check_determinism, rows=self.batched,
                 )
             except EstimatorFault as fault:
-                self._fault(fault, bp.scores, bp.k, f"battery ({bp.source})")
+                where = "battery" if bp.source == "battery" else f"battery ({bp.source} problems)"
+                self._fault(fault, bp.scores, bp.k, where)
                 break
             judging = time.perf_counter()
             self._keep(self.book.offer(ev), "battery")
