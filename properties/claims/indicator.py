@@ -39,17 +39,6 @@ from properties.strategies import PolicyProblem, distributions
 # indicator-reward-is-imitation
 
 
-@st.composite
-def _stochastic_demonstrators(draw: st.DrawFn) -> FloatArray:
-    """Demonstrators of full support (stochastic) and point masses (deterministic)."""
-    n = draw(st.integers(2, 4))
-    point = draw(st.booleans())
-    if point:
-        mass: FloatArray = np.eye(n)[draw(st.integers(0, n - 1))]
-        return mass
-    return draw(distributions(n, full_support=True))
-
-
 def _check_indicator_is_imitation(pb: PolicyProblem) -> Violation | None:
     x_star = unbounded_search(pb.scores)
     p = softmax(pb.logits)
@@ -77,6 +66,17 @@ def _complex_step_p(theta: FloatArray, x: int, i: int) -> float:
 
 # ---------------------------------------------------------------------------------------------
 # indicator-reward-stochastic-demonstrator: the counterexample search and its exact confirmation
+
+
+@st.composite
+def _stochastic_demonstrators(draw: st.DrawFn) -> FloatArray:
+    """Demonstrators of full support (stochastic) and point masses (deterministic)."""
+    n = draw(st.integers(2, 4))
+    point = draw(st.booleans())
+    if point:
+        mass: FloatArray = np.eye(n)[draw(st.integers(0, n - 1))]
+        return mass
+    return draw(distributions(n, full_support=True))
 
 
 def _counterexample_indicator_stochastic(q: FloatArray) -> Violation | None:
