@@ -84,6 +84,7 @@ from typing import Any, Literal
 import numpy as np
 
 from impl.errors import InvalidArgument
+from properties._user_code import exception_text, safe_text, type_name
 
 START_METHOD = "spawn"
 """How the child is started (see the module docstring for why not ``fork``)."""
@@ -276,37 +277,6 @@ class _LoadFailed(Exception):
         self.exc = exc
 
 
-def safe_text(obj: Any) -> str:
-    """``repr(obj)``, or a placeholder when user code makes even that raise."""
-    try:
-        return repr(obj)
-    except BaseException:  # a hostile __repr__: not our failure to report
-        return f"<unprintable {_type_name(obj)}>"
-
-
-def _type_name(obj: Any) -> str:
-    try:
-        return str(type(obj).__name__)
-    except BaseException:  # a metaclass with a raising __name__
-        return "object"
-
-
-def exception_text(exc: BaseException) -> str:
-    """``Type: message (at file:line in function)``, never raising (hostile ``__str__``)."""
-    try:
-        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    except BaseException:
-        text = f"{_type_name(exc)}: <unprintable>"
-    try:
-        frames = traceback.extract_tb(exc.__traceback__)
-        if frames:
-            last = frames[-1]
-            text += f" (at {last.filename}:{last.lineno} in {last.name})"
-    except BaseException:
-        pass
-    return " ".join(text.split())
-
-
 def _exit_code_text(exc: SystemExit) -> str:
     code = exc.code
     return "sys.exit()" if code is None else f"sys.exit({safe_text(code)})"
@@ -435,7 +405,7 @@ def load_target(target: str, state: State) -> Callable[..., Any]:
     state[_PHASE] = LOOKING_UP
     fn = _lookup(module, attr, where)
     if not callable(fn):
-        raise _Usage(f"{attr!r} in {where} is not callable (it is a {_type_name(fn)})")
+        raise _Usage(f"{attr!r} in {where} is not callable (it is a {type_name(type(fn))})")
     return fn  # type: ignore[no-any-return]
 
 
@@ -549,7 +519,7 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
             out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))
         )
     except (ReportUnavailable, InvalidArgument, OSError) as exc:
-        return safe_text(exc).replace("\n", " ")
+        return exception_text(exc).replace("\n", " ")
     return None
 
 
