@@ -448,7 +448,7 @@ def test_exception_and_object_text_survive_hostile_dunders() -> None:
 
     # the child describes user objects with properties._user_code (one implementation)
     assert "BadStr: () (__str__ of the exception raised RuntimeError)" in exception_text(BadStr())
-    assert safe_text(BadRepr()) == "<BadRepr object; repr() raised SystemExit>"
+    assert safe_text(BadRepr()).endswith("BadRepr object; repr() raised SystemExit>")
 
 
 def test_repair_sys_path_restores_what_an_import_removed(monkeypatch: pytest.MonkeyPatch) -> None:
