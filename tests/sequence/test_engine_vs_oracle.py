@@ -10,7 +10,9 @@ term, with two prompts, vmap-able and not).
 The two enumerations order the responses differently; problems are translated by the
 responses' tokens and the nodes' prefixes, never by position.
 
-Skips (only) while the engine's API is not on the branch.  Budget: ~15 s on one core.
+Skips (only) while the engine's API is not on the branch: ``impl.sequence`` for the
+probabilities and ``grad J``, ``properties.sequence_checker.sequence_expectation`` for
+``E[g]``.  Budget: ~15 s on one core.
 """
 
 from __future__ import annotations
@@ -22,17 +24,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 engine = pytest.importorskip("impl.sequence", reason="the exact engine (impl.sequence) is not on this branch yet")
-checker = pytest.importorskip(
-    "properties.sequence_checker", reason="the sequence checker is not on this branch yet"
-)
-if not hasattr(checker, "sequence_expectation"):
-    pytest.skip("properties.sequence_checker.sequence_expectation is missing", allow_module_level=True)
 
 from sequence_oracle import (  # noqa: E402
     Problem,
+    exact_gradient,
     loss_expectation,
     make_space,
     problem_set,
+    response_probs,
     weights_expectation,
 )
 
@@ -84,8 +83,37 @@ def _translate(problem: Problem) -> tuple[dict[str, Any], np.ndarray]:
     return args, rows
 
 
+def _checker() -> Any:
+    try:
+        import properties.sequence_checker as checker
+    except ImportError:
+        pytest.skip("the sequence checker (properties.sequence_checker) is not on this branch yet")
+    if not hasattr(checker, "sequence_expectation"):
+        pytest.skip("properties.sequence_checker.sequence_expectation is missing")
+    return checker
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.2])
+def test_engine_response_probabilities_and_grad_j_agree_with_the_oracle(kl_coef: float) -> None:
+    for problem in problem_set(group_sizes=(2,), num_prompts=(1, 2), kl_coef=kl_coef, seed=20):
+        args, rows = _translate(problem)
+        space = make_space(problem.vocab_size, problem.max_len)
+        theirs = engine.response_space(problem.vocab_size, problem.max_len)
+        ours = {tuple(space.padded(r)): r for r in range(space.num_responses)}
+        order = [ours[tuple(int(t) for t in row)] for row in theirs.tokens]
+        np.testing.assert_allclose(
+            engine.response_probs(theirs, args["theta"]), response_probs(space, problem.theta)[:, order],
+            rtol=0, atol=AGREEMENT_TOL,
+        )
+        grad = engine.sequence_gradient(
+            theirs, args["theta"], args["rewards"], kl_coef=kl_coef, ref_theta=args["ref_theta"]
+        )
+        np.testing.assert_allclose(grad, exact_gradient(problem)[:, rows], rtol=0, atol=AGREEMENT_TOL)
+
+
 @pytest.mark.parametrize("name", CROSS_CHECKED)
 def test_engine_and_oracle_agree_on_every_problem(name: str) -> None:
+    checker = _checker()
     entry = get(name)
     st = entry.settings
     problems = problem_set(
