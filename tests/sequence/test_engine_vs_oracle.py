@@ -12,7 +12,7 @@ responses' tokens and the nodes' prefixes, never by position.
 
 Skips (only) while the engine's API is not on the branch: ``impl.sequence`` for the
 probabilities and ``grad J``, ``properties.sequence_checker.sequence_expectation`` for
-``E[g]``.  Budget: ~15 s on one core.
+``E[g]``.  Budget: ~15 s of CPU (one core).
 """
 
 from __future__ import annotations

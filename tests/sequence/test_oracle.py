@@ -8,7 +8,7 @@ judging thresholds are tested in both directions (a planted length weighting of 
 token is caught, 1e-7 is "inconclusive", 1e-14 is no bias), and every error kind is
 provoked.
 
-Budget: ~10 s on one core.
+Budget: ~10 s of CPU (one core).
 """
 
 from __future__ import annotations

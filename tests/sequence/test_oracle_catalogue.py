@@ -11,7 +11,7 @@ The second half checks the derivations behind the verdicts that the literature d
 settle (which KL placements are biased and exactly how, GSPO's length weighting, GRPO's
 std with binary rewards).
 
-Budget: ~60 s on one core (~0.7 s an entry).
+Budget: ~50 s of CPU (one core; ~0.6 s an entry, twice that with two prompts).
 """
 
 from __future__ import annotations
