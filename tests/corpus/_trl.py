@@ -10,7 +10,9 @@ named after its origin.  Read at these stored commits:
   advantages, ``scale_rewards``, ``+ 1e-4``) and ``GRPOTrainer._compute_loss`` (token or
   sequence importance sampling, two-sided clip ``delta``, ``beta * per_token_kl`` (k3), loss
   types ``grpo``, ``bnpo``, ``dr_grpo``).  The trainer holds rewards in a float32
-  ``rewards_per_func`` tensor (``torch.zeros(len(prompts), len(self.reward_funcs))``).
+  ``rewards_per_func`` tensor (``torch.zeros(len(prompts), len(self.reward_funcs))``; read in
+  the stored version 000bb3dbb6e3bd0288068c5ad73bb11e4f69dca1 of the same file, where the
+  advantage and loss code is the same).
 * ``trl/trainer/rloo_trainer.py`` @ 00313f21920d37c3876c4021b51430224c06c936:
   ``RLOOTrainer._generate_and_score_completions`` (sequence-level k1 KL subtracted from the
   reward, leave-one-out baseline, optional ``normalize_advantages`` over the whole batch with
