@@ -4,7 +4,8 @@ The registry :data:`CLAIMS` holds every claim by identifier; ``get_claim(id).pro
 rebuilds that claim's derivation and checks every step with SymPy, returning a
 :class:`Proof` (``proof.ok``, ``proof.scope``, readable ``proof.render()``).  The two
 refuted claims have exact counterexample checkers, and the statements are compiled into
-NumPy oracles for cross-checking :mod:`impl`.
+NumPy oracles for cross-checking :mod:`impl`.  The sequence-level identities behind the
+sequence checker (:mod:`spec.sequence`) are in :data:`SEQUENCE_PROOFS`.
 
 >>> proof = get_claim("reinforce-unbiased").prove()
 >>> proof.ok, proof.scope
@@ -34,6 +35,12 @@ from spec.oracles import (
     softmax_gradient_oracle,
     stochastic_indicator_gradient_oracle,
 )
+from spec.sequence import (
+    SEQUENCE_PROOFS,
+    prove_sequence,
+    prove_sequence_kl_gradient,
+    prove_sequence_score_function,
+)
 
 __all__ = [
     "CLAIMS",
@@ -43,6 +50,7 @@ __all__ = [
     "LimitedSearchCounterexample",
     "Proof",
     "ProofFailed",
+    "SEQUENCE_PROOFS",
     "SpecError",
     "Step",
     "Verdict",
@@ -57,6 +65,9 @@ __all__ = [
     "imitation_gradient_oracle",
     "indicator_gradient_oracle",
     "prove_all",
+    "prove_sequence",
+    "prove_sequence_kl_gradient",
+    "prove_sequence_score_function",
     "self_inclusive_gradient_oracle",
     "softmax_gradient_oracle",
     "stochastic_indicator_gradient_oracle",
