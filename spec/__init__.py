@@ -5,7 +5,7 @@ rebuilds that claim's derivation and checks every step with SymPy, returning a
 :class:`Proof` (``proof.ok``, ``proof.scope``, readable ``proof.render()``).  The two
 refuted claims have exact counterexample checkers, and the statements are compiled into
 NumPy oracles for cross-checking :mod:`impl`.  The sequence-level identities behind the
-sequence checker (:mod:`spec.sequence`) are in :data:`SEQUENCE_PROOFS`.
+sequence checker (:mod:`spec.sequence`) are proved by :func:`prove_sequence`.
 
 >>> proof = get_claim("reinforce-unbiased").prove()
 >>> proof.ok, proof.scope
@@ -36,7 +36,6 @@ from spec.oracles import (
     stochastic_indicator_gradient_oracle,
 )
 from spec.sequence import (
-    SEQUENCE_PROOFS,
     prove_sequence,
     prove_sequence_kl_gradient,
     prove_sequence_score_function,
@@ -50,7 +49,6 @@ __all__ = [
     "LimitedSearchCounterexample",
     "Proof",
     "ProofFailed",
-    "SEQUENCE_PROOFS",
     "SpecError",
     "Step",
     "Verdict",

@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from spec import (
-    SEQUENCE_PROOFS,
-    prove_sequence,
-    prove_sequence_kl_gradient,
-    prove_sequence_score_function,
-)
+from spec import prove_sequence, prove_sequence_kl_gradient, prove_sequence_score_function
+from spec.sequence import SEQUENCE_PROOFS
 
 
 def test_every_sequence_proof_checks_in_general() -> None:
