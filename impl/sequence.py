@@ -83,7 +83,9 @@ def token_name(token: int) -> str:
         return "<eos>"
     if 1 <= token < MAX_VOCAB:
         return chr(ord("a") + token - 1)
-    raise InvalidArgument(f"Expected a token id in 0..{MAX_VOCAB - 1} but got {describe('token', token)}")
+    raise InvalidArgument(
+        f"Expected a token id in 0..{MAX_VOCAB - 1} but got {describe('token', token)}"
+    )
 
 
 def format_tokens(tokens: Any, *, truncated_mark: bool = False) -> str:
@@ -197,7 +199,9 @@ def _check_shape_args(vocab_size: Any, max_len: Any) -> tuple[int, int]:
     v = positive_int(vocab_size, "vocab_size", minimum=2)
     t = positive_int(max_len, "max_len")
     if v > MAX_VOCAB:
-        raise InvalidArgument(f"Expected vocab_size <= {MAX_VOCAB} but got {describe('vocab_size', vocab_size)}")
+        raise InvalidArgument(
+            f"Expected vocab_size <= {MAX_VOCAB} but got {describe('vocab_size', vocab_size)}"
+        )
     if v**t > MAX_ENUMERATED:
         raise InvalidArgument(
             f"vocab_size**max_len = {v**t} exceeds MAX_ENUMERATED={MAX_ENUMERATED} "
@@ -252,8 +256,19 @@ def _build_space(v: int, t: int) -> ResponseSpace:
     children = np.where(is_leaf, -1, child_code).astype(np.int64)
 
     strings = tuple(format_tokens(row) for row in tokens)
-    for arr in (tokens, mask, lengths, nodes, has_eos, node_depth, node_tokens, children, leaves,
-                offsets, lookup):
+    for arr in (
+        tokens,
+        mask,
+        lengths,
+        nodes,
+        has_eos,
+        node_depth,
+        node_tokens,
+        children,
+        leaves,
+        offsets,
+        lookup,
+    ):
         arr.setflags(write=False)
     truncated = ~has_eos
     truncated.setflags(write=False)
@@ -328,7 +343,9 @@ def _rewards(space: ResponseSpace, value: Any, num_prompts: int) -> FloatArray:
     try:
         arr = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise InvalidArgument(f"Expected a float array but got {describe('rewards', value)}") from exc
+        raise InvalidArgument(
+            f"Expected a float array but got {describe('rewards', value)}"
+        ) from exc
     if arr.shape != (num_prompts, space.num_responses):
         raise InvalidArgument(
             f"Expected rewards of shape (P, R) = ({num_prompts}, {space.num_responses}) but got "
@@ -343,10 +360,14 @@ def _kl_args(
     space: ResponseSpace, theta: FloatArray, kl_coef: Any, ref_theta: Any
 ) -> tuple[float, FloatArray | None]:
     if isinstance(kl_coef, bool) or not isinstance(kl_coef, int | float | np.floating | np.integer):
-        raise InvalidArgument(f"Expected a float kl_coef >= 0 but got {describe('kl_coef', kl_coef)}")
+        raise InvalidArgument(
+            f"Expected a float kl_coef >= 0 but got {describe('kl_coef', kl_coef)}"
+        )
     beta = float(kl_coef)
     if not (math.isfinite(beta) and beta >= 0):
-        raise InvalidArgument(f"Expected a finite kl_coef >= 0 but got {describe('kl_coef', kl_coef)}")
+        raise InvalidArgument(
+            f"Expected a finite kl_coef >= 0 but got {describe('kl_coef', kl_coef)}"
+        )
     if ref_theta is None:
         if beta > 0:
             raise InvalidArgument("kl_coef > 0 needs ref_theta (the reference policy's logits)")
@@ -700,7 +721,9 @@ def node_rows(space: ResponseSpace, batches: Any, k: int) -> IntArray:
     ids = np.asarray(batches, dtype=np.int64)
     k = positive_int(k, "k")
     if ids.ndim != 2 or ids.shape[1] % k:
-        raise InvalidArgument(f"Expected batches of shape (G, P*k) with k={k} but got {describe('batches', batches)}")
+        raise InvalidArgument(
+            f"Expected batches of shape (G, P*k) with k={k} but got {describe('batches', batches)}"
+        )
     prompt = np.arange(ids.shape[1]) // k
     out: IntArray = (prompt[None, :, None] * space.num_rows + space.nodes[ids]).astype(np.int64)
     return out
@@ -721,7 +744,9 @@ def _batches(space: ResponseSpace, batches: Any, k: int, num_prompts: int) -> In
     return ids.astype(np.int64, copy=False)
 
 
-def scatter_positions(space: ResponseSpace, batches: Any, k: int, num_prompts: int, values: Any) -> FloatArray:
+def scatter_positions(
+    space: ResponseSpace, batches: Any, k: int, num_prompts: int, values: Any
+) -> FloatArray:
     r"""Sum per-position vectors into ``theta``'s shape, per batch: ``(G, B, T, V) -> (G, P, N+1, V)``.
 
     ``out[g, p, n] = sum over rows j of prompt p and positions t with nodes[y_j, t] = n of

@@ -321,8 +321,8 @@ class EstimatorReport:
 
     name: str
     verdict: Verdict
-    scale: dict[int, float] | None
-    scale_uncertainty: dict[int, float] | None
+    scale: dict[Any, float] | None  # keyed by k here, by (k, T, P) in a sequence report
+    scale_uncertainty: dict[Any, float] | None
     counterexample: Counterexample | None
     error: EstimatorError | None
     group_sizes: tuple[int, ...]

@@ -154,7 +154,10 @@ def _score_induction_steps(continuation_score: ContinuationScore) -> list[Step]:
             .xreplace({Derivative(sub_value(v, vartheta), vartheta): sub_score(v, vartheta)}),
             Sum(
                 first(v, vartheta)
-                * (diff(log(first(v, vartheta)), vartheta) * sub_value(v, vartheta) + sub_score(v, vartheta)),
+                * (
+                    diff(log(first(v, vartheta)), vartheta) * sub_value(v, vartheta)
+                    + sub_score(v, vartheta)
+                ),
                 (v, 0, V - 1),
             ),
         ),
@@ -196,7 +199,10 @@ def _kl_steps(weight: KlWeight) -> list[Step]:
             "(a finite sum differentiated termwise, the product rule; ref does not depend on "
             "the parameters), over any finite set",
             Sum(diff(p * (log(p) - log(ref[i])), vartheta), (i, 0, n - 1)),
-            Sum(p * diff(log(p), vartheta) * weight(log(p), log(ref[i])) + diff(p, vartheta), (i, 0, n - 1)),
+            Sum(
+                p * diff(log(p), vartheta) * weight(log(p), log(ref[i])) + diff(p, vartheta),
+                (i, 0, n - 1),
+            ),
         ),
         check_identity(
             "... and sum_y d pi(y) = d sum_y pi(y) (termwise differentiation of the finite sum)",
@@ -257,8 +263,16 @@ def _concrete_cases(
         def name(pre: tuple[int, ...]) -> str:
             return "".join(map(str, pre))
 
-        x = {(pre, w): Symbol(f"x_{name(pre)}_{w}", positive=True) for pre in prefixes for w in range(vocab)}
-        xr = {(pre, w): Symbol(f"r_{name(pre)}_{w}", positive=True) for pre in prefixes for w in range(vocab)}
+        x = {
+            (pre, w): Symbol(f"x_{name(pre)}_{w}", positive=True)
+            for pre in prefixes
+            for w in range(vocab)
+        }
+        xr = {
+            (pre, w): Symbol(f"r_{name(pre)}_{w}", positive=True)
+            for pre in prefixes
+            for w in range(vocab)
+        }
         rewards = {yy: Symbol(f"R_{name(yy)}", real=True) for yy in ys}
         beta = Symbol("beta", positive=True)
         pis = {yy: _prob(yy, x, vocab) for yy in ys}
@@ -322,19 +336,21 @@ def prove_sequence_score_function(*, continuation_score: ContinuationScore = _su
         "grad E_{y~pi}[R(y)] = E_{y~pi}[R(y) grad log pi(y)] for the tabular autoregressive "
         "policy, every V >= 2 and T >= 1; d log pi(y) / d theta[n, v] = sum over positions at "
         "n of (delta(y_t, v) - pi(v | n))",
-        lambda: _normalisation_steps()
-        + _score_induction_steps(continuation_score)
-        + _softmax_token_score_steps()
-        + [_engine_form_step()]
-        + [
-            check_cases(
-                "direct differentiation of J = sum_y pi(y) R(y) with symbolic logits and rewards "
-                "vs sum_y pi(y) R(y) sum_t (delta - pi) at every coordinate",
-                _concrete_cases(_SCORE_SHAPES, False, _log_ratio, continuation_score),
-                bound="(V, T) in " + ", ".join(map(str, _SCORE_SHAPES)),
-                role="cross-check",
-            )
-        ],
+        lambda: (
+            _normalisation_steps()
+            + _score_induction_steps(continuation_score)
+            + _softmax_token_score_steps()
+            + [_engine_form_step()]
+            + [
+                check_cases(
+                    "direct differentiation of J = sum_y pi(y) R(y) with symbolic logits and rewards "
+                    "vs sum_y pi(y) R(y) sum_t (delta - pi) at every coordinate",
+                    _concrete_cases(_SCORE_SHAPES, False, _log_ratio, continuation_score),
+                    bound="(V, T) in " + ", ".join(map(str, _SCORE_SHAPES)),
+                    role="cross-check",
+                )
+            ]
+        ),
     )
 
 
@@ -356,17 +372,19 @@ def prove_sequence_kl_gradient(*, weight: KlWeight = _log_ratio) -> Proof:
         "sequence-kl-gradient",
         "grad KL(pi || pi_ref) = E_pi[(log pi - log pi_ref) grad log pi] (sequence-level reverse "
         "KL, pi_ref fixed), so grad J = E_pi[(R - beta (log pi - log pi_ref)) grad log pi]",
-        lambda: _normalisation_steps()
-        + _kl_steps(weight)
-        + [
-            check_cases(
-                "direct differentiation of J = sum_y pi R - beta KL with symbolic logits, reference "
-                "logits, rewards and beta vs sum_y pi(y) A(y) sum_t (delta - pi)",
-                _concrete_cases(_KL_SHAPES, True, weight, _sum_score),
-                bound="(V, T) in " + ", ".join(map(str, _KL_SHAPES)),
-                role="cross-check",
-            )
-        ],
+        lambda: (
+            _normalisation_steps()
+            + _kl_steps(weight)
+            + [
+                check_cases(
+                    "direct differentiation of J = sum_y pi R - beta KL with symbolic logits, reference "
+                    "logits, rewards and beta vs sum_y pi(y) A(y) sum_t (delta - pi)",
+                    _concrete_cases(_KL_SHAPES, True, weight, _sum_score),
+                    bound="(V, T) in " + ", ".join(map(str, _KL_SHAPES)),
+                    role="cross-check",
+                )
+            ]
+        ),
     )
 
 

@@ -71,7 +71,9 @@ def test_space_matches_brute_force_enumeration(v: int, t: int) -> None:
     assert space.num_responses == len(expected) == num_responses(v, t)
     assert space.num_nodes == sum((v - 1) ** d for d in range(t))
     # lengths and mask
-    for row, length, m, trunc in zip(space.tokens, space.lengths, space.mask, space.truncated, strict=True):
+    for row, length, m, trunc in zip(
+        space.tokens, space.lengths, space.mask, space.truncated, strict=True
+    ):
         eos = [i for i, tok in enumerate(row) if tok == 0]
         assert length == (eos[0] + 1 if eos else t)
         assert trunc == (not eos)
@@ -86,7 +88,9 @@ def test_space_matches_brute_force_enumeration(v: int, t: int) -> None:
                 continue
             prefix = tuple(space.tokens[r, :pos].tolist())
             assert prefixes.setdefault(prefix, node) == node
-            assert space.node_string(node) == (" ".join(format_tokens([x]) for x in prefix) or "(start)")
+            assert space.node_string(node) == (
+                " ".join(format_tokens([x]) for x in prefix) or "(start)"
+            )
     assert sorted(prefixes.values()) == list(range(space.num_nodes))
     # successor tables: exactly one of child / leaf is set, and they are consistent
     assert np.all((space.children >= 0) != (space.leaves >= 0))
@@ -144,7 +148,10 @@ def test_probabilities_sum_to_one_and_match_products(v: int, t: int) -> None:
     pi /= pi.sum(-1, keepdims=True)
     for r in range(space.num_responses):
         want = [
-            math.prod(pi[q, space.nodes[r, pos], space.tokens[r, pos]] for pos in range(int(space.lengths[r])))
+            math.prod(
+                pi[q, space.nodes[r, pos], space.tokens[r, pos]]
+                for pos in range(int(space.lengths[r]))
+            )
             for q in range(2)
         ]
         assert np.allclose(p[:, r], want, rtol=ROUNDOFF, atol=0.0)
@@ -248,7 +255,11 @@ def test_gradient_matches_torch_autograd(v: int, t: int) -> None:
     rewards = rng.normal(size=(2, space.num_responses))
     beta = 0.4
     th = torch.tensor(theta, requires_grad=True)
-    tok, nodes, mask = torch.tensor(space.tokens), torch.tensor(space.nodes), torch.tensor(space.mask)
+    tok, nodes, mask = (
+        torch.tensor(space.tokens),
+        torch.tensor(space.nodes),
+        torch.tensor(space.mask),
+    )
     seq = (torch.log_softmax(th, -1)[:, nodes, tok] * mask).sum(-1)
     seq_ref = (torch.log_softmax(torch.tensor(ref), -1)[:, nodes, tok] * mask).sum(-1)
     j = (seq.exp() * torch.tensor(rewards)).sum() - beta * (seq.exp() * (seq - seq_ref)).sum()
@@ -271,7 +282,9 @@ def test_kl_is_zero_at_ref_and_positive_elsewhere() -> None:
     assert np.abs(g).max() == 0.0
 
 
-@pytest.mark.parametrize(("v", "t", "k", "p"), [(2, 1, 2, 1), (2, 2, 2, 2), (3, 2, 3, 1), (2, 3, 1, 2)])
+@pytest.mark.parametrize(
+    ("v", "t", "k", "p"), [(2, 1, 2, 1), (2, 2, 2, 2), (3, 2, 3, 1), (2, 3, 1, 2)]
+)
 def test_batches_and_their_probabilities(v: int, t: int, k: int, p: int) -> None:
     space = response_space(v, t)
     batches = enumerate_batches(space, k, p)

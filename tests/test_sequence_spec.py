@@ -32,7 +32,10 @@ def test_score_proof_fails_for_a_wrong_factorisation(candidate, failing) -> None
     proof = prove_sequence_score_function(continuation_score=candidate)
     assert not proof.ok
     assert "FAIL" in proof.render()
-    failed = {"(cross-check)" if s.role == "cross-check" else s.description.split(":")[0] for s in proof.failed}
+    failed = {
+        "(cross-check)" if s.role == "cross-check" else s.description.split(":")[0]
+        for s in proof.failed
+    }
     assert failing <= failed
 
 
