@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
+from properties._cmd_check_sequence import add_sequence_arguments, run_sequence
 from properties.checker import (
     DEFAULT_GROUP_SIZES,
     DEFAULT_MAX_EXAMPLES,
@@ -60,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_sequence_arguments(parser)
 
 
 def _group_sizes(text: str) -> tuple[int, ...]:
@@ -150,6 +152,8 @@ def run(args: argparse.Namespace) -> int:
         ks = _group_sizes(args.group_sizes)
     else:
         ks = default_ks or DEFAULT_GROUP_SIZES
+    if args.sequence or args.weights:
+        return run_sequence(args, fn, name, ks)
     report = check_estimator(
         fn,
         group_sizes=ks,
