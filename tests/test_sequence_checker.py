@@ -492,6 +492,27 @@ def test_token_weight_errors(kind: str, fn: Any, text: str) -> None:
     assert report.message.startswith("Token weights ")
 
 
+def test_token_weights_nondeterminism_is_an_error() -> None:
+    def dropout(rewards: Any, mask: Any, log_probs: Any) -> Any:
+        keep = np.random.default_rng().random(mask.shape) < 0.9  # unseeded: differs per call
+        return w_reinforce(rewards, mask, log_probs) * keep
+
+    report = check_token_weights(dropout, **SMALL)
+    assert isinstance(report.error, SequenceError) and report.error.kind == "nondeterministic"
+
+
+def test_float32_inside_a_float64_result_is_named_and_rtol_accepts_it() -> None:
+    def rloo32(rewards: Any, mask: Any, log_probs: Any) -> Any:
+        r, m = rewards.astype(np.float32), mask.astype(np.float32)
+        k = np.float32(rewards.shape[-1])
+        base = (r.sum(-1, keepdims=True) - r) / (k - 1)
+        return ((r - base)[..., None] * m / k).astype(np.float64)
+
+    report = check_token_weights(rloo32, batched=True, **SMALL)
+    assert report.verdict == "biased" and "within float32 round-off" in report.message
+    assert check_token_weights(rloo32, batched=True, rtol=1e-5, **SMALL).verdict == "unbiased"
+
+
 def test_sequence_expectation_reproduces_the_exact_sum() -> None:
     theta = np.zeros((1, 2, 2))  # V = 2, T = 1: '<eos>' and 'a', probability 1/2 each
     e_loss, g = sequence_expectation(reinforce, theta=theta, rewards=[[0.0, 1.0]], k=2)
