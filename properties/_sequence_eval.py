@@ -51,10 +51,12 @@ of the intermediate values that may cancel (the largest reward, :math:`\max_b\|g
 and :math:`\beta\max_y|\log\pi - \log\pi_{\mathrm{ref}}|`), :math:`\rho_{p,n}` the
 behaviour probability of reaching node ``n`` (1 for the after-the-end node),
 :math:`L = 1 + B\,(T + \max_y|\log\pi_{\mathrm{old}}(y)|)` a bound on the relative error of
-the batch probabilities, :math:`\epsilon_{out}` the epsilon of the coarsest floating dtype
-the user's code computed in (the loss's, or any intermediate's the checker saw, at least
-float64's).  A correct float64 loss sits well inside it, a float32 one inside its
-float32 bound, and a bias of one part in a million of :math:`|\nabla J|` far outside
+the batch probabilities, :math:`\epsilon_{out}` the epsilon of the output's dtype (the
+loss tensor's, or the weights'; at least float64's).  As in the one-step checker the
+verdict is strict: a float64 output computed in float32 inside gets float64's bound, and a
+counterexample within float32 round-off says so in the report (issue 9).  A correct
+float64 loss sits well inside it, a float32 one inside its float32 bound, and a bias of
+one part in a million of :math:`|\nabla J|` far outside
 (``tests/test_sequence_checker.py`` measures both sides).
 """
 
@@ -250,6 +252,12 @@ class Evaluation:
             ratio = sequence_log_probs(space, pr.theta) - sequence_log_probs(space, pr.ref_theta)
             size = max(size, pr.kl_coef * float(np.abs(ratio).max()))
         return size
+
+    def rtol_scale(self) -> FloatArray:
+        """What an ``rtol`` multiplies: :math:`E|g_i| + S(2\rho_i + 1)` per coordinate."""
+        reach = self.problem.reach[:, :, None]
+        out: FloatArray = self.magnitude + self._size() * (2.0 * reach + 1.0)
+        return out
 
     @property
     def floor(self) -> float:

@@ -131,7 +131,7 @@ class RoundoffNote:
     dtype: str
     rtol: float
     verdict: Verdict
-    scale: dict[int, float] | None
+    scale: dict[Any, float] | None  # keyed by k, or by (k, T, P) for a sequence check
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""

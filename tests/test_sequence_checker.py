@@ -509,8 +509,37 @@ def test_float32_inside_a_float64_result_is_named_and_rtol_accepts_it() -> None:
         return ((r - base)[..., None] * m / k).astype(np.float64)
 
     report = check_token_weights(rloo32, batched=True, **SMALL)
-    assert report.verdict == "biased" and "within float32 round-off" in report.message
-    assert check_token_weights(rloo32, batched=True, rtol=1e-5, **SMALL).verdict == "unbiased"
+    assert report.verdict == "biased" and "Round-off?" in report.message
+    cex = report.counterexample
+    assert cex is not None and cex.roundoff is not None
+    assert cex.roundoff.dtype == "float32" and cex.roundoff.verdict == "unbiased"
+    assert (
+        check_token_weights(rloo32, batched=True, rtol=cex.roundoff.rtol, **SMALL).verdict
+        == "unbiased"
+    )
+
+
+def test_a_float64_loss_with_float32_advantages_is_strict_and_says_round_off() -> None:
+    def rloo_float32_advantage(b: Any) -> Any:
+        r = b.rewards.float().view(b.num_prompts, b.group_size)
+        adv = (r - (r.sum(-1, keepdim=True) - r) / (b.group_size - 1)).reshape(-1)
+        return -(adv.double() * seqsum(b)).mean()  # a float64 loss: float64's tolerance
+
+    report = check_sequence_loss(rloo_float32_advantage, **SMALL)
+    assert report.verdict == "biased"
+    assert report.run is not None and "float32" in report.run.dtypes
+    cex = report.counterexample
+    assert cex is not None and cex.roundoff is not None and cex.roundoff.verdict == "unbiased"
+    assert "the loss computes in float32" in report.message
+
+
+def test_round_off_notes_are_honest() -> None:
+    # a bias of 5e-7 of |grad J| is a few float32 ulps: the note may say so, but it must not
+    # claim float32 arithmetic the loss does not do; a bias of O(1) gets no note at all
+    tiny = check_sequence_loss(tiny_bias, **SMALL)
+    assert tiny.verdict == "biased" and "the loss computes in float32" not in tiny.message
+    big = check_sequence_loss(token_mean, **SMALL)
+    assert big.counterexample is not None and big.counterexample.roundoff is None
 
 
 def test_sequence_expectation_reproduces_the_exact_sum() -> None:
