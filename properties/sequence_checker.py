@@ -992,7 +992,7 @@ def _counterexample(
         reference_scores=ref.rewards.ravel(),
         discrepancy=m.discrepancy.ravel(),
         tolerance=m.allowed.ravel(),
-        reason=m.reason,
+        reason=m.reason.replace(f"for {pr.shape.key!r}", f"for {key_text(pr.shape.key)}"),
         found_by=found_by
         if found_by != "battery"
         else f"battery ({pr.label.removeprefix('battery: ')})",
