@@ -24,10 +24,10 @@ expected weight each response's tokens receive), ``error`` (the loss raised, ret
 non-scalar / non-tensor / non-finite value or one without a gradient, was not
 deterministic, wrote into the batch, or printed).
 
->>> import torch
+>>> import pytest; torch = pytest.importorskip("torch")
 >>> def reinforce(batch):  # token-sum per response, mean over the batch: unbiased (P = 1)
 ...     return -(batch.rewards * (batch.log_probs * batch.mask).sum(-1)).mean()
->>> check_sequence_loss(reinforce, max_examples=5).verdict
+>>> check_sequence_loss(reinforce, group_sizes=(2, 3), max_len=2, max_examples=5).verdict
 'unbiased'
 >>> def token_mean(batch):  # length-normalised: biased
 ...     per = (batch.log_probs * batch.mask).sum(-1) / batch.mask.sum(-1)
@@ -52,7 +52,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.errors import InvalidArgument, describe
-from impl.sequence import MAX_VOCAB, advantages, response_probs, sequence_log_probs
+from impl.sequence import MAX_VOCAB, advantages, response_probs
 from impl.types import FloatArray
 from properties._judging import (
     REFERENCE_MIN_SIGNAL,
@@ -1511,5 +1511,3 @@ __all__ = [
     "key_text",
     "sequence_expectation",
 ]
-
-_ = sequence_log_probs
