@@ -41,6 +41,9 @@ applies to a row computed in a different batch (:meth:`GuardedEstimator.check_ro
 SUB_BATCH_ROWS = 3
 """Rows in the small sub-batch of the row-independence check (besides a batch of one)."""
 
+KEPT_CALLS = 4
+"""The inputs of this many recent calls are re-verified after every call (late writes)."""
+
 FAULT_KINDS = (
     "raised",
     "exited",
@@ -72,14 +75,14 @@ def frozen(a: Any) -> Any:
     return np.frombuffer(arr.tobytes(), dtype=arr.dtype).reshape(arr.shape)
 
 
-_GROUPS: dict[tuple[int, int], tuple[IntArray, IntArray]] = {}
+_GROUPS: dict[tuple[int, int], tuple[IntArray, bytes]] = {}
 
 
 def all_groups(n: int, k: int) -> IntArray:
     """All ``n**k`` ordered groups, shape ``(n**k, k)``, lexicographic, read-only and cached.
 
-    The cached array is checked against a private copy on every fetch and rebuilt if
-    user code managed to write into it.
+    The cached array is checked against a private copy of its bytes on every fetch and
+    rebuilt if user code managed to write into it.
 
     >>> all_groups(2, 2).tolist()
     [[0, 0], [0, 1], [1, 0], [1, 1]]
@@ -88,9 +91,9 @@ def all_groups(n: int, k: int) -> IntArray:
     """
     key = (n, k)
     cached = _GROUPS.get(key)
-    if cached is None or not np.array_equal(cached[0], cached[1]):
+    if cached is None or cached[0].tobytes() != cached[1]:
         pristine = enumerate_groups(n, k)
-        cached = (frozen(pristine), pristine)
+        cached = (frozen(pristine), pristine.tobytes())
         _GROUPS[key] = cached
     return cached[0]
 
@@ -136,16 +139,25 @@ def _mentions_read_only(err: UserCodeError) -> bool:
     return err.is_instance(ValueError) and "read-only" in err.text
 
 
-def _to_numpy(raw: Any) -> Any:
-    """``raw`` as an ndarray (user code runs here: call through :func:`call_user`)."""
+BFLOAT16_EPS = 2.0**-7
+"""Epsilon of bfloat16 (8 significant bits), for tensors and arrays of that dtype."""
+
+
+def _to_numpy(raw: Any) -> tuple[Any, float | None]:
+    """``raw`` as an ndarray and, for bfloat16, its epsilon (user code runs here)."""
+    eps: float | None = None
     detach = getattr(raw, "detach", None)
     if callable(detach) and hasattr(raw, "cpu"):  # a torch tensor
-        raw = detach().cpu().numpy()
+        tensor = detach().cpu()
+        if "bfloat16" in str(getattr(tensor, "dtype", "")):  # NumPy has no bfloat16
+            tensor, eps = tensor.float(), BFLOAT16_EPS
+        raw = tensor.numpy()
     if isinstance(raw, np.ma.MaskedArray) and bool(np.ma.getmaskarray(raw).any()):
         raise _MaskedOutput
-    if isinstance(raw, np.ndarray):
-        return np.asarray(raw).copy()  # an ndarray subclass becomes a plain array
-    return np.asarray(raw)
+    arr = np.asarray(raw).copy() if isinstance(raw, np.ndarray) else np.asarray(raw)
+    if arr.dtype.name == "bfloat16":  # ml_dtypes (JAX) bfloat16 arrays
+        arr, eps = arr.astype(np.float32), BFLOAT16_EPS
+    return arr, eps
 
 
 class _MaskedOutput(Exception):
@@ -156,12 +168,12 @@ def _kind_text(raw: Any) -> str:
     return type_name(type(raw))
 
 
-def coerce(raw: Any) -> tuple[Any, str]:
-    """``raw`` as a floating ndarray, or ``(None, reason)``: never raises.
+def coerce(raw: Any) -> tuple[Any, str, float]:
+    """``(array, "", eps)`` for a floating result, or ``(None, reason, 0.0)``: never raises.
 
-    Accepts float16/32/64 arrays, lists and tensors; refuses ``None``, integer and bool
-    dtypes (a gradient must be floating point), complex and object dtypes, and objects
-    whose conversion raises.
+    Accepts float16/32/64 arrays, lists and tensors (bfloat16 ones too, judged with
+    bfloat16's epsilon); refuses ``None``, integer and bool dtypes (a gradient must be
+    floating point), complex and object dtypes, and objects whose conversion raises.
 
     >>> coerce([1.0, 2.0])[0].tolist()
     [1.0, 2.0]
@@ -169,42 +181,41 @@ def coerce(raw: Any) -> tuple[Any, str]:
     'returned an array of dtype int64 (type=ndarray): '
     """
     if raw is None:
-        return None, "returned None"
+        return None, "returned None", 0.0
+    eps: float | None = None
     if type(raw) is np.ndarray:
         arr = raw
     else:
         try:
-            arr = call_user(_to_numpy, raw)
+            arr, eps = call_user(_to_numpy, raw)
         except UserCodeError as err:
             if err.is_instance(_MaskedOutput):
                 return None, (
                     f"returned a masked array ({_kind_text(raw)}) with masked entries; the "
                     "checker needs a value for every coordinate"
-                )
+                ), 0.0
             return None, (
                 f"returned {_kind_text(raw)} whose conversion to a NumPy array raised {err.text}"
-            )
-        if type(arr) is not np.ndarray:  # pragma: no cover - np.asarray returns ndarray
-            return None, f"returned {_kind_text(raw)}, not convertible to an array"
+            ), 0.0
     kind = arr.dtype.kind
     if kind == "f":
-        return arr, ""
+        return arr, "", output_eps(arr.dtype) if eps is None else eps
     if kind in "iub":
         return None, (
             f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}): a gradient must "
             "be floating point (float64, float32 or float16); integer and bool outputs lose "
             "the gradient"
-        )
+        ), 0.0
     if kind == "O":
         shown = safe_text(raw, limit=120)
         return None, (
             f"returned {_kind_text(raw)} {shown}, which NumPy can only hold as an object array; "
             "expected real numbers (a float64/float32 array, a list of floats or a tensor)"
-        )
+        ), 0.0
     return None, (
         f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}); expected real "
         "numbers (float64, float32, or a list of floats)"
-    )
+    ), 0.0
 
 
 def output_eps(dtype: np.dtype[Any]) -> float:
@@ -224,25 +235,32 @@ _EPS: dict[np.dtype[Any], float] = {}
 
 
 class _Call:
-    """The three (frozen) arguments of one call and private copies to verify them against."""
+    """The three (frozen) arguments of one call and private copies to verify them against.
+
+    The copies are kept as ``bytes``: comparing bytes is a ``memcmp``, an order of
+    magnitude cheaper than ``np.array_equal`` on the small arrays of the hot path, and
+    exact to the bit (a write of ``-0.0`` over ``0.0`` is a write).
+    """
 
     __slots__ = ("logits", "private", "rewards", "samples")
 
     def __init__(self, logits: FloatArray, samples: IntArray, rewards: FloatArray) -> None:
         self.logits, self.samples, self.rewards = logits, samples, rewards
-        self.private: dict[str, Any] = {
-            "logits": np.array(logits, copy=True),
-            "samples": np.array(samples, copy=True),
-            "rewards": np.array(rewards, copy=True),
-        }
+        self.private = (logits.tobytes(), samples.tobytes(), rewards.tobytes())
 
     def changed(self) -> list[str]:
-        now = {"logits": self.logits, "samples": self.samples, "rewards": self.rewards}
+        now = (self.logits, self.samples, self.rewards)
         return [
             name
-            for name, a in now.items()
-            if not np.array_equal(a, self.private[name], equal_nan=a.dtype.kind == "f")
+            for name, a, saved in zip(("logits", "samples", "rewards"), now, self.private, strict=True)
+            if a.tobytes() != saved
         ]
+
+    def original(self, name: str) -> Any:
+        """The input ``name`` as it was before the call (a fresh writeable array)."""
+        i = ("logits", "samples", "rewards").index(name)
+        a = (self.logits, self.samples, self.rewards)[i]
+        return np.frombuffer(self.private[i], dtype=a.dtype).reshape(a.shape).copy()
 
 
 class GuardedEstimator:
@@ -257,6 +275,7 @@ class GuardedEstimator:
         self.batched = batched
         self.calls = 0
         self.user_seconds = 0.0
+        self._recent: list[_Call] = []  # inputs of the last calls, for writes made later
 
     # -- faults ---------------------------------------------------------------------
     def _fault(
@@ -388,14 +407,33 @@ class GuardedEstimator:
         )
 
     def _verify(self, call: _Call) -> None:
-        """Raise ``mutated-input`` if an input differs from its private copy after the call."""
+        """Raise ``mutated-input`` if an input differs from its private copy after the call.
+
+        The inputs of the last :data:`KEPT_CALLS` calls are verified too: an estimator that
+        keeps a reference to an input and writes into it during a later call is caught.
+        """
+        for earlier in self._recent:
+            if earlier is not call and earlier.changed():
+                self._recent = []
+                _GROUPS.clear()
+                which = earlier.changed()
+                raise self._mutation(
+                    which,
+                    "during a later call: it kept a reference to an input and wrote into it "
+                    "afterwards (the checker compares the inputs of recent calls with private "
+                    "copies)",
+                    call.original("logits"),
+                    call.original("samples"),
+                    call.original("rewards"),
+                )
+        self._recent = [*self._recent[-(KEPT_CALLS - 1) :], call]
         changed = call.changed()
         if not changed:
             return
         _GROUPS.clear()  # a cached group table may be what was written into
-        logits: Any = call.private["logits"]
-        samples: Any = call.private["samples"]
-        rewards: Any = call.private["rewards"]
+        logits: Any = call.original("logits")
+        samples: Any = call.original("samples")
+        rewards: Any = call.original("rewards")
         if not self.batched and samples.ndim == 2:  # find the group whose call wrote
             for i in range(samples.shape[0]):
                 one = _Call(frozen(logits), frozen(samples[i]), frozen(rewards[i]))
@@ -424,7 +462,7 @@ class GuardedEstimator:
         rewards: FloatArray,
     ) -> tuple[FloatArray, float]:
         start = time.perf_counter()
-        arr, reason = coerce(raw)  # may run user code (__array__, tensor conversion)
+        arr, reason, eps = coerce(raw)  # may run user code (__array__, tensor conversion)
         self.user_seconds += time.perf_counter() - start
         if arr is None:
             raise self._fault(
@@ -442,7 +480,7 @@ class GuardedEstimator:
                 hint=self._shape_hint(),
             )
         out: FloatArray = np.array(arr, dtype=np.float64, copy=True)
-        return out, output_eps(arr.dtype)
+        return out, eps
 
     # -- the batched interface used by the checker ------------------------------
     def __call__(
@@ -538,10 +576,14 @@ class GuardedEstimator:
             f"returned non-finite values {g[row].tolist()!r} for the group samples="
             f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
             logits,
-            samples[row],
-            rewards[row],
-            batched_call=False,
+            *self._row(samples, rewards, row),
         )
+
+    def _row(self, samples: IntArray, rewards: FloatArray, row: int) -> tuple[IntArray, FloatArray]:
+        """The arguments of a call on one row: ``(1, k)`` for a batched estimator, ``(k,)`` per group."""
+        if self.batched and samples.ndim == 2:
+            return samples[row : row + 1], rewards[row : row + 1]
+        return samples[row], rewards[row]
 
     @staticmethod
     def _moved(a: FloatArray, b: FloatArray, eps: float) -> tuple[bool, int]:
@@ -578,9 +620,7 @@ class GuardedEstimator:
             "an estimator with its own randomness needs a sampling check "
             "(the statistical tier, properties.stats)",
             logits,
-            samples[row],
-            rewards[row],
-            batched_call=False,
+            *self._row(samples, rewards, row),
         )
 
     def check_rows_independent(
@@ -598,7 +638,8 @@ class GuardedEstimator:
         Calls the estimator on the rows shuffled, on a batch of one row and on a small
         sub-batch, and compares each row with the full batch's (within
         :data:`DETERMINISM_ULPS`); raises ``rows-not-independent`` naming the smallest
-        batch that disagrees.
+        batch that disagrees, unless repeating that batch or the full one gives other
+        values (then ``nondeterministic``).
         """
         b = samples.shape[0]
         if not self.batched or b < 2:
@@ -613,6 +654,9 @@ class GuardedEstimator:
             moved, worst = self._moved(first[rows], got, eps)
             if not moved:
                 continue
+            # the same inputs again: if they give other values, it is nondeterminism
+            self.check_deterministic(logits, x, r, got, eps)
+            self.check_deterministic(logits, samples, rewards, first, eps)
             where = "shuffled" if rows.size == b else f"a batch of {rows.size} (rows {rows.tolist()})"
             row = int(rows[worst])
             raise self._fault(
@@ -636,9 +680,11 @@ class GuardedEstimator:
 
 
 __all__ = [
+    "BFLOAT16_EPS",
     "DETERMINISM_ULPS",
     "EPS64",
     "FAULT_KINDS",
+    "KEPT_CALLS",
     "SUB_BATCH_ROWS",
     "EstimatorFault",
     "GuardedEstimator",

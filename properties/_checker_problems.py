@@ -13,6 +13,7 @@ shifted by :data:`LOGIT_SHIFTS`, and a few large-``n`` problems), then
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ Softmax is shift-invariant, so :math:`\nabla J` does not move; an estimator comp
 :math:`\theta \approx 88`, float64 past 709) or underflows to 0/0, and returns NaN."""
 
 SHIFTED_N = (2, 3)
-"""The first battery problem of each of these ``n`` gets shifted copies (enough to make
-any overflow show; more would only repeat it at ``n**k`` calls each)."""
+"""The first battery problem of each of these ``n`` with distinct logits gets shifted
+copies (enough to make any overflow or clamp show; more would only repeat it at
+``n**k`` calls each)."""
 
 LARGE_N = (6, 9, 16)
 """Answer-set sizes of the large-``n`` battery problems (at ``k <= 2``, or the smallest ``k``)."""
@@ -239,6 +241,7 @@ _SMALLEST_P = float(np.finfo(np.float64).tiny)
 _TINY = {
     float(np.finfo(t).eps): float(np.finfo(t).tiny) for t in (np.float16, np.float32, np.float64)
 }
+_TINY[2.0**-7] = float(np.finfo(np.float32).tiny)  # bfloat16 keeps float32's exponent range
 
 
 def _tiny(eps_out: float) -> float:
@@ -378,7 +381,8 @@ def battery(ks: tuple[int, ...]) -> list[BatteryProblem]:
     """The battery for the group sizes ``ks``, in the order it runs.
 
     First :data:`BATTERY` (problems ``i`` for every ``k`` before problem ``i + 1``), then the
-    first problem of each ``n`` in :data:`SHIFTED_N` with every shift of :data:`LOGIT_SHIFTS`,
+    first problem with distinct logits of each ``n`` in :data:`SHIFTED_N` with every shift of
+    :data:`LOGIT_SHIFTS`,
     then the :data:`LARGE_N` problems at ``k <= 2`` (or at the smallest ``k``).  Determinism
     is checked on the first problem of each ``(k, n)``, on the first shifted problem and on
     every large-``n`` problem.
@@ -397,8 +401,8 @@ def battery(ks: tuple[int, ...]) -> list[BatteryProblem]:
                 seen.add((k, len(theta)))
                 out.append(BatteryProblem(_vec(theta), _vec(s), k, "battery", first))
     for k in ks:
-        for n in SHIFTED_N:
-            first_of_n = [(t, s) for t, s in per_k[k] if len(t) == n][:1]
+        for n in SHIFTED_N:  # a problem with distinct logits: clamps then show too
+            first_of_n = [(t, s) for t, s in per_k[k] if len(t) == n and len(set(t)) == n][:1]
             for theta, s in first_of_n:
                 for j, shift in enumerate(LOGIT_SHIFTS):
                     shifted = _vec(theta) + shift
@@ -472,6 +476,10 @@ def generated_problems(group_sizes: tuple[int, ...]) -> st.SearchStrategy[Policy
     return st.one_of(*(_problems_for_k(k) for k in ks))
 
 
+_PIN_LOCK = threading.Lock()
+_PIN_DEPTH = [0]
+
+
 @contextmanager
 def pinned_hypothesis() -> Iterator[None]:
     """Hypothesis draws only from its own built-in constants while inside this block.
@@ -480,9 +488,10 @@ def pinned_hypothesis() -> Iterator[None]:
     source of every loaded *local* module, and caches them under ``.hypothesis/constants``
     in the working directory: the problems generated for a seed then depend on what the
     caller imported, and the caller's directory gets written.  Inside this block the
-    default backend's provider is replaced by one that uses the built-in constants only
-    (same draws otherwise), so neither happens.  On a Hypothesis without that machinery
-    this does nothing.
+    default provider's ``_maybe_draw_constant`` uses the built-in constants only (the
+    same random draws otherwise), so neither happens.  Re-entrant and thread-safe (the
+    patch stays while any block is open); on a Hypothesis without local constants it
+    does nothing.
     """
     try:
         from hypothesis.internal.conjecture import providers
@@ -490,49 +499,46 @@ def pinned_hypothesis() -> Iterator[None]:
         yield
         return
     base = getattr(providers, "HypothesisProvider", None)
-    registry = getattr(providers, "AVAILABLE_PROVIDERS", None)
-    if base is None or registry is None or not hasattr(base, "_maybe_draw_constant"):
+    original = None if base is None else base.__dict__.get("_maybe_draw_constant")
+    if base is None or original is None or not hasattr(providers, "GLOBAL_CONSTANTS"):
         yield  # pragma: no cover - a Hypothesis without local constants
         return
-    pinned = _pinned_provider(base, providers)
-    before = registry.get("hypothesis")
-    registry["hypothesis"] = pinned
+    with _PIN_LOCK:
+        if _PIN_DEPTH[0] == 0:
+            base._maybe_draw_constant = _pinned_draw(providers)
+        _PIN_DEPTH[0] += 1
     try:
         yield
     finally:
-        if before is None:  # pragma: no cover
-            registry.pop("hypothesis", None)
-        else:
-            registry["hypothesis"] = before
+        with _PIN_LOCK:
+            _PIN_DEPTH[0] -= 1
+            if _PIN_DEPTH[0] == 0:
+                base._maybe_draw_constant = original
 
 
 @lru_cache(maxsize=1)
-def _pinned_provider(base: Any, providers: Any) -> Any:
+def _pinned_draw(providers: Any) -> Any:
     global_constants = providers.GLOBAL_CONSTANTS
     permitted = providers.choice_permitted
     constraints_key = providers.choice_constraints_key
     pools: dict[Any, tuple[Any, ...]] = {}
 
-    class PinnedProvider(base):  # type: ignore[misc]
-        """Hypothesis' own provider, minus the constants collected from local modules."""
+    def _maybe_draw_constant(self: Any, choice_type: Any, constraints: Any, *, p: float = 0.05) -> Any:
+        """Hypothesis' own constant draw, minus the constants collected from local modules."""
+        if self._random.random() > p:
+            return None
+        key = (choice_type, constraints_key(choice_type, constraints))
+        pool = pools.get(key)
+        if pool is None:
+            pool = tuple(
+                c for c in global_constants.set_for_type(choice_type) if permitted(c, constraints)
+            )
+            pools[key] = pool
+        if not pool:
+            return None
+        return self._random.choice(pool)
 
-        def _maybe_draw_constant(
-            self, choice_type: Any, constraints: Any, *, p: float = 0.05
-        ) -> Any:
-            if self._random.random() > p:
-                return None
-            key = (choice_type, constraints_key(choice_type, constraints))
-            pool = pools.get(key)
-            if pool is None:
-                pool = tuple(
-                    c for c in global_constants.set_for_type(choice_type) if permitted(c, constraints)
-                )
-                pools[key] = pool
-            if not pool:
-                return None
-            return self._random.choice(pool)
-
-    return PinnedProvider
+    return _maybe_draw_constant
 
 
 __all__ = [

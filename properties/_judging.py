@@ -426,7 +426,7 @@ ROUNDOFF_DTYPES: tuple[tuple[str, float], ...] = (
 
 
 def relative_residual(m: Mismatch[Any]) -> float:
-    """``|E - c G| / |G|`` on the mismatch's problem (``|E| / |E|g||``-free: ``|E|`` when ``G = 0``)."""
+    """``|E - c G| / |G|`` on the mismatch's problem (infinite when ``G = 0``)."""
     g = norm(m.evaluation.gradient)
     d = norm(m.discrepancy)
     return d / g if g > 0 else math.inf
@@ -442,19 +442,19 @@ def ulps(relative: float) -> dict[str, float]:
 
 
 def explained_by(
-    m: Mismatch[Any], tolerance_at: Callable[[float], FloatArray], finer_than: float
+    m: Mismatch[Any], bound_at: Callable[[float], FloatArray], finer_than: float
 ) -> str | None:
-    """The finest dtype coarser than ``finer_than`` whose round-off bound contains the mismatch.
+    """The finest dtype coarser than ``finer_than`` whose round-off explains the mismatch.
 
-    ``tolerance_at(eps)`` is the problem's tolerance as if the estimator's output had
-    epsilon ``eps``; the mismatch is contained when ``|E - c G| <= tau(eps) + u|G|``
-    everywhere.  ``None`` when no such dtype explains it.
+    ``bound_at(eps)`` is the round-off the problem allows an output of epsilon ``eps``
+    (per coordinate); the mismatch is explained when ``|E - c G| <= bound_at(eps) + u|G|``
+    everywhere.  ``None`` when no dtype of :data:`ROUNDOFF_DTYPES` explains it.
     """
     gradient = np.abs(m.evaluation.gradient)
     for name, eps in ROUNDOFF_DTYPES:
         if eps <= finer_than:
             continue
-        allowed = tolerance_at(eps) + m.reference.uncertainty * gradient
+        allowed = bound_at(eps) + m.reference.uncertainty * gradient
         if np.all(np.abs(m.discrepancy) <= allowed):
             return name
     return None

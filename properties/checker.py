@@ -79,6 +79,7 @@ from properties._checker_problems import (
 )
 from properties._judging import (
     REFERENCE_MIN_SIGNAL,
+    ROUNDOFF_DTYPES,
     Mismatch,
     ReferenceBook,
     Verdict,
@@ -108,7 +109,13 @@ SCALE_MATCH_UNCERTAINTIES = 4.0
 SCALE_MATCH_REL = 1e-12
 """... plus this relative slack (a perfectly measured scale has uncertainty ~0)."""
 
+ROUNDOFF_NOTE_ULPS = 4.0
+"""A counterexample "is round-off of dtype D" when every mismatch is within the checker's
+round-off bound for D with this factor in place of ``ROUNDOFF_SAFETY * k``: a few ulps of
+D of the summed terms, not the generous bound used to avoid false alarms."""
+
 _DTYPE_NAMES = {
+    2.0**-7: "bfloat16",
     float(np.finfo(np.float16).eps): "float16",
     float(np.finfo(np.float32).eps): "float32",
     EPS64: "float64",
@@ -121,15 +128,18 @@ class RoundoffNote:
 
     ``relative_residual`` is :math:`|E - c_k G| / |G|` on the counterexample and ``ulps``
     that size in units of each dtype's epsilon; ``dtype`` is the finest dtype whose
-    round-off bound (the checker's own) contains the residual; ``rtol`` the tolerance
-    that accepts that round-off, and ``verdict``/``scale`` what the checker concludes
-    with it (a second full run).  The report's verdict itself stays strict.
+    round-off bound (the checker's own) contains the residual of every mismatch the
+    battery found; ``rtol``/``atol`` the tolerance that accepts that round-off (``atol``
+    covers values below the dtype's smallest normal number, which it flushes), and
+    ``verdict``/``scale`` what the checker concludes with it (a second full run).  The
+    report's verdict itself stays strict.
     """
 
     relative_residual: float
     ulps: dict[str, float]
     dtype: str
     rtol: float
+    atol: float
     verdict: Verdict
     scale: dict[Any, float] | None  # keyed by k, or by (k, T, P) for a sequence check
 
@@ -140,6 +150,7 @@ class RoundoffNote:
             "ulps": dict(self.ulps),
             "dtype": self.dtype,
             "rtol": self.rtol,
+            "atol": self.atol,
             "verdict": self.verdict,
             "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
         }
@@ -451,6 +462,7 @@ class _Run:
         self.guard = GuardedEstimator(fn, batched=batched)
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
+        self.mismatches: list[Mismatch[Evaluation]] = []
         self.found_by = ""
         self.error: EstimatorError | None = None
         self.region = _Region(ks)
@@ -501,6 +513,7 @@ class _Run:
         return ev
 
     def _keep(self, found: list[Mismatch[Evaluation]], found_by: str) -> None:
+        self.mismatches += found
         for m in found:
             if self.mismatch is None or m.evaluation.order < self.mismatch.evaluation.order:
                 self.mismatch = m
@@ -531,7 +544,8 @@ class _Run:
                     determinism=bp.check_determinism, rows=self.batched,
                 )
             except EstimatorFault as fault:
-                self._fault(fault, bp.scores, bp.k, f"battery ({bp.source})")
+                where = "battery" if bp.source == "battery" else f"battery ({bp.source} problems)"
+                self._fault(fault, bp.scores, bp.k, where)
                 break
             judging = time.perf_counter()
             self._keep(self.book.offer(ev), "battery")
@@ -597,6 +611,7 @@ class _Run:
                 property_()
         except _Mismatch as exc:
             self.mismatch = exc.mismatch
+            self.mismatches.append(exc.mismatch)
             self.found_by = "hypothesis (shrunk)"
         except EstimatorFault as fault:
             last = failure.get("last")
@@ -710,10 +725,12 @@ def _validate(
         )
     try:
         ks = tuple(group_sizes)
-    except TypeError as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile iterable: say what it was, not its traceback
         raise InvalidArgument(
             f"Expected a sequence of group sizes but got {describe('group_sizes', group_sizes)}"
-        ) from exc
+        ) from None
     if not ks or any(
         isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_GROUP_SIZE
         for k in ks
@@ -798,7 +815,8 @@ def check_estimator(
             fn, ks, seed=seed, max_examples=max_examples, batched=batched,
             rtol=None if rtol is None else float(rtol), atol=float(atol), progress=progress,
         )
-        report = _make_report(name if name is not None else name_of(fn), run, start)
+        shown = name_of(fn) if name is None else str.__str__(name)  # a str subclass stays inert
+        report = _make_report(shown, run, start)
     if run.progress_error is not None:
         raise run.progress_error
     return report
@@ -826,27 +844,48 @@ def _check(
     return run
 
 
+_EPSILONS = {name: eps for name, eps in ROUNDOFF_DTYPES}
+
+_SMALLEST_NORMAL = {
+    "float32": float(np.finfo(np.float32).tiny),
+    "bfloat16": float(np.finfo(np.float32).tiny),  # bfloat16 keeps float32's exponent range
+    "float16": float(np.finfo(np.float16).tiny),
+}
+
+
 def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
-    """A :class:`RoundoffNote` if the mismatch is within a coarser dtype's round-off."""
-    if run.rtol is not None or m.kind == "nonpositive":
+    """A :class:`RoundoffNote` if every mismatch found is within a coarser dtype's round-off."""
+    if run.rtol is not None or any(x.kind == "nonpositive" for x in run.mismatches):
         return None
+    order = [name for name, _ in ROUNDOFF_DTYPES]
+    finest = -1
+    for x in run.mismatches or [m]:
+        ev = x.evaluation
+        # "a few ulps": the checker's own bound for that dtype without its safety factor
+        shrink = ROUNDOFF_NOTE_ULPS / (ROUNDOFF_SAFETY * ev.k)
+
+        def bound(eps: float, ev: Evaluation = ev, shrink: float = shrink) -> FloatArray:
+            out: FloatArray = ev.tolerance_at(eps) * shrink
+            return out
+
+        dtype = explained_by(x, bound, finer_than=ev.eps_out)
+        if dtype is None:
+            return None
+        finest = max(finest, order.index(dtype))
+    dtype = order[finest]
+    eps = _EPSILONS[dtype]
     ev = m.evaluation
-    dtype = explained_by(m, ev.tolerance_at, finer_than=ev.eps_out)
-    if dtype is None:
-        return None
-    eps = {"float32": float(np.finfo(np.float32).eps), "bfloat16": 2.0**-7,
-           "float16": float(np.finfo(np.float16).eps)}[dtype]
     # the rtol that reproduces the derived tolerance at that precision for the largest k
     # (and at least twice what this counterexample needs), one significant digit, rounded up
-    magnitude = ev.magnitude
     size = max(float(np.abs(ev.scores).max()), float(np.abs(ev.g).max(initial=0.0)))
     need = np.abs(m.discrepancy) - m.reference.uncertainty * np.abs(ev.gradient) - ev.atol
-    denominator = magnitude + size * (2.0 * ev.p + 1.0)
+    denominator = ev.magnitude + size * (2.0 * ev.p + 1.0)
     needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
     rtol = _round_up(max(ROUNDOFF_SAFETY * max(run.ks) * eps, 2.0 * needed))
+    atol = _round_up(max(run.atol, ROUNDOFF_SAFETY * _SMALLEST_NORMAL[dtype]))
     again = _check(
         run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
-        rtol=rtol, atol=run.atol, progress=None,
+        rtol=rtol, atol=atol, progress=None,
     )
     for key in ("evaluation", "judging", "generation"):
         run.clock[key] += again.clock[key]
@@ -860,6 +899,7 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
         ulps=ulps(relative),
         dtype=dtype,
         rtol=rtol,
+        atol=atol,
         verdict=decision.verdict,
         scale=scale,
     )
@@ -1017,7 +1057,10 @@ def _scales_text(scale: Mapping[int, float]) -> str:
 
 def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
     shown = ", ".join(f"{u:.3g} ulps of {name}" for name, u in note.ulps.items())
-    at = f"with rtol={note.rtol:g} ({note.dtype} round-off) the checker's verdict is {note.verdict.upper()}"
+    at = (
+        f"with rtol={note.rtol:g}, atol={note.atol:g} ({note.dtype} round-off) the checker's "
+        f"verdict is {note.verdict.upper()}"
+    )
     if note.verdict in ("unbiased", "scaled") and note.scale is not None:
         at += f": {_scales_text(note.scale)}"
     elif note.verdict == "error":
@@ -1027,12 +1070,13 @@ def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
     return "\n".join(
         [
             f"Round-off? The residual |E[g] - c_k grad J| is {note.relative_residual:.3g} of "
-            f"|grad J| on this problem ({shown}). It is within the checker's round-off bound "
-            f"for {note.dtype} output: if fn computes in {note.dtype} anywhere (or casts to it), "
-            "it may be round-off rather than a bias of the formula.",
+            f"|grad J| on this problem ({shown}). It, and every other mismatch the battery "
+            f"found, is within the checker's round-off bound for {note.dtype} output: if fn "
+            f"computes in {note.dtype} anywhere (or casts to it), it may be round-off rather "
+            "than a bias of the formula.",
             f"  At that precision: {at}.",
             "  The verdict stays BIASED because the output's own dtype claims more precision; "
-            f"confirm with {_rerun(report, rtol=note.rtol)}.",
+            f"confirm with {_rerun(report, rtol=note.rtol, atol=note.atol)}.",
         ]
     )
 
@@ -1261,6 +1305,7 @@ __all__ = [
     "DEFAULT_MAX_EXAMPLES",
     "ERROR_KINDS",
     "MAX_GROUP_SIZE",
+    "ROUNDOFF_NOTE_ULPS",
     "SCALE_MATCH_REL",
     "SCALE_MATCH_UNCERTAINTIES",
     "CheckedRegion",
