@@ -13,7 +13,8 @@ from __future__ import annotations
 import sys
 import time
 
-from properties.claims import CLAIM_CHECKS, FAMILY_ALPHA
+from properties.claims import CLAIM_CHECKS
+from properties.claims._common import FAMILY_ALPHA
 
 
 def main(seeds: int) -> None:

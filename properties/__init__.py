@@ -9,6 +9,8 @@ The public surface:
   the same verdicts for token-level policy-gradient losses over sequences
   (:class:`SequenceBatch`, :class:`SequenceReport`).
 * :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
+* :func:`write_report` / :func:`write_check_report`: the ledger, or one estimator's
+  verdict, as an HTML page with figures (needs the ``report`` extra, matplotlib).
 * :mod:`properties.strategies`: Hypothesis strategies for your own tests.
 """
 
@@ -24,6 +26,7 @@ from properties.checker import (
     from_torch_surrogate,
 )
 from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
+from properties.report import write_check_report, write_report
 from properties.sequence_checker import (
     SequenceReport,
     assert_sequence_scaled,
@@ -53,4 +56,6 @@ __all__ = [
     "from_torch_surrogate",
     "run_claim",
     "run_claims",
+    "write_check_report",
+    "write_report",
 ]

@@ -1,4 +1,4 @@
-"""``ida-verify check TARGET``: check a gradient estimator for bias, exactly.
+"""``ida-verify check TARGET``: check a gradient estimator for bias, exactly, in a child process.
 
 ``TARGET`` is one of
 
@@ -7,29 +7,39 @@
 * ``catalogue:NAME`` (an entry of :mod:`impl.catalogue`; always batched, and its group
   sizes default to ``min_k..4`` so that ``k = 1`` is checked where the entry allows it).
 
-Exit status: 0 for ``unbiased``, 1 for any other verdict, 2 for bad usage (no such
-file, module, function or catalogue entry; not callable; bad ``--group-sizes``).
+The user's code is imported and checked in a child process (:mod:`properties._isolation`)
+under two wall-clock limits: ``--call-timeout`` for one call into the estimator (default
+30 s) and ``--timeout`` for the whole check, start-up and import included (default 600 s).
+A hang, an exit (``sys.exit``, ``os._exit``) or a crash of user code is the ``"error"``
+verdict (kinds ``timeout``, ``exited``), and so is an import that raises
+(``import-failed``); whatever user code prints goes to stderr, so stdout carries only the
+report (``--json`` stays parseable).
+
+Exit status: 0 for ``unbiased`` (only ever after a finished check), 1 for any other
+verdict, 2 for bad usage (no such file, module, function or catalogue entry; not callable;
+bad options), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
+with one line on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
+import math
 import sys
-import uuid
 from pathlib import Path
-from typing import Any
 
 from impl.errors import InvalidArgument
-from properties._cmd_check_sequence import add_sequence_arguments, run_sequence
-from properties.checker import (
-    DEFAULT_GROUP_SIZES,
-    DEFAULT_MAX_EXAMPLES,
-    MAX_GROUP_SIZE,
-    check_estimator,
+from properties._cmd_check_sequence import add_sequence_arguments, sequence_kwargs
+from properties._isolation import (
+    DEFAULT_CALL_SECONDS,
+    DEFAULT_TOTAL_SECONDS,
+    CheckRequest,
+    Limits,
+    run_isolated,
+    split_target,
 )
-from properties.cli import UsageError
+from properties.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
+from properties.cli import Interrupted, UsageError
 
 _PREFIX = "ida-verify check: "
 
@@ -61,6 +71,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    from properties._cmd_report import report_dir
+
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        type=report_dir,
+        default=None,
+        help="also write an HTML report with figures into DIR (needs matplotlib)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TOTAL_SECONDS,
+        metavar="SECONDS",
+        help=f"wall-clock limit for the whole check, start-up and import included "
+        f"(default {DEFAULT_TOTAL_SECONDS:g}); past it the verdict is error (timeout)",
+    )
+    parser.add_argument(
+        "--call-timeout",
+        type=float,
+        default=DEFAULT_CALL_SECONDS,
+        metavar="SECONDS",
+        help=f"wall-clock limit for one call into the estimator (default {DEFAULT_CALL_SECONDS:g})",
+    )
     add_sequence_arguments(parser)
 
 
@@ -78,67 +112,65 @@ def _group_sizes(text: str) -> tuple[int, ...]:
     return ks
 
 
-def _attribute(obj: Any, dotted: str, where: str) -> Any:
-    for part in dotted.split("."):
-        if not part or not hasattr(obj, part):
-            raise UsageError(f"{_PREFIX}{where} has no attribute {dotted!r}")
-        obj = getattr(obj, part)
-    return obj
+def _seconds(value: float, option: str) -> float:
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"{_PREFIX}{option} must be a number of seconds > 0 but got {value!r}")
+    return value
 
 
-def _load_file(path: Path) -> Any:
-    if not path.is_file():
-        raise UsageError(f"{_PREFIX}no such file {str(path)!r}")
-    name = f"_ida_verify_user_{uuid.uuid4().hex}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise UsageError(f"{_PREFIX}cannot import {str(path)!r} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(path.resolve().parent))
-    sys.modules[name] = module
+def _request(args: argparse.Namespace) -> CheckRequest:
+    """What the child process is to check, from the command line (bad usage raises UsageError).
+
+    Only what needs no user code is checked here: the form of TARGET, that a file exists,
+    that a catalogue entry exists.  A missing module or function is found by the child.
+    To add a kind of check (``--sequence`` ...), register it in
+    ``properties._isolation.CHECK_KINDS`` and return ``CheckRequest(kind=..., kwargs=...)``
+    for it here.
+    """
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:
-        raise UsageError(
-            f"{_PREFIX}importing {str(path)!r} failed: {type(exc).__name__}: {exc}".replace("\n", " ")
-        ) from None
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    return module
-
-
-def resolve(target: str) -> tuple[Any, str, bool | None, tuple[int, ...] | None]:
-    """``(fn, name, batched or None, default group sizes or None)`` for a TARGET string."""
-    head, sep, attr = target.rpartition(":")
-    if not sep or not head or not attr:
-        raise UsageError(
-            f"{_PREFIX}expected TARGET as PATH.py:FUNC, module:FUNC or catalogue:NAME but got {target!r}"
-        )
-    if head == "catalogue":
+        form, head, attr = split_target(args.target)
+    except ValueError as exc:
+        raise UsageError(f"{_PREFIX}{exc}") from None
+    batched = bool(args.batched)
+    default_ks: tuple[int, ...] = DEFAULT_GROUP_SIZES
+    target, name = args.target, attr
+    if form == "catalogue":
         from impl.catalogue import get
 
         try:
             entry = get(attr)
         except InvalidArgument as exc:
             raise UsageError(f"{_PREFIX}{exc}") from None
-        return entry.fn, f"catalogue:{entry.name}", True, tuple(range(entry.min_k, 5))
-    if head.endswith(".py") or "/" in head or "\\" in head:
-        module = _load_file(Path(head))
-        where = f"file {head!r}"
-    else:
-        try:
-            module = importlib.import_module(head)
-        except ImportError as exc:
-            raise UsageError(f"{_PREFIX}cannot import module {head!r}: {exc}".replace("\n", " ")) from None
-        except Exception as exc:
-            raise UsageError(
-                f"{_PREFIX}importing module {head!r} failed: {type(exc).__name__}: {exc}".replace("\n", " ")
-            ) from None
-        where = f"module {head!r}"
-    fn = _attribute(module, attr, where)
-    if not callable(fn):
-        raise UsageError(f"{_PREFIX}{attr!r} in {where} is not callable (it is a {type(fn).__name__})")
-    return fn, attr, None, None
+        batched, default_ks, name = True, tuple(range(entry.min_k, 5)), f"catalogue:{entry.name}"
+    elif form == "file":
+        path = Path(head)
+        if not path.is_file():
+            raise UsageError(f"{_PREFIX}no such file {head!r}")
+        target = f"{path.resolve()}:{attr}"
+    ks = _group_sizes(args.group_sizes) if args.group_sizes is not None else default_ks
+    if args.sequence or args.weights:
+        if form == "catalogue":
+            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop --sequence")
+        if args.report is not None:
+            raise UsageError(f"{_PREFIX}--report is not available for --sequence checks yet")
+        return CheckRequest(
+            kind="token-weights" if args.weights else "sequence",
+            target=target,
+            name=name,
+            kwargs=sequence_kwargs(args, ks),
+        )
+    return CheckRequest(
+        kind="estimator",
+        target=target,
+        name=name,
+        kwargs={
+            "group_sizes": ks,
+            "seed": args.seed,
+            "max_examples": args.max_examples,
+            "batched": batched,
+        },
+        report_dir=None if args.report is None else str(Path(args.report).resolve()),
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -147,20 +179,19 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{_PREFIX}--max-examples must be >= 0 but got {args.max_examples}")
     if args.seed < 0:
         raise UsageError(f"{_PREFIX}--seed must be >= 0 but got {args.seed}")
-    fn, name, batched, default_ks = resolve(args.target)
-    if args.group_sizes is not None:
-        ks = _group_sizes(args.group_sizes)
-    else:
-        ks = default_ks or DEFAULT_GROUP_SIZES
-    if args.sequence or args.weights:
-        return run_sequence(args, fn, name, ks)
-    report = check_estimator(
-        fn,
-        group_sizes=ks,
-        seed=args.seed,
-        max_examples=args.max_examples,
-        batched=bool(args.batched or batched),
-        name=name,
+    limits = Limits(
+        total_seconds=_seconds(args.timeout, "--timeout"),
+        call_seconds=_seconds(args.call_timeout, "--call-timeout"),
     )
-    print(report.to_json() if args.json else report.message)
-    return 0 if report.verdict == "unbiased" else 1
+    outcome = run_isolated(_request(args), limits)
+    if outcome.status == "usage":
+        raise UsageError(f"{_PREFIX}{outcome.message}")
+    if outcome.status == "interrupted":
+        raise Interrupted(f"{_PREFIX}{outcome.message}")
+    print(outcome.to_json() if args.json else outcome.message)
+    if args.report is not None:
+        sys.stdout.flush()
+        if outcome.report_error is not None:
+            raise UsageError(f"{_PREFIX}--report: {outcome.report_error}")
+        print(f"{_PREFIX}wrote {Path(args.report) / 'index.html'}", file=sys.stderr)
+    return 0 if outcome.verdict == "unbiased" else 1

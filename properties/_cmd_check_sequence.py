@@ -1,10 +1,11 @@
 """The sequence options of ``ida-verify check`` (``--sequence``, ``--weights``, ...), kept apart.
 
 ``ida-verify check file.py:fn --sequence`` checks a PyTorch loss ``fn(batch) -> scalar``
-with :func:`properties.check_sequence_loss`; adding ``--weights`` checks a NumPy token-weight
+with :func:`properties.check_sequence_loss`; ``--weights`` checks a NumPy token-weight
 function with :func:`properties.check_token_weights` (``--batched``: it takes ``(G, B, ...)``
 arrays).  :func:`sequence_kwargs` turns the options into the checker's keyword arguments
-(plain values, so that a child process can receive them).
+(plain values, which the child process of :mod:`properties._isolation` receives; the kinds
+``sequence`` and ``token-weights`` are registered in its ``CHECK_KINDS``).
 """
 
 from __future__ import annotations
@@ -116,15 +117,4 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
     return out
 
 
-def run_sequence(args: argparse.Namespace, fn: Any, name: str, group_sizes: tuple[int, ...]) -> int:
-    """Check ``fn`` with the sequence checker the options select; print the report; the exit status."""
-    from properties.sequence_checker import check_sequence_loss, check_token_weights
-
-    kwargs = sequence_kwargs(args, group_sizes)
-    check = check_token_weights if args.weights else check_sequence_loss
-    report = check(fn, name=name, **kwargs)
-    print(report.to_json() if args.json else report.message)
-    return 0 if report.verdict == "unbiased" else 1
-
-
-__all__ = ["add_sequence_arguments", "run_sequence", "sequence_kwargs"]
+__all__ = ["add_sequence_arguments", "sequence_kwargs"]

@@ -1,4 +1,5 @@
-"""``ida-verify claims``: check every claim of CLAIMS.md and print the ledger."""
+"""``ida-verify claims``: check every claim of CLAIMS.md and print the ledger (or, with
+``--markdown``, print CLAIMS.md itself)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,13 @@ def _seed(text: str) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare the arguments of ``ida-verify claims``."""
     parser.add_argument("claim", nargs="*", metavar="CLAIM", help="claim ids (default: all)")
-    parser.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the ledger as JSON")
+    output.add_argument(
+        "--markdown",
+        action="store_true",
+        help="print CLAIMS.md (every claim, its statement and where it lives) and check nothing",
+    )
     parser.add_argument(
         "--max-examples",
         type=_positive,
@@ -46,29 +53,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ledger; exit 0 iff every verdict equals its expected verdict."""
+    from properties._progress import progress_bar
     from properties.claims import CLAIM_IDS, RunConfig, run_claims
     from properties.cli import UsageError
     from properties.ledger import render_json, render_table
 
+    if args.markdown:
+        from properties.claims import claims_markdown
+
+        if args.claim:
+            raise UsageError("ida-verify claims: --markdown prints every claim; it takes no CLAIM")
+        sys.stdout.write(claims_markdown())
+        return 0
     unknown = [c for c in args.claim if c not in CLAIM_IDS]
     if unknown:
         raise UsageError(
             f"ida-verify claims: unknown claim {unknown[0]!r} (known: {', '.join(CLAIM_IDS)})"
         )
     config = RunConfig(max_examples=args.max_examples, seed=args.seed)
-    tty = sys.stderr.isatty()
-
-    def progress(i: int, total: int, cid: str) -> None:
-        if not tty:
-            return
-        if i < total:
-            sys.stderr.write(f"\r\x1b[K[{i + 1}/{total}] {cid} ...")
-        else:
-            sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
-
     start = time.perf_counter()
-    results = run_claims(args.claim or None, config, progress)
+    # a bar on stderr only when stdout and stderr are terminals, never with --json
+    with progress_bar("claims", enabled=False if args.json else None) as progress:
+        results = run_claims(args.claim or None, config, progress)
     seconds = time.perf_counter() - start
     if args.json:
         print(

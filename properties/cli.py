@@ -3,7 +3,8 @@
 Subcommands live in their own modules (``properties._cmd_<name>``), each with
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches.
 Exit status: 0 success, 1 a verdict other than the expected one, 2 bad usage
-(with one line on stderr saying what was wrong).
+(with one line on stderr saying what was wrong), 130 interrupted (Ctrl-C, or a
+``KeyboardInterrupt`` raised by checked code; one line on stderr, no traceback).
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ COMMANDS: dict[str, str] = {
     "claims": "check every claim of CLAIMS.md and print the ledger",
     "prove": "print and check the symbolic proofs in spec/",
     "check": "check a user's gradient estimator for bias (PATH.py:FUNC or module:FUNC)",
+    "report": "write the claims ledger and its figures as an HTML page (needs matplotlib)",
 }
 
 
 class UsageError(Exception):
     """Bad command-line usage: reported as one line on stderr, exit status 2."""
+
+
+class Interrupted(Exception):
+    """The run was interrupted (a ``KeyboardInterrupt`` in checked code): one line on stderr, exit 130."""
+
+
+EXIT_INTERRUPTED = 130
+"""Exit status after Ctrl-C (128 + SIGINT, what shells report)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -64,12 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except Interrupted as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("ida-verify: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def entry() -> NoReturn:  # pragma: no cover - thin wrapper for the console script
     try:
         status = main()
         sys.stdout.flush()
+    except KeyboardInterrupt:  # a second Ctrl-C while main() was reporting the first
+        status = EXIT_INTERRUPTED
     except BrokenPipeError:
         # the reader went away (ida-verify ... | head): not an error of ours; keep Python
         # from complaining again when it flushes stdout at exit
@@ -81,6 +99,9 @@ def entry() -> NoReturn:  # pragma: no cover - thin wrapper for the console scri
 if __name__ == "__main__":  # pragma: no cover
     # Run through the package module, so that UsageError raised by the subcommands is the
     # same class as the one caught in main() (under -m this file is __main__, a second copy).
-    from properties.cli import entry as _entry
-
+    try:
+        from properties.cli import entry as _entry
+    except KeyboardInterrupt:  # Ctrl-C while importing numpy and friends
+        sys.stderr.write("ida-verify: interrupted\n")
+        sys.exit(EXIT_INTERRUPTED)
     _entry()

@@ -67,6 +67,7 @@ from properties._sequence_eval import (
     DETERMINISM_ULPS,
     EPS64,
     ROUNDOFF_SAFETY,
+    TINY,
     Evaluation,
     Sandbox,
     SequenceFault,
@@ -761,11 +762,18 @@ def check_token_weights(
 
 
 def _execute(
-    evaluator: Any, opts: dict[str, Any], budget: int, *, rtol: float | None = None
+    evaluator: Any,
+    opts: dict[str, Any],
+    budget: int,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
 ) -> _Run:
-    """The battery, then Hypothesis, then the re-check of a counterexample (``rtol`` overrides)."""
+    """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override)."""
     if rtol is not None:
         opts = {**opts, "rtol": rtol}
+    if atol is not None:
+        opts = {**opts, "atol": atol}
     run = _make_run(evaluator, opts, budget)
     run.run_battery()
     if run.fault is None and run.mismatch is None:
@@ -815,7 +823,9 @@ def _roundoff_note(
     needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
     positions = max((s.rows * s.max_len for s in run.shapes), default=1)
     rtol = _round_up(max(ROUNDOFF_SAFETY * positions * eps, 2.0 * needed))
-    again = _execute(evaluator, opts, budget, rtol=rtol)
+    # below the dtype's smallest normal number relative round-off no longer holds (it flushes)
+    atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+    again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
     decision = decide(
         fault=again.fault is not None,
         mismatch=again.mismatch is not None,
@@ -828,6 +838,7 @@ def _roundoff_note(
         ulps=ulps(relative),
         dtype=dtype,
         rtol=rtol,
+        atol=atol,
         verdict=decision.verdict,
         scale=None if decision.scale is None else dict(decision.scale),
     )
@@ -1265,13 +1276,13 @@ def _roundoff_text(report: SequenceReport, note: RoundoffNote) -> str:
             f"{inside}, it may be round-off rather than a bias of the formula.",
             f"  At that precision: {at}.",
             "  The verdict stays BIASED because the output's own dtype claims more precision; "
-            f"confirm with rtol={note.rtol:g}.",
+            f"confirm with rtol={note.rtol:g}, atol={note.atol:g}.",
         ]
     )
 
 
 def _message(report: SequenceReport, run: _Run) -> str:
-    what = "Loss" if report.protocol == "sequence-loss" else "Token weights"
+    what = "Loss" if report.protocol == "sequence-loss" else "Weight function"
     head = f"{what} {report.name!r}"
     info = report.run
     assert info is not None

@@ -1,8 +1,10 @@
 r"""Symbolic (SymPy) specifications and checked proofs of the claims in ``CLAIMS.md``.
 
-The registry :data:`CLAIMS` holds every claim by identifier; ``get_claim(id).prove()``
-rebuilds that claim's derivation and checks every step with SymPy, returning a
-:class:`Proof` (``proof.ok``, ``proof.scope``, readable ``proof.render()``).  The two
+The registry :data:`CLAIMS` holds every claim by identifier; each claim's statement and
+proof live in the module of its family, ``spec/claims/<family>.py``, and the map
+``spec.claims.FAMILIES`` says which.  ``get_claim(id).prove()`` rebuilds that claim's
+derivation and checks every step with SymPy, returning a :class:`Proof` (``proof.ok``,
+``proof.scope``, readable ``proof.render()``).  The two
 refuted claims have exact counterexample checkers, and the statements are compiled into
 NumPy oracles for cross-checking :mod:`impl`.  The sequence-level identities behind the
 sequence checker (:mod:`spec.sequence`) are proved by :func:`prove_sequence`.

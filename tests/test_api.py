@@ -28,3 +28,20 @@ def test_packages_ship_py_typed(name: str) -> None:
     from importlib.resources import files
 
     assert files(name).joinpath("py.typed").is_file()
+
+
+def test_pyproject_lists_every_package_and_subpackage() -> None:
+    """setuptools installs only the packages it is given: a missing subpackage breaks `pip install .`."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    listed = re.search(r"^packages = \[(.*)\]$", (root / "pyproject.toml").read_text(), flags=re.M)
+    assert listed is not None
+    declared = set(re.findall(r'"([\w.]+)"', listed.group(1)))
+    on_disk = {
+        ".".join(init.parent.relative_to(root).parts)
+        for name in PACKAGES
+        for init in (root / name).rglob("__init__.py")
+    }
+    assert declared == on_disk

@@ -13,10 +13,14 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from impl import group_mean_baseline, policy_gradient, reinforce
+from impl import group_mean_baseline, policy_gradient, reinforce, rl_trajectory, smooth_step_size
 from impl.types import Gradient, Logits, Rewards, Samples
 from properties import claims as C
-from properties._search import search
+from properties._search import Violation, search
+from properties.claims import _runner as C_RUNNER
+from properties.claims import indicator, rl
+from properties.claims import search as search_family
+from properties.claims._common import _exact_mismatch
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
 
@@ -28,12 +32,34 @@ def _config() -> C.RunConfig:
 def test_registry_covers_claims_md_in_order() -> None:
     import spec
 
-    assert list(C.CLAIM_IDS) == [c.id for c in spec.CLAIMS.values()] or set(C.CLAIM_IDS) == set(
-        spec.CLAIMS
-    )
+    assert list(C.CLAIM_IDS) == list(spec.CLAIMS)
     assert len(C.CLAIM_IDS) == 14
     for c in C.CLAIM_CHECKS:
         assert c.expected == spec.get_claim(c.id).expected
+
+
+def test_each_claim_is_checked_in_the_module_of_its_family() -> None:
+    """One hop: the family of a claim id names its spec module and its properties module."""
+    from spec.claims import FAMILIES
+
+    checked_in = {c.id: m.__name__ for m in C_RUNNER.FAMILIES for c in m.CHECKS}
+    assert checked_in == {cid: f"properties.claims.{family}" for cid, family in FAMILIES.items()}
+    assert list(checked_in) == list(FAMILIES)
+
+
+def test_every_claim_names_the_impl_functions_it_exercises() -> None:
+    for c in C.CLAIM_CHECKS:
+        assert c.implementation, c.id
+        for fn in c.implementation:
+            assert fn.__module__.startswith("impl."), (c.id, fn)
+
+
+def test_a_counterexample_search_needs_its_exact_confirmation() -> None:
+    search_spec = next(c for c in C.CLAIM_CHECKS if c.counterexample is not None)
+    with pytest.raises(ValueError, match="come together"):
+        C.ClaimSpec(search_spec.id, "refuted", counterexample=search_spec.counterexample)
+    with pytest.raises(ValueError, match="come together"):
+        C.ClaimSpec(search_spec.id, "refuted", confirm=search_spec.confirm)
 
 
 @pytest.mark.parametrize("claim_id", C.CLAIM_IDS)
@@ -63,8 +89,8 @@ def test_refuted_counterexamples_are_shrunk_to_two_answers() -> None:
 
 
 def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
-    def wrong(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(
+    def wrong(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(
             group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "no factor"
         )
 
@@ -75,8 +101,8 @@ def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
 
 
 def test_self_inclusive_baseline_is_caught_by_the_baseline_property() -> None:
-    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(
+    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(
             group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "baseline"
         )
 
@@ -96,8 +122,8 @@ def test_missing_minus_p_term_is_caught() -> None:
         out: Gradient = (rewards[..., None] * onehot).mean(axis=1)
         return out
 
-    def check(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(no_minus_p, pb, policy_gradient(pb.logits, pb.scores), "no -p")
+    def check(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(no_minus_p, pb, policy_gradient(pb.logits, pb.scores), "no -p")
 
     out = search("planted", policy_problems(), check, max_examples=100, seed=0)
     assert out.found and out.violation is not None and "coordinate" in out.violation.message
@@ -107,30 +133,30 @@ def test_reinforce_with_a_one_in_a_billion_bias_is_caught() -> None:
     def tiny_bias(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
         return reinforce(logits, samples, rewards * (1 + 1e-9) + 1e-9)
 
-    def check(pb: PolicyProblem) -> C.Violation | None:
-        return C._exact_mismatch(tiny_bias, pb, policy_gradient(pb.logits, pb.scores), "tiny")
+    def check(pb: PolicyProblem) -> Violation | None:
+        return _exact_mismatch(tiny_bias, pb, policy_gradient(pb.logits, pb.scores), "tiny")
 
     assert search("planted", policy_problems(), check, max_examples=200, seed=0).found
 
 
 def test_point_mass_and_uniform_demonstrators_are_not_counterexamples() -> None:
-    assert C._counterexample_indicator_stochastic(np.array([0.0, 1.0, 0.0])) is None
-    assert C._counterexample_indicator_stochastic(np.array([0.5, 0.5])) is None
-    assert C._counterexample_indicator_stochastic(np.array([0.25, 0.75])) is not None
+    assert indicator._counterexample_indicator_stochastic(np.array([0.0, 1.0, 0.0])) is None
+    assert indicator._counterexample_indicator_stochastic(np.array([0.5, 0.5])) is None
+    assert indicator._counterexample_indicator_stochastic(np.array([0.25, 0.75])) is not None
 
 
 def test_unbounded_search_proposal_is_not_a_counterexample() -> None:
     """With q(A*) = 1 the imitation limit is on A* too: the equivalence holds there."""
     case = (np.array([0.0, 1.0]), np.array([0.0, 1.0]), 2)
-    assert C._counterexample_rl_vs_limited_imitation(case) is None
+    assert search_family._counterexample_rl_vs_limited_imitation(case) is None
 
 
 def test_a_wrong_rate_constant_would_be_caught() -> None:
     """The O(1/t) check is tight enough to fail with a bound 50 times too small."""
     theta0, s = np.zeros(3), np.array([0.0, 0.5, 1.0])
-    assert C._check_rl_converges((theta0, s)) is None
-    original = C.RL_STEPS
-    tr = C.rl_trajectory(theta0, s, step_size=C.smooth_step_size(s), steps=original)
+    assert rl._check_rl_converges((theta0, s)) is None
+    original = rl.RL_STEPS
+    tr = rl_trajectory(theta0, s, step_size=smooth_step_size(s), steps=original)
     delta = 1.0 - tr.objective(s)[1:]
     c = np.minimum.accumulate(tr.probs[:, 2])
     t = np.arange(1, original + 1)

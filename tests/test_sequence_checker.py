@@ -489,7 +489,7 @@ def test_token_weight_errors(kind: str, fn: Any, text: str) -> None:
     assert report.verdict == "error"
     assert isinstance(report.error, SequenceError) and report.error.kind == kind, report.message
     assert text in report.message
-    assert report.message.startswith("Token weights ")
+    assert report.message.startswith("Weight function ")
 
 
 def test_token_weights_nondeterminism_is_an_error() -> None:

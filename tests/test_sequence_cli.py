@@ -69,7 +69,7 @@ def test_options_reach_the_checker(losses: Path, capsys: pytest.CaptureFixture[s
 
 def test_weights_protocol(losses: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", f"{losses}:weights", "--weights", "--batched", *FAST]) == 0
-    assert capsys.readouterr().out.startswith("Token weights 'weights' is UNBIASED")
+    assert capsys.readouterr().out.startswith("Weight function 'weights' is UNBIASED")
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from scipy import stats as sps
 from impl import best_of_k_distribution, best_of_k_sample
 from properties import claims as C
 from properties import stats
+from properties.claims import amplification, estimators
 
 ALPHA = 0.05
 SIMULATIONS = 2000
@@ -81,10 +82,10 @@ def test_statistical_properties_do_not_reject_over_seeds(seed: int) -> None:
 def test_a_broken_recursion_is_rejected() -> None:
     """Power in practice: amplification demos drawn with k - 1 instead of k are caught."""
     s, p0 = np.array([0.0, 1.0]), np.array([0.8, 0.2])
-    x = best_of_k_sample(s, p0, 2, C.AMPLIFICATION_DEMOS, np.random.default_rng(0))
+    x = best_of_k_sample(s, p0, 2, amplification.AMPLIFICATION_DEMOS, np.random.default_rng(0))
     count = int((x == 1).sum())
     claimed_k3 = 1 - (1 - 0.2) ** 3
-    assert stats.binomial_test(count, C.AMPLIFICATION_DEMOS, claimed_k3, alpha=1e-4).rejected
+    assert stats.binomial_test(count, amplification.AMPLIFICATION_DEMOS, claimed_k3, alpha=1e-4).rejected
 
 
 @pytest.mark.parametrize(
@@ -106,5 +107,5 @@ def test_noisy_reinforce_z_test_catches_a_scaled_estimator() -> None:
     """Power in practice: the self-inclusive group mean ((k-1)/k grad J) is rejected."""
     from impl import group_mean_baseline
 
-    assert C._sampled_noisy_reinforce(0).rejections == 0
-    assert C._sampled_noisy_reinforce(0, group_mean_baseline).rejections > 0
+    assert estimators._sampled_noisy_reinforce(0).rejections == 0
+    assert estimators._sampled_noisy_reinforce(0, group_mean_baseline).rejections > 0

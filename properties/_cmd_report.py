@@ -1,0 +1,94 @@
+"""``ida-verify report --out DIR``: the claims ledger and the figures, as an HTML page.
+
+Writes ``DIR/index.html`` with its PNGs and the JSON they were drawn from
+(:func:`properties.report.write_report`), atomically.  Exit status: 0 when every verdict
+equals its expected one, 1 otherwise (the report is written either way), 2 for bad usage,
+an ``--out`` that must not be replaced, or a missing matplotlib (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from properties._cmd_claims import _positive, _seed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Declare the arguments of ``ida-verify report``."""
+    parser.add_argument(
+        "claim", nargs="*", metavar="CLAIM", help="claim ids for the ledger (default: all)"
+    )
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="directory to write (new, empty, or a previous report, which is replaced "
+        "only once the new one is complete)",
+    )
+    parser.add_argument(
+        "--max-examples",
+        type=_positive,
+        default=60,
+        help="Hypothesis examples per property (default 60)",
+    )
+    parser.add_argument(
+        "--seed", type=_seed, default=0, help="seed of every search and sample (default 0)"
+    )
+
+
+def _size(path: object) -> int:
+    from pathlib import Path
+
+    return sum(f.stat().st_size for f in Path(str(path)).iterdir() if f.is_file())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write the report; exit 0 iff every verdict equals its expected verdict."""
+    import json
+    import time
+
+    from impl.errors import InvalidArgument
+    from properties import CLAIM_IDS, RunConfig
+    from properties._progress import progress_bar
+    from properties.cli import UsageError
+    from properties.report import ReportUnavailable, write_report
+
+    unknown = [c for c in args.claim if c not in CLAIM_IDS]
+    if unknown:
+        raise UsageError(
+            f"ida-verify report: unknown claim {unknown[0]!r} (known: {', '.join(CLAIM_IDS)})"
+        )
+    config = RunConfig(max_examples=args.max_examples, seed=args.seed)
+    start = time.perf_counter()
+    try:
+        with progress_bar("report") as progress:
+            out = write_report(
+                args.out, config=config, claim_ids=args.claim or None, progress=progress
+            )
+    except (ReportUnavailable, InvalidArgument) as exc:
+        raise UsageError(f"ida-verify report: {exc}".replace("\n", " ")) from None
+    seconds = time.perf_counter() - start
+    claims = json.loads((out / "ledger.json").read_text(encoding="utf-8"))["claims"]
+    ok = sum(c["verdict"] == c["expected"] for c in claims)
+    print(
+        f"wrote {out / 'index.html'} ({ok}/{len(claims)} claims as expected; "
+        f"{_size(out) / 1e6:.2f} MB; {seconds:.1f} s)"
+    )
+    return 0 if ok == len(claims) else 1
+
+
+def report_dir(text: str) -> str:
+    """argparse ``type`` of ``--report DIR`` (``ida-verify check``): fail before the work starts.
+
+    Refuses, as a usage error, a missing matplotlib and a ``DIR`` that must not be replaced.
+    """
+    from impl.errors import InvalidArgument
+    from properties._report_figures import require_matplotlib
+    from properties.report import ReportUnavailable, check_out_dir
+
+    try:
+        require_matplotlib()
+        check_out_dir(text)
+    except (ReportUnavailable, InvalidArgument) as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("\n", " ")) from None
+    return text

@@ -1,0 +1,841 @@
+"""Run a check on a user's callable in a child process, with time limits (private to the CLI).
+
+``ida-verify check`` must not be able to lie: exit status 0 may only come from a finished
+``"unbiased"`` verdict.  User code can hang, exit (``sys.exit``, ``os._exit``), crash the
+interpreter (a segfault in C code) or print into our output, so the command line never runs
+it in its own process.  :func:`run_isolated` does this:
+
+* **Start method: spawn** (a fresh interpreter; :data:`START_METHOD`).  ``fork`` copies a
+  parent that may hold BLAS/OpenMP thread pools and locks; ``forkserver`` costs the same
+  as ``spawn`` for the single check a command runs.  ``benchmarks/bench_isolation.py``
+  measures all three.
+* **The child does everything user-related**: imports the user's file or module (so
+  import-time misbehaviour happens there), looks up ``FUNC``, runs the check engine on it,
+  and sends back ``{"status": "report", "verdict", "message", "report": report.to_dict()}``
+  as JSON bytes over a one-way :func:`multiprocessing.Pipe` (``send_bytes``/``recv_bytes``).
+  The parent never unpickles anything the child produced.  Before any user code runs, the
+  child points file descriptor 1 (and ``sys.stdout``) at stderr, so only the parent writes
+  to stdout.
+* **Time limits.**  The child wraps the user callable in :class:`TimedCall`, which writes
+  the start time and a short description of each call (call number, ``n``, the samples'
+  shape, the first logits) into a :func:`multiprocessing.RawArray` shared with the parent.
+  The parent polls it every :data:`POLL_SECONDS`: a call running longer than
+  ``Limits.call_seconds`` (``--call-timeout``, default :data:`DEFAULT_CALL_SECONDS`), or a
+  check running longer than ``Limits.total_seconds`` (``--timeout``, default
+  :data:`DEFAULT_TOTAL_SECONDS`, start-up and import included), gets the child killed
+  (SIGKILL: a C-level block ignores anything gentler) and the ``"error"`` verdict of kind
+  ``timeout``.  The per-call limit covers the call itself; user code that runs outside a
+  call (the module's import, converting a returned object) is covered by the total limit.
+* **Dying.**  A child that ends without sending a report (``os._exit``, a signal, a
+  segfault, the out-of-memory killer) gets the ``"error"`` verdict of kind ``exited``,
+  naming the exit status or signal and, when one was running, the call.  ``sys.exit()``
+  from user code, at import or inside a call, is kind ``exited`` too; an import that
+  raises, or a module ``__getattr__`` that raises on ``FUNC``, is kind ``import-failed``
+  (the user's code misbehaved: a verdict, exit status 1).  A missing file, module or
+  function stays bad usage (exit status 2).
+* **KeyboardInterrupt.**  The child is started with SIGINT blocked, so Ctrl-C in a terminal
+  (which signals the whole foreground process group) reaches only the parent, which kills
+  the child and reports ``interrupted`` (the command exits 130 with one line on stderr).
+  A ``KeyboardInterrupt`` raised by user code in the child is reported the same way.  A
+  child whose parent dies (``kill -9`` of the command) ends itself.
+
+This is robustness, not a sandbox: the child runs the user's code with the user's
+permissions and could, if it wanted to, do anything the user can.
+
+Adding a kind of check
+----------------------
+A check engine is a function ``engine(fn, **kwargs) -> report`` whose report has
+``verdict``, ``message`` and ``to_dict()`` (an :class:`properties.checker.EstimatorReport`).
+Register it by name in :data:`CHECK_KINDS` (the engine as ``"module:function"``, imported
+in the child, and the noun reports use for the user's callable), then make
+``properties._cmd_check`` choose the kind and its keyword arguments from the command line
+(see ``_request`` there).  For example, for ``ida-verify check file.py:fn --sequence``::
+
+    CHECK_KINDS["sequence"] = CheckKind(engine="properties:check_sequence_loss", noun="Loss")
+    CHECK_KINDS["token-weights"] = CheckKind(engine="properties:check_token_weights", noun="Weights")
+
+The keyword arguments must be plain picklable values (numbers, strings, tuples); the child
+adds ``name=`` and passes the user's callable, wrapped in :class:`TimedCall`, first.
+Time limits, process isolation, output hygiene and the error reports then come for free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import importlib.util
+import json
+import multiprocessing
+import multiprocessing.connection
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from impl.errors import InvalidArgument
+from properties._user_code import exception_text, safe_text, type_name
+
+START_METHOD = "spawn"
+"""How the child is started (see the module docstring for why not ``fork``)."""
+
+DEFAULT_TOTAL_SECONDS = 600.0
+"""Default ``--timeout``: the whole check, child start-up and import included.  A correct
+per-group PyTorch estimator takes well under a minute; ten minutes leaves room for a loaded
+machine and a larger ``--max-examples``."""
+
+DEFAULT_CALL_SECONDS = 30.0
+"""Default ``--call-timeout``: one call into user code.  The largest call the checker
+makes holds a few thousand groups, which takes milliseconds; an estimator that imports
+PyTorch on its first call takes a few seconds.  Thirty seconds in one call is a hang."""
+
+POLL_SECONDS = 0.05
+"""How often the parent looks at the child's clock: the latency of a timeout."""
+
+KILL_GRACE_SECONDS = 5.0
+"""How long the parent waits for a killed (or finished) child to be reaped."""
+
+
+@dataclass(frozen=True)
+class CheckKind:
+    """How the child runs one kind of check: ``engine`` is ``"module:function"``."""
+
+    engine: str
+    noun: str
+
+
+CHECK_KINDS: dict[str, CheckKind] = {
+    "estimator": CheckKind(engine="properties.checker:check_estimator", noun="Estimator"),
+    "sequence": CheckKind(engine="properties.sequence_checker:check_sequence_loss", noun="Loss"),
+    "token-weights": CheckKind(
+        engine="properties.sequence_checker:check_token_weights", noun="Weight function"
+    ),
+}
+"""The kinds of check the command line can run in a child process, by name."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Wall-clock limits in seconds: ``total_seconds`` for the whole check, ``call_seconds`` per call."""
+
+    total_seconds: float = DEFAULT_TOTAL_SECONDS
+    call_seconds: float = DEFAULT_CALL_SECONDS
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """What the child should check: ``kind`` (a key of :data:`CHECK_KINDS`), ``target``
+    (``PATH.py:FUNC``, ``module:FUNC`` or ``catalogue:NAME``), ``name`` for the report, and
+    the engine's keyword arguments (plain values)."""
+
+    kind: str
+    target: str
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    report_dir: str | None = None
+    """Where the child also writes the HTML page of the check (``--report DIR``), or ``None``."""
+
+
+@dataclass(frozen=True)
+class IsolatedOutcome:
+    """How a child run ended.
+
+    ``status`` is ``"report"`` (a verdict: ``verdict``, ``message`` and the report's
+    ``to_dict()`` in ``report``), ``"usage"`` (bad usage found in the child: ``message`` is
+    the one line) or ``"interrupted"`` (``message`` says where).
+    """
+
+    status: Literal["report", "usage", "interrupted"]
+    message: str
+    verdict: str | None = None
+    report: dict[str, Any] | None = None
+    report_error: str | None = None
+    """Why the requested HTML page could not be written (``None`` when it was, or not asked for)."""
+
+    def to_json(self) -> str:
+        """The report as indented JSON, as ``EstimatorReport.to_json()`` prints it."""
+        return json.dumps(self.report, indent=2)
+
+
+# --------------------------------------------------------------------------- shared state
+
+_PHASE, _CALL_START, _CALLS, _USER_SECONDS, _N, _ROWS, _K, _SHOWN = range(8)
+_LOGITS = 8
+MAX_RECORDED_LOGITS = 16
+"""Logits of the running call kept for a timeout message (more are described by size)."""
+_STATE_SIZE = _LOGITS + MAX_RECORDED_LOGITS
+
+STARTING, IMPORTING, LOOKING_UP, CHECKING, REPORTING = 0.0, 1.0, 2.0, 3.0, 4.0
+"""Phases of the child, written to the shared state (a call in flight is ``_CALL_START > 0``)."""
+
+State = Any
+"""The shared ``RawArray`` of doubles (``ctypes.Array[ctypes.c_double]``)."""
+
+
+class TimedCall:
+    """The user's callable, recording each call's start time and inputs in shared memory.
+
+    The parent reads ``state`` to enforce the per-call limit and to say which call hung or
+    died.  A call that escapes with an exception leaves ``escaped`` set to the exception
+    and the call's description.
+    Cheap by design (``benchmarks/bench_isolation.py`` measures it): inputs are recorded
+    only when they are new objects, as the checker reuses ``logits`` and batches.
+    """
+
+    __slots__ = ("_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_seconds", "_state", "escaped")
+
+    escaped: tuple[BaseException, str] | None
+
+    def __init__(self, fn: Callable[..., Any], state: State, *, noun: str = "estimator") -> None:
+        self._fn = fn
+        self._state = state
+        self._noun = noun
+        self._logits = np.frombuffer(state, dtype=np.float64)[_LOGITS:]
+        self._calls = 0
+        self._seconds = 0.0
+        self._last_logits: Any = None
+        self._last_shape: Any = None
+        self.escaped = None
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        """The user's callable: ``inspect.signature`` sees its parameters through the wrapper
+        (the token-weights checker passes the keyword extras a function names)."""
+        return self._fn
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        state = self._state
+        self._calls += 1
+        state[_CALLS] = self._calls
+        if len(args) >= 2:
+            if args[0] is not self._last_logits:
+                self._note_logits(args[0])
+            shape = args[1].shape if isinstance(args[1], np.ndarray) else None
+            if shape != self._last_shape:
+                self._note_shape(shape)
+        started = time.monotonic()
+        state[_CALL_START] = started
+        try:
+            return self._fn(*args, **kwargs)
+        except BaseException as exc:
+            self.escaped = (exc, describe_call(state, self._noun))
+            raise
+        finally:
+            state[_CALL_START] = 0.0
+            self._seconds += time.monotonic() - started
+            state[_USER_SECONDS] = self._seconds
+
+    def _note_logits(self, logits: Any) -> None:
+        state = self._state
+        self._last_logits = logits
+        try:
+            n = logits.size if isinstance(logits, np.ndarray) else -1
+            shown = min(n, MAX_RECORDED_LOGITS)
+            if shown > 0:
+                self._logits[:shown] = logits.reshape(-1)[:shown]
+            state[_N], state[_SHOWN] = n, shown
+        except Exception:  # arguments of an unexpected kind: describe the call by number only
+            state[_N] = -1
+
+    def _note_shape(self, shape: tuple[int, ...] | None) -> None:
+        state = self._state
+        self._last_shape = shape
+        state[_ROWS] = shape[0] if shape is not None and len(shape) == 2 else -1
+        state[_K] = shape[-1] if shape else -1
+
+
+def describe_call(state: State, noun: str = "estimator") -> str:
+    """``call #N into the estimator, fn(logits=..., samples of shape ...)`` from the state."""
+    number = int(state[_CALLS])
+    n, rows, k, shown = int(state[_N]), int(state[_ROWS]), int(state[_K]), int(state[_SHOWN])
+    if n < 0:
+        return f"call #{number} into the {noun}"
+    values = [float(state[_LOGITS + i]) for i in range(shown)]
+    logits = f"np.array({values!r})" if shown == n else f"an array of size {n}"
+    if k < 0:
+        rest = ""
+    elif rows < 0:
+        rest = f", samples and rewards of shape ({k},)"
+    else:
+        rest = f", samples and rewards of shape ({rows}, {k})"
+    return f"call #{number} into the {noun}, fn(logits={logits}{rest})"
+
+
+# --------------------------------------------------------------------------- the child
+
+
+class _Usage(Exception):
+    """Bad usage discovered in the child (no such module or attribute)."""
+
+
+class _LoadFailed(Exception):
+    """User code failed while being imported or looked up; ``where`` says what we were doing."""
+
+    def __init__(self, where: str, exc: BaseException) -> None:
+        super().__init__(where)
+        self.where = where
+        self.exc = exc
+
+
+def _exit_code_text(exc: SystemExit) -> str:
+    code = exc.code
+    return "sys.exit()" if code is None else f"sys.exit({safe_text(code)})"
+
+
+def _repair_sys_path(saved: list[str], folder: str | None) -> None:
+    """Undo an import's removal of our ``sys.path`` entries (additions are kept)."""
+    if not isinstance(sys.path, list):
+        sys.path = []
+    for entry in ([folder] if folder else []) + saved:
+        if entry not in sys.path:
+            sys.path.append(entry)
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+
+
+def split_target(target: str) -> tuple[str, str, str]:
+    """``(form, head, attr)``: ``form`` is ``file``, ``module`` or ``catalogue``; raises ValueError."""
+    head, sep, attr = target.rpartition(":")
+    if not sep or not head or not attr:
+        raise ValueError(
+            f"expected TARGET as PATH.py:FUNC, module:FUNC or catalogue:NAME but got {target!r}"
+        )
+    if head == "catalogue":
+        return "catalogue", head, attr
+    if head.endswith(".py") or "/" in head or "\\" in head:
+        return "file", head, attr
+    if not _MODULE_NAME.match(head):
+        raise ValueError(f"{head!r} in {target!r} is neither a .py file nor a module name")
+    return "module", head, attr
+
+
+def _module_name(path: Path) -> str:
+    """The file's stem when importing it under that name is what ``import stem`` would do, else a private name.
+
+    (Messages then name the user's classes as ``est.MyError``, and a neighbour that does
+    ``import est`` gets this module rather than a second copy.)
+    """
+    stem = path.stem
+    if stem.isidentifier() and stem not in sys.modules:
+        try:
+            spec = importlib.util.find_spec(stem)  # a top-level name: runs no user code
+        except (ImportError, ValueError):
+            spec = None
+        if spec is not None and spec.origin and Path(spec.origin).resolve() == path.resolve():
+            return stem
+    return f"_ida_verify_user_{uuid.uuid4().hex}"
+
+
+def _import_file(path: Path) -> Any:
+    folder = str(path.resolve().parent)
+    saved = list(sys.path)
+    sys.path.insert(0, folder)  # so that the file can import its neighbours, also later
+    name = _module_name(path)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise _Usage(f"cannot import {str(path)!r} as a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        raise _LoadFailed(f"importing {str(path)!r}", exc) from None
+    finally:
+        _repair_sys_path(saved, folder)
+    return module
+
+
+def _import_module(head: str) -> Any:
+    saved = list(sys.path)
+    try:
+        return importlib.import_module(head)
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except ModuleNotFoundError as exc:
+        missing = getattr(exc, "name", None)
+        if isinstance(missing, str) and (head == missing or head.startswith(missing + ".")):
+            raise _Usage(f"cannot import module {head!r}: no module named {missing!r}") from None
+        raise _LoadFailed(f"importing module {head!r}", exc) from None
+    except BaseException as exc:
+        raise _LoadFailed(f"importing module {head!r}", exc) from None
+    finally:
+        _repair_sys_path(saved, None)
+
+
+def _lookup(obj: Any, dotted: str, where: str) -> Any:
+    for part in dotted.split("."):
+        if not part:
+            raise _Usage(f"{where} has no attribute {dotted!r}")
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise _Usage(f"{where} has no attribute {dotted!r}") from None
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            raise _LoadFailed(f"looking up {dotted!r} in {where}", exc) from None
+    return obj
+
+
+def load_target(target: str, state: State) -> Callable[..., Any]:
+    """Import the target's file or module and return ``FUNC`` (in the child)."""
+    try:
+        form, head, attr = split_target(target)
+    except ValueError as exc:
+        raise _Usage(str(exc)) from None
+    state[_PHASE] = IMPORTING
+    if form == "catalogue":
+        from impl.catalogue import get
+        from impl.errors import InvalidArgument
+
+        try:
+            return get(attr).fn
+        except InvalidArgument as exc:
+            raise _Usage(str(exc)) from None
+    if form == "file":
+        path = Path(head)
+        if not path.is_file():
+            raise _Usage(f"no such file {head!r}")
+        module, where = _import_file(path), f"file {head!r}"
+    else:
+        module, where = _import_module(head), f"module {head!r}"
+    state[_PHASE] = LOOKING_UP
+    fn = _lookup(module, attr, where)
+    if not callable(fn):
+        raise _Usage(f"{attr!r} in {where} is not callable (it is a {type_name(type(fn))})")
+    return fn  # type: ignore[no-any-return]
+
+
+def _engine(kind: str) -> Callable[..., Any]:
+    module_name, _, function = CHECK_KINDS[kind].engine.partition(":")
+    engine: Callable[..., Any] = getattr(importlib.import_module(module_name), function)
+    return engine
+
+
+def _report_payload(report: Any) -> dict[str, Any]:
+    return {
+        "status": "report",
+        "verdict": str(report.verdict),
+        "message": str(report.message),
+        "report": report.to_dict(),
+    }
+
+
+_CHILD_START = [0.0]
+"""When the child started running (for the time reported in its own error reports)."""
+
+
+def _error_payload(request: CheckRequest, state: State, kind: str, detail: str, hint: str) -> dict[str, Any]:
+    seconds = time.monotonic() - _CHILD_START[0]
+    return _report_payload(error_report(request, state, kind=kind, detail=detail, hint=hint, seconds=seconds))
+
+
+def _interrupted(where: str) -> dict[str, Any]:
+    return {"status": "interrupted", "message": f"interrupted: KeyboardInterrupt raised {where}"}
+
+
+def _loading(request: CheckRequest, state: State) -> str:
+    head, _, attr = request.target.rpartition(":")
+    if float(state[_PHASE]) == LOOKING_UP:
+        return f"looking up {attr!r} in {head!r}"
+    return f"importing {head!r}"
+
+
+def _in_call(timed: TimedCall, exc: BaseException) -> str:
+    """``"in call #N ..."`` if ``exc`` escaped from a call into user code, else ``""``."""
+    if timed.escaped is not None and timed.escaped[0] is exc:
+        return f"in {timed.escaped[1]}"
+    return ""
+
+
+def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
+    noun = CHECK_KINDS[request.kind].noun.lower()
+    try:
+        fn = load_target(request.target, state)
+    except _Usage as exc:
+        return {"status": "usage", "message": str(exc)}
+    except _LoadFailed as exc:
+        if isinstance(exc.exc, KeyboardInterrupt):
+            return _interrupted(f"while {exc.where}")
+        return _error_payload(
+            request, state, "import-failed", f"{exc.where} raised {exception_text(exc.exc)}",
+            f"the module must import cleanly before its {noun} can be checked",
+        )
+    except SystemExit as exc:
+        return _error_payload(
+            request, state, "exited",
+            f"{_loading(request, state)} called {_exit_code_text(exc)}: module-level code "
+            "tried to end the program before anything could be checked",
+            'put script code under if __name__ == "__main__":',
+        )
+    except KeyboardInterrupt:
+        return _interrupted(f"while {_loading(request, state)}")
+    timed = TimedCall(fn, state, noun=noun)
+    state[_PHASE] = CHECKING
+    try:
+        report = _engine(request.kind)(timed, name=request.name, **request.kwargs)
+    except KeyboardInterrupt as exc:
+        return _interrupted(_in_call(timed, exc) or "during the check")
+    except SystemExit as exc:
+        where = _in_call(timed, exc) or "outside any call (e.g. while the checker converted a returned object)"
+        return _error_payload(
+            request, state, "exited",
+            f"it called {_exit_code_text(exc)} {where}: user code tried to end the program",
+            f"an {noun} must return its result, never exit" if noun[0] in "aeiou"
+            else f"a {noun} must return its result, never exit",
+        )
+    except BaseException as exc:
+        where = _in_call(timed, exc)
+        if where:
+            return _error_payload(
+                request, state, "raised",
+                f"it raised {exception_text(exc)} {where}, which escaped the checker",
+                "",
+            )
+        traceback.print_exc()
+        return _error_payload(
+            request, state, "internal",
+            f"the checker itself failed with {exception_text(exc)} (a bug in ida-verify: "
+            "please report it with the traceback printed above on stderr)",
+            "",
+        )
+    state[_PHASE] = REPORTING
+    payload = _report_payload(report)
+    if request.report_dir is not None:
+        payload["report_error"] = _write_page(request.report_dir, request, report, timed)
+    return payload
+
+
+def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCall) -> str | None:
+    """Write the ``--report`` page in the child (which holds the user's function, under the
+    same time limits); the reason it failed, or ``None``."""
+    from properties.report import ReportUnavailable, write_check_report
+
+    try:
+        write_check_report(
+            out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))
+        )
+    except (ReportUnavailable, InvalidArgument, OSError) as exc:
+        return exception_text(exc).replace("\n", " ")
+    return None
+
+
+def _watch_parent() -> None:
+    """End this child when its parent dies (so that a hung check cannot outlive the command)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(EXIT_ORPHANED)
+
+    threading.Thread(target=watch, name="ida-verify-parent-watch", daemon=True).start()
+
+
+EXIT_ORPHANED = 125
+"""Exit status of a child whose parent died."""
+EXIT_SEND_FAILED = 124
+"""Exit status of a child that could not send its report."""
+
+
+def _stdout_to_stderr() -> None:
+    """Point file descriptor 1 and ``sys.stdout`` at stderr: only the parent writes stdout."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    with contextlib.suppress(OSError):
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+
+def child_main(conn: multiprocessing.connection.Connection, state: State, request: CheckRequest) -> None:
+    """The child's entry point: run the check, send the JSON payload, and end at once."""
+    _CHILD_START[0] = time.monotonic()
+    try:
+        _stdout_to_stderr()
+        _watch_parent()
+        payload = _run_in_child(request, state)
+    except KeyboardInterrupt:
+        payload = _interrupted("during the check")
+    except BaseException as exc:
+        traceback.print_exc()
+        payload = _error_payload(
+            request, state, "internal",
+            f"the checker's child process failed with {exception_text(exc)} (a bug in "
+            "ida-verify: please report it with the traceback printed above on stderr)",
+            "",
+        )
+    try:
+        data = json.dumps(payload).encode()
+    except BaseException as exc:
+        data = json.dumps(_error_payload(
+            request, state, "internal", f"the report could not be sent as JSON ({exception_text(exc)})", ""
+        )).encode()
+    try:
+        conn.send_bytes(data)
+        conn.close()
+    except BaseException:
+        os._exit(EXIT_SEND_FAILED)
+    with contextlib.suppress(BaseException):
+        sys.stderr.flush()
+    os._exit(0)  # skip the user's atexit handlers and threads: the verdict is sent
+
+
+# --------------------------------------------------------------------------- error reports
+
+
+def error_report(
+    request: CheckRequest, state: State, *, kind: str, detail: str, hint: str, seconds: float | None = None
+) -> Any:
+    """An ``"error"`` :class:`properties.checker.EstimatorReport` for a check that did not finish.
+
+    The message is "Estimator 'f' ERROR (kind): {detail}. Hint: {hint}. Before it stopped:
+    ..."; the logits and ``k`` of the call in flight (or the last call) come from ``state``.
+    """
+    from properties.checker import EstimatorError, EstimatorReport
+
+    noun = CHECK_KINDS[request.kind].noun
+    kw = request.kwargs
+    ks = tuple(int(k) for k in kw.get("group_sizes", ()))
+    n, shown, k = int(state[_N]), int(state[_SHOWN]), int(state[_K])
+    logits = np.array([state[_LOGITS + i] for i in range(shown)] if shown == n > 0 else [])
+    calls = int(state[_CALLS])
+    user_seconds = float(state[_USER_SECONDS])
+    elapsed = user_seconds if seconds is None else seconds
+    settings = (
+        f"{calls} {noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
+        f"k in {{{', '.join(map(str, ks))}}}, seed={kw.get('seed')}, "
+        f"max_examples={kw.get('max_examples')}, {'batched' if kw.get('batched') else 'per-group'}"
+        + (f", {seconds:.2f} s in all" if seconds is not None else "")
+    )
+    message = f"{noun} {request.name!r} ERROR ({kind}): {detail}."
+    if hint:
+        message += f" Hint: {hint}."
+    message += f" Before it stopped: {settings}."
+    error = EstimatorError(
+        kind=kind,
+        detail=detail,
+        logits=logits,
+        samples=np.zeros(0, dtype=np.int64),
+        rewards=np.zeros(0),
+        scores=None,
+        k=k if k > 0 else None,
+        hint=hint,
+        found_by="ida-verify check (child process)",
+    )
+    return EstimatorReport(
+        name=request.name,
+        verdict="error",
+        scale=None,
+        scale_uncertainty=None,
+        counterexample=None,
+        error=error,
+        group_sizes=ks,
+        seed=int(kw.get("seed", 0)),
+        max_examples=int(kw.get("max_examples", 0)),
+        batched=bool(kw.get("batched", False)),
+        problems_checked=0,
+        estimator_calls=calls,
+        estimator_seconds=user_seconds,
+        seconds=elapsed,
+        message=message,
+    )
+
+
+_SIGNAL_NOTES = {
+    "SIGSEGV": "a segmentation fault: a crash in C code (ctypes, a C extension, a stack overflow)",
+    "SIGBUS": "a bus error: a crash in C code",
+    "SIGABRT": "abort(): a failed assertion or fatal error in C code",
+    "SIGFPE": "a floating-point trap in C code",
+    "SIGILL": "an illegal instruction in C code",
+    "SIGKILL": "sent by os.kill(..., SIGKILL), another process, or the out-of-memory killer",
+    "SIGTERM": "a request to terminate, from the code itself or another process",
+}
+
+
+def _death_text(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "ended (its exit status could not be read)"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        note = _SIGNAL_NOTES.get(name, "")
+        return f"was killed by signal {-exitcode} ({name}{': ' + note if note else ''})"
+    if exitcode == EXIT_SEND_FAILED:
+        return f"ended with exit status {exitcode} after failing to send its report"
+    return f"ended with exit status {exitcode} without sending a verdict"
+
+
+def _where(request: CheckRequest, state: State) -> str:
+    target = request.target
+    noun = CHECK_KINDS[request.kind].noun.lower()
+    if float(state[_CALL_START]) > 0:
+        return f"during {describe_call(state, noun)}"
+    phase = float(state[_PHASE])
+    if phase == STARTING:
+        return "while starting (before any user code ran)"
+    if phase == IMPORTING:
+        return f"while importing {target.rpartition(':')[0]!r}"
+    if phase == LOOKING_UP:
+        return f"while looking up {target.rpartition(':')[2]!r}"
+    if phase == REPORTING:
+        return "after the check, while sending its report"
+    calls = int(state[_CALLS])
+    return (
+        f"in the checker's own code between calls ({calls} calls into the {noun} so far; "
+        "user code also runs there, e.g. when a returned object is converted to an array)"
+    )
+
+
+def _died(request: CheckRequest, state: State, exitcode: int | None, seconds: float) -> Any:
+    detail = (
+        f"the child process running the check {_death_text(exitcode)} "
+        f"{_where(request, state)}; a check that ends without a verdict never counts as a pass"
+    )
+    hint = "look for os._exit, os.kill, sys.exit in a thread, or a crash in native code"
+    return error_report(request, state, kind="exited", detail=detail, hint=hint, seconds=seconds)
+
+
+def _timed_out(
+    request: CheckRequest, state: State, limits: Limits, seconds: float, *, running: float | None
+) -> Any:
+    if running is not None:
+        noun = CHECK_KINDS[request.kind].noun.lower()
+        detail = (
+            f"it did not return from {describe_call(state, noun)} within the per-call limit of "
+            f"{limits.call_seconds:g} s (--call-timeout; it had run {running:.2f} s): an "
+            "infinite loop, a long sleep or a blocking wait; the child process running it was killed"
+        )
+        hint = f"raise --call-timeout if the {noun} is merely slow"
+    else:
+        detail = (
+            f"the check did not finish within the total limit of {limits.total_seconds:g} s "
+            f"(--timeout); the child process running it was killed {_where(request, state)}"
+        )
+        hint = "raise --timeout, or lower --max-examples, if the check is merely slow"
+    return error_report(request, state, kind="timeout", detail=detail, hint=hint, seconds=seconds)
+
+
+# --------------------------------------------------------------------------- the parent
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Block SIGINT while the child starts: the child inherits the mask, the parent gets the signal after."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _payload_outcome(data: bytes) -> IsolatedOutcome | None:
+    try:
+        payload = json.loads(data)
+        status = payload["status"]
+        if status == "report":
+            error = payload.get("report_error")
+            return IsolatedOutcome(
+                status="report",
+                message=str(payload["message"]),
+                verdict=str(payload["verdict"]),
+                report=dict(payload["report"]),
+                report_error=None if error is None else str(error),
+            )
+        if status in ("usage", "interrupted"):
+            return IsolatedOutcome(status=status, message=str(payload["message"]))
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _as_outcome(report: Any) -> IsolatedOutcome:
+    return IsolatedOutcome(
+        status="report", message=report.message, verdict=report.verdict, report=report.to_dict()
+    )
+
+
+def run_isolated(
+    request: CheckRequest, limits: Limits = Limits(), *, start_method: str = START_METHOD
+) -> IsolatedOutcome:
+    """Run ``request`` in a child process under ``limits``; never raises for user misbehaviour.
+
+    ``KeyboardInterrupt`` in the parent (Ctrl-C) kills the child and propagates.
+    """
+    if request.kind not in CHECK_KINDS:
+        raise ValueError(f"unknown check kind {request.kind!r}; known: {sorted(CHECK_KINDS)}")
+    ctx: Any = multiprocessing.get_context(start_method)  # typeshed's BaseContext lacks Process
+    state = ctx.RawArray(ctypes.c_double, _STATE_SIZE)
+    reader, writer = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=child_main, args=(writer, state, request), name="ida-verify-check")
+    start = time.monotonic()
+    try:
+        with _sigint_blocked():
+            proc.start()
+        writer.close()
+        return _supervise(request, limits, proc, reader, state, start)
+    finally:
+        reader.close()
+        if proc.pid is not None:
+            if proc.exitcode is None:
+                proc.kill()
+            proc.join(KILL_GRACE_SECONDS)
+            if proc.exitcode is not None:
+                proc.close()
+
+
+def _supervise(
+    request: CheckRequest,
+    limits: Limits,
+    proc: Any,
+    reader: multiprocessing.connection.Connection,
+    state: State,
+    start: float,
+) -> IsolatedOutcome:
+    deadline = start + limits.total_seconds
+    watched: list[Any] = [reader, proc.sentinel]
+    while True:
+        now = time.monotonic()
+        call_start = float(state[_CALL_START])
+        if call_start > 0 and now - call_start > limits.call_seconds:
+            proc.kill()
+            return _as_outcome(
+                _timed_out(request, state, limits, now - start, running=now - call_start)
+            )
+        if now >= deadline:
+            proc.kill()
+            return _as_outcome(_timed_out(request, state, limits, now - start, running=None))
+        wait = min(POLL_SECONDS, deadline - now)
+        if call_start > 0:
+            wait = min(wait, call_start + limits.call_seconds - now)
+        ready = multiprocessing.connection.wait(watched, timeout=max(wait, 0.0))
+        if reader in ready:
+            try:
+                outcome = _payload_outcome(reader.recv_bytes())
+            except (EOFError, OSError):
+                outcome = None
+            if outcome is not None:
+                return outcome
+            watched.remove(reader)  # closed, or sent garbage: wait for the child to end
+        if proc.sentinel in ready or proc.exitcode is not None:
+            proc.join(KILL_GRACE_SECONDS)
+            return _as_outcome(_died(request, state, proc.exitcode, time.monotonic() - start))
