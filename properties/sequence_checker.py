@@ -1143,7 +1143,7 @@ def _fmt(x: float) -> str:
 
 
 def _arr(a: Any) -> str:
-    return "np.array(" + repr(np.round(np.asarray(a, dtype=np.float64), 12).tolist()) + ")"
+    return "np.array(" + repr(np.asarray(a, dtype=np.float64).tolist()) + ")"  # round-trip exact
 
 
 def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, float]) -> str:
@@ -1157,6 +1157,19 @@ def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, fl
         if isinstance(key, tuple) and key in matching and (len(matching) >= 2 or len(scale) == 1):
             return f" = {text}"
     return ""
+
+
+def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:
+    """The literal call of :func:`sequence_expectation` that gives this counterexample's E[g] and grad J."""
+    parts = [f"theta={_arr(cex.theta)}", f"rewards={_arr(cex.rewards)}", f"k={cex.shape.k}"]
+    parts.append(f"ref_theta={_arr(cex.ref_theta)}")
+    if cex.old_theta is not None:
+        parts.append(f"old_theta={_arr(cex.old_theta)}")
+    if cex.kl_coef:
+        parts.append(f"kl_coef={cex.kl_coef!r}")
+    if report.protocol == "token-weights":
+        parts.append(f"protocol='token-weights', batched={report.batched}")
+    return "  E, G = sequence_expectation(fn, " + ", ".join(parts) + ")"
 
 
 def _rerun(report: SequenceReport) -> str:
@@ -1343,9 +1356,8 @@ def _message(report: SequenceReport, run: _Run) -> str:
             lines.append(_roundoff_text(report, cex.roundoff))
         lines += [
             "Reproduce:",
-            "  from properties.sequence_checker import sequence_expectation",
-            f"  E, G = sequence_expectation(fn, theta=..., rewards=..., k={cex.shape.k}, ...)  "
-            "(the arrays above; report.to_json() has them all)",
+            "  import numpy as np; from properties.sequence_checker import sequence_expectation",
+            _repro(report, cex),
             _rerun(report),
             f"Checked: {checked}.",
         ]

@@ -554,6 +554,21 @@ def test_sequence_expectation_reproduces_the_exact_sum() -> None:
         sequence_expectation(lambda b: None, theta=theta, rewards=[[0.0, 1.0]], k=2)
 
 
+def test_the_reproduce_line_reproduces_the_counterexample() -> None:
+    report = check_sequence_loss(token_mean, **{**SMALL, "kl_coef": 0.3, "off_policy": True})
+    cex = report.counterexample
+    assert isinstance(cex, SequenceCounterexample)
+    line = next(x for x in report.message.splitlines() if "E, G = sequence_expectation(" in x)
+    scope: dict[str, Any] = {
+        "np": np,
+        "sequence_expectation": sequence_expectation,
+        "fn": token_mean,
+    }
+    exec(line.strip(), scope)  # the literal call printed in the report
+    assert np.allclose(scope["E"].ravel(), cex.expectation, rtol=1e-12, atol=1e-15)
+    assert np.allclose(scope["G"].ravel(), cex.gradient, rtol=1e-12, atol=1e-15)
+
+
 def test_report_json_round_trip() -> None:
     report = check_sequence_loss(token_mean, **SMALL)
     data = json.loads(report.to_json())
