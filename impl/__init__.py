@@ -2,13 +2,15 @@
 
 Policy (:mod:`impl.policy`), overseer and answer set (:mod:`impl.problem`),
 reference estimators (:mod:`impl.estimators`), search (:mod:`impl.search`),
-dynamics (:mod:`impl.dynamics`) and the exact expectation engine
-(:mod:`impl.exact`).  The estimator catalogue lives in :mod:`impl.catalogue`.
+dynamics (:mod:`impl.dynamics`), the exact expectation engine
+(:mod:`impl.exact`) and its sequence-level counterpart, the tabular autoregressive
+policy over token sequences (:mod:`impl.sequence`).  The estimator catalogue lives in :mod:`impl.catalogue`.
 """
 
 from __future__ import annotations
 
 from impl import catalogue as catalogue
+from impl import sequence as sequence
 from impl.dynamics import (
     Trajectory,
     amplification_trajectory,
@@ -45,6 +47,21 @@ from impl.search import (
     best_of_k_sample,
     unbounded_search,
 )
+from impl.sequence import (
+    ResponseSpace,
+    batch_probs,
+    enumerate_batches,
+    greedy_tokens,
+    response_probs,
+    response_space,
+    reward_table,
+    sequence_gradient,
+    sequence_kl,
+    sequence_log_probs,
+    sequence_objective,
+    sequence_score,
+    token_log_probs,
+)
 from impl.types import (
     Estimator,
     FloatArray,
@@ -68,17 +85,21 @@ __all__ = [
     "NoisyOverseer",
     "Problem",
     "Probs",
+    "ResponseSpace",
     "Rewards",
     "Samples",
     "Scores",
     "Trajectory",
     "amplification_trajectory",
+    "batch_probs",
     "best_of_k_distribution",
     "best_of_k_mass_on_maximisers",
     "best_of_k_sample",
     "constant_baseline",
+    "enumerate_batches",
     "enumerate_groups",
     "exact_expectation",
+    "greedy_tokens",
     "group_gradient",
     "group_mean_baseline",
     "imitation",
@@ -89,6 +110,9 @@ __all__ = [
     "objective",
     "policy_gradient",
     "reinforce",
+    "response_probs",
+    "response_space",
+    "reward_table",
     "rl_trajectory",
     "rloo",
     "sample_groups",
@@ -96,7 +120,13 @@ __all__ = [
     "sampled_imitation_trajectory",
     "sampled_rl_trajectory",
     "score_function",
+    "sequence_gradient",
+    "sequence_kl",
+    "sequence_log_probs",
+    "sequence_objective",
+    "sequence_score",
     "smooth_step_size",
     "softmax",
+    "token_log_probs",
     "unbounded_search",
 ]

@@ -5,6 +5,9 @@ The public surface:
 * :func:`check_estimator` / :func:`assert_unbiased` / :func:`assert_scaled`: exact
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
+* :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
+  the same verdicts for token-level policy-gradient losses over sequences
+  (:class:`SequenceBatch`, :class:`SequenceReport`).
 * :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
 * :func:`write_report` / :func:`write_check_report`: the ledger, or one estimator's
   verdict, as an HTML page with figures (needs the ``report`` extra, matplotlib).
@@ -13,6 +16,7 @@ The public surface:
 
 from __future__ import annotations
 
+from properties._sequence_batch import SequenceBatch
 from properties.checker import (
     EstimatorCheckFailure,
     EstimatorReport,
@@ -23,6 +27,13 @@ from properties.checker import (
 )
 from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
 from properties.report import write_check_report, write_report
+from properties.sequence_checker import (
+    SequenceReport,
+    assert_sequence_scaled,
+    assert_sequence_unbiased,
+    check_sequence_loss,
+    check_token_weights,
+)
 
 __version__ = "0.1.0"
 
@@ -32,10 +43,16 @@ __all__ = [
     "EstimatorCheckFailure",
     "EstimatorReport",
     "RunConfig",
+    "SequenceBatch",
+    "SequenceReport",
     "__version__",
     "assert_scaled",
+    "assert_sequence_scaled",
+    "assert_sequence_unbiased",
     "assert_unbiased",
     "check_estimator",
+    "check_sequence_loss",
+    "check_token_weights",
     "from_torch_surrogate",
     "run_claim",
     "run_claims",

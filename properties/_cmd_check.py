@@ -29,6 +29,7 @@ import sys
 from pathlib import Path
 
 from impl.errors import InvalidArgument
+from properties._cmd_check_sequence import add_sequence_arguments, sequence_kwargs
 from properties._isolation import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
@@ -72,8 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     from properties._cmd_report import report_dir
 
-    parser.add_argument("--report", metavar="DIR", type=report_dir, default=None,
-                        help="also write an HTML report with figures into DIR (needs matplotlib)")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        type=report_dir,
+        default=None,
+        help="also write an HTML report with figures into DIR (needs matplotlib)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -89,6 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help=f"wall-clock limit for one call into the estimator (default {DEFAULT_CALL_SECONDS:g})",
     )
+    add_sequence_arguments(parser)
 
 
 def _group_sizes(text: str) -> tuple[int, ...]:
@@ -141,6 +148,17 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             raise UsageError(f"{_PREFIX}no such file {head!r}")
         target = f"{path.resolve()}:{attr}"
     ks = _group_sizes(args.group_sizes) if args.group_sizes is not None else default_ks
+    if args.sequence or args.weights:
+        if form == "catalogue":
+            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop --sequence")
+        if args.report is not None:
+            raise UsageError(f"{_PREFIX}--report is not available for --sequence checks yet")
+        return CheckRequest(
+            kind="token-weights" if args.weights else "sequence",
+            target=target,
+            name=name,
+            kwargs=sequence_kwargs(args, ks),
+        )
     return CheckRequest(
         kind="estimator",
         target=target,

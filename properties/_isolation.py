@@ -116,6 +116,10 @@ class CheckKind:
 
 CHECK_KINDS: dict[str, CheckKind] = {
     "estimator": CheckKind(engine="properties.checker:check_estimator", noun="Estimator"),
+    "sequence": CheckKind(engine="properties.sequence_checker:check_sequence_loss", noun="Loss"),
+    "token-weights": CheckKind(
+        engine="properties.sequence_checker:check_token_weights", noun="Weight function"
+    ),
 }
 """The kinds of check the command line can run in a child process, by name."""
 
@@ -202,6 +206,12 @@ class TimedCall:
         self._last_logits: Any = None
         self._last_shape: Any = None
         self.escaped = None
+
+    @property
+    def __wrapped__(self) -> Callable[..., Any]:
+        """The user's callable: ``inspect.signature`` sees its parameters through the wrapper
+        (the token-weights checker passes the keyword extras a function names)."""
+        return self._fn
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         state = self._state

@@ -141,7 +141,7 @@ class RoundoffNote:
     rtol: float
     atol: float
     verdict: Verdict
-    scale: dict[int, float] | None
+    scale: dict[Any, float] | None  # keyed by k, or by (k, T, P) for a sequence check
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
@@ -332,8 +332,8 @@ class EstimatorReport:
 
     name: str
     verdict: Verdict
-    scale: dict[int, float] | None
-    scale_uncertainty: dict[int, float] | None
+    scale: dict[Any, float] | None  # keyed by k here, by (k, T, P) in a sequence report
+    scale_uncertainty: dict[Any, float] | None
     counterexample: Counterexample | None
     error: EstimatorError | None
     group_sizes: tuple[int, ...]

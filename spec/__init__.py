@@ -6,7 +6,8 @@ proof live in the module of its family, ``spec/claims/<family>.py``, and the map
 derivation and checks every step with SymPy, returning a :class:`Proof` (``proof.ok``,
 ``proof.scope``, readable ``proof.render()``).  The two
 refuted claims have exact counterexample checkers, and the statements are compiled into
-NumPy oracles for cross-checking :mod:`impl`.
+NumPy oracles for cross-checking :mod:`impl`.  The sequence-level identities behind the
+sequence checker (:mod:`spec.sequence`) are proved by :func:`prove_sequence`.
 
 >>> proof = get_claim("reinforce-unbiased").prove()
 >>> proof.ok, proof.scope
@@ -36,6 +37,11 @@ from spec.oracles import (
     softmax_gradient_oracle,
     stochastic_indicator_gradient_oracle,
 )
+from spec.sequence import (
+    prove_sequence,
+    prove_sequence_kl_gradient,
+    prove_sequence_score_function,
+)
 
 __all__ = [
     "CLAIMS",
@@ -59,6 +65,9 @@ __all__ = [
     "imitation_gradient_oracle",
     "indicator_gradient_oracle",
     "prove_all",
+    "prove_sequence",
+    "prove_sequence_kl_gradient",
+    "prove_sequence_score_function",
     "self_inclusive_gradient_oracle",
     "softmax_gradient_oracle",
     "stochastic_indicator_gradient_oracle",

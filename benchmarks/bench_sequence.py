@@ -1,0 +1,325 @@
+"""Benchmark the sequence checker: time to verdict, enumeration sizes, cost of the exact sum, vmap vs fallback.
+
+Run:  PYTHONPATH=. python benchmarks/bench_sequence.py [--seed 0] [--entries a,b] [--skip-catalogue]
+
+Sections printed:
+
+1. **Time to verdict** for every entry of :mod:`impl.sequence_catalogue` (its own check
+   settings), or for a few built-in losses when that module is absent: verdict against the
+   expected one (a "scaled" verdict must also get every constant right), seconds, and the
+   evaluation mode.  Then the median and maximum seconds separately for the biased entries
+   (time to catch), the correct ones (unbiased or scaled: time to certify) and the error ones.
+   Targets (issue 8): median under 2 s for a biased loss, under 10 s to certify a correct one.
+2. **Enumeration**: for the default settings, every shape ``(V, T, k, P)`` the battery runs,
+   with its responses ``R`` per prompt, batches ``G = R**(kP)`` and token positions ``G B T``.
+3. **Cost of the exact sum**: on each default shape, one exact evaluation of a problem (all
+   ``G`` batches through ``vmap``, one backward, the scatter to theta and the weighted sums)
+   against one plain call of the loss (forward and backward) on one batch of the same shape:
+   the ratio says how many plain calls the exact sum costs.
+4. **vmap vs fallback**: the same shapes evaluated with the loss called once per batch
+   (``vmap`` off), and a whole check of a loss that ``vmap`` can run against its twin that
+   it cannot (the fallback plans smaller problems).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from properties._sequence_eval import Sandbox
+from properties._sequence_problems import (
+    MAX_BATCHES_VECTORISED,
+    battery,
+    plan_shapes,
+)
+from properties._sequence_torch import TorchLoss, torch_threads
+from properties.sequence_checker import (
+    DEFAULT_GROUP_SIZES,
+    DEFAULT_MAX_LEN,
+    DEFAULT_VOCAB_SIZE,
+    SequenceReport,
+    check_sequence_loss,
+    check_token_weights,
+)
+
+SCALE_RTOL = 1e-6
+"""A measured constant is "right" within this relative error of the catalogue's formula."""
+
+PLAIN_REPEATS = 20
+"""Plain calls timed per shape (the median is reported)."""
+
+
+# --------------------------------------------------------------------------- fallback entries
+
+
+def _seqsum(b: Any) -> Any:
+    return (b.log_probs * b.mask).sum(-1)
+
+
+def reinforce(b: Any) -> Any:
+    return -(b.rewards * _seqsum(b)).mean()
+
+
+def rloo(b: Any) -> Any:
+    r = b.rewards.view(b.num_prompts, b.group_size)
+    base = (r.sum(-1, keepdim=True) - r) / (b.group_size - 1)
+    return -((r - base).reshape(-1) * _seqsum(b)).mean()
+
+
+def rloo_not_vmappable(b: Any) -> Any:
+    """RLOO behind a data-dependent branch: torch.func.vmap cannot run it."""
+    if float(b.rewards.abs().sum()) >= 0.0:
+        return rloo(b)
+    return 2 * rloo(b)  # never taken
+
+
+def group_mean(b: Any) -> Any:
+    r = b.rewards.view(b.num_prompts, b.group_size)
+    return -((r - r.mean(-1, keepdim=True)).reshape(-1) * _seqsum(b)).mean()
+
+
+def token_mean(b: Any) -> Any:
+    return -(b.rewards * _seqsum(b) / b.mask.sum(-1)).mean()
+
+
+def grpo_std(b: Any) -> Any:
+    r = b.rewards.view(b.num_prompts, b.group_size)
+    a = ((r - r.mean(-1, keepdim=True)) / (r.std(-1, keepdim=True) + 1e-4)).reshape(-1)
+    return -(a * _seqsum(b) / b.mask.sum(-1)).mean()
+
+
+def ppo_clip(b: Any) -> Any:
+    r = b.rewards.view(b.num_prompts, b.group_size)
+    adv = (r - (r.sum(-1, keepdim=True) - r) / (b.group_size - 1)).reshape(-1)[:, None]
+    ratio = torch.exp(b.log_probs - b.old_log_probs)
+    obj = torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv)
+    return -(obj * b.mask).sum(-1).mean()
+
+
+def mask_padding(b: Any) -> Any:
+    return -(b.rewards * b.log_probs.sum(-1)).mean()
+
+
+class _Entry:
+    def __init__(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        expected: str,
+        scale: Callable[[int, int, int], float] | None,
+    ) -> None:
+        self.name, self.fn, self.expected, self.scale = name, fn, expected, scale
+        self.protocol = "loss"
+        self.kwargs: dict[str, Any] = {}
+
+
+FALLBACK_ENTRIES = [
+    _Entry("reinforce", reinforce, "unbiased", None),
+    _Entry("rloo", rloo, "unbiased", None),
+    _Entry("ppo-clip-on-policy", ppo_clip, "unbiased", None),
+    _Entry("group-mean", group_mean, "scaled", lambda k, t, p: (k - 1) / k),
+    _Entry("token-mean", token_mean, "biased", None),
+    _Entry("grpo-std", grpo_std, "biased", None),
+    _Entry("mask-counts-padding", mask_padding, "biased", None),
+]
+
+
+def _entries(names: list[str] | None) -> tuple[str, list[Any]]:
+    try:
+        from impl import sequence_catalogue  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        source, entries = (
+            "built-in sample losses (impl.sequence_catalogue not found)",
+            list(FALLBACK_ENTRIES),
+        )
+    else:
+        cat = sequence_catalogue.SEQUENCE_CATALOGUE
+        items = list(cat.values()) if isinstance(cat, dict) else list(cat)
+        source, entries = f"impl.sequence_catalogue ({len(items)} entries)", items
+    if names:
+        entries = [e for e in entries if e.name in names]
+    return source, entries
+
+
+def _kwargs(entry: Any) -> dict[str, Any]:
+    out = dict(getattr(entry, "kwargs", {}) or {})
+    if not out and hasattr(entry, "settings"):
+        out = entry.settings.checker_kwargs(entry.protocol)
+    return out
+
+
+def _right(entry: Any, report: SequenceReport) -> bool:
+    if report.verdict != entry.expected:
+        return False
+    if entry.expected == "scaled" and entry.scale is not None and report.scale is not None:
+        return all(
+            abs(c - entry.scale(*key)) <= SCALE_RTOL * abs(entry.scale(*key))
+            for key, c in report.scale.items()
+        )
+    return True
+
+
+def section_catalogue(seed: int, names: list[str] | None) -> None:
+    source, entries = _entries(names)
+    print(f"== 1. time to verdict, {source}, seed={seed}")
+    times: dict[str, list[float]] = {"biased": [], "correct": [], "error": []}
+    wrong = []
+    for e in entries:
+        check = check_sequence_loss if e.protocol == "loss" else check_token_weights
+        start = time.perf_counter()
+        report = check(e.fn, seed=seed, **_kwargs(e))
+        seconds = time.perf_counter() - start
+        ok = _right(e, report)
+        if not ok:
+            wrong.append(e.name)
+        bucket = (
+            "biased" if e.expected == "biased" else "error" if e.expected == "error" else "correct"
+        )
+        times[bucket].append(seconds)
+        mode = report.run.mode if report.run is not None else "?"
+        print(
+            f"  {'ok ' if ok else 'XX '} {e.name:40s} {e.protocol:7s} expected {e.expected:9s} "
+            f"got {report.verdict:9s} {seconds:7.2f} s  {mode}"
+        )
+    print(
+        f"  right: {len(entries) - len(wrong)}/{len(entries)}"
+        + (f"; WRONG: {', '.join(wrong)}" if wrong else "")
+    )
+    for bucket, label, target in (
+        ("biased", "biased (time to catch)", 2.0),
+        ("correct", "unbiased or scaled (time to certify)", 10.0),
+        ("error", "error", None),
+    ):
+        xs = times[bucket]
+        if not xs:
+            continue
+        goal = (
+            ""
+            if target is None
+            else f"  (target: median < {target:g} s: {'met' if statistics.median(xs) < target else 'MISSED'})"
+        )
+        print(
+            f"  {label:38s} n={len(xs):3d}  median {statistics.median(xs):6.2f} s  max {max(xs):6.2f} s{goal}"
+        )
+
+
+def section_enumeration() -> list[Any]:
+    shapes = plan_shapes(
+        DEFAULT_GROUP_SIZES,
+        (1, 2),
+        DEFAULT_VOCAB_SIZE,
+        DEFAULT_MAX_LEN,
+        budget=MAX_BATCHES_VECTORISED,
+    )
+    print(
+        f"== 2. enumeration per problem (group sizes {DEFAULT_GROUP_SIZES}, num_prompts (1, 2), "
+        f"V <= {DEFAULT_VOCAB_SIZE}, T <= {DEFAULT_MAX_LEN}, budget {MAX_BATCHES_VECTORISED} batches)"
+    )
+    print(f"  {'shape':24s} {'responses R':>11s} {'batches G':>10s} {'positions G*B*T':>16s}")
+    for s in shapes:
+        print(
+            f"  {s.describe():24s} {s.space.num_responses:>11d} {s.num_batches:>10d} "
+            f"{s.num_batches * s.rows * s.max_len:>16d}"
+        )
+    return shapes
+
+
+def _plain_seconds(loss: Callable[..., Any], evaluator: TorchLoss, problem: Any) -> float:
+    from properties._sequence_problems import shape_data
+    from properties._sequence_torch import _Inputs
+
+    inputs = _Inputs([problem], shape_data(problem.shape))
+    inputs.used = [False]
+    times = []
+    for i in range(PLAIN_REPEATS):
+        start = time.perf_counter()
+        evaluator._plain(inputs, i % inputs.x.shape[0], problem.kl_coef)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _evaluate_seconds(evaluator: TorchLoss, problem: Any, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def section_cost(shapes: list[Any]) -> None:
+    print(
+        "== 3. cost of the exact sum (one problem, all G batches) against one plain call on one batch"
+    )
+    print(
+        f"  {'loss':10s} {'shape':24s} {'G':>6s} {'exact sum':>10s} {'plain call':>11s} {'ratio':>7s} "
+        f"{'per batch':>10s} {'loop mode':>10s}"
+    )
+    for name, loss in (("rloo", rloo), ("ppo-clip", ppo_clip)):
+        for s in shapes:
+            if s.num_batches < 200 and s is not shapes[-1]:
+                continue
+            problem = battery(s, kl_coef=0.0, off_policy=False)[1]
+            vm = TorchLoss(loss, sandbox=Sandbox())
+            vm.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)  # probe, warm-up
+            exact = _evaluate_seconds(vm, problem)
+            plain = _plain_seconds(loss, vm, problem)
+            looped = ""
+            if s.num_batches <= 2401:
+                lp = TorchLoss(loss, sandbox=Sandbox(), use_vmap=False)
+                lp.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+                looped = f"{_evaluate_seconds(lp, problem, repeats=1):9.3f}s"
+            print(
+                f"  {name:10s} {s.describe():24s} {s.num_batches:>6d} {exact:9.4f}s {plain * 1e3:9.3f}ms "
+                f"{exact / plain:7.1f} {exact / s.num_batches * 1e6:8.1f}us {looped:>10s}"
+            )
+
+
+def section_fallback(seed: int) -> None:
+    print("== 4. a whole check: vmap against the per-batch fallback (same RLOO loss)")
+    for name, loss in (
+        ("rloo (vmap)", rloo),
+        ("rloo behind a data-dependent branch", rloo_not_vmappable),
+    ):
+        start = time.perf_counter()
+        report = check_sequence_loss(loss, seed=seed)
+        seconds = time.perf_counter() - start
+        assert report.run is not None
+        print(
+            f"  {name:38s} {report.verdict:9s} {seconds:6.2f} s  mode={report.run.mode}  "
+            f"shapes={len(report.run.shapes)}  budget={report.run.batch_budget} batches  "
+            f"calls={report.estimator_calls}  problems={report.problems_checked}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--entries", default="", help="comma-separated catalogue names (default: all)"
+    )
+    parser.add_argument("--skip-catalogue", action="store_true")
+    args = parser.parse_args()
+    names = [n for n in args.entries.split(",") if n] or None
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads available (the checker uses 1)"
+    )
+    if not args.skip_catalogue:
+        section_catalogue(args.seed, names)
+    shapes = section_enumeration()
+    with torch_threads():
+        section_cost([s for s in shapes if s.num_prompts == 1])
+    section_fallback(args.seed)
+
+
+if __name__ == "__main__":
+    main()

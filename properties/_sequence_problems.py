@@ -1,0 +1,481 @@
+r"""Problems for the sequence checker: shapes within budget, the battery, Hypothesis (private).
+
+A *shape* ``(V, T, k, P)`` fixes the response space (:func:`impl.sequence.response_space`)
+and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated.
+A *problem* adds the numbers: the policy ``theta``, the reward table, the reference policy
+(always given: a loss may add a KL term of its own) and, off-policy, the behaviour policy.
+The scale reference is kept per ``key = (k, T, P)``.
+
+Shapes are kept only when :math:`R^{kP}` fits the batch budget of the evaluation mode
+(:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a batched weight function,
+:data:`MAX_BATCHES_LOOPED` when the user's code runs once per batch), and run smallest
+first, so that the first counterexample found is on the smallest batches.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from hypothesis import strategies as st
+
+from impl.sequence import (
+    ResponseSpace,
+    batch_probs,
+    enumerate_batches,
+    node_prefix_log_probs,
+    num_responses,
+    response_space,
+    sequence_gradient,
+)
+from impl.types import FloatArray, IntArray
+from properties.strategies import EXTREME_LOGIT
+
+MAX_BATCHES_VECTORISED = 8192
+"""Largest number of batches :math:`R^{kP}` enumerated per problem when the user's code
+evaluates many batches per call (``vmap``, or ``batched=True``).  With ``V = 3`` it admits
+``T = 3`` up to ``k = 3`` and ``T = 2`` up to ``k = 4`` for one prompt."""
+
+MAX_BATCHES_LOOPED = 256
+"""... when the user's code runs once per batch (the ``vmap`` fallback, ``batched=False``):
+``4**4``, so every ``T <= 3`` still appears with ``V = 2`` up to ``k = 4``."""
+
+LOOPED_EXTRA_VOCAB_BATCHES = 81
+"""In the looped mode a vocabulary ``V > 2`` is added to a key only up to this many batches
+(the looped mode costs about 0.3 ms per batch and problem, against ~1 us vectorised)."""
+
+LOOPED_FULL_BATTERY_BATCHES = 16
+"""In the looped mode, shapes with more batches than this get the reduced battery."""
+
+Key = tuple[int, int, int]
+"""``(k, T, P)``: one scale constant is measured per key."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """``V`` tokens, length cap ``T``, ``k`` responses for each of ``P`` prompts."""
+
+    vocab_size: int
+    max_len: int
+    k: int
+    num_prompts: int
+
+    @property
+    def key(self) -> Key:
+        """``(k, T, P)``."""
+        return (self.k, self.max_len, self.num_prompts)
+
+    @property
+    def space(self) -> ResponseSpace:
+        """The response space of ``(V, T)``."""
+        return response_space(self.vocab_size, self.max_len)
+
+    @property
+    def rows(self) -> int:
+        """``B = P * k`` responses per batch."""
+        return self.k * self.num_prompts
+
+    @property
+    def num_batches(self) -> int:
+        """``G = R ** (k P)``."""
+        return int(num_responses(self.vocab_size, self.max_len) ** self.rows)
+
+    def describe(self) -> str:
+        """``V=3, T=2, k=2, P=1``."""
+        return f"V={self.vocab_size}, T={self.max_len}, k={self.k}, P={self.num_prompts}"
+
+
+@dataclass(frozen=True)
+class ShapeData:
+    """What every problem of a shape shares: the batches and their static tensors.
+
+    ``batches`` ``(G, B)`` response indices; ``tokens``/``mask``/``nodes`` ``(G, B, T)``;
+    ``rows`` ``(G, B, T)`` the row of ``theta.reshape(P*(N+1), V)`` each position reads;
+    ``prompt`` ``(B,)`` the prompt of each row (``group``).
+    """
+
+    shape: Shape
+    batches: IntArray
+    tokens: IntArray
+    mask: FloatArray
+    rows: IntArray
+    prompt: IntArray
+
+
+_DATA: dict[Shape, ShapeData] = {}
+
+
+def shape_data(shape: Shape) -> ShapeData:
+    """The (cached, read-only) :class:`ShapeData` of a shape."""
+    data = _DATA.get(shape)
+    if data is None:
+        space = shape.space
+        batches = enumerate_batches(space, shape.k, shape.num_prompts)
+        prompt = np.repeat(np.arange(shape.num_prompts, dtype=np.int64), shape.k)
+        rows = prompt[None, :, None] * space.num_rows + space.nodes[batches]
+        data = ShapeData(
+            shape=shape,
+            batches=batches,
+            tokens=space.tokens[batches],
+            mask=space.mask[batches],
+            rows=rows,
+            prompt=prompt,
+        )
+        for arr in (data.batches, data.tokens, data.mask, data.rows, data.prompt):
+            arr.setflags(write=False)
+        _DATA[shape] = data
+    return data
+
+
+def plan_shapes(
+    group_sizes: Sequence[int],
+    num_prompts: Sequence[int],
+    vocab_size: int,
+    max_len: int,
+    *,
+    budget: int,
+    extra_vocab_budget: int | None = None,
+) -> list[Shape]:
+    """The ``(V, T, k, P)`` to check, smallest first.
+
+    Every ``k``, ``P`` and ``1 <= T <= max_len``; ``V = 2`` within ``budget`` batches, and
+    each ``2 < V <= vocab_size`` within ``extra_vocab_budget`` (default ``budget``).
+
+    >>> [s.describe() for s in plan_shapes((2,), (1,), 2, 2, budget=100)]
+    ['V=2, T=1, k=2, P=1', 'V=2, T=2, k=2, P=1']
+    """
+    extra = budget if extra_vocab_budget is None else min(budget, extra_vocab_budget)
+    out = [
+        Shape(v, t, k, p)
+        for k in group_sizes
+        for p in num_prompts
+        for t in range(1, max_len + 1)
+        for v in range(2, vocab_size + 1)
+        if num_responses(v, t) ** (k * p) <= (budget if v == 2 else extra)
+    ]
+    return sorted(
+        out,
+        key=lambda s: (
+            s.num_batches * s.rows * s.max_len,
+            s.k,
+            s.num_prompts,
+            s.max_len,
+            s.vocab_size,
+        ),
+    )
+
+
+def unreachable_keys(
+    group_sizes: Sequence[int], num_prompts: Sequence[int], max_len: int, shapes: Sequence[Shape]
+) -> list[Key]:
+    """The keys ``(k, T, P)`` asked for but with no shape within budget (not checked)."""
+    have = {s.key for s in shapes}
+    return [
+        (k, t, p)
+        for k in group_sizes
+        for p in num_prompts
+        for t in range(1, max_len + 1)
+        if (k, t, p) not in have
+    ]
+
+
+@dataclass(frozen=True)
+class SequenceProblem:
+    """One problem: a shape and its numbers.
+
+    ``theta``, ``ref_theta`` ``(P, N+1, V)``; ``rewards`` ``(P, R)``; ``old_theta`` the
+    behaviour policy (``None``: on-policy, ``old = theta``); ``kl_coef`` the objective's
+    :math:`\\beta`; ``label`` says where it comes from (a battery entry, or Hypothesis).
+    """
+
+    shape: Shape
+    theta: FloatArray
+    rewards: FloatArray
+    ref_theta: FloatArray
+    old_theta: FloatArray | None
+    kl_coef: float
+    label: str
+    _cache: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def behaviour(self) -> FloatArray:
+        """The policy the responses are drawn from (``old_theta``, or ``theta`` on-policy)."""
+        return self.theta if self.old_theta is None else self.old_theta
+
+    @property
+    def weights(self) -> FloatArray:
+        """Probabilities of the ``G`` batches under the behaviour policy."""
+        out = self._cache.get("weights")
+        if out is None:
+            out = batch_probs(self.shape.space, self.behaviour, self.shape.k)
+            self._cache["weights"] = out
+        return out
+
+    @property
+    def gradient(self) -> FloatArray:
+        """The exact target :math:`\\nabla_\\theta J` ``(P, N+1, V)``."""
+        out = self._cache.get("gradient")
+        if out is None:
+            out = sequence_gradient(
+                self.shape.space,
+                self.theta,
+                self.rewards,
+                kl_coef=self.kl_coef,
+                ref_theta=self.ref_theta,
+            )
+            self._cache["gradient"] = out
+        return out
+
+    @property
+    def reach(self) -> FloatArray:
+        """Behaviour probability of reaching each node, ``(P, N+1)`` (1 for the after-the-end node)."""
+        out = self._cache.get("reach")
+        if out is None:
+            space = self.shape.space
+            inner = np.exp(node_prefix_log_probs(space, self.behaviour))
+            out = np.concatenate([inner, np.ones((inner.shape[0], 1))], axis=1)
+            self._cache["reach"] = out
+        return out
+
+
+# --------------------------------------------------------------------------- the battery
+
+_X = EXTREME_LOGIT
+
+RewardPattern = Callable[[ResponseSpace, int], FloatArray]
+"""``pattern(space, prompt) -> (R,)`` rewards of one prompt."""
+
+
+def _counts(space: ResponseSpace) -> tuple[FloatArray, FloatArray, FloatArray]:
+    live = space.mask > 0
+    a = ((space.tokens == 1) & live).sum(axis=1).astype(np.float64)
+    b = ((space.tokens == 2) & live).sum(axis=1).astype(np.float64)
+    return a, b, space.lengths.astype(np.float64)
+
+
+def _graded(space: ResponseSpace, prompt: int) -> FloatArray:
+    """Distinct-ish rewards that depend on content and length (the scale reference)."""
+    a, b, length = _counts(space)
+    if prompt % 2 == 0:
+        out: FloatArray = a + 0.5 * b - 0.3 * space.truncated
+        return out
+    out = 1.0 - 0.4 * length + 0.7 * b + 0.2 * a
+    return out
+
+
+def _eos_ties(space: ResponseSpace, prompt: int) -> FloatArray:
+    """Every response that ends with EOS scores 1, a truncated one 0: ties across lengths."""
+    out: FloatArray = np.where(space.truncated, 0.0, 1.0 if prompt % 2 == 0 else 2.0)
+    return out
+
+
+def _binary(space: ResponseSpace, prompt: int) -> FloatArray:
+    a, b, _ = _counts(space)
+    out: FloatArray = ((a > 0) if prompt % 2 == 0 else (b > 0) | (a > 1)).astype(np.float64)
+    return out
+
+
+def _negative(space: ResponseSpace, prompt: int) -> FloatArray:
+    out: FloatArray = -1.0 - 2.0 * _graded(space, prompt)
+    return out
+
+
+def _huge(space: ResponseSpace, prompt: int) -> FloatArray:
+    out: FloatArray = 1e3 * _graded(space, prompt) - 500.0
+    return out
+
+
+def _constant(space: ResponseSpace, prompt: int) -> FloatArray:
+    return np.full(space.num_responses, 2.0 + prompt)
+
+
+def _truncation_penalty(space: ResponseSpace, prompt: int) -> FloatArray:
+    _, _, length = _counts(space)
+    out: FloatArray = length - 3.0 * space.truncated - prompt
+    return out
+
+
+def _generic(space: ResponseSpace, prompt: int) -> FloatArray:
+    rng = np.random.default_rng(1000 + 17 * prompt + space.num_responses)
+    out: FloatArray = np.round(rng.normal(0.0, 2.0, size=space.num_responses), 2)
+    return out
+
+
+def _theta_zero(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    return np.zeros(space.theta_shape(p))
+
+
+def _theta_moderate(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    rng = np.random.default_rng(7 + salt)
+    out: FloatArray = np.round(rng.normal(0.0, 1.0, size=space.theta_shape(p)), 3)
+    return out
+
+
+def _theta_extreme(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    """Near-deterministic nodes: the start node almost surely continues, deeper nodes vary."""
+    out = _theta_moderate(space, p, salt)
+    out[:, 0, 0] = -_X / 2  # EOS first: p ~ 1e-6
+    out[:, 0, 1] = _X / 2
+    if space.num_nodes > 1:
+        out[:, 1, 0] = _X  # after 'a': EOS almost surely
+    return out
+
+
+def _theta_large(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    rng = np.random.default_rng(11 + salt)
+    out: FloatArray = np.round(rng.normal(0.0, 3.0, size=space.theta_shape(p)), 3)
+    return out
+
+
+ThetaPattern = Callable[[ResponseSpace, int, int], FloatArray]
+
+BATTERY: tuple[tuple[str, ThetaPattern, RewardPattern, bool], ...] = (
+    ("uniform policy, graded rewards", _theta_zero, _graded, True),
+    ("theta != 0, graded rewards", _theta_moderate, _graded, True),
+    ("equal rewards across lengths (ties)", _theta_moderate, _eos_ties, True),
+    ("binary rewards", _theta_zero, _binary, False),
+    ("negative rewards", _theta_moderate, _negative, False),
+    ("huge rewards", _theta_zero, _huge, False),
+    ("near-deterministic nodes", _theta_extreme, _graded, True),
+    ("grad J = 0 (constant rewards)", _theta_moderate, _constant, False),
+    ("truncated responses penalised", _theta_large, _truncation_penalty, False),
+    ("large logits, generic rewards", _theta_large, _generic, True),
+)
+"""Hand-picked problems, in this order (names appear in reports): all of them on shapes of
+at most :data:`FULL_BATTERY_BATCHES` batches, the entries marked ``True`` on larger ones
+(the value edge cases do not need large batches to show, and large batches are costly).
+
+The reference policy is ``theta`` plus a fixed perturbation (``theta`` itself for the
+``grad J = 0`` entry, so that the KL term is flat there too); off-policy, the behaviour
+policy is ``theta`` plus another fixed perturbation in every entry (the scale reference
+included, so that a loss that ignores the importance weights is caught at once).
+"""
+
+FULL_BATTERY_BATCHES = 512
+"""Shapes with at most this many batches get every :data:`BATTERY` entry."""
+
+
+def _perturbation(space: ResponseSpace, p: int, seed: int, scale: float) -> FloatArray:
+    rng = np.random.default_rng(seed)
+    out: FloatArray = np.round(rng.normal(0.0, scale, size=space.theta_shape(p)), 3)
+    return out
+
+
+def battery(
+    shape: Shape, *, kl_coef: float, off_policy: bool, full_up_to: int = FULL_BATTERY_BATCHES
+) -> list[SequenceProblem]:
+    """The :data:`BATTERY` problems of one shape (all of them up to ``full_up_to`` batches)."""
+    space = shape.space
+    p = shape.num_prompts
+    out = []
+    for i, (label, theta_fn, reward_fn, everywhere) in enumerate(BATTERY):
+        if not everywhere and shape.num_batches > full_up_to:
+            continue
+        theta = theta_fn(space, p, i)
+        rewards = np.stack([reward_fn(space, q) for q in range(p)]).astype(np.float64)
+        flat = reward_fn is _constant
+        ref = theta.copy() if flat else theta + _perturbation(space, p, 100 + i, 0.8)
+        old = theta + _perturbation(space, p, 200 + i, 0.6) if off_policy else None
+        out.append(
+            SequenceProblem(
+                shape=shape,
+                theta=theta,
+                rewards=rewards,
+                ref_theta=ref,
+                old_theta=old,
+                kl_coef=kl_coef,
+                label=f"battery: {label}",
+            )
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- Hypothesis
+
+_SPECIAL_LOGITS = (0.0, 1.0, -1.0, 2.5, -4.0, _X / 2, -_X / 2, 13.0, -13.0)
+_SPECIAL_REWARDS = (0.0, 1.0, -1.0, 0.5, 2.0, -3.0, 1e3, -1e3, 7.0)
+
+
+def _logit() -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.integers(-3, 3).map(float),
+        st.sampled_from(_SPECIAL_LOGITS),
+        st.floats(-4.0, 4.0, allow_nan=False, allow_subnormal=False),
+    )
+
+
+def _reward() -> st.SearchStrategy[float]:
+    return st.one_of(
+        st.integers(-3, 3).map(float),
+        st.sampled_from(_SPECIAL_REWARDS),
+        st.floats(-10.0, 10.0, allow_nan=False, allow_subnormal=False),
+    )
+
+
+def _array(
+    shape: tuple[int, ...], element: st.SearchStrategy[float]
+) -> st.SearchStrategy[FloatArray]:
+    size = math.prod(shape)
+    return st.lists(element, min_size=size, max_size=size).map(
+        lambda xs: np.array(xs, dtype=np.float64).reshape(shape)
+    )
+
+
+def generated_problems(
+    shapes: Sequence[Shape], *, kl_coef: float, off_policy: bool
+) -> st.SearchStrategy[SequenceProblem]:
+    """Problems on the given shapes (shrinking towards the first, the smallest).
+
+    ``theta``, the reward table, the reference and (off-policy) behaviour policies are
+    drawn independently: zero, moderate and near-deterministic logits; tied, negative
+    and huge rewards.
+    """
+
+    @st.composite
+    def build(draw: st.DrawFn) -> SequenceProblem:
+        shape = draw(st.sampled_from(list(shapes)))
+        space = shape.space
+        tshape = space.theta_shape(shape.num_prompts)
+        theta = draw(_array(tshape, _logit()))
+        distinct = draw(st.lists(_reward(), min_size=1, max_size=4, unique=True))
+        pick = draw(
+            _array(
+                (shape.num_prompts, space.num_responses),
+                st.integers(0, len(distinct) - 1).map(float),
+            )
+        )
+        rewards = np.array(distinct)[pick.astype(np.int64)]
+        ref = draw(st.one_of(st.just(theta), _array(tshape, _logit())))
+        old = draw(_array(tshape, _logit())) if off_policy else None
+        return SequenceProblem(
+            shape=shape,
+            theta=theta,
+            rewards=rewards,
+            ref_theta=ref,
+            old_theta=old,
+            kl_coef=kl_coef,
+            label="hypothesis (shrunk)",
+        )
+
+    return build()
+
+
+__all__ = [
+    "BATTERY",
+    "FULL_BATTERY_BATCHES",
+    "LOOPED_EXTRA_VOCAB_BATCHES",
+    "LOOPED_FULL_BATTERY_BATCHES",
+    "MAX_BATCHES_LOOPED",
+    "MAX_BATCHES_VECTORISED",
+    "Key",
+    "SequenceProblem",
+    "Shape",
+    "ShapeData",
+    "battery",
+    "generated_problems",
+    "plan_shapes",
+    "shape_data",
+    "unreachable_keys",
+]
