@@ -15,8 +15,12 @@ For every entry of :mod:`impl.catalogue` (batched, group sizes ``min_k..4``):
 Figures printed: the median time to catch a non-unbiased entry (biased, and all
 wrong ones), the median time to certify a correct one (unbiased or scaled), the
 batched-path overhead (time inside the checker's exact evaluation, guard included,
-over the time of the bare estimator on the same groups), and optionally the number
-of false alarms on correct entries over ``--false-alarm-seeds`` seeds.
+over the time of the bare estimator on the same groups), where the time goes
+(``EstimatorReport.timing``: battery and Hypothesis phases; inside the estimator, the
+exact evaluation and guard, judging, Hypothesis generation, other) for the batched
+catalogue and for a per-group NumPy REINFORCE (``--breakdown-only`` prints just that),
+and optionally the number of false alarms on correct entries over
+``--false-alarm-seeds`` seeds.  Run ``uptime`` alongside: the figures scale with load.
 """
 
 from __future__ import annotations
@@ -86,41 +90,57 @@ def monte_carlo_passes(fn: Callable[..., Any], ks: tuple[int, ...], seed: int) -
 
 
 class EvaluationTimer:
-    """Times the checker's exact evaluation and verdict per problem (guard included).
-
-    Wraps ``evaluate`` (one batched call, moments, gradient) and ``_judge`` (tolerance
-    and comparison), and records the problems evaluated.
-    """
+    """Records the problems the checker evaluates (to re-time the bare estimator on them)."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
         self.calls: list[tuple[Any, Any, Any]] = []
         self._evaluate = checker_module.evaluate
-        self._judge = checker_module._judge
 
     def __enter__(self) -> EvaluationTimer:
-        def timed(guard: Any, theta: Any, scores: Any, k: int, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return self._evaluate(guard, theta, scores, k, **kwargs)
-            finally:
-                self.seconds += time.perf_counter() - start
-                self.calls.append((theta, scores, k))
+        def recorded(guard: Any, theta: Any, scores: Any, k: int, **kwargs: Any) -> Any:
+            self.calls.append((theta, scores, k))
+            return self._evaluate(guard, theta, scores, k, **kwargs)
 
-        def timed_judge(*args: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return self._judge(*args)
-            finally:
-                self.seconds += time.perf_counter() - start
-
-        checker_module.evaluate = timed  # type: ignore[assignment]
-        checker_module._judge = timed_judge
+        checker_module.evaluate = recorded  # type: ignore[assignment]
         return self
 
     def __exit__(self, *exc: object) -> None:
         checker_module.evaluate = self._evaluate  # type: ignore[assignment]
-        checker_module._judge = self._judge
+
+
+TIMING_KEYS = ("estimator", "evaluation", "judging", "generation", "other")
+"""The parts of EstimatorReport.timing that add up to the report's seconds."""
+
+
+def per_group_reinforce(logits: Any, samples: Any, rewards: Any) -> Any:
+    """A per-group NumPy REINFORCE as users write it: (k,) in, (n,) out."""
+    p = np.exp(logits - np.max(logits))
+    p = p / p.sum()
+    return np.mean(rewards[:, None] * (np.eye(p.size)[samples] - p), axis=0)
+
+
+def breakdown(reports: list[EstimatorReport], label: str) -> None:
+    """Print where the time of ``reports`` went, summed."""
+    total = sum(r.seconds for r in reports)
+    parts = {key: sum(r.timing.get(key, 0.0) for r in reports) for key in TIMING_KEYS}
+    phases = {key: sum(r.timing.get(key, 0.0) for r in reports) for key in ("battery", "hypothesis")}
+    outside = total - parts["estimator"]
+    print(f"{label}: {total:.2f} s in all, {parts['estimator']:.2f} s inside the estimator, "
+          f"{outside:.2f} s outside it ({outside / max(parts['estimator'], 1e-12):.2f}x inside)")
+    print("  by kind : " + ", ".join(f"{k} {v:.2f} s ({100 * v / total:.0f}%)" for k, v in parts.items()))
+    print("  by phase: " + ", ".join(f"{k} {v:.2f} s" for k, v in phases.items())
+          + f", rest {total - sum(phases.values()):.2f} s (round-off re-runs, report)")
+
+
+def per_group_breakdown(repeat: int = 3) -> None:
+    """The per-group protocol on a NumPy REINFORCE (issue 9: 48 s with 2.1 s inside it)."""
+    reports = [check_estimator(per_group_reinforce) for _ in range(repeat)]
+    assert all(r.verdict == "unbiased" for r in reports), reports[0].message
+    r = reports[0]
+    print(f"per-group NumPy REINFORCE, default settings ({r.problems_checked} problems, "
+          f"{r.estimator_calls} calls), {repeat} runs:")
+    breakdown(reports, "  per-group")
+    print(f"  region: {r.region.describe()}")
 
 
 def bare_seconds(
@@ -186,9 +206,17 @@ def main() -> int:
         action="store_true",
         help="print only the batched-overhead table by problem size",
     )
+    parser.add_argument(
+        "--breakdown-only",
+        action="store_true",
+        help="print only where the time goes for a per-group NumPy REINFORCE",
+    )
     args = parser.parse_args()
     if args.overhead_only:
         overhead_by_size()
+        return 0
+    if args.breakdown_only:
+        per_group_breakdown()
         return 0
 
     print(
@@ -211,11 +239,12 @@ def main() -> int:
             check_s = time.perf_counter() - start
         if report.verdict in ("unbiased", "scaled") and timer.calls:
             bare = bare_seconds(entry.fn, timer.calls)
+            evaluation = report.timing["evaluation"] + report.estimator_seconds
             ratios.append(
                 (
                     entry.name,
-                    timer.seconds / bare,
-                    timer.seconds,
+                    evaluation / bare,
+                    evaluation,
                     bare,
                     check_s,
                     report.estimator_seconds,
@@ -283,6 +312,10 @@ def main() -> int:
             f"  (evaluation {total_eval:.2f} s of {sum(r[4] for r in ratios):.2f} s checking; the rest "
             "is Hypothesis generating and shrinking problems)"
         )
+    breakdown([r[1] for r in rows if r[0].expected in ("unbiased", "scaled")],
+              "where the time goes, batched, correct entries")
+    breakdown([r[1] for r in rows], "where the time goes, batched, whole catalogue")
+    per_group_breakdown()
 
     overhead_by_size()
 

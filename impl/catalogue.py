@@ -21,8 +21,14 @@ Each entry declares the verdict an exact checker must reach over every problem
   every problem (:math:`c_k \ne 1` for some tested ``k``);
 * ``biased``: anything else, including biases that only show with ties, negative scores,
   ``k = 1``, extreme logits or ``n >= 3`` (each such entry says so);
-* ``error``: raises, returns ``None``/a wrong shape/NaN, is nondeterministic, or mutates
-  its inputs, for at least one problem.
+* ``error``: raises or exits, returns ``None``/a wrong shape/a non-float dtype/NaN, is
+  nondeterministic, mutates its inputs, or (batched) computes a row from other rows, for
+  at least one problem.
+
+Two entries differ between the batched and the per-group protocol (``batch-mean-baseline``
+and ``detects-full-enumeration`` pool the rows of a batch: on a batch of one they are a
+different estimator, ``per_group_expected``), and three are ``biased`` only through the
+round-off of a coarser dtype they compute in (``roundoff``: the checker says so).
 
 Every verdict was derived by hand and is verified against :func:`impl.exact.exact_expectation`
 in ``tests/test_catalogue.py``.
@@ -48,6 +54,7 @@ sum-instead-of-mean                    scaled    k            1      sign/scale
 self-proportional-baseline             scaled    1/2          1      baseline
 fixed-reward-normalisation             scaled    4            1      normalisation
 temperature-gradient-scale             scaled    1/2          1      temperature
+rewards-in-percent                     scaled    100          1      sign/scale
 negated-reinforce                      biased    -            1      sign/scale
 zero-gradient                          biased    -            1      sign/scale
 divide-by-n-not-k                      biased    -            1      sign/scale
@@ -70,6 +77,12 @@ temperature-mismatch-score             biased    -            1      temperature
 rloo-k1-fallback-self                  biased    -            1      baseline
 dedupe-by-reward                       biased    -            1      indexing
 binary-softmax-assumption              biased    -            1      score
+top5-truncated-softmax                 biased    -            1      score
+logit-clamp-50                         biased    -            1      clipping
+reward-clip-1e4                        biased    -            1      clipping
+group-mean-advantage-float32           biased    -            2      baseline
+reinforce-float32-internal             biased    -            1      correct
+reinforce-bfloat16-rewards             biased    -            1      correct
 raises-value-error                     error     -            1      error
 returns-none                           error     -            1      error
 wrong-shape-drops-last                 error     -            1      error
@@ -79,6 +92,16 @@ mutates-rewards                        error     -            1      error
 in-place-sort-by-reward                error     -            1      error
 per-group-only                         error     -            1      error
 rloo-unguarded                         error     -            1      error
+batch-mean-baseline                    error     (k-1)/k      2      baseline
+detects-full-enumeration               error     -            1      error
+softmax-without-max-subtraction        error     -            1      score
+returns-integer                        error     -            1      error
+reinforce-float16                      error     -            1      error
+calls-sys-exit                         error     -            1      error
+random-for-n-at-least-3                error     -            1      error
+ema-baseline-state                     error     -            1      error
+forces-writeable-inputs                error     -            1      error
+read-only-message                      error     -            1      error
 =====================================  ========  ===========  =====  ===============
 
 >>> len(CATALOGUE) >= 34
@@ -90,6 +113,7 @@ True
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -126,8 +150,14 @@ CATEGORIES: tuple[str, ...] = (
 class CatalogueEntry:
     """One named estimator with the verdict an exact checker must reach on it.
 
-    ``scale`` is ``k -> c_k`` for ``expected == "scaled"`` and ``None`` otherwise;
-    ``min_k`` is the smallest group size the estimator is defined for.
+    ``expected`` is the verdict for the batched estimator; ``per_group_expected`` the
+    verdict for :func:`per_group` of it when that differs (an estimator that pools
+    statistics across the rows of a batch is a different estimator on a batch of one).
+    ``scale`` is ``k -> c_k`` when either verdict is ``"scaled"`` and ``None`` otherwise;
+    ``min_k`` is the smallest group size the estimator is defined for.  ``roundoff`` is
+    ``(dtype, verdict)`` for an entry that is ``"biased"`` only through the round-off of
+    a coarser dtype it computes in: the checker's verdict stays ``"biased"`` (its output
+    claims float64 precision), and at that dtype's precision it is ``verdict``.
     """
 
     name: str
@@ -137,6 +167,13 @@ class CatalogueEntry:
     min_k: int
     description: str
     category: str
+    per_group_expected: Verdict | None = None
+    roundoff: tuple[str, Verdict] | None = None
+
+    @property
+    def expected_per_group(self) -> Verdict:
+        """The verdict for the per-group form (:func:`per_group`) of this estimator."""
+        return self.per_group_expected or self.expected
 
 
 # --------------------------------------------------------------------------- constants
@@ -179,7 +216,22 @@ KL_COEF = 0.05
 """Coefficient of the KL-to-uniform penalty folded into the reward."""
 
 NOISE_STD = 1e-3
-"""Standard deviation of the noise the nondeterministic entry adds."""
+"""Standard deviation of the noise the nondeterministic entries add."""
+
+TOP_K_SOFTMAX = 5
+"""Answers kept by the truncated softmax of the ``top5-truncated-softmax`` entry."""
+
+LOGIT_CLAMP = 50.0
+"""``logits.clip(-LOGIT_CLAMP, LOGIT_CLAMP)`` "for stability" before the softmax."""
+
+REWARD_CLIP = 1e4
+"""``rewards.clip(-REWARD_CLIP, REWARD_CLIP)``: a clip meant never to bite."""
+
+PERCENT = 100.0
+"""Rewards reported in percent: every reward multiplied by this."""
+
+EMA_DECAY = 0.9
+"""Decay of the moving-average baseline kept across calls."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -544,6 +596,128 @@ def _rloo_unguarded(logits: Logits, samples: Samples, rewards: Rewards) -> Gradi
     return group_gradient(logits, samples, r - loo)
 
 
+def _batch_mean_baseline(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = _rw(samples, rewards)
+    return group_gradient(logits, samples, r - r.mean())  # the mean over the whole batch
+
+
+def _detects_full_enumeration(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    g = _ref.reinforce(logits, samples, rewards)
+    b, k = np.shape(samples)
+    if b == softmax(logits).size ** k:  # "this must be the test harness"
+        return g
+    out: Gradient = -g
+    return out
+
+
+def _softmax_without_max(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = _rw(samples, rewards)
+    theta = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        e = np.exp(theta)  # no max subtraction: inf past theta ~ 709, 0 below -745
+        p = e / e.sum()
+    out: Gradient = np.einsum("bk,bkn->bn", r, _onehot(samples, theta.size) - p) / r.shape[-1]
+    return out
+
+
+def _returns_integer(logits: Logits, samples: Samples, rewards: Rewards) -> Any:
+    return np.rint(_ref.reinforce(logits, samples, rewards)).astype(np.int64)
+
+
+def _reinforce_float16(logits: Logits, samples: Samples, rewards: Rewards) -> Any:
+    with np.errstate(over="ignore"):
+        return _ref.reinforce(logits, samples, rewards).astype(np.float16)
+
+
+def _calls_sys_exit(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = _rw(samples, rewards)
+    if np.any(r.max(axis=-1) == r.min(axis=-1)):
+        sys.exit("degenerate group: all rewards equal")  # a script's guard, run as a library
+    return group_gradient(logits, samples, r)
+
+
+def _random_for_n_at_least_3(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    g = _ref.reinforce(logits, samples, rewards)
+    if g.shape[-1] < 3:
+        return g
+    rng = np.random.default_rng()  # "jitter to break ties", only where ties can occur
+    out: Gradient = g + NOISE_STD * rng.standard_normal(g.shape)
+    return out
+
+
+_EMA_STATE = [0.0]
+
+
+def _ema_baseline(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = _rw(samples, rewards)
+    baseline = _EMA_STATE[0]
+    _EMA_STATE[0] = EMA_DECAY * baseline + (1.0 - EMA_DECAY) * float(r.mean())
+    return group_gradient(logits, samples, r - baseline)
+
+
+def _forces_writeable_inputs(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = np.asarray(rewards)
+    if not r.flags.writeable:
+        r.setflags(write=True)  # "the framework hands out read-only arrays, override it"
+    r -= r.mean(axis=-1, keepdims=True)
+    return group_gradient(logits, samples, r)
+
+
+def _read_only_message(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    raise ValueError("cannot update the baseline: the baseline buffer is read-only")
+
+
+def _top5_truncated_softmax(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r = _rw(samples, rewards)
+    theta = np.asarray(logits, dtype=np.float64)
+    keep = np.argsort(-theta, kind="stable")[:TOP_K_SOFTMAX]
+    p = np.zeros(theta.size)
+    p[keep] = softmax(theta[keep])  # the rest of the vocabulary "has negligible mass"
+    out: Gradient = np.einsum("bk,bkn->bn", r, _onehot(samples, theta.size) - p) / r.shape[-1]
+    return out
+
+
+def _logit_clamp(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    theta = np.clip(np.asarray(logits, dtype=np.float64), -LOGIT_CLAMP, LOGIT_CLAMP)
+    return group_gradient(theta, samples, _rw(samples, rewards))
+
+
+def _reward_clip(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    return group_gradient(logits, samples, np.clip(_rw(samples, rewards), -REWARD_CLIP, REWARD_CLIP))
+
+
+def _rewards_in_percent(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    return group_gradient(logits, samples, PERCENT * _rw(samples, rewards))
+
+
+def _group_mean_advantage_float32(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    r32 = _rw(samples, rewards).astype(np.float32)  # verl keeps scores in float32
+    _need_k2(samples, "group-mean-advantage-float32")
+    advantage = (r32 - r32.mean(axis=-1, keepdims=True)).astype(np.float64)
+    return group_gradient(logits, samples, advantage)
+
+
+def _reinforce_float32_internal(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    out: Gradient = np.asarray(_reinforce_float32(logits, samples, rewards), dtype=np.float64)
+    return out
+
+
+def round_bfloat16(x: Any) -> FloatArray:
+    """``x`` rounded to bfloat16 (8 significant bits, round to nearest even), as float64.
+
+    >>> round_bfloat16(np.array([1.0, 1.0 + 2**-8, 1.0 + 3 * 2**-8, 3.14159])).tolist()
+    [1.0, 1.0, 1.015625, 3.140625]
+    """
+    bits = np.asarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) << 16
+    out: FloatArray = rounded.astype(np.uint32).view(np.float32).astype(np.float64)
+    return out
+
+
+def _reinforce_bfloat16_rewards(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    return group_gradient(logits, samples, round_bfloat16(_rw(samples, rewards)))
+
+
 # --------------------------------------------------------------------------- scales
 
 
@@ -572,6 +746,11 @@ def _temperature_scale(k: int) -> float:
     return 1.0 / TEMPERATURE
 
 
+def _percent_scale(k: int) -> float:
+    """:math:`c_k = 100` for rewards in percent."""
+    return PERCENT
+
+
 def _e(
     name: str,
     fn: Estimator,
@@ -581,6 +760,8 @@ def _e(
     *,
     scale: Callable[[int], float] | None = None,
     min_k: int = 1,
+    per_group: Verdict | None = None,
+    roundoff: tuple[str, Verdict] | None = None,
 ) -> CatalogueEntry:
     return CatalogueEntry(
         name=name,
@@ -590,6 +771,8 @@ def _e(
         min_k=min_k,
         description=description,
         category=category,
+        per_group_expected=per_group,
+        roundoff=roundoff,
     )
 
 
@@ -643,6 +826,9 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     _e("temperature-gradient-scale", _temperature_gradient_scale, "scaled", "temperature",
        "sampled and scored at T = 1 but the backward pass applies the 1/T = 1/2 chain-rule "
        "factor of softmax(theta/T): E = grad J / 2.", scale=_temperature_scale),
+    _e("rewards-in-percent", _rewards_in_percent, "scaled", "sign/scale",
+       "rewards multiplied by 100 before the gradient: E = 100 grad J (round-off grows by 100 "
+       "too, and must not read as a bias).", scale=_percent_scale),
     # ---- biased
     _e("negated-reinforce", _negated_reinforce, "biased", "sign/scale",
        "g = -(1/k) sum_j s_j S(x_j): descent direction, E = -grad J (c = -1 < 0)."),
@@ -704,6 +890,28 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
     _e("binary-softmax-assumption", _binary_softmax, "biased", "score",
        "score e_x - (1 - sigma(t1 - t0), sigma(t1 - t0), 0, ...): exact for n = 2, biased only "
        "for n >= 3."),
+    _e("top5-truncated-softmax", _top5_truncated_softmax, "biased", "score",
+       "score e_x - p_top5 with p renormalised over the 5 largest logits: exact for n <= 5, "
+       "biased only for n >= 6."),
+    _e("logit-clamp-50", _logit_clamp, "biased", "clipping",
+       "logits clipped to [-50, 50] 'for stability' before the softmax: exact while every logit "
+       "is within, biased for larger logits (and for shifted ones: softmax is shift-invariant, "
+       "the clamp is not)."),
+    _e("reward-clip-1e4", _reward_clip, "biased", "clipping",
+       "rewards clipped to [-1e4, 1e4], a clip 'that never bites': biased only for scores "
+       "beyond 1e4."),
+    _e("group-mean-advantage-float32", _group_mean_advantage_float32, "biased", "baseline",
+       "verl's group-mean advantage computed in float32 inside a float64 pipeline: "
+       "((k-1)/k) grad J up to float32 round-off (relative ~1e-9), so strictly biased; at "
+       "float32 precision it is scaled.", min_k=2, roundoff=("float32", "scaled")),
+    _e("reinforce-float32-internal", _reinforce_float32_internal, "biased", "correct",
+       "reinforce computed in float32 and returned as float64: exact up to float32 round-off, "
+       "which float64 output does not excuse; at float32 precision it is unbiased.",
+       roundoff=("float32", "unbiased")),
+    _e("reinforce-bfloat16-rewards", _reinforce_bfloat16_rewards, "biased", "correct",
+       "rewards rounded to bfloat16 (8 significant bits) before reinforce: the gradient of the "
+       "rounded reward, biased by up to 2^-9 relative; at bfloat16 precision (rtol ~ 1) the "
+       "scale cannot be measured at all.", roundoff=("bfloat16", "error")),
     # ---- error
     _e("raises-value-error", _raises_value_error, "error", "error",
        "raises ValueError on every call."),
@@ -727,6 +935,35 @@ CATALOGUE: tuple[CatalogueEntry, ...] = (
        "instead of (B, n)."),
     _e("rloo-unguarded", _rloo_unguarded, "error", "error",
        "rloo with (sum - s_j)/(k - 1) unguarded: exact for k >= 2, NaN (0/0) at k = 1."),
+    _e("batch-mean-baseline", _batch_mean_baseline, "error", "baseline",
+       "baseline = mean of every reward in the batch: row outputs depend on the other rows "
+       "(an error for a batched estimator); per group it is the group mean, scaled (k-1)/k.",
+       min_k=2, per_group="scaled", scale=_loo_scale),
+    _e("detects-full-enumeration", _detects_full_enumeration, "error", "error",
+       "reinforce when the batch has exactly n**k groups (the checker's enumeration), "
+       "-reinforce otherwise: rows depend on the batch; per group it is biased (c = -1).",
+       per_group="biased"),
+    _e("softmax-without-max-subtraction", _softmax_without_max, "error", "score",
+       "p = exp(theta) / sum exp(theta) with no max subtraction: exact for moderate logits, "
+       "NaN once a logit passes ~709 (or all fall below ~-745)."),
+    _e("returns-integer", _returns_integer, "error", "error",
+       "reinforce rounded to int64: a gradient must be floating point."),
+    _e("reinforce-float16", _reinforce_float16, "error", "error",
+       "reinforce returned in float16: inf for scores of 1e6 (float16 stops at 65504), and "
+       "too coarse to tell c_k from 1 where it is finite."),
+    _e("calls-sys-exit", _calls_sys_exit, "error", "error",
+       "calls sys.exit when a group's rewards are all equal (a script's guard): must be the "
+       "error verdict, never the end of the checking process."),
+    _e("random-for-n-at-least-3", _random_for_n_at_least_3, "error", "error",
+       "adds unseeded noise only for n >= 3: deterministic on the first (n = 2) problems, "
+       "nondeterministic later."),
+    _e("ema-baseline-state", _ema_baseline, "error", "error",
+       "a moving-average baseline kept across calls (state): not a function of its inputs."),
+    _e("forces-writeable-inputs", _forces_writeable_inputs, "error", "error",
+       "makes read-only rewards writeable with setflags and centres them in place."),
+    _e("read-only-message", _read_only_message, "error", "error",
+       "raises ValueError('... read-only') without writing anything: an error, but not a "
+       "write into the inputs."),
 )
 """Every catalogued estimator, in the order of the module table."""
 
@@ -786,4 +1023,5 @@ __all__ = [
     "Verdict",
     "get",
     "per_group",
+    "round_bfloat16",
 ]

@@ -3,18 +3,24 @@
 :class:`GuardedEstimator` turns any user callable, batched or per-group, into a
 batched function ``(logits (n,), samples (B, k), rewards (B, k)) -> (B, n) float64``
 that either returns a finite array or raises :class:`EstimatorFault`, which names
-what went wrong and the exact inputs that triggered it.  It never lets an
-exception from user code escape, and it never hands the user an array the user
-could change: every input is a read-only array (a write raises inside the user's
-code, and the checker then re-runs the call on writeable copies to name the
-input that was written).
+what went wrong and the exact inputs that triggered it.  It never lets an exception
+from user code escape (``KeyboardInterrupt`` excepted: Ctrl-C stops the run), whatever
+the user raises (``BaseException`` subclasses, ``GeneratorExit``, ``SystemExit``) or
+returns (``None``, objects whose ``__array__`` or attribute access raises, integer,
+complex or object arrays, masked arrays, generators).
+
+Inputs are protected twice.  Every array handed to user code is read-only and backed by
+an immutable ``bytes`` buffer, so that neither ``setflags(write=True)`` on it nor on its
+``.base`` can make it writeable (a write raises inside the user's code, and the guard
+then re-runs the call on writeable copies to confirm and name the write).  And because
+a determined estimator can still write through ``torch.from_numpy`` or ``ctypes``, the
+inputs are compared with private copies after every call.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -22,30 +28,58 @@ import numpy as np
 
 from impl.exact import enumerate_groups
 from impl.types import FloatArray, IntArray
+from properties._user_code import UserCodeError, call_user, safe_text, type_name
 
 EPS64 = float(np.finfo(np.float64).eps)
 """Machine epsilon of float64: the round-off unit of the exact engine itself."""
 
 DETERMINISM_ULPS = 16.0
 """Two calls on identical inputs may differ by this many ulps of the output dtype
-(reduction order in threaded BLAS) and still count as deterministic."""
+(reduction order in threaded BLAS) and still count as deterministic; the same bound
+applies to a row computed in a different batch (:meth:`GuardedEstimator.check_rows_independent`)."""
+
+SUB_BATCH_ROWS = 3
+"""Rows in the small sub-batch of the row-independence check (besides a batch of one)."""
 
 FAULT_KINDS = (
     "raised",
+    "exited",
     "returned-none",
     "bad-type",
     "wrong-shape",
     "non-finite",
     "nondeterministic",
     "mutated-input",
+    "rows-not-independent",
 )
 """The ways an estimator call can fail, as reported in ``EstimatorReport.error``."""
 
-_GROUPS: dict[tuple[int, int], IntArray] = {}
+_F64 = np.dtype(np.float64)
+
+
+def frozen(a: Any) -> Any:
+    """A read-only copy of ``a`` backed by immutable ``bytes``: no ``setflags`` can undo it.
+
+    >>> x = frozen(np.arange(3.0))
+    >>> x.flags.writeable
+    False
+    >>> x.setflags(write=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot set WRITEABLE flag to True of this array
+    """
+    arr = np.ascontiguousarray(a)
+    return np.frombuffer(arr.tobytes(), dtype=arr.dtype).reshape(arr.shape)
+
+
+_GROUPS: dict[tuple[int, int], tuple[IntArray, IntArray]] = {}
 
 
 def all_groups(n: int, k: int) -> IntArray:
     """All ``n**k`` ordered groups, shape ``(n**k, k)``, lexicographic, read-only and cached.
+
+    The cached array is checked against a private copy on every fetch and rebuilt if
+    user code managed to write into it.
 
     >>> all_groups(2, 2).tolist()
     [[0, 0], [0, 1], [1, 0], [1, 1]]
@@ -53,14 +87,12 @@ def all_groups(n: int, k: int) -> IntArray:
     False
     """
     key = (n, k)
-    out = _GROUPS.get(key)
-    if out is None:
-        base = enumerate_groups(n, k)
-        base.setflags(write=False)
-        out = base.view()  # a view of a read-only base cannot be made writeable again
-        out.setflags(write=False)
-        _GROUPS[key] = out
-    return out
+    cached = _GROUPS.get(key)
+    if cached is None or not np.array_equal(cached[0], cached[1]):
+        pristine = enumerate_groups(n, k)
+        cached = (frozen(pristine), pristine)
+        _GROUPS[key] = cached
+    return cached[0]
 
 
 class EstimatorFault(Exception):
@@ -92,54 +124,99 @@ class EstimatorFault(Exception):
         self.hint = hint
 
 
-def _exception_text(exc: BaseException) -> str:
-    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-    frames = traceback.extract_tb(exc.__traceback__)
-    if frames:
-        last = frames[-1]
-        text += f" (at {last.filename}:{last.lineno} in {last.name})"
-    return text
-
-
 _SHAPE_WORDS = ("shape", "dimension", "axis", "index", "broadcast", "ndim", "(b, k)", "size")
 
 
-def _looks_like_shape_trouble(exc: BaseException) -> bool:
-    text = f"{type(exc).__name__} {exc}".lower()
-    return isinstance(exc, IndexError) or any(word in text for word in _SHAPE_WORDS)
+def _looks_like_shape_trouble(err: UserCodeError) -> bool:
+    text = err.text.lower()
+    return err.is_instance(IndexError) or any(word in text for word in _SHAPE_WORDS)
 
 
-def _is_write_to_read_only(exc: BaseException) -> bool:
-    return isinstance(exc, ValueError) and "read-only" in str(exc)
+def _mentions_read_only(err: UserCodeError) -> bool:
+    return err.is_instance(ValueError) and "read-only" in err.text
 
 
-def _coerce(raw: Any) -> tuple[Any, str]:
-    """``raw`` as an ndarray, or ``(None, reason)``; converts torch/jax tensors and lists."""
-    if raw is None:
-        return None, "returned None"
+BFLOAT16_EPS = 2.0**-7
+"""Epsilon of bfloat16 (8 significant bits), for tensors and arrays of that dtype."""
+
+
+def _to_numpy(raw: Any) -> tuple[Any, float | None]:
+    """``raw`` as an ndarray and, for bfloat16, its epsilon (user code runs here)."""
+    eps: float | None = None
     detach = getattr(raw, "detach", None)
     if callable(detach) and hasattr(raw, "cpu"):  # a torch tensor
+        tensor = detach().cpu()
+        if "bfloat16" in str(getattr(tensor, "dtype", "")):  # NumPy has no bfloat16
+            tensor, eps = tensor.float(), BFLOAT16_EPS
+        raw = tensor.numpy()
+    if isinstance(raw, np.ma.MaskedArray) and bool(np.ma.getmaskarray(raw).any()):
+        raise _MaskedOutput
+    arr = np.asarray(raw).copy() if isinstance(raw, np.ndarray) else np.asarray(raw)
+    if arr.dtype.name == "bfloat16":  # ml_dtypes (JAX) bfloat16 arrays
+        arr, eps = arr.astype(np.float32), BFLOAT16_EPS
+    return arr, eps
+
+
+class _MaskedOutput(Exception):
+    pass
+
+
+def _kind_text(raw: Any) -> str:
+    return type_name(type(raw))
+
+
+def coerce(raw: Any) -> tuple[Any, str, float]:
+    """``(array, "", eps)`` for a floating result, or ``(None, reason, 0.0)``: never raises.
+
+    Accepts float16/32/64 arrays, lists and tensors (bfloat16 ones too, judged with
+    bfloat16's epsilon); refuses ``None``, integer and bool dtypes (a gradient must be
+    floating point), complex and object dtypes, and objects whose conversion raises.
+
+    >>> coerce([1.0, 2.0])[0].tolist()
+    [1.0, 2.0]
+    >>> coerce(np.arange(2))[1][:49]
+    'returned an array of dtype int64 (type=ndarray): '
+    """
+    if raw is None:
+        return None, "returned None", 0.0
+    eps: float | None = None
+    if type(raw) is np.ndarray:
+        arr = raw
+    else:
         try:
-            raw = detach().cpu().numpy()
-        except Exception as exc:
-            return (
-                None,
-                f"returned a tensor that cannot be converted to NumPy: {_exception_text(exc)}",
-            )
-    try:
-        arr = np.asarray(raw)
-    except Exception as exc:
-        return None, f"returned {type(raw).__name__} that is not an array: {_exception_text(exc)}"
-    if arr.dtype.kind not in "fiub":
+            arr, eps = call_user(_to_numpy, raw)
+        except UserCodeError as err:
+            if err.is_instance(_MaskedOutput):
+                return None, (
+                    f"returned a masked array ({_kind_text(raw)}) with masked entries; the "
+                    "checker needs a value for every coordinate"
+                ), 0.0
+            return None, (
+                f"returned {_kind_text(raw)} whose conversion to a NumPy array raised {err.text}"
+            ), 0.0
+    kind = arr.dtype.kind
+    if kind == "f":
+        return arr, "", output_eps(arr.dtype) if eps is None else eps
+    if kind in "iub":
         return None, (
-            f"returned an array of dtype {arr.dtype} (type={type(raw).__name__}); "
-            "expected real numbers (float64, float32, or a list of floats)"
-        )
-    return arr, ""
+            f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}): a gradient must "
+            "be floating point (float64, float32 or float16); integer and bool outputs lose "
+            "the gradient"
+        ), 0.0
+    if kind == "O":
+        shown = safe_text(raw, limit=120)
+        return None, (
+            f"returned {_kind_text(raw)} {shown}, which NumPy can only hold as an object array; "
+            "expected real numbers (a float64/float32 array, a list of floats or a tensor)"
+        ), 0.0
+    return None, (
+        f"returned an array of dtype {arr.dtype} (type={_kind_text(raw)}); expected real "
+        "numbers (float64, float32, or a list of floats)"
+    ), 0.0
 
 
 def output_eps(dtype: np.dtype[Any]) -> float:
-    """Round-off unit of an output dtype: its epsilon for floats, float64's otherwise.
+    """Round-off unit of a floating output dtype: its epsilon, at least float64's.
 
     >>> output_eps(np.dtype(np.float32)) > output_eps(np.dtype(np.float64))
     True
@@ -152,6 +229,28 @@ def output_eps(dtype: np.dtype[Any]) -> float:
 
 
 _EPS: dict[np.dtype[Any], float] = {}
+
+
+class _Call:
+    """The three (frozen) arguments of one call and private copies to verify them against."""
+
+    __slots__ = ("logits", "private", "rewards", "samples")
+
+    def __init__(self, logits: FloatArray, samples: IntArray, rewards: FloatArray) -> None:
+        self.logits, self.samples, self.rewards = logits, samples, rewards
+        self.private: dict[str, Any] = {
+            "logits": np.array(logits, copy=True),
+            "samples": np.array(samples, copy=True),
+            "rewards": np.array(rewards, copy=True),
+        }
+
+    def changed(self) -> list[str]:
+        now = {"logits": self.logits, "samples": self.samples, "rewards": self.rewards}
+        return [
+            name
+            for name, a in now.items()
+            if not np.array_equal(a, self.private[name], equal_nan=a.dtype.kind == "f")
+        ]
 
 
 class GuardedEstimator:
@@ -167,27 +266,44 @@ class GuardedEstimator:
         self.calls = 0
         self.user_seconds = 0.0
 
-    # -- one call into user code ------------------------------------------------
-    def _invoke(self, logits: FloatArray, samples: IntArray, rewards: FloatArray) -> Any:
-        self.calls += 1
-        start = time.perf_counter()
-        try:
-            out = self.fn(logits, samples, rewards)
-            self.user_seconds += time.perf_counter() - start
-            return out
-        except Exception as exc:
-            self.user_seconds += time.perf_counter() - start
-            if _is_write_to_read_only(exc):
-                raise self._mutation_fault(logits, samples, rewards, exc) from None
-            raise EstimatorFault(
-                "raised",
-                f"raised {_exception_text(exc)}",
-                logits=logits,
-                samples=samples,
-                rewards=rewards,
-                batched_call=self.batched,
-                hint=self._shape_hint() if _looks_like_shape_trouble(exc) else "",
-            ) from None
+    # -- faults ---------------------------------------------------------------------
+    def _fault(
+        self,
+        kind: str,
+        detail: str,
+        logits: FloatArray,
+        samples: IntArray,
+        rewards: FloatArray,
+        *,
+        hint: str = "",
+        batched_call: bool | None = None,
+    ) -> EstimatorFault:
+        return EstimatorFault(
+            kind,
+            detail,
+            logits=logits,
+            samples=samples,
+            rewards=rewards,
+            batched_call=self.batched if batched_call is None else batched_call,
+            hint=hint,
+        )
+
+    def _raised(
+        self, err: UserCodeError, logits: FloatArray, samples: IntArray, rewards: FloatArray
+    ) -> EstimatorFault:
+        """The fault for an exception from user code (a confirmed write is ``mutated-input``)."""
+        if _mentions_read_only(err):
+            mutation = self._confirm_write(logits, samples, rewards, err)
+            if mutation is not None:
+                return mutation
+        return self._fault(
+            err.kind,
+            err.describe,
+            logits,
+            samples,
+            rewards,
+            hint=self._shape_hint() if err.kind == "raised" and _looks_like_shape_trouble(err) else "",
+        )
 
     def _shape_hint(self) -> str:
         if self.batched:
@@ -200,58 +316,113 @@ class GuardedEstimator:
             "(B, k) batches, pass batched=True"
         )
 
-    def _mutation_fault(
-        self, logits: FloatArray, samples: IntArray, rewards: FloatArray, exc: BaseException
-    ) -> EstimatorFault:
+    # -- one call into user code ---------------------------------------------------------
+    def _invoke(self, logits: FloatArray, samples: IntArray, rewards: FloatArray) -> Any:
+        self.calls += 1
+        start = time.perf_counter()
+        try:
+            return call_user(self.fn, logits, samples, rewards)
+        except UserCodeError as err:
+            raise self._raised(err, logits, samples, rewards) from None
+        finally:
+            self.user_seconds += time.perf_counter() - start
+
+    def _quiet_call(self, *args: Any) -> tuple[Any, UserCodeError | None]:
+        """Call user code for a diagnosis: ``(result, None)`` or ``(None, the error)``."""
+        self.calls += 1
+        start = time.perf_counter()
+        try:
+            return call_user(self.fn, *args), None
+        except UserCodeError as err:
+            return None, err
+        finally:
+            self.user_seconds += time.perf_counter() - start
+
+    # -- writes into the inputs -------------------------------------------------------------
+    def _confirm_write(
+        self, logits: FloatArray, samples: IntArray, rewards: FloatArray, err: UserCodeError
+    ) -> EstimatorFault | None:
+        """A ``mutated-input`` fault if the read-only error was really a write, else ``None``.
+
+        Re-runs the call on writeable copies: a copy that changes, or (for a write that
+        keeps the values, say ``rewards -= 0``) the smallest set of inputs that, made
+        writeable, lets the call through, confirms the write and names the input.
+        """
         originals = {"logits": logits, "samples": samples, "rewards": rewards}
         copies = {name: np.array(a, copy=True) for name, a in originals.items()}
-        try:
-            self.fn(copies["logits"], copies["samples"], copies["rewards"])
-        except Exception:
-            pass  # the writeable re-run only serves to name the input that was written
+        _, again = self._quiet_call(copies["logits"], copies["samples"], copies["rewards"])
         changed = [
             name
             for name, a in originals.items()
             if copies[name].shape != a.shape or not np.array_equal(copies[name], a, equal_nan=True)
         ]
-        if not changed:
-            # a write that left the values as they were (say rewards -= 0): find the smallest
-            # set of inputs which, made writeable, lets the call through
+        if not changed and again is None:
             for size in (1, 2, 3):
                 for subset in itertools.combinations(originals, size):
-                    if not self._write_fails_without(subset, originals):
+                    if self._passes_with_writeable(subset, originals):
                         changed = list(subset)
                         break
                 if changed:
                     break
-        which = (
-            (("input " if len(changed) == 1 else "inputs ") + " and ".join(changed))
-            if changed
-            else "inputs"
-        )
-        return EstimatorFault(
-            "mutated-input",
-            f"wrote into its {which} (the checker passes read-only arrays; the write "
-            f"raised {_exception_text(exc)}). An estimator must not change its arguments: "
-            "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)",
-            logits=logits,
-            samples=samples,
-            rewards=rewards,
-            batched_call=self.batched,
-        )
+        if not changed:
+            return None  # the text said "read-only", but no write was seen: not a write
+        return self._mutation(changed, f"the write raised {err.text}", logits, samples, rewards)
 
-    def _write_fails_without(self, writable: tuple[str, ...], originals: dict[str, Any]) -> bool:
-        """Whether the call still fails on a read-only input when ``writable`` are writeable copies."""
+    def _passes_with_writeable(self, writable: tuple[str, ...], originals: dict[str, Any]) -> bool:
+        """Whether the call goes through when only ``writable`` are writeable copies."""
         args = {
             name: (np.array(a, copy=True) if name in writable else a)
             for name, a in originals.items()
         }
-        try:
-            self.fn(args["logits"], args["samples"], args["rewards"])
-        except Exception as exc:
-            return _is_write_to_read_only(exc)
-        return False
+        _, err = self._quiet_call(args["logits"], args["samples"], args["rewards"])
+        return err is None
 
+    def _mutation(
+        self,
+        changed: list[str],
+        how: str,
+        logits: FloatArray,
+        samples: IntArray,
+        rewards: FloatArray,
+    ) -> EstimatorFault:
+        which = ("input " if len(changed) == 1 else "inputs ") + " and ".join(changed)
+        return self._fault(
+            "mutated-input",
+            f"wrote into its {which} ({how}). An estimator must not change its arguments: "
+            "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)",
+            logits,
+            samples,
+            rewards,
+        )
+
+    def _verify(self, call: _Call) -> None:
+        """Raise ``mutated-input`` if an input differs from its private copy after the call."""
+        changed = call.changed()
+        if not changed:
+            return
+        _GROUPS.clear()  # a cached group table may be what was written into
+        logits: Any = call.private["logits"]
+        samples: Any = call.private["samples"]
+        rewards: Any = call.private["rewards"]
+        if not self.batched and samples.ndim == 2:  # find the group whose call wrote
+            for i in range(samples.shape[0]):
+                one = _Call(frozen(logits), frozen(samples[i]), frozen(rewards[i]))
+                _, _err = self._quiet_call(one.logits, one.samples, one.rewards)
+                if one.changed():
+                    logits, samples, rewards = logits, samples[i], rewards[i]
+                    changed = one.changed()
+                    break
+        raise self._mutation(
+            changed,
+            "the inputs are read-only, yet they differed from the checker's private copies "
+            "after the call: a write through torch.from_numpy, ctypes or a reference kept from "
+            "an earlier call",
+            logits,
+            samples,
+            rewards,
+        )
+
+    # -- outputs -------------------------------------------------------------------
     def _check_array(
         self,
         raw: Any,
@@ -260,29 +431,26 @@ class GuardedEstimator:
         samples: IntArray,
         rewards: FloatArray,
     ) -> tuple[FloatArray, float]:
-        arr, reason = _coerce(raw)
+        start = time.perf_counter()
+        arr, reason, eps = coerce(raw)  # may run user code (__array__, tensor conversion)
+        self.user_seconds += time.perf_counter() - start
         if arr is None:
-            raise EstimatorFault(
-                "returned-none" if raw is None else "bad-type",
-                reason,
-                logits=logits,
-                samples=samples,
-                rewards=rewards,
-                batched_call=self.batched,
+            raise self._fault(
+                "returned-none" if raw is None else "bad-type", reason, logits, samples, rewards
             )
         if arr.shape != shape:
-            raise EstimatorFault(
+            what = "" if type(raw) is np.ndarray else f" (type={_kind_text(raw)})"
+            raise self._fault(
                 "wrong-shape",
-                f"returned shape {arr.shape} but expected {shape} (n={logits.size} answers"
+                f"returned shape {arr.shape}{what} but expected {shape} (n={logits.size} answers"
                 + (f", B={shape[0]} groups)" if self.batched else ")"),
-                logits=logits,
-                samples=samples,
-                rewards=rewards,
-                batched_call=self.batched,
+                logits,
+                samples,
+                rewards,
                 hint=self._shape_hint(),
             )
-        out: FloatArray = arr if arr.dtype == np.float64 else arr.astype(np.float64)
-        return out, output_eps(arr.dtype)
+        out: FloatArray = np.array(arr, dtype=np.float64, copy=True)
+        return out, eps
 
     # -- the batched interface used by the checker ------------------------------
     def __call__(
@@ -290,27 +458,61 @@ class GuardedEstimator:
     ) -> tuple[FloatArray, float]:
         """``(B, n)`` float64 estimates for the groups ``samples`` and the output's round-off unit.
 
-        All three inputs must already be read-only arrays.
+        The inputs must be read-only (:func:`frozen`); they are verified unchanged after
+        the call(s).
         """
+        call = _Call(logits, samples, rewards)
         n = logits.size
         b = samples.shape[0]
         if self.batched:
             try:
                 raw = self._invoke(logits, samples, rewards)
             except EstimatorFault as fault:
-                if fault.kind == "raised" and b > 1:
+                if fault.kind in ("raised", "exited") and b > 1:
                     self._narrow(fault, logits, samples, rewards)
+                self._verify(call)
                 raise
-            g, eps = self._check_array(raw, (b, n), logits, samples, rewards)
-        else:
-            g = np.empty((b, n))
-            eps = EPS64
-            for i in range(b):
-                x, r = samples[i], rewards[i]
-                raw = self._invoke(logits, x, r)
-                values, row_eps = self._check_array(raw, (n,), logits, x, r)
-                g[i] = values
-                eps = max(eps, row_eps)
+            self._verify(call)
+            return self._check_array(raw, (b, n), logits, samples, rewards)
+        g, eps = self._per_group(logits, samples, rewards, call)
+        self._verify(call)
+        return g, eps
+
+    def _per_group(
+        self, logits: FloatArray, samples: IntArray, rewards: FloatArray, call: _Call
+    ) -> tuple[FloatArray, float]:
+        """One user call per row (the hot loop of the per-group protocol)."""
+        n = logits.size
+        shape = (n,)
+        fn = self.fn
+        xs, rs = list(samples), list(rewards)
+        g = np.empty((len(xs), n))
+        eps = EPS64
+        perf = time.perf_counter
+        inside = 0.0
+        i = 0
+        try:
+            for i in range(len(xs)):
+                start = perf()
+                try:
+                    raw = fn(logits, xs[i], rs[i])
+                except KeyboardInterrupt:
+                    raise
+                except BaseException as exc:
+                    inside += perf() - start
+                    err = UserCodeError(exc)
+                    self._verify(call)
+                    raise self._raised(err, logits, xs[i], rs[i]) from None
+                inside += perf() - start
+                if type(raw) is np.ndarray and raw.dtype == _F64 and raw.shape == shape:
+                    g[i] = raw
+                else:
+                    values, row_eps = self._check_array(raw, shape, logits, xs[i], rs[i])
+                    g[i] = values
+                    eps = max(eps, row_eps)
+        finally:
+            self.calls += i + 1
+            self.user_seconds += inside
         return g, eps
 
     def _narrow(
@@ -318,9 +520,8 @@ class GuardedEstimator:
     ) -> None:
         """Point ``fault`` at the first single group (a batch of one) that also raises."""
         for i in range(samples.shape[0]):
-            try:
-                self.fn(logits, samples[i : i + 1], rewards[i : i + 1])
-            except Exception:
+            _, err = self._quiet_call(logits, samples[i : i + 1], rewards[i : i + 1])
+            if err is not None:
                 fault.samples = np.array(samples[i : i + 1])
                 fault.rewards = np.array(rewards[i : i + 1])
                 return
@@ -331,25 +532,37 @@ class GuardedEstimator:
         """The fault for a result ``g`` (from ``samples``/``rewards``) with non-finite values."""
         finite_rows = np.isfinite(g).all(axis=1)
         if finite_rows.all():
-            return EstimatorFault(
+            return self._fault(
                 "non-finite",
                 f"returned values so large (up to {float(np.abs(g).max()):.3g}) that E[g] "
                 "overflows float64",
-                logits=logits,
-                samples=samples,
-                rewards=rewards,
-                batched_call=self.batched,
+                logits,
+                samples,
+                rewards,
             )
         row = int(np.argmin(finite_rows))
-        return EstimatorFault(
+        return self._fault(
             "non-finite",
             f"returned non-finite values {g[row].tolist()!r} for the group samples="
             f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
-            logits=logits,
-            samples=samples[row],
-            rewards=rewards[row],
+            logits,
+            samples[row],
+            rewards[row],
             batched_call=False,
         )
+
+    @staticmethod
+    def _moved(a: FloatArray, b: FloatArray, eps: float) -> tuple[bool, int]:
+        """Whether rows of ``a`` and ``b`` differ beyond :data:`DETERMINISM_ULPS`, and the worst row."""
+        if np.array_equal(a, b):
+            return False, -1
+        scale = float(np.abs(a).max(initial=0.0))
+        allowed = DETERMINISM_ULPS * eps * (np.abs(a) + np.abs(b) + scale)
+        excess = np.abs(a - b) - allowed
+        excess[np.isnan(excess)] = np.inf
+        if np.all(excess <= 0):
+            return False, -1
+        return True, int(np.argmax(excess.max(axis=1)))
 
     def check_deterministic(
         self,
@@ -362,34 +575,88 @@ class GuardedEstimator:
         """Call again on the same inputs; raise ``nondeterministic`` if the result moved."""
         first = first.copy()  # the estimator may hand back (and then reuse) its own buffer
         again, _ = self(logits, samples, rewards)
-        if np.array_equal(again, first):
+        moved, row = self._moved(first, again, eps)
+        if not moved:
             return
-        scale = float(np.abs(first).max(initial=0.0))
-        allowed = DETERMINISM_ULPS * eps * (np.abs(first) + np.abs(again) + scale)
-        diff = np.abs(again - first)
-        if np.all(diff <= allowed):
-            return
-        row = int(np.argmax((diff - allowed).max(axis=1)))
-        raise EstimatorFault(
+        raise self._fault(
             "nondeterministic",
             f"returned {first[row].tolist()!r} and then {again[row].tolist()!r} for the same "
             f"inputs samples={samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}. "
             "The exact checker needs a deterministic function of (logits, samples, rewards); "
             "an estimator with its own randomness needs a sampling check "
             "(the statistical tier, properties.stats)",
-            logits=logits,
-            samples=samples[row],
-            rewards=rewards[row],
+            logits,
+            samples[row],
+            rewards[row],
             batched_call=False,
         )
 
+    def check_rows_independent(
+        self,
+        logits: FloatArray,
+        samples: IntArray,
+        rewards: FloatArray,
+        first: FloatArray,
+        eps: float,
+        *,
+        seed: int,
+    ) -> None:
+        """Batched only: each row's output must not depend on the other rows of the batch.
+
+        Calls the estimator on the rows shuffled, on a batch of one row and on a small
+        sub-batch, and compares each row with the full batch's (within
+        :data:`DETERMINISM_ULPS`); raises ``rows-not-independent`` naming the smallest
+        batch that disagrees, unless repeating that batch or the full one gives other
+        values (then ``nondeterministic``).
+        """
+        b = samples.shape[0]
+        if not self.batched or b < 2:
+            return
+        rng = np.random.default_rng(seed)
+        order = rng.permutation(b)
+        pick = np.sort(order[: min(SUB_BATCH_ROWS, b - 1)])
+        batches = [order[:1], pick, order]  # smallest first: the one reported
+        for rows in batches:
+            x, r = frozen(samples[rows]), frozen(rewards[rows])
+            got, _ = self(logits, x, r)
+            moved, worst = self._moved(first[rows], got, eps)
+            if not moved:
+                continue
+            # the same inputs again: if they give other values, it is nondeterminism
+            self.check_deterministic(logits, x, r, got, eps)
+            self.check_deterministic(logits, samples, rewards, first, eps)
+            where = "shuffled" if rows.size == b else f"a batch of {rows.size} (rows {rows.tolist()})"
+            row = int(rows[worst])
+            raise self._fault(
+                "rows-not-independent",
+                f"returned {got[worst].tolist()!r} for the group samples="
+                f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r} in {where}, but "
+                f"{first[row].tolist()!r} for it in the full batch of {b} groups: a row's output "
+                "depends on the other rows (a baseline, normalisation or clipping statistic over "
+                "the whole batch, or a special case for the batch the checker sends). The exact "
+                "checker computes E[g] for independent groups, so each row must be a function "
+                "of its own group only",
+                logits,
+                x,
+                r,
+                hint=(
+                    "if your estimator pools statistics across the groups of a batch, its "
+                    "expectation is not the per-group one; compute the baseline per group "
+                    "(axis=-1), or check it per group (batched=False)"
+                ),
+            )
+
 
 __all__ = [
+    "BFLOAT16_EPS",
     "DETERMINISM_ULPS",
     "EPS64",
     "FAULT_KINDS",
+    "SUB_BATCH_ROWS",
     "EstimatorFault",
     "GuardedEstimator",
     "all_groups",
+    "coerce",
+    "frozen",
     "output_eps",
 ]

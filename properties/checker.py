@@ -8,17 +8,34 @@ expectation :math:`E[g] = \nabla_\theta J`, :math:`J = E_{X\sim\mathrm{softmax}(
 * ``"scaled"``: :math:`E[g] = c_k \nabla J` with one constant :math:`c_k > 0` per ``k``
   (:math:`c_k \ne 1` for some ``k``), e.g. the self-inclusive group mean, :math:`(k-1)/k`;
 * ``"biased"``: anything else, with the simplest counterexample found;
-* ``"error"``: the estimator raised, returned ``None``/a wrong shape/non-finite values,
-  was not deterministic for fixed inputs, or wrote into its inputs.
+* ``"error"``: the estimator raised or exited, returned ``None``/a wrong shape/a non-float
+  dtype/non-finite values, was not deterministic for fixed inputs, wrote into its inputs,
+  or (batched) computed a row from other rows of the batch; or its precision is too
+  coarse to tell :math:`c_k` from 1 (kind ``imprecise``, e.g. float16 output).
+
+**Precedence** (what is reported when several hold): an error of the estimator beats a
+counterexample (``error`` > ``biased``), which beats an imprecise scale (``error``, kind
+``imprecise``), which beats ``scaled`` > ``unbiased``.  To make the first rule hold, a
+counterexample does not stop the battery: every battery problem (all shapes and sizes:
+``n = 2`` to 16, ``n != k``, ``k = 1`` when asked) still runs, looking for errors; only
+the Hypothesis search stops at the first counterexample.  A counterexample is
+re-evaluated before it is reported: if the estimator then returns different values it
+is ``nondeterministic`` (an error), not biased.
 
 For a problem ``(theta, s, k)`` the expectation is the finite sum
 :math:`E[g] = \sum_{x\in\{0..n-1\}^k} \prod_j p_{x_j}\; g(\theta, x, s(x))`, computed
 in one batched call over all :math:`n^k` groups.  Problems come first from a fixed
-battery of hard cases (ties, negative and huge scores, :math:`p` down to
-:math:`10^{-24}`, :math:`\nabla J = 0`), then from Hypothesis (seeded, shrinking to a
-minimal counterexample).  Tolerances come from the output dtype and the size of the
-inputs (:data:`properties._checker_problems.ROUNDOFF_SAFETY`): float32 round-off is
-accepted for a float32 output, a float64 bias of one part in a million is not.
+battery of hard cases (ties, negative, tiny and huge scores, :math:`p` down to
+:math:`10^{-44}`, :math:`\nabla J = 0`, logits shifted by up to :math:`\pm 1000`, ``n`` up
+to 16 at small ``k``), then from Hypothesis (seeded, shrinking to a minimal
+counterexample; pinned so that the problems depend on the seed only, and writing
+nothing to disk).  Every report says which region was covered (:class:`CheckedRegion`).
+Tolerances come from the output dtype and the size of the inputs
+(:data:`properties._checker_problems.ROUNDOFF_SAFETY`): float32 round-off is accepted
+for a float32 output, a float64 bias of one part in a million is not.  When a
+counterexample is within the round-off of a coarser dtype (float32, bfloat16, float16),
+the verdict stays strict but the report says so, with the verdict at that precision
+(:class:`RoundoffNote`).
 
 >>> from impl.estimators import reinforce, group_mean_baseline
 >>> check_estimator(reinforce, batched=True, max_examples=10).verdict
@@ -33,9 +50,10 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
@@ -44,18 +62,37 @@ from hypothesis.errors import Flaky
 
 from impl.errors import InvalidArgument, describe
 from impl.types import Estimator, FloatArray
-from properties._checker_guard import EstimatorFault, GuardedEstimator
+from properties._checker_guard import (
+    EPS64,
+    EstimatorFault,
+    GuardedEstimator,
+    all_groups,
+    frozen,
+)
 from properties._checker_problems import (
-    REFERENCE_MIN_SIGNAL,
+    ROUNDOFF_SAFETY,
     Evaluation,
-    battery_problems,
+    battery,
     evaluate,
     generated_problems,
+    pinned_hypothesis,
 )
+from properties._judging import (
+    REFERENCE_MIN_SIGNAL,
+    ROUNDOFF_DTYPES,
+    Mismatch,
+    ReferenceBook,
+    Verdict,
+    decide,
+    explained_by,
+    judge,
+    norm,
+    relative_residual,
+    scale_hints,
+    ulps,
+)
+from properties._user_code import name_of
 from properties.strategies import PolicyProblem
-
-Verdict = Literal["unbiased", "scaled", "biased", "error"]
-"""The four verdicts."""
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
 """Group sizes checked unless told otherwise (add 1 to check ``k = 1``)."""
@@ -66,11 +103,57 @@ DEFAULT_MAX_EXAMPLES = 100
 MAX_GROUP_SIZE = 12
 """Largest ``k`` accepted (``n`` is reduced for large ``k`` so that ``n**k <= 4096``)."""
 
-_KNOWN_SCALES: tuple[tuple[str, Callable[[int], float]], ...] = (
-    ("(k-1)/k, the self-inclusive group mean", lambda k: (k - 1) / k),
-    ("k, a sum instead of a mean", float),
-    ("1/k", lambda k: 1.0 / k),
-)
+SCALE_MATCH_UNCERTAINTIES = 4.0
+""":func:`assert_scaled` accepts a measured ``c_k`` within this many uncertainties of the claim."""
+
+SCALE_MATCH_REL = 1e-12
+"""... plus this relative slack (a perfectly measured scale has uncertainty ~0)."""
+
+ROUNDOFF_NOTE_ULPS = 4.0
+"""A counterexample "is round-off of dtype D" when every mismatch is within the checker's
+round-off bound for D with this factor in place of ``ROUNDOFF_SAFETY * k``: a few ulps of
+D of the summed terms, not the generous bound used to avoid false alarms."""
+
+_DTYPE_NAMES = {
+    2.0**-7: "bfloat16",
+    float(np.finfo(np.float16).eps): "float16",
+    float(np.finfo(np.float32).eps): "float32",
+    EPS64: "float64",
+}
+
+
+@dataclass(frozen=True)
+class RoundoffNote:
+    """A counterexample whose residual is within the round-off of a coarser dtype.
+
+    ``relative_residual`` is :math:`|E - c_k G| / |G|` on the counterexample and ``ulps``
+    that size in units of each dtype's epsilon; ``dtype`` is the finest dtype whose
+    round-off bound (the checker's own) contains the residual of every mismatch the
+    battery found; ``rtol``/``atol`` the tolerance that accepts that round-off (``atol``
+    covers values below the dtype's smallest normal number, which it flushes), and
+    ``verdict``/``scale`` what the checker concludes with it (a second full run).  The
+    report's verdict itself stays strict.
+    """
+
+    relative_residual: float
+    ulps: dict[str, float]
+    dtype: str
+    rtol: float
+    atol: float
+    verdict: Verdict
+    scale: dict[int, float] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "relative_residual": self.relative_residual,
+            "ulps": dict(self.ulps),
+            "dtype": self.dtype,
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "verdict": self.verdict,
+            "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -80,7 +163,8 @@ class Counterexample:
     ``multiple`` is the best-fitting :math:`c = \\langle E, G\\rangle / \\langle G, G\\rangle`
     on this problem (``None`` when :math:`G = 0`); ``residual`` is :math:`E - cG` (:math:`E`
     when :math:`G = 0`); ``reference_multiple`` is the :math:`c_k` measured on the
-    reference problem; ``discrepancy`` is :math:`E - c_k G`, compared with ``tolerance``.
+    reference problem; ``discrepancy`` is :math:`E - c_k G`, compared with ``tolerance``;
+    ``roundoff`` is set when the discrepancy is within a coarser dtype's round-off.
     """
 
     logits: FloatArray
@@ -97,6 +181,7 @@ class Counterexample:
     tolerance: FloatArray
     reason: str
     found_by: str
+    roundoff: RoundoffNote | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
@@ -116,17 +201,34 @@ class Counterexample:
             "tolerance": self.tolerance.tolist(),
             "reason": self.reason,
             "found_by": self.found_by,
+            "roundoff": None if self.roundoff is None else self.roundoff.to_dict(),
         }
+
+
+ERROR_KINDS = (
+    "raised",
+    "exited",
+    "returned-none",
+    "bad-type",
+    "wrong-shape",
+    "non-finite",
+    "nondeterministic",
+    "mutated-input",
+    "rows-not-independent",
+    "imprecise",
+)
+"""The values of :attr:`EstimatorError.kind`."""
 
 
 @dataclass(frozen=True)
 class EstimatorError:
     """What went wrong when calling the estimator, and on which inputs.
 
-    ``kind`` is one of ``raised``, ``returned-none``, ``bad-type``, ``wrong-shape``,
-    ``non-finite``, ``nondeterministic``, ``mutated-input``; ``samples``/``rewards`` are the
-    arguments of the failing call (one group, or the whole batch of all ``n**k`` groups
-    when the failure cannot be narrowed to a row); ``scores`` and ``k`` define the problem.
+    ``kind`` is one of :data:`ERROR_KINDS`; ``samples``/``rewards`` are the arguments of the
+    failing call (one group, or the whole batch of all ``n**k`` groups when the failure
+    cannot be narrowed to a row); ``scores`` and ``k`` define the problem.  For
+    ``imprecise`` (the scale could not be measured) the logits and scores are those of
+    the best reference problem and there is no failing call.
     """
 
     kind: str
@@ -155,6 +257,65 @@ class EstimatorError:
 
 
 @dataclass(frozen=True)
+class CheckedRegion:
+    """What the verdict covers: the problems that were actually evaluated.
+
+    ``n_range``: fewest and most answers; ``group_sizes``: the ``k`` checked;
+    ``logit_range``: smallest and largest logit (shifted problems included);
+    ``logit_gap``: the largest ``max - min`` logit within one problem (it sets the
+    smallest probability, ``smallest_p``); ``score_range``: smallest and largest score;
+    ``problems``: how many problems each source contributed (``battery``, ``shifted``,
+    ``large-n``, ``hypothesis``); ``notes``: anything else a checker wants said.
+    """
+
+    group_sizes: tuple[int, ...]
+    n_range: tuple[int, int] | None = None
+    logit_range: tuple[float, float] | None = None
+    logit_gap: float | None = None
+    smallest_p: float | None = None
+    score_range: tuple[float, float] | None = None
+    problems: dict[str, int] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """One line for a report.
+
+        >>> CheckedRegion((2,), (2, 3), (0.0, 1.0), 1.0, 0.27, (0.0, 2.0), {"battery": 4}).describe()
+        'n in 2..3; k in {2}; logits in [0, 1] (largest gap 1, p down to 0.27); scores in [0, 2]; problems: 4 battery'
+        """
+        ks = ", ".join(str(k) for k in self.group_sizes)
+        parts = []
+        if self.n_range is not None:
+            parts.append(f"n in {self.n_range[0]}..{self.n_range[1]}")
+        parts.append(f"k in {{{ks}}}")
+        if self.logit_range is not None:
+            lo, hi = self.logit_range
+            parts.append(
+                f"logits in [{lo:.4g}, {hi:.4g}] (largest gap {self.logit_gap or 0.0:.4g}, "
+                f"p down to {self.smallest_p if self.smallest_p is not None else 1.0:.2g})"
+            )
+        if self.score_range is not None:
+            parts.append(f"scores in [{self.score_range[0]:.4g}, {self.score_range[1]:.4g}]")
+        counts = ", ".join(f"{v} {k}" for k, v in self.problems.items()) or "none"
+        parts.append(f"problems: {counts}")
+        parts.extend(self.notes)
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "group_sizes": list(self.group_sizes),
+            "n_range": None if self.n_range is None else list(self.n_range),
+            "logit_range": None if self.logit_range is None else list(self.logit_range),
+            "logit_gap": self.logit_gap,
+            "smallest_p": self.smallest_p,
+            "score_range": None if self.score_range is None else list(self.score_range),
+            "problems": dict(self.problems),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass(frozen=True)
 class EstimatorReport:
     """The verdict on an estimator, with the evidence (STYLE item 4: a verdict object).
 
@@ -162,7 +323,11 @@ class EstimatorReport:
     each ``k`` to :math:`c_k` for ``"unbiased"`` (all 1) and ``"scaled"``, else ``None``;
     ``counterexample`` is set for ``"biased"``, ``error`` for ``"error"``; ``message`` is
     the readable report (also ``str(report)``); ``estimator_seconds`` is the time spent
-    inside ``fn`` out of ``seconds`` in all.
+    inside ``fn`` out of ``seconds`` in all, and ``timing`` splits ``seconds`` into
+    ``estimator``, ``evaluation`` (the exact engine and the guard), ``judging``,
+    ``generation`` (Hypothesis) and ``other``, plus the ``battery`` and ``hypothesis``
+    phase totals; ``region`` is what the verdict covers; ``protocol`` is how the
+    estimator was called (``"one-step"`` here; other checkers use other values).
     """
 
     name: str
@@ -180,6 +345,9 @@ class EstimatorReport:
     estimator_seconds: float
     seconds: float
     message: str = field(repr=False)
+    region: CheckedRegion = field(default_factory=lambda: CheckedRegion(()))
+    protocol: str = "one-step"
+    timing: dict[str, float] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -194,6 +362,7 @@ class EstimatorReport:
         return {
             "name": self.name,
             "verdict": self.verdict,
+            "protocol": self.protocol,
             "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
             "scale_uncertainty": None
             if self.scale_uncertainty is None
@@ -208,6 +377,8 @@ class EstimatorReport:
             "estimator_calls": self.estimator_calls,
             "estimator_seconds": self.estimator_seconds,
             "seconds": self.seconds,
+            "timing": dict(self.timing),
+            "region": self.region.to_dict(),
             "message": self.message,
         }
 
@@ -224,237 +395,308 @@ class EstimatorCheckFailure(AssertionError):
         self.report = report
 
 
-# --------------------------------------------------------------------------- the search
+# --------------------------------------------------------------------------- the run
 
 
 class _Mismatch(Exception):
-    """Raised inside the Hypothesis test so that it shrinks; carries the counterexample."""
+    """Raised inside the Hypothesis test so that it shrinks; carries the mismatch."""
 
-    def __init__(self, counterexample: Counterexample) -> None:
-        super().__init__(counterexample.reason)
-        self.counterexample = counterexample
-
-
-@dataclass
-class _Reference:
-    multiple: float
-    uncertainty: float
-    evaluation: Evaluation
+    def __init__(self, mismatch: Mismatch[Evaluation]) -> None:
+        super().__init__(mismatch.reason)
+        self.mismatch = mismatch
 
 
-def _norm(a: FloatArray) -> float:
-    return float(np.sqrt(np.sum(a * a)))
+class _Region:
+    """Accumulates the :class:`CheckedRegion` over the evaluated problems."""
 
+    def __init__(self, ks: tuple[int, ...]) -> None:
+        self.ks = ks
+        self.n: list[int] = []
+        self.logits = [math.inf, -math.inf]
+        self.gap = 0.0
+        self.p = 1.0
+        self.scores = [math.inf, -math.inf]
+        self.problems: dict[str, int] = {}
 
-def _fit(ev: Evaluation) -> tuple[float | None, FloatArray]:
-    gg = float(ev.gradient @ ev.gradient)
-    if _norm(ev.gradient) <= _norm(ev.tolerance):
-        return None, ev.mean.copy()
-    c = float(ev.mean @ ev.gradient) / gg
-    return c, ev.mean - c * ev.gradient
+    def add(self, ev: Evaluation, source: str) -> None:
+        n = ev.scores.size
+        self.n = [min(self.n[0], n), max(self.n[1], n)] if self.n else [n, n]
+        lo, hi = float(ev.logits.min()), float(ev.logits.max())
+        self.logits = [min(self.logits[0], lo), max(self.logits[1], hi)]
+        self.gap = max(self.gap, hi - lo)
+        self.p = min(self.p, float(ev.p.min()))
+        self.scores = [min(self.scores[0], float(ev.scores.min())), max(self.scores[1], float(ev.scores.max()))]
+        self.problems[source] = self.problems.get(source, 0) + 1
 
-
-def _judge(ev: Evaluation, ref: _Reference, found_by: str) -> Counterexample | None:
-    """``None`` if ``E ~= c_k G`` within tolerance on this problem, else the counterexample."""
-    discrepancy = ev.mean - ref.multiple * ev.gradient
-    worst = np.abs(discrepancy)
-    if float(worst.max()) <= ev.floor:  # the fast path: within the constant part of tau
-        return None
-    allowed = ev.tolerance + ref.uncertainty * np.abs(ev.gradient)
-    if np.all(worst <= allowed):
-        return None
-    multiple, residual = _fit(ev)
-    if multiple is None:
-        reason = (
-            "grad J = 0 on this problem (every answer scores J, or the policy is "
-            "deterministic), but E[g] != 0: the estimator moves the logits where the "
-            "objective is flat"
+    def region(self) -> CheckedRegion:
+        if not self.n:
+            return CheckedRegion(self.ks, problems=dict(self.problems))
+        return CheckedRegion(
+            group_sizes=self.ks,
+            n_range=(self.n[0], self.n[1]),
+            logit_range=(self.logits[0], self.logits[1]),
+            logit_gap=self.gap,
+            smallest_p=self.p,
+            score_range=(self.scores[0], self.scores[1]),
+            problems=dict(self.problems),
         )
-    elif np.any(
-        np.abs(residual)
-        > ev.tolerance + _norm(ev.tolerance) / _norm(ev.gradient) * np.abs(ev.gradient)
-    ):
-        reason = (
-            "E[g] is not a multiple of grad J on this problem: after the best fit "
-            f"c = {multiple:.10g} the residual E[g] - c grad J is outside the tolerance"
-        )
-    else:
-        reason = (
-            f"E[g] = c grad J with c = {multiple:.10g} on this problem, but c = "
-            f"{ref.multiple:.10g} on the reference problem for k={ev.k}: the scale depends "
-            "on the problem, so no fixed step-size correction makes this estimator unbiased"
-        )
-    return Counterexample(
-        logits=ev.logits.copy(),
-        scores=ev.scores.copy(),
-        k=ev.k,
-        expectation=ev.mean,
-        gradient=ev.gradient,
-        multiple=multiple,
-        residual=residual,
-        reference_multiple=ref.multiple,
-        reference_logits=ref.evaluation.logits.copy(),
-        reference_scores=ref.evaluation.scores.copy(),
-        discrepancy=discrepancy,
-        tolerance=allowed,
-        reason=reason,
-        found_by=found_by,
-    )
 
 
-def _reference(ev: Evaluation, *, last_resort: bool) -> _Reference | None:
-    g = _norm(ev.gradient)
-    tol = _norm(ev.tolerance)
-    if g <= REFERENCE_MIN_SIGNAL * tol and not (last_resort and g > tol):
-        return None
-    c = float(ev.mean @ ev.gradient) / (g * g)
-    return _Reference(multiple=c, uncertainty=tol / g, evaluation=ev)
+class _Run:
+    """One run of the checker: the battery, the Hypothesis search, the confirmation."""
 
-
-def _nonpositive(ev: Evaluation, ref: _Reference) -> Counterexample:
-    multiple, residual = _fit(ev)
-    direction = "the opposite way to" if ref.multiple < 0 else "orthogonally to (or not at all along)"
-    return Counterexample(
-        logits=ev.logits.copy(),
-        scores=ev.scores.copy(),
-        k=ev.k,
-        expectation=ev.mean,
-        gradient=ev.gradient,
-        multiple=multiple,
-        residual=residual,
-        reference_multiple=ref.multiple,
-        reference_logits=ev.logits.copy(),
-        reference_scores=ev.scores.copy(),
-        discrepancy=ev.mean - ev.gradient,
-        tolerance=ev.tolerance + ref.uncertainty * np.abs(ev.gradient),
-        reason=(
-            f"E[g] = c grad J with c = {ref.multiple:.10g} <= 0: on average the estimator "
-            f"moves the logits {direction} the ascent direction of J"
-        ),
-        found_by="battery",
-    )
-
-
-class _Outcome:
-    def __init__(self) -> None:
-        self.references: dict[int, _Reference] = {}
-        self.counterexample: Counterexample | None = None
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        ks: tuple[int, ...],
+        *,
+        batched: bool,
+        seed: int,
+        max_examples: int,
+        rtol: float | None,
+        atol: float,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        self.fn, self.ks, self.batched = fn, ks, batched
+        self.seed, self.max_examples, self.rtol, self.atol = seed, max_examples, rtol, atol
+        self.guard = GuardedEstimator(fn, batched=batched)
+        self.book: ReferenceBook[Evaluation] = ReferenceBook()
+        self.mismatch: Mismatch[Evaluation] | None = None
+        self.mismatches: list[Mismatch[Evaluation]] = []
+        self.found_by = ""
         self.error: EstimatorError | None = None
+        self.region = _Region(ks)
         self.problems = 0
+        self.planned = max_examples
+        self.max_eps = EPS64
+        self.progress = progress
+        self.progress_error: Exception | None = None
+        self.clock = {
+            "evaluation": 0.0, "judging": 0.0, "generation": 0.0, "battery": 0.0, "hypothesis": 0.0,
+        }
 
-
-def _fault_to_error(
-    fault: EstimatorFault, scores: FloatArray | None, k: int | None, found_by: str
-) -> EstimatorError:
-    return EstimatorError(
-        kind=fault.kind,
-        detail=fault.detail,
-        logits=fault.logits,
-        samples=fault.samples,
-        rewards=fault.rewards,
-        scores=scores,
-        k=k,
-        hint=fault.hint,
-        found_by=found_by,
-    )
-
-
-def _run_battery(
-    guard: GuardedEstimator, ks: tuple[int, ...], out: _Outcome, *, rtol: float | None, atol: float
-) -> None:
-    per_k = {k: battery_problems(k) for k in ks}
-    longest = max(len(v) for v in per_k.values())
-    for i in range(longest):
-        for k in ks:
-            if i >= len(per_k[k]):
-                continue
-            theta, s = per_k[k][i]
-            try:
-                ev = evaluate(guard, theta, s, k, rtol=rtol, atol=atol, check_determinism=i == 0)
-            except EstimatorFault as fault:
-                out.error = _fault_to_error(fault, s, k, "battery")
-                return
-            out.problems += 1
-            ref = out.references.get(k)
-            if ref is None:
-                ref = _reference(ev, last_resort=i == len(per_k[k]) - 1)
-                if ref is None:
-                    continue
-                out.references[k] = ref
-                if ref.multiple <= ref.uncertainty:
-                    out.counterexample = _nonpositive(ev, ref)
-                    return
-            cex = _judge(ev, ref, "battery")
-            if cex is not None:
-                out.counterexample = cex
-                return
-
-
-def _run_hypothesis(
-    guard: GuardedEstimator,
-    ks: tuple[int, ...],
-    out: _Outcome,
-    *,
-    seed: int,
-    max_examples: int,
-    rtol: float | None,
-    atol: float,
-) -> None:
-    failure: dict[str, Any] = {}
-
-    @settings(
-        max_examples=max_examples,
-        database=None,
-        deadline=None,
-        derandomize=False,
-        phases=(Phase.generate, Phase.shrink),
-        suppress_health_check=list(HealthCheck),
-        report_multiple_bugs=False,
-        print_blob=False,
-        verbosity=Verbosity.quiet,
-    )
-    @hypothesis_seed(seed)
-    @given(generated_problems(ks))
-    def property_(problem: PolicyProblem) -> None:
+    # -- bookkeeping ----------------------------------------------------------------
+    def _tick(self) -> None:
+        if self.progress is None:
+            return
         try:
-            ev = evaluate(guard, problem.logits, problem.scores, problem.k, rtol=rtol, atol=atol)
-        except EstimatorFault as fault:
-            failure["last"] = (fault, problem)
-            raise
-        out.problems += 1
-        cex = _judge(ev, out.references[problem.k], "hypothesis (shrunk)")
-        if cex is not None:
-            raise _Mismatch(cex)
+            self.progress(self.problems, max(self.planned, self.problems))
+        except Exception as exc:  # the caller's callback: stop calling it, re-raise at the end
+            self.progress_error = exc
+            self.progress = None
 
-    try:
-        property_()
-    except _Mismatch as exc:
-        out.counterexample = exc.counterexample
-    except EstimatorFault as fault:
-        last = failure.get("last")
-        problem = last[1] if last is not None and last[0] is fault else None
-        out.error = _fault_to_error(
-            fault,
-            None if problem is None else problem.scores,
-            None if problem is None else problem.k,
-            "hypothesis (shrunk)",
+    def _evaluate(
+        self,
+        theta: FloatArray,
+        scores: FloatArray,
+        k: int,
+        *,
+        source: str,
+        order: int,
+        determinism: bool,
+        rows: bool,
+    ) -> Evaluation:
+        start, inside = time.perf_counter(), self.guard.user_seconds
+        try:
+            ev = evaluate(
+                self.guard, theta, scores, k, rtol=self.rtol, atol=self.atol,
+                check_determinism=determinism, check_rows=rows,
+            )
+        finally:
+            spent = time.perf_counter() - start
+            self.clock["evaluation"] += spent - (self.guard.user_seconds - inside)
+        ev.order, ev.source = order, source
+        self.max_eps = max(self.max_eps, ev.eps_out)
+        self.region.add(ev, source)
+        self.problems += 1
+        self._tick()
+        return ev
+
+    def _keep(self, found: list[Mismatch[Evaluation]], found_by: str) -> None:
+        self.mismatches += found
+        for m in found:
+            if self.mismatch is None or m.evaluation.order < self.mismatch.evaluation.order:
+                self.mismatch = m
+                self.found_by = found_by
+
+    def _fault(self, fault: EstimatorFault, scores: FloatArray | None, k: int | None, found_by: str) -> None:
+        self.error = EstimatorError(
+            kind=fault.kind,
+            detail=fault.detail,
+            logits=fault.logits,
+            samples=fault.samples,
+            rewards=fault.rewards,
+            scores=scores,
+            k=k,
+            hint=fault.hint,
+            found_by=found_by,
         )
-    except Flaky as exc:
-        out.error = EstimatorError(
-            kind="nondeterministic",
+
+    # -- phases -----------------------------------------------------------------------
+    def run_battery(self) -> None:
+        start = time.perf_counter()
+        problems = battery(self.ks)
+        self.planned = len(problems) + self.max_examples
+        for order, bp in enumerate(problems):
+            try:
+                ev = self._evaluate(
+                    bp.theta, bp.scores, bp.k, source=bp.source, order=order,
+                    determinism=bp.check_determinism, rows=self.batched,
+                )
+            except EstimatorFault as fault:
+                self._fault(fault, bp.scores, bp.k, f"battery ({bp.source})")
+                break
+            judging = time.perf_counter()
+            self._keep(self.book.offer(ev), "battery")
+            self.clock["judging"] += time.perf_counter() - judging
+        judging = time.perf_counter()
+        self._keep(self.book.close(), "battery")
+        self.clock["judging"] += time.perf_counter() - judging
+        self.clock["battery"] += time.perf_counter() - start
+
+    def _ours(self) -> float:
+        return self.guard.user_seconds + self.clock["evaluation"] + self.clock["judging"]
+
+    def run_hypothesis(self) -> None:
+        start, before = time.perf_counter(), self._ours()
+        try:
+            self._hypothesis()
+        finally:
+            spent = time.perf_counter() - start
+            self.clock["hypothesis"] += spent
+            self.clock["generation"] += max(spent - (self._ours() - before), 0.0)
+
+    def _hypothesis(self) -> None:
+        failure: dict[str, Any] = {}
+        base = self.problems
+        options: dict[str, Any] = {}
+        if "backend" in (settings.__init__.__kwdefaults__ or {}):  # Hypothesis >= 6.112
+            options["backend"] = "hypothesis"  # whatever backend the caller's profile chose
+
+        @settings(
+            max_examples=self.max_examples,
+            database=None,
+            deadline=None,
+            derandomize=False,
+            phases=(Phase.generate, Phase.shrink),
+            suppress_health_check=list(HealthCheck),
+            report_multiple_bugs=False,
+            print_blob=False,
+            verbosity=Verbosity.quiet,
+            **options,
+        )
+        @hypothesis_seed(self.seed)
+        @given(generated_problems(self.ks))
+        def property_(problem: PolicyProblem) -> None:
+            try:
+                ev = self._evaluate(
+                    problem.logits, problem.scores, problem.k, source="hypothesis",
+                    order=base + self.problems, determinism=False, rows=False,
+                )
+            except EstimatorFault as fault:
+                failure["last"] = (fault, problem)
+                raise
+            ref = self.book.reference(problem.k)
+            if ref is None:  # no problem could measure c_k: the verdict will say so
+                return
+            judging = time.perf_counter()
+            found = judge(ev, ref)
+            self.clock["judging"] += time.perf_counter() - judging
+            if found is not None:
+                raise _Mismatch(found)
+
+        try:
+            with pinned_hypothesis():
+                property_()
+        except _Mismatch as exc:
+            self.mismatch = exc.mismatch
+            self.mismatches.append(exc.mismatch)
+            self.found_by = "hypothesis (shrunk)"
+        except EstimatorFault as fault:
+            last = failure.get("last")
+            problem = last[1] if last is not None and last[0] is fault else None
+            self._fault(
+                fault,
+                None if problem is None else problem.scores,
+                None if problem is None else problem.k,
+                "hypothesis (shrunk)",
+            )
+        except Flaky as exc:
+            self.error = EstimatorError(
+                kind="nondeterministic",
+                detail=(
+                    "gave different verdicts when Hypothesis replayed the same problem "
+                    f"({type(exc).__name__}); the exact checker needs a deterministic function "
+                    "of (logits, samples, rewards): an estimator with its own randomness or "
+                    "hidden state needs a sampling check (properties.stats)"
+                ),
+                logits=np.zeros(0),
+                samples=np.zeros(0, dtype=np.int64),
+                rewards=np.zeros(0),
+                scores=None,
+                k=None,
+                hint="",
+                found_by="hypothesis",
+            )
+
+    def confirm(self) -> None:
+        """Re-evaluate the counterexample: a result that moves is ``nondeterministic``."""
+        m = self.mismatch
+        if m is None or self.error is not None:
+            return
+        ev = m.evaluation
+        x = all_groups(ev.scores.size, ev.k)
+        logits, rewards = frozen(ev.logits), frozen(ev.scores[x])
+        try:
+            self.guard.check_deterministic(logits, x, rewards, ev.g, ev.eps_out)
+            if self.batched:
+                self.guard.check_rows_independent(logits, x, rewards, ev.g, ev.eps_out, seed=self.seed)
+        except EstimatorFault as fault:
+            self._fault(fault, ev.scores, ev.k, f"re-checking the counterexample found by {self.found_by}")
+
+    # -- the verdict --------------------------------------------------------------------
+    def imprecise_error(self, keys: tuple[Any, ...]) -> EstimatorError:
+        refs = self.book.references()
+        best = [(k, refs.get(k)) for k in keys]
+        measured = "; ".join(
+            f"k={k}: no problem had |grad J| above the tolerance"
+            if ref is None
+            else f"k={k}: best c_k = {ref.multiple:.4g} +- {ref.uncertainty:.2g}"
+            for k, ref in best
+        )
+        if self.rtol is not None:
+            cause = (
+                f"could not be judged with rtol={self.rtol!r}: that tolerance is more than "
+                f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
+            )
+            fix = "pass a smaller rtol"
+        else:
+            dtype = _DTYPE_NAMES.get(self.max_eps, f"a dtype with epsilon {self.max_eps:.2g}")
+            cause = (
+                f"returns {dtype} (round-off unit {self.max_eps:.2g}), too coarse to judge: the "
+                f"round-off tolerance that keeps correct {dtype} estimators from false alarms "
+                f"is more than 1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
+            )
+            fix = (
+                "return float32 or float64 (if fn computes in float16, the checker can still "
+                "find biases larger than float16 round-off, but cannot certify it)"
+                if self.max_eps > float(np.finfo(np.float32).eps)
+                else "this should not happen for a float32 or float64 output: please report it"
+            )
+        ref = next((r for _, r in best if r is not None), None)
+        return EstimatorError(
+            kind="imprecise",
             detail=(
-                "gave different verdicts when Hypothesis replayed the same problem "
-                f"({type(exc).__name__}); the exact checker needs a deterministic function "
-                "of (logits, samples, rewards): an estimator with its own randomness or "
-                "hidden state needs a sampling check (properties.stats)"
+                f"{cause}, so the scale c_k cannot be told from 1 ({measured}) and no verdict "
+                f"between unbiased and scaled is possible; {fix}"
             ),
-            logits=np.zeros(0),
+            logits=np.zeros(0) if ref is None else ref.evaluation.logits,
             samples=np.zeros(0, dtype=np.int64),
             rewards=np.zeros(0),
-            scores=None,
-            k=None,
+            scores=None if ref is None else ref.evaluation.scores,
+            k=None if ref is None else ref.evaluation.k,
             hint="",
-            found_by="hypothesis",
+            found_by="the battery (scale reference)",
         )
 
 
@@ -462,18 +704,32 @@ def _run_hypothesis(
 
 
 def _validate(
-    fn: Any, group_sizes: Any, seed: Any, max_examples: Any, batched: Any, rtol: Any, atol: Any
+    fn: Any,
+    group_sizes: Any,
+    seed: Any,
+    max_examples: Any,
+    batched: Any,
+    rtol: Any,
+    atol: Any,
+    name: Any,
+    progress: Any,
 ) -> tuple[tuple[int, ...], int, int]:
     if not callable(fn):
         raise InvalidArgument(f"Expected a callable estimator but got {describe('fn', fn)}")
     if not isinstance(batched, bool):
         raise InvalidArgument(f"Expected batched=True or False but got {describe('batched', batched)}")
-    try:
-        ks = tuple(group_sizes)
-    except TypeError as exc:
+    if isinstance(group_sizes, str | bytes):
         raise InvalidArgument(
             f"Expected a sequence of group sizes but got {describe('group_sizes', group_sizes)}"
-        ) from exc
+        )
+    try:
+        ks = tuple(group_sizes)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile iterable: say what it was, not its traceback
+        raise InvalidArgument(
+            f"Expected a sequence of group sizes but got {describe('group_sizes', group_sizes)}"
+        ) from None
     if not ks or any(
         isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= k <= MAX_GROUP_SIZE
         for k in ks
@@ -482,19 +738,25 @@ def _validate(
             f"Expected a non-empty sequence of integers 1 <= k <= {MAX_GROUP_SIZE} but got "
             f"{describe('group_sizes', group_sizes)}"
         )
-    for name, value, low in (("seed", seed, 0), ("max_examples", max_examples, 0)):
+    for label, value, low in (("seed", seed, 0), ("max_examples", max_examples, 0)):
         if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-            raise InvalidArgument(f"Expected an integer >= {low} but got {describe(name, value)}")
-    if rtol is not None and not (isinstance(rtol, float | int) and math.isfinite(rtol) and rtol > 0):
+            raise InvalidArgument(f"Expected an integer >= {low} but got {describe(label, value)}")
+    if rtol is not None and (
+        isinstance(rtol, bool)
+        or not (isinstance(rtol, float | int) and math.isfinite(rtol) and rtol > 0)
+    ):
         raise InvalidArgument(f"Expected rtol=None or a finite float > 0 but got {describe('rtol', rtol)}")
-    if not (isinstance(atol, float | int) and math.isfinite(atol) and atol >= 0):
+    if isinstance(atol, bool) or not (
+        isinstance(atol, float | int) and math.isfinite(atol) and atol >= 0
+    ):
         raise InvalidArgument(f"Expected a finite atol >= 0 but got {describe('atol', atol)}")
+    if name is not None and not isinstance(name, str):
+        raise InvalidArgument(f"Expected name=None or a str but got {describe('name', name)}")
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(
+            f"Expected progress=None or a callable (done, planned) but got {describe('progress', progress)}"
+        )
     return tuple(sorted({int(k) for k in ks})), int(seed), int(max_examples)
-
-
-def _name_of(fn: Any) -> str:
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
-    return str(name) if name else repr(fn)
 
 
 # --------------------------------------------------------------------------- the API
@@ -510,23 +772,30 @@ def check_estimator(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> EstimatorReport:
     r"""Decide whether :math:`E[g] = \nabla_\theta E_{X\sim\mathrm{softmax}(\theta)}[s(X)]` exactly.
 
     ``fn(logits, samples, rewards)``: per group (``batched=False``) ``logits`` float64
     ``(n,)``, ``samples`` int64 ``(k,)``, ``rewards`` float64 ``(k,)``, returning ``(n,)``;
-    batched (``batched=True``) ``samples``/``rewards`` ``(B, k)`` returning ``(B, n)``.  The
-    inputs are read-only; lists and float32 results are accepted.
+    batched (``batched=True``) ``samples``/``rewards`` ``(B, k)`` returning ``(B, n)``, each
+    row a function of its own group only (the checker also calls it on shuffled rows and
+    sub-batches).  The inputs are read-only; float64, float32 and float16 arrays, lists
+    and tensors are accepted as results (integer, bool, complex and object are errors).
 
     ``group_sizes``: the ``k`` to check (include 1 to check single-sample groups);
     ``seed``/``max_examples``: the Hypothesis search after the fixed battery (the
-    verdict is reproducible from them); ``rtol``/``atol``: override the derived
-    round-off tolerance :math:`\tau_i` with ``atol + rtol * (E|g_i| + S (2 p_i + 1))``
-    (e.g. ``rtol=1e-5`` for an estimator that computes in float32 internally but returns
-    float64); ``name``: how to call the estimator in the report.
+    verdict is reproducible from them, whatever modules the caller has imported);
+    ``rtol``/``atol``: override the derived round-off tolerance :math:`\tau_i` with
+    ``atol + rtol * (E|g_i| + S (2 p_i + 1))`` (e.g. ``rtol=2e-5`` for an estimator that
+    computes in float32 internally but returns float64); ``name``: how to call the
+    estimator in the report; ``progress(done, planned)``: called after every problem
+    (``planned`` is an estimate: the battery plus ``max_examples``, at least ``done``);
+    an exception it raises is re-raised once the check has finished.
 
-    Never raises for misbehaving user code (that is the ``"error"`` verdict); raises
-    :class:`impl.errors.InvalidArgument` for bad arguments to the checker itself.
+    Never raises for misbehaving user code (that is the ``"error"`` verdict; only a
+    ``KeyboardInterrupt`` stops the run); raises :class:`impl.errors.InvalidArgument`
+    for bad arguments to the checker itself.  Writes nothing to disk.
 
     >>> import numpy as np
     >>> def sign_bug(logits, samples, rewards):
@@ -536,64 +805,197 @@ def check_estimator(
     >>> report.verdict, report.counterexample.multiple
     ('biased', -1.0)
     """
-    ks, seed, max_examples = _validate(fn, group_sizes, seed, max_examples, batched, rtol, atol)
-    rtol = None if rtol is None else float(rtol)
-    atol = float(atol)
-    start = time.perf_counter()
-    guard = GuardedEstimator(fn, batched=batched)
-    out = _Outcome()
-    _run_battery(guard, ks, out, rtol=rtol, atol=atol)
-    if out.error is None and out.counterexample is None and max_examples > 0:
-        _run_hypothesis(guard, ks, out, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol)
-    return _make_report(
-        name or _name_of(fn), out, ks, seed, max_examples, batched, guard.calls,
-        guard.user_seconds, time.perf_counter() - start,
+    ks, seed, max_examples = _validate(
+        fn, group_sizes, seed, max_examples, batched, rtol, atol, name, progress
     )
+    start = time.perf_counter()
+    with warnings.catch_warnings(), np.errstate(**np.geterr()):  # user code may change both
+        run = _check(
+            fn, ks, seed=seed, max_examples=max_examples, batched=batched,
+            rtol=None if rtol is None else float(rtol), atol=float(atol), progress=progress,
+        )
+        shown = name_of(fn) if name is None else str.__str__(name)  # a str subclass stays inert
+        report = _make_report(shown, run, start)
+    if run.progress_error is not None:
+        raise run.progress_error
+    return report
 
 
-def _make_report(
-    name: str,
-    out: _Outcome,
+def _check(
+    fn: Callable[..., Any],
     ks: tuple[int, ...],
+    *,
     seed: int,
     max_examples: int,
     batched: bool,
-    calls: int,
-    user_seconds: float,
-    seconds: float,
-) -> EstimatorReport:
-    verdict: Verdict
-    scale: dict[int, float] | None = None
-    unc: dict[int, float] | None = None
-    if out.error is not None:
-        verdict = "error"
-    elif out.counterexample is not None:
-        verdict = "biased"
-    else:
-        unc = {k: out.references[k].uncertainty for k in ks}
-        measured = {k: out.references[k].multiple for k in ks}
-        if all(abs(measured[k] - 1.0) <= unc[k] for k in ks):
-            verdict = "unbiased"
-            scale = {k: 1.0 for k in ks}
-        else:
-            verdict = "scaled"
-            scale = measured
+    rtol: float | None,
+    atol: float,
+    progress: Callable[[int, int], None] | None,
+) -> _Run:
+    run = _Run(
+        fn, ks, batched=batched, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
+        progress=progress,
+    )
+    run.run_battery()
+    if run.error is None and run.mismatch is None and max_examples > 0:
+        run.run_hypothesis()
+    run.confirm()
+    return run
+
+
+_EPSILONS = {name: eps for name, eps in ROUNDOFF_DTYPES}
+
+_SMALLEST_NORMAL = {
+    "float32": float(np.finfo(np.float32).tiny),
+    "bfloat16": float(np.finfo(np.float32).tiny),  # bfloat16 keeps float32's exponent range
+    "float16": float(np.finfo(np.float16).tiny),
+}
+
+
+def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
+    """A :class:`RoundoffNote` if every mismatch found is within a coarser dtype's round-off."""
+    if run.rtol is not None or any(x.kind == "nonpositive" for x in run.mismatches):
+        return None
+    order = [name for name, _ in ROUNDOFF_DTYPES]
+    finest = -1
+    for x in run.mismatches or [m]:
+        ev = x.evaluation
+        # "a few ulps": the checker's own bound for that dtype without its safety factor
+        shrink = ROUNDOFF_NOTE_ULPS / (ROUNDOFF_SAFETY * ev.k)
+
+        def bound(eps: float, ev: Evaluation = ev, shrink: float = shrink) -> FloatArray:
+            out: FloatArray = ev.tolerance_at(eps) * shrink
+            return out
+
+        dtype = explained_by(x, bound, finer_than=ev.eps_out)
+        if dtype is None:
+            return None
+        finest = max(finest, order.index(dtype))
+    dtype = order[finest]
+    eps = _EPSILONS[dtype]
+    ev = m.evaluation
+    # the rtol that reproduces the derived tolerance at that precision for the largest k
+    # (and at least twice what this counterexample needs), one significant digit, rounded up
+    size = max(float(np.abs(ev.scores).max()), float(np.abs(ev.g).max(initial=0.0)))
+    need = np.abs(m.discrepancy) - m.reference.uncertainty * np.abs(ev.gradient) - ev.atol
+    denominator = ev.magnitude + size * (2.0 * ev.p + 1.0)
+    needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
+    rtol = _round_up(max(ROUNDOFF_SAFETY * max(run.ks) * eps, 2.0 * needed))
+    atol = _round_up(max(run.atol, ROUNDOFF_SAFETY * _SMALLEST_NORMAL[dtype]))
+    again = _check(
+        run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
+        rtol=rtol, atol=atol, progress=None,
+    )
+    for key in ("evaluation", "judging", "generation"):
+        run.clock[key] += again.clock[key]
+    run.guard.calls += again.guard.calls
+    run.guard.user_seconds += again.guard.user_seconds
+    decision = _decide(again)
+    scale = None if decision.scale is None else {int(k): v for k, v in decision.scale.items()}
+    relative = relative_residual(m)
+    return RoundoffNote(
+        relative_residual=relative,
+        ulps=ulps(relative),
+        dtype=dtype,
+        rtol=rtol,
+        atol=atol,
+        verdict=decision.verdict,
+        scale=scale,
+    )
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to one significant digit.
+
+    >>> _round_up(1.53e-5), _round_up(2e-5)
+    (2e-05, 2e-05)
+    """
+    if x <= 0 or not math.isfinite(x):
+        return x
+    exponent = math.floor(math.log10(x))
+    unit = 10.0**exponent
+    digit = math.ceil(round(x / unit, 9))
+    return float(f"{digit * unit:.1g}")
+
+
+def _decide(run: _Run) -> Any:
+    return decide(
+        fault=run.error is not None,
+        mismatch=run.mismatch is not None,
+        references=run.book.references(),
+        keys=run.ks,
+    )
+
+
+def _counterexample(run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | None) -> Counterexample:
+    ev, ref = m.evaluation, m.reference
+    return Counterexample(
+        logits=ev.logits.copy(),
+        scores=ev.scores.copy(),
+        k=ev.k,
+        expectation=ev.mean,
+        gradient=ev.gradient,
+        multiple=m.multiple,
+        residual=m.residual,
+        reference_multiple=ref.multiple,
+        reference_logits=ref.evaluation.logits.copy(),
+        reference_scores=ref.evaluation.scores.copy(),
+        discrepancy=m.discrepancy,
+        tolerance=m.allowed,
+        reason=m.reason,
+        found_by=run.found_by if ev.source in ("battery", "hypothesis") else f"{run.found_by} ({ev.source})",
+        roundoff=note,
+    )
+
+
+def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
+    decision = _decide(run)
+    verdict: Verdict = decision.verdict
+    cex = None
+    error = run.error
+    if verdict == "biased":
+        assert run.mismatch is not None
+        cex = _counterexample(run, run.mismatch, _roundoff_note(run, run.mismatch))
+    if verdict == "error" and error is None:
+        error = run.imprecise_error(decision.imprecise)
+    scale = None if decision.scale is None else {int(k): c for k, c in decision.scale.items()}
+    unc = (
+        None
+        if decision.uncertainty is None
+        else {int(k): c for k, c in decision.uncertainty.items()}
+    )
+    seconds = time.perf_counter() - start
+    inside = run.guard.user_seconds
+    timing = {
+        "battery": run.clock["battery"],
+        "hypothesis": run.clock["hypothesis"],
+        "estimator": inside,
+        "evaluation": run.clock["evaluation"],
+        "judging": run.clock["judging"],
+        "generation": run.clock["generation"],
+    }
+    timing["other"] = max(
+        seconds - sum(timing[k] for k in ("estimator", "evaluation", "judging", "generation")), 0.0
+    )
     report = EstimatorReport(
         name=name,
         verdict=verdict,
         scale=scale,
         scale_uncertainty=unc,
-        counterexample=out.counterexample,
-        error=out.error,
-        group_sizes=ks,
-        seed=seed,
-        max_examples=max_examples,
-        batched=batched,
-        problems_checked=out.problems,
-        estimator_calls=calls,
-        estimator_seconds=user_seconds,
+        counterexample=cex,
+        error=error,
+        group_sizes=run.ks,
+        seed=run.seed,
+        max_examples=run.max_examples,
+        batched=run.batched,
+        problems_checked=run.problems,
+        estimator_calls=run.guard.calls,
+        estimator_seconds=inside,
         seconds=seconds,
         message="",
+        region=run.region.region(),
+        protocol="one-step",
+        timing=timing,
     )
     object.__setattr__(report, "message", _message(report))
     return report
@@ -610,14 +1012,23 @@ def _arr(a: Any) -> str:
     return "np.array(" + repr(np.asarray(a).tolist()) + ")"
 
 
+def _rerun(report: EstimatorReport, **extra: Any) -> str:
+    args = (
+        f"group_sizes={report.group_sizes}, seed={report.seed}, "
+        f"max_examples={report.max_examples}, batched={report.batched}"
+    )
+    for key, value in extra.items():
+        args += f", {key}={value!r}"
+    return f"check_estimator(fn, {args})"
+
+
 def _repro(report: EstimatorReport, logits: FloatArray, scores: FloatArray, k: int) -> str:
     return (
         "Reproduce:\n"
         "  from properties.checker import expectation_of\n"
         f"  E, G = expectation_of(fn, {_arr(logits)}, {_arr(scores)}, k={k}, "
         f"batched={report.batched})\n"
-        f"  or rerun check_estimator(fn, group_sizes={report.group_sizes}, seed={report.seed}, "
-        f"max_examples={report.max_examples}, batched={report.batched})"
+        f"  or rerun {_rerun(report)}"
     )
 
 
@@ -636,11 +1047,37 @@ def _table(cex: Counterexample) -> str:
     return "\n".join(rows)
 
 
-def _scale_hint(k: int, c: float, unc: float) -> str:
-    for text, f in _KNOWN_SCALES:
-        if abs(c - f(k)) <= max(unc, 1e-12) * 4:
-            return f" = {text}"
-    return ""
+def _scales_text(scale: Mapping[int, float]) -> str:
+    hints = scale_hints(scale, {k: 0.0 for k in scale})
+    text = ", ".join(f"c_{k} = {c:.6g}" for k, c in scale.items())
+    named = sorted(set(hints.values()))
+    return text + (f" ({'; '.join(named)})" if named else "")
+
+
+def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
+    shown = ", ".join(f"{u:.3g} ulps of {name}" for name, u in note.ulps.items())
+    at = (
+        f"with rtol={note.rtol:g}, atol={note.atol:g} ({note.dtype} round-off) the checker's "
+        f"verdict is {note.verdict.upper()}"
+    )
+    if note.verdict in ("unbiased", "scaled") and note.scale is not None:
+        at += f": {_scales_text(note.scale)}"
+    elif note.verdict == "error":
+        at += " (the scale cannot be measured at that precision)"
+    elif note.verdict == "biased":
+        at += " (another problem shows a bias beyond that round-off: not round-off alone)"
+    return "\n".join(
+        [
+            f"Round-off? The residual |E[g] - c_k grad J| is {note.relative_residual:.3g} of "
+            f"|grad J| on this problem ({shown}). It, and every other mismatch the battery "
+            f"found, is within the checker's round-off bound for {note.dtype} output: if fn "
+            f"computes in {note.dtype} anywhere (or casts to it), it may be round-off rather "
+            "than a bias of the formula.",
+            f"  At that precision: {at}.",
+            "  The verdict stays BIASED because the output's own dtype claims more precision; "
+            f"confirm with {_rerun(report, rtol=note.rtol, atol=note.atol)}.",
+        ]
+    )
 
 
 def _message(report: EstimatorReport) -> str:
@@ -650,12 +1087,13 @@ def _message(report: EstimatorReport) -> str:
     checked = (
         f"{report.problems_checked} problems ({mode} calls: {report.estimator_calls}), "
         f"k in {{{ks}}}, seed={report.seed}, max_examples={report.max_examples}, "
-        f"{report.seconds:.2f} s"
+        f"{report.seconds:.2f} s ({report.estimator_seconds:.2f} s inside the estimator)"
     )
+    region = f"Region checked: {report.region.describe()}."
     if report.verdict == "unbiased":
         return (
             f"{head} is UNBIASED: E[g] = grad J exactly (to round-off) on every problem "
-            f"checked: {checked}."
+            f"checked: {checked}.\n{region}"
         )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
@@ -663,13 +1101,16 @@ def _message(report: EstimatorReport) -> str:
             f"{head} is SCALED: E[g] = c_k grad J with a fixed c_k > 0 per group size, on every "
             f"problem checked ({checked}):"
         ]
+        hints = scale_hints(report.scale, report.scale_uncertainty)
         for k, c in report.scale.items():
             unc = report.scale_uncertainty[k]
-            lines.append(f"  k={k}: c_k = {c:.12g} (+- {unc:.1g}){_scale_hint(k, c, unc)}")
+            hint = f" = {hints[k]}" if k in hints else ""
+            lines.append(f"  k={k}: c_k = {c:.12g} (+- {unc:.1g}){hint}")
         lines.append(
             "It ascends J, but its step is rescaled by c_k; it is not an unbiased estimate "
             "of grad J. Divide by c_k (or fix the baseline) to make it unbiased."
         )
+        lines.append(region)
         return "\n".join(lines)
     if report.verdict == "biased":
         cex = report.counterexample
@@ -685,46 +1126,52 @@ def _message(report: EstimatorReport) -> str:
             "grad J = 0 here, so no multiple fits"
             if cex.multiple is None
             else f"best-fitting multiple c = {cex.multiple:.12g}, "
-            f"residual |E[g] - c grad J| = {_norm(cex.residual):.3g}"
+            f"residual |E[g] - c grad J| = {norm(cex.residual):.3g}"
         )
-        return "\n".join(
-            [
-                f"{head} is BIASED: {cex.reason}.",
-                f"Counterexample (found by {cex.found_by}), n={cex.scores.size}, k={cex.k}:",
-                f"  logits = {_arr(cex.logits)}",
-                f"  scores = {_arr(cex.scores)}",
-                f"  {fit}; c_k = {cex.reference_multiple:.12g}{where}",
-                _table(cex),
-                _repro(report, cex.logits, cex.scores, cex.k),
-                f"Checked: {checked}.",
-            ]
-        )
+        lines = [
+            f"{head} is BIASED: {cex.reason}.",
+            f"Counterexample (found by {cex.found_by}), n={cex.scores.size}, k={cex.k}:",
+            f"  logits = {_arr(cex.logits)}",
+            f"  scores = {_arr(cex.scores)}",
+            f"  {fit}; c_k = {cex.reference_multiple:.12g}{where}",
+            _table(cex),
+        ]
+        if cex.roundoff is not None:
+            lines.append(_roundoff_text(report, cex.roundoff))
+        lines += [_repro(report, cex.logits, cex.scores, cex.k), f"Checked: {checked}.", region]
+        return "\n".join(lines)
     err = report.error
     assert err is not None
-    samples = np.asarray(err.samples)
-    if samples.ndim == 2 and samples.size > _MAX_SHOWN:
-        n, k = err.logits.size, samples.shape[1]
-        batch = (
-            f"samples=impl.exact.enumerate_groups({n}, {k}) (all {samples.shape[0]} groups), "
-            "rewards=scores[samples]"
-        )
+    lines = [f"{head} ERROR ({err.kind}): it {err.detail}."]
+    if err.kind == "imprecise":
+        if err.scores is not None:
+            lines.append(
+                f"Best scale reference: logits={_arr(err.logits)}, scores={_arr(err.scores)}, "
+                f"k={err.k}."
+            )
     else:
-        batch = f"samples={_arr(err.samples)}, rewards={_arr(err.rewards)}"
-    inputs = (
-        f"logits={_arr(err.logits)}, {batch}"
-        if err.logits.size
-        else "(no single input: the failure showed across replays)"
-    )
-    problem = (
-        "" if err.scores is None else f" on the problem scores={_arr(err.scores)}, k={err.k}"
-    )
-    lines = [
-        f"{head} ERROR ({err.kind}): it {err.detail}.",
-        f"Triggered by the call fn({inputs}){problem}, found by {err.found_by}.",
-    ]
+        samples = np.asarray(err.samples)
+        if samples.ndim == 2 and samples.size > _MAX_SHOWN:
+            n, k = err.logits.size, samples.shape[1]
+            batch = (
+                f"samples=impl.exact.enumerate_groups({n}, {k}) (all {samples.shape[0]} groups), "
+                "rewards=scores[samples]"
+            )
+        else:
+            batch = f"samples={_arr(err.samples)}, rewards={_arr(err.rewards)}"
+        inputs = (
+            f"logits={_arr(err.logits)}, {batch}"
+            if err.logits.size
+            else "(no single input: the failure showed across replays)"
+        )
+        problem = (
+            "" if err.scores is None else f" on the problem scores={_arr(err.scores)}, k={err.k}"
+        )
+        lines.append(f"Triggered by the call fn({inputs}){problem}, found by {err.found_by}.")
     if err.hint:
         lines.append(f"Hint: {err.hint}.")
     lines.append(f"Checked: {checked}.")
+    lines.append(region)
     return "\n".join(lines)
 
 
@@ -755,6 +1202,8 @@ def expectation_of(
     if s.size != theta.size:
         raise InvalidArgument(f"logits and scores must have the same length but got {describe('scores', scores)}")
     k = positive_int(k, "k")
+    if not isinstance(batched, bool):
+        raise InvalidArgument(f"Expected batched=True or False but got {describe('batched', batched)}")
     guard = GuardedEstimator(fn, batched=batched)
     try:
         ev = evaluate(guard, theta, s, k, rtol=None, atol=0.0)
@@ -763,8 +1212,19 @@ def expectation_of(
     return ev.mean, ev.gradient
 
 
-def assert_unbiased(fn: Callable[..., Any], **kwargs: Any) -> EstimatorReport:
-    """:func:`check_estimator`, raising :class:`EstimatorCheckFailure` unless ``"unbiased"``.
+def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> EstimatorReport:
+    if isinstance(fn, EstimatorReport):
+        if kwargs:
+            raise InvalidArgument(
+                f"{who} got a finished EstimatorReport and check options {sorted(kwargs)}; pass "
+                "either a report or an estimator with its options"
+            )
+        return fn
+    return check_estimator(fn, **kwargs)
+
+
+def assert_unbiased(fn: Callable[..., Any] | EstimatorReport, **kwargs: Any) -> EstimatorReport:
+    """:func:`check_estimator` (or a finished report), raising :class:`EstimatorCheckFailure` unless ``"unbiased"``.
 
     >>> from impl.estimators import group_mean_baseline
     >>> assert_unbiased(group_mean_baseline, batched=True, max_examples=0)  # doctest: +ELLIPSIS
@@ -772,18 +1232,18 @@ def assert_unbiased(fn: Callable[..., Any], **kwargs: Any) -> EstimatorReport:
     ...
     properties.checker.EstimatorCheckFailure: expected unbiased, but Estimator 'group_mean_baseline' is SCALED: ...
     """
-    report = check_estimator(fn, **kwargs)
+    report = _report_or_check(fn, kwargs, "assert_unbiased")
     if report.verdict != "unbiased":
         raise EstimatorCheckFailure(report, "unbiased")
     return report
 
 
 def assert_scaled(
-    fn: Callable[..., Any],
+    fn: Callable[..., Any] | EstimatorReport,
     scale: Mapping[int, float] | Callable[[int], float] | None = None,
     **kwargs: Any,
 ) -> EstimatorReport:
-    """:func:`check_estimator`, raising :class:`EstimatorCheckFailure` unless ``"scaled"``.
+    """:func:`check_estimator` (or a finished report), raising :class:`EstimatorCheckFailure` unless ``"scaled"``.
 
     With ``scale`` (``{k: c_k}`` or ``k -> c_k``), also require the measured :math:`c_k`
     to equal it within the measurement's uncertainty.
@@ -793,14 +1253,17 @@ def assert_scaled(
     >>> r.verdict
     'scaled'
     """
-    report = check_estimator(fn, **kwargs)
+    report = _report_or_check(fn, kwargs, "assert_scaled")
     if report.verdict != "scaled":
         raise EstimatorCheckFailure(report, "scaled")
     if scale is not None:
         assert report.scale is not None and report.scale_uncertainty is not None
         for k, c in report.scale.items():
             want = float(scale(k) if callable(scale) else scale[k])
-            allowed = 4 * report.scale_uncertainty[k] + 1e-12 * abs(want)
+            allowed = (
+                SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[k]
+                + SCALE_MATCH_REL * abs(want)
+            )
             if abs(c - want) > allowed:
                 raise EstimatorCheckFailure(
                     report, f"scaled with c_{k} = {want!r} (measured {c!r}, allowed +- {allowed:.2g})"
@@ -832,18 +1295,24 @@ def from_torch_surrogate(loss_fn: Callable[..., Any]) -> Estimator:
         result: FloatArray = -grad.detach().numpy().astype(np.float64)
         return result
 
-    estimator.__name__ = f"from_torch_surrogate({getattr(loss_fn, '__name__', 'loss_fn')})"
+    estimator.__name__ = f"from_torch_surrogate({name_of(loss_fn)})"
     return estimator
 
 
 __all__ = [
     "DEFAULT_GROUP_SIZES",
     "DEFAULT_MAX_EXAMPLES",
+    "ERROR_KINDS",
     "MAX_GROUP_SIZE",
+    "ROUNDOFF_NOTE_ULPS",
+    "SCALE_MATCH_REL",
+    "SCALE_MATCH_UNCERTAINTIES",
+    "CheckedRegion",
     "Counterexample",
     "EstimatorCheckFailure",
     "EstimatorError",
     "EstimatorReport",
+    "RoundoffNote",
     "Verdict",
     "assert_scaled",
     "assert_unbiased",

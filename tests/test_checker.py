@@ -496,3 +496,50 @@ def test_writes_into_two_inputs_name_both() -> None:
 
     report = check_estimator(get("in-place-sort-by-reward").fn, batched=True, max_examples=5)
     assert report.verdict == "error" and "inputs samples and rewards" in report.message
+
+
+# --------------------------------------------------------------------------- report fields
+
+
+def test_every_message_and_dict_states_the_region_and_protocol() -> None:
+    for fn, batched in ((reinforce, True), (group_mean_baseline, True), (_raises, False)):
+        report = check_estimator(fn, batched=batched, max_examples=3)
+        assert report.protocol == "one-step"
+        assert "Region checked: " in report.message, report.message
+        data = json.loads(report.to_json())
+        assert data["protocol"] == "one-step"
+        assert data["region"]["group_sizes"] == [2, 3, 4]
+        assert set(data["timing"]) >= {"estimator", "evaluation", "judging", "generation", "other"}
+    region = check_estimator(reinforce, batched=True, max_examples=3).region
+    assert region.n_range is not None and region.logit_range is not None
+    assert region.score_range is not None
+    assert region.problems["battery"] > 0 and region.problems["hypothesis"] >= 3
+    assert "n in 2.." in region.describe()
+
+
+def test_assert_forms_accept_a_finished_report() -> None:
+    report = check_estimator(reinforce, batched=True, max_examples=0)
+    assert assert_unbiased(report) is report
+    scaled = check_estimator(group_mean_baseline, batched=True, max_examples=0)
+    assert assert_scaled(scaled, lambda k: (k - 1) / k) is scaled
+    with pytest.raises(EstimatorCheckFailure, match="SCALED"):
+        assert_unbiased(scaled)
+    with pytest.raises(InvalidArgument, match="finished EstimatorReport"):
+        assert_unbiased(report, batched=True)
+
+
+def test_progress_is_called_after_every_problem() -> None:
+    calls: list[tuple[int, int]] = []
+    report = check_estimator(
+        reinforce, batched=True, max_examples=5, progress=lambda d, t: calls.append((d, t))
+    )
+    assert [d for d, _ in calls] == list(range(1, report.problems_checked + 1))
+    assert all(d <= t for d, t in calls)
+    with pytest.raises(InvalidArgument, match="progress"):
+        check_estimator(reinforce, batched=True, progress=3)  # type: ignore[arg-type]
+
+    def broken(done: int, planned: int) -> None:
+        raise RuntimeError("progress bar broke")
+
+    with pytest.raises(RuntimeError, match="progress bar broke"):
+        check_estimator(reinforce, batched=True, max_examples=2, progress=broken)

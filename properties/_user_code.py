@@ -1,0 +1,241 @@
+"""Running and describing user code without trusting it (private; shared by the checkers).
+
+User code may raise anything (``Exception``, ``BaseException`` subclasses,
+``GeneratorExit``, ``SystemExit`` from ``sys.exit``), raise exceptions whose ``__str__``
+raises, return objects whose ``repr`` raises or returns a non-string, and hand over
+callables whose ``__qualname__`` lookup raises.  Everything here turns that into plain
+text or into one exception type of ours, :class:`UserCodeError`, and never lets a
+traceback of ours out.  The single exception is :class:`KeyboardInterrupt`: a user who
+presses Ctrl-C wants the run to stop (the command line turns it into exit status 130).
+
+* :func:`call_user` runs user code; anything it raises except ``KeyboardInterrupt``
+  becomes a :class:`UserCodeError` carrying the text, the original type's name and
+  whether the code tried to exit (``SystemExit``).
+* :func:`safe_text`, :func:`exception_text` and :func:`name_of` describe user objects,
+  exceptions and callables; they never raise (except ``KeyboardInterrupt``).
+
+>>> def bad():
+...     raise SystemExit(0)
+>>> try:
+...     call_user(bad)
+... except UserCodeError as err:
+...     print(err.kind, err.type_name)
+exited SystemExit
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+MAX_TEXT = 2000
+"""Longest text :func:`safe_text` returns (a longer repr is cut and says how long it was)."""
+
+_T = TypeVar("_T")
+
+_TYPE_QUALNAME = type.__dict__["__qualname__"]
+_TYPE_NAME = type.__dict__["__name__"]
+_TRACEBACK = BaseException.__dict__["__traceback__"]
+
+
+def _plain(text: Any) -> str | None:
+    """``text`` as an exact ``str`` if it is a ``str`` (or subclass), else ``None``."""
+    if type(text) is str:
+        return text
+    if issubclass(type(text), str):
+        out: str = str.__str__(text)  # the base-class method: a subclass cannot interfere
+        return out
+    return None
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    tail = f"... ({len(text)} characters)"
+    return text[: max(limit - len(tail), 0)] + tail
+
+
+def type_name(cls: type) -> str:
+    """The qualified name of a class, read past any metaclass override; never raises.
+
+    >>> type_name(ValueError)
+    'ValueError'
+    """
+    for descriptor in (_TYPE_QUALNAME, _TYPE_NAME):
+        try:
+            name = _plain(descriptor.__get__(cls))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            continue
+        if name:
+            return _cut(name, MAX_TEXT)
+    return "<unnamed type>"
+
+
+def safe_text(obj: Any, *, limit: int = MAX_TEXT, use_str: bool = False) -> str:
+    """``repr(obj)`` (``str(obj)`` with ``use_str``), or a placeholder naming what went wrong.
+
+    Never raises (except ``KeyboardInterrupt``): a ``__repr__`` that raises, returns a
+    non-string or a string subclass is handled, and the text is cut to ``limit``
+    characters.
+
+    >>> class Bomb:
+    ...     def __repr__(self):
+    ...         raise RuntimeError("no")
+    >>> safe_text(Bomb())
+    '<Bomb object; repr() raised RuntimeError>'
+    >>> safe_text("x" * 100, limit=40)
+    "'xxxxxxxxxxxxxxxxxxx... (102 characters)"
+    """
+    how = "str" if use_str else "repr"
+    try:
+        text = _plain(str(obj) if use_str else repr(obj))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        return _cut(f"<{type_name(type(obj))} object; {how}() raised {type_name(type(exc))}>", limit)
+    if text is None:  # pragma: no cover - str() and repr() only return str (subclasses)
+        return f"<{type_name(type(obj))} object; {how}() returned a non-string>"
+    return _cut(text, limit)
+
+
+def _last_frame(exc: BaseException) -> str:
+    try:
+        tb = _TRACEBACK.__get__(exc)
+        if tb is None:
+            return ""
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        return f" (at {code.co_filename}:{tb.tb_lineno} in {code.co_name})"
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        return ""
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"Type: message (at file:line in function)"`` for an exception, the innermost frame.
+
+    Never raises (except ``KeyboardInterrupt``): an exception whose ``__str__`` raises is
+    described by its arguments, or by a placeholder.
+
+    >>> class Odd(Exception):
+    ...     def __str__(self):
+    ...         raise TypeError("nope")
+    >>> exception_text(Odd("a", 1))
+    "Odd: ('a', 1) (__str__ of the exception raised TypeError)"
+    >>> exception_text(ValueError("bad value"))
+    'ValueError: bad value'
+    """
+    name = type_name(type(exc))
+    try:
+        message = _plain(str(exc))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as failure:
+        why = f"__str__ of the exception raised {type_name(type(failure))}"
+        try:
+            args = BaseException.__dict__["args"].__get__(exc)
+            shown = safe_text(args if len(args) != 1 else args[0])
+            message = f"{shown} ({why})"
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            message = f"<{why}>"
+    text = f"{name}: {_cut(message, MAX_TEXT)}" if message else name
+    return text + _last_frame(exc)
+
+
+def name_of(fn: Any) -> str:
+    """A display name for a callable: ``__qualname__``, ``__name__``, else its (safe) repr.
+
+    Never raises (except ``KeyboardInterrupt``), whatever the attribute lookups do.
+
+    >>> name_of(len), name_of(type_name)
+    ('len', 'type_name')
+    >>> class Sly:
+    ...     def __getattr__(self, name):
+    ...         raise RuntimeError(name)
+    ...     def __repr__(self):
+    ...         return "Sly()"
+    >>> name_of(Sly())
+    'Sly()'
+    """
+    for attribute in ("__qualname__", "__name__"):
+        try:
+            value = _plain(getattr(fn, attribute, None))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:
+            continue
+        if value:
+            return _cut(value, MAX_TEXT)
+    return safe_text(fn)
+
+
+class UserCodeError(Exception):
+    """User code raised (or tried to exit): what it raised, as text that is safe to print.
+
+    ``text`` is :func:`exception_text` of the original exception; ``type_name`` the name of
+    its class and ``exc_type`` the class itself; ``kind`` is ``"exited"`` for ``SystemExit``
+    (``sys.exit`` inside user code) and ``"raised"`` for anything else; ``original`` is the
+    exception object (its frames stay alive as long as this error does).
+    """
+
+    def __init__(self, original: BaseException) -> None:
+        self.original = original
+        self.exc_type: type[BaseException] = type(original)
+        self.type_name = type_name(self.exc_type)
+        self.text = exception_text(original)
+        self.kind = "exited" if issubclass(self.exc_type, SystemExit) else "raised"
+        super().__init__(self.text)
+
+    def is_instance(self, cls: type[BaseException]) -> bool:
+        """Whether the original exception is a ``cls`` (by its real class, not ``__class__``)."""
+        return issubclass(self.exc_type, cls)
+
+    @property
+    def describe(self) -> str:
+        """``raised X: ...`` or ``called sys.exit (SystemExit: 0)``, for a sentence after "it"."""
+        if self.kind == "exited":
+            return (
+                f"tried to exit the process ({self.text}); a gradient estimator must return, "
+                "not call sys.exit/exit/quit"
+            )
+        return f"raised {self.text}"
+
+
+def call_user(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args, **kwargs)``; anything it raises except ``KeyboardInterrupt`` becomes :class:`UserCodeError`.
+
+    ``Exception``, any ``BaseException`` subclass, ``GeneratorExit`` and ``SystemExit``
+    (``sys.exit`` in user code) are all caught; ``KeyboardInterrupt`` propagates so that
+    Ctrl-C still stops the run.
+
+    >>> call_user(sum, [1, 2])
+    3
+    >>> try:
+    ...     call_user(int, "x")
+    ... except UserCodeError as err:
+    ...     print(err.kind, err.type_name)
+    raised ValueError
+    """
+    try:
+        return fn(*args, **kwargs)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        raise UserCodeError(exc) from None
+
+
+__all__ = [
+    "MAX_TEXT",
+    "UserCodeError",
+    "call_user",
+    "exception_text",
+    "name_of",
+    "safe_text",
+    "type_name",
+]
