@@ -40,6 +40,7 @@ TARGET = 0.90
 _ENTRY = re.compile(r"^- `(?P<id>[\w.ǁ]+__mutmut_\d+)` `(?P<line>[^`]+)`")
 _RESULT = re.compile(r"^\s*(?P<id>\S+__mutmut_\d+): (?P<status>.+?)\s*$")
 KILLED = {"killed", "timeout"}
+UNRUN = {"not checked", "skipped", "check was interrupted by user"}
 
 
 def _mutmut(*args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
@@ -85,16 +86,20 @@ def main(argv: list[str] | None = None) -> int:
                            text=True, capture_output=True, check=False).stdout.strip()
     if not args.keep and (ROOT / "mutants").exists():
         shutil.rmtree(ROOT / "mutants")
-    t0 = time.perf_counter()
-    run = _mutmut("run", "--max-children", str(args.max_children), *args.globs)
-    wall = time.perf_counter() - t0
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
     log = ROOT / "mutants" / "mutation-run.log"
     log.parent.mkdir(exist_ok=True)
-    log.write_text(run.stdout + run.stderr, encoding="utf-8")
-    if run.returncode != 0:
-        print((run.stdout + run.stderr)[-3000:])
-        print(f"mutmut run failed (exit {run.returncode}); full log in {log}")
+    print(f"running mutmut (progress: tail -c 300 {log.relative_to(ROOT)})", flush=True)
+    t0 = time.perf_counter()
+    with log.open("w", encoding="utf-8") as out:
+        code = subprocess.run(
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *args.globs],
+            cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False,
+        ).returncode
+    wall = time.perf_counter() - t0
+    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if code != 0:
+        print(log.read_text(encoding="utf-8")[-3000:])
+        print(f"mutmut run failed (exit {code}); full log in {log}")
         return 2
 
     status: dict[str, str] = {}
@@ -109,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     for mutant, st in sorted(status.items()):
         mod = module_of(mutant)
         counts[mod]["total"] += 1
+        if st in UNRUN:
+            counts[mod]["unrun"] += 1
+            continue
         if st in KILLED:
             counts[mod]["killed"] += 1
             counts[mod]["timeout"] += st == "timeout"
@@ -130,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
     below = []
     for mod in sorted(counts):
         c = counts[mod]
-        live = c["total"] - c["equivalent"]
+        if c["unrun"]:
+            print(f"{mod:34s} {c['unrun']} of {c['total']} mutants not run (not selected, or interrupted)")
+            if c["unrun"] == c["total"]:
+                continue
+        live = c["total"] - c["equivalent"] - c["unrun"]
         score = c["killed"] / live if live else 1.0
         below += [mod] if score < TARGET else []
         left = live - c["killed"]
