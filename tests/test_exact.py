@@ -18,7 +18,7 @@ from impl import (
     rloo,
     softmax,
 )
-from impl.exact import MAX_GROUPS, iter_groups
+from impl.exact import MAX_GROUPS, group_probs, iter_groups
 from impl.types import Gradient, Logits, Rewards, Samples
 from properties.strategies import PolicyProblem, policy_problems
 
@@ -128,3 +128,72 @@ def test_engine_passes_fresh_copies() -> None:
     theta, s = np.array([0.1, 0.7, -0.4]), np.array([1.0, 0.0, 2.0])
     e = exact_expectation(scribbler, theta, s, 3, chunk_size=5)
     np.testing.assert_allclose(e.mean, policy_gradient(theta, s), rtol=0, atol=ENGINE_TOL)
+
+
+def test_chunking_keeps_every_moment_and_calls_per_chunk() -> None:
+    """27 groups in chunks of 7: four calls of 7, 7, 7, 6 groups, and the same moments."""
+    theta, s = np.array([0.2, -0.3, 1.5]), np.array([3.0, -1.0, 2.0])
+    sizes: list[int] = []
+
+    def recording(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+        sizes.append(samples.shape[0])
+        return rloo(logits, samples, rewards)
+
+    a = exact_expectation(rloo, theta, s, 3)
+    b = exact_expectation(recording, theta, s, 3, chunk_size=7)
+    assert sizes == [7, 7, 7, 6]
+    for field in ("mean", "second_moment", "magnitude"):
+        np.testing.assert_allclose(getattr(b, field), getattr(a, field), rtol=0, atol=ENGINE_TOL)
+    assert a.max_abs == b.max_abs and a.groups == b.groups == 27
+
+
+def test_moments_are_float64_whatever_the_estimator_returns() -> None:
+    """A float32 estimator's values are squared in float64 (no float32 round-off in E[g^2])."""
+    theta, s = np.array([0.3, -0.1]), np.array([0.1, 0.7])
+
+    def float32_reinforce(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+        return reinforce(logits, samples, rewards).astype(np.float32)  # type: ignore[return-value]
+
+    e = exact_expectation(float32_reinforce, theta, s, 3)
+    x = enumerate_groups(2, 3)
+    g = float32_reinforce(theta, x, s[x]).astype(np.float64)
+    w = group_probs(softmax(theta), 3)
+    np.testing.assert_array_equal(e.second_moment, w @ (g * g))
+    np.testing.assert_array_equal(e.mean, w @ g)
+
+
+def test_wrong_shape_message_names_the_expected_shape() -> None:
+    def wrong(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+        return np.zeros((samples.shape[0], logits.size + 1))
+
+    with pytest.raises(InvalidArgument, match=r"return shape \(8, 2\) but got shape \(8, 3\)"):
+        exact_expectation(wrong, np.zeros(2), np.zeros(2), 3)
+
+
+def test_max_groups_is_the_largest_enumeration_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """n**k == MAX_GROUPS is enumerated, n**k > MAX_GROUPS refused (tested on a small limit)."""
+    import impl.exact
+
+    monkeypatch.setattr(impl.exact, "MAX_GROUPS", 9)
+    assert enumerate_groups(3, 2).shape == (9, 2)
+    with pytest.raises(InvalidArgument, match=r"n\*\*k=16 groups exceeds MAX_GROUPS=9 \(n=4, k=2\)"):
+        enumerate_groups(4, 2)
+    with pytest.raises(InvalidArgument, match=r"n\*\*k=16 groups"):
+        enumerate_groups(2, 4)
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: enumerate_groups(0, 2), r"n=0 \(type=int\)"),
+        (lambda: enumerate_groups(2, 0), r"k=0 \(type=int\)"),
+        (lambda: next(iter_groups("t", [0.0], 1)), r"logits='t' \(type=str\)"),
+        (lambda: next(iter_groups([0.0], "s", 1)), r"scores='s' \(type=str\)"),
+        (lambda: next(iter_groups([0.0, 0.0], [1.0], 1)), r"n=2 and scores=\[1\.0\] \(type=list\)"),
+        (lambda: next(iter_groups([0.0], [0.0], 1, chunk_size=0)), r"chunk_size=0 \(type=int\)"),
+        (lambda: exact_expectation(reinforce, "t", [0.0], 1), r"logits='t' \(type=str\)"),
+    ],
+)
+def test_bad_arguments_name_themselves(call: object, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        call()  # type: ignore[operator]

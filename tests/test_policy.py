@@ -122,3 +122,38 @@ def test_group_gradient_matches_a_loop_over_samples() -> None:
 def test_bad_arguments_say_what_was_wrong(call: object, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         call()  # type: ignore[operator]
+
+
+def test_gradient_keeps_relative_precision_whichever_answer_dominates() -> None:
+    """The shift is by the score of the most probable answer, wherever it sits (here index 1)."""
+    g = policy_gradient([-1e3, 1e3, 300.0], [2.0, 1.0, 3.0])
+    tiny = np.exp(-700.0)
+    np.testing.assert_allclose(g, [0.0, -2 * tiny, 2 * tiny], rtol=1e-10, atol=0)
+
+
+def test_group_gradient_converts_weights_to_float64_first() -> None:
+    """float32 weights give exactly the result for the same values in float64."""
+    rng = np.random.default_rng(5)
+    theta, x = rng.normal(size=3), rng.integers(0, 3, size=(50, 7))
+    w32 = rng.normal(size=(50, 7)).astype(np.float32)
+    np.testing.assert_array_equal(group_gradient(theta, x, w32), group_gradient(theta, x, w32.astype(np.float64)))
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: softmax("abc"), r"logits='abc' \(type=str\)"),
+        (lambda: log_softmax([[0.0]]), r"logits=\[\[0\.0\]\] \(type=list\)"),
+        (lambda: objective([0.0, 0.0], "s"), r"scores='s' \(type=str\)"),
+        (lambda: objective([0.0, 0.0], [1.0]), r"n=2 and scores=array\(\[1\.\]\) \(type=ndarray"),
+        (lambda: policy_gradient([0.0, 0.0], "s"), r"scores='s' \(type=str\)"),
+        (lambda: score_function([0.0, 0.0], [2]), r"0\.\.1 but got samples=\[2\] \(type=list\)"),
+        (lambda: group_gradient([0.0, 0.0], [0, 1], np.ones(2)), r"samples=\[0, 1\] \(type=list\)"),
+        (lambda: group_gradient([0.0, 0.0], np.array([[0, 1]]), [[1.0]]),
+         r"weights of shape \(1, 2\) but got weights=\[\[1\.0\]\] \(type=list\)"),
+    ],
+)
+def test_bad_arguments_name_themselves(call: object, match: str) -> None:
+    """STYLE 2: the message repeats the argument as name=value!r with its type."""
+    with pytest.raises(InvalidArgument, match=match):
+        call()  # type: ignore[operator]

@@ -118,3 +118,41 @@ def test_sample_groups_never_draws_zero_mass_answers() -> None:
 def test_search_bad_arguments(call: object, match: str) -> None:
     with pytest.raises(InvalidArgument, match=match):
         call()  # type: ignore[operator]
+
+
+def test_all_proposal_mass_on_the_maximisers_is_exactly_one_without_warnings() -> None:
+    """q(A*) = 1 takes the closed branch: 1.0, not -expm1(k log 0) with a divide-by-zero warning."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert best_of_k_mass_on_maximisers([0.0, 1.0, 1.0], [0.0, 0.5, 0.5], 3) == 1.0
+        assert best_of_k_mass_on_maximisers([0.0, 1.0], [0.0, 1.0], 1) == 1.0
+
+
+def test_best_of_k_sample_of_size_zero_is_empty() -> None:
+    draws = best_of_k_sample([0.0, 1.0], [0.5, 0.5], 2, 0, np.random.default_rng(0))
+    assert draws.shape == (0,) and draws.dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda: best_of_k_distribution([0.0, 1.0], "q", 2), r"proposal='q' \(type=str\)"),
+        (lambda: best_of_k_distribution([0.0, 1.0], [0.5, 0.5], 0), r"k=0 \(type=int\)"),
+        (lambda: best_of_k_mass_on_maximisers([0.0, 1.0], "q", 2), r"proposal='q' \(type=str\)"),
+        (lambda: best_of_k_mass_on_maximisers([0.0, 1.0], [0.5, 0.5, 0.0], 2),
+         r"over 2 answers but got proposal=\[0\.5, 0\.5, 0\.0\]"),
+        (lambda: best_of_k_mass_on_maximisers([0.0, 1.0], [0.5, 0.5], 0), r"k=0 \(type=int\)"),
+        (lambda: best_of_k_sample([0.0, 1.0], "q", 2, 3, np.random.default_rng(0)), r"proposal='q' \(type=str\)"),
+        (lambda: best_of_k_sample([0.0, 1.0], [0.5, 0.5, 0.0], 2, 3, np.random.default_rng(0)),
+         r"over 2 answers but got proposal=\[0\.5, 0\.5, 0\.0\]"),
+        (lambda: best_of_k_sample([0.0, 1.0], [0.5, 0.5], 0, 3, np.random.default_rng(0)), r"k=0 \(type=int\)"),
+        (lambda: best_of_k_sample([0.0, 1.0], [0.5, 0.5], 2, -1, np.random.default_rng(0)),
+         r">= 0 but got size=-1 \(type=int\)"),
+        (lambda: best_of_k_sample([0.0, 1.0], [0.5, 0.5], 2, 3, 7), r"rng=7 \(type=int\)"),
+    ],
+)
+def test_search_bad_arguments_name_themselves(call: object, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        call()  # type: ignore[operator]

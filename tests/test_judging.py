@@ -1,0 +1,216 @@
+"""Unit tests of the judging rules (properties._judging) and the tolerance floor, at their edges.
+
+The checker tests exercise these rules through whole runs; here each inequality is pinned
+where it flips (the documented ``<`` or ``<=``), with small dyadic numbers so that every
+comparison is exact.  Written against the mutation run of issue 9.  Time budget: < 1 s.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from properties._checker_guard import EPS64
+from properties._checker_problems import (
+    BATTERY,
+    ROUNDOFF_SAFETY,
+    battery_problems,
+    max_n_for,
+    tolerance,
+)
+from properties._judging import (
+    HINT_MATCH_UNCERTAINTIES,
+    ROUNDOFF_DTYPES,
+    Mismatch,
+    Reference,
+    ReferenceBook,
+    best_fit,
+    dot,
+    explained_by,
+    judge,
+    relative_residual,
+    scale_hints,
+)
+
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+class Ev:
+    """A minimal evaluated problem; counts how often its tolerance is read."""
+
+    def __init__(self, mean: Any, gradient: Any, tol: Any = 0.0, floor: float = 0.0, key: int = 2) -> None:
+        self.mean = np.array(mean, dtype=np.float64)
+        self.gradient = np.array(gradient, dtype=np.float64)
+        self._tol = np.broadcast_to(np.array(tol, dtype=np.float64), self.mean.shape).copy()
+        self.floor, self.key = floor, key
+        self.tolerance_reads = 0
+
+    @property
+    def tolerance(self) -> Any:
+        self.tolerance_reads += 1
+        return self._tol
+
+
+def ref_for(ev: Ev, c: float = 1.0, u: float = 0.0) -> Reference[Ev]:
+    return Reference(multiple=c, uncertainty=u, evaluation=ev)
+
+
+# ----------------------------------------------------------------------------- best_fit
+
+
+def test_best_fit_needs_the_tolerance_strictly_below_the_gradient() -> None:
+    """|tau| < |G| max(1, |c|): at equality no multiple is meaningful."""
+    assert best_fit(Ev([0.5, 0.0], [1.0, 0.0], tol=[1.0, 0.0]))[0] is None
+    c, residual = best_fit(Ev([0.5, 0.0], [1.0, 0.0], tol=[0.75, 0.0]))
+    assert c == 0.5
+    np.testing.assert_array_equal(residual, [0.0, 0.0])
+
+
+def test_best_fit_allows_a_tolerance_up_to_c_times_the_gradient() -> None:
+    """A scale of 10 measured with |tau| = 5 |G| is meaningful (relative uncertainty 1/2)."""
+    assert best_fit(Ev([10.0, 0.0], [1.0, 0.0], tol=[5.0, 0.0]))[0] == 10.0
+    # but for |c| < 1 the bar is |G| itself, not 2 |G|
+    assert best_fit(Ev([0.5, 0.0], [1.0, 0.0], tol=[1.5, 0.0]))[0] is None
+
+
+def test_without_a_fit_the_residual_is_a_fresh_copy_of_the_mean() -> None:
+    ev = Ev([0.25, -0.5], [0.0, 0.0])
+    c, residual = best_fit(ev)
+    assert c is None
+    np.testing.assert_array_equal(residual, ev.mean)
+    assert residual.dtype == np.float64 and not np.shares_memory(residual, ev.mean)
+
+
+# ----------------------------------------------------------------------------- judge
+
+
+def test_judge_accepts_within_the_floor_without_computing_the_tolerance() -> None:
+    """The floor is the cheap early accept: |E - cG| <= floor settles it, tau is never read."""
+    ev = Ev([0.5, -0.5], [0.5, -0.5], tol=1.0, floor=0.0)
+    assert judge(ev, ref_for(ev)) is None and ev.tolerance_reads == 0
+    near = Ev([0.5 + 2**-10, -0.5], [0.5, -0.5], tol=1.0, floor=2**-10)
+    assert judge(near, ref_for(near)) is None and near.tolerance_reads == 0
+
+
+def test_an_empty_problem_is_never_a_mismatch() -> None:
+    ev = Ev([], [])
+    assert judge(ev, ref_for(ev)) is None
+
+
+def test_judge_allows_tau_plus_u_times_abs_gradient_inclusive() -> None:
+    """|E_i - c G_i| <= tau_i + u |G_i|, equality included."""
+    ev = Ev([2.25, -2.25], [2.0, -2.0], tol=0.0)  # discrepancy 0.25 = u |G| with u = 1/8
+    assert judge(ev, ref_for(ev, u=0.125)) is None
+    assert judge(ev, ref_for(ev, u=0.0625)) is not None
+    at_tau = Ev([2.25, -2.25], [2.0, -2.0], tol=0.25)
+    assert judge(at_tau, ref_for(at_tau)) is None
+
+
+def test_flat_problem_mismatch_kind() -> None:
+    ev = Ev([0.25, -0.25], [0.0, 0.0], tol=2**-20)
+    m = judge(ev, ref_for(ev))
+    assert m is not None and m.kind == "flat" and m.multiple is None
+    assert "grad J = 0" in m.reason
+
+
+def test_reference_of_an_unknown_key_is_none() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    assert book.reference(7) is None
+    book.offer(Ev([0.5, -0.5], [0.5, -0.5], tol=2**-30, key=2))
+    assert book.reference(7) is None and book.reference(2) is not None
+
+
+def test_dot_over_all_entries() -> None:
+    assert dot(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.5, 0.25], [2.0, -1.0]])) == 3.0
+
+
+# ----------------------------------------------------------------------------- scale hints
+
+
+def test_scale_hint_matches_within_the_stated_number_of_uncertainties() -> None:
+    u = 1e-3
+    off = 0.75 * HINT_MATCH_UNCERTAINTIES * u  # inside 4u, outside u
+    hints = scale_hints({2: 0.5 + off, 3: 2 / 3 + off}, {2: u, 3: u})
+    assert set(hints) == {2, 3} and hints[2].startswith("(k-1)/k")
+
+
+def test_scale_hint_without_an_uncertainty_uses_the_floor() -> None:
+    assert set(scale_hints({2: 0.5, 3: 2 / 3}, {})) == {2, 3}
+
+
+def test_scale_hint_edges_are_inclusive_for_the_match_and_exclusive_for_one() -> None:
+    u = 0.125  # slack = 4u = 0.5, all exact in binary
+    # |c - 1| = slack at every k: c is not told from 1, so nothing is named
+    assert scale_hints({2: 0.5, 4: 0.5}, {2: u, 4: u}) == {}
+    # |c - (k-1)/k| = slack exactly at k = 2 and 4: a match
+    hints = scale_hints({2: 0.0, 4: 0.25}, {2: u, 4: u})
+    assert set(hints) == {2, 4} and hints[2].startswith("(k-1)/k")
+
+
+# ----------------------------------------------------------------------------- round-off notes
+
+
+def _mismatch(discrepancy: Any, gradient: Any, u: float = 0.0) -> Mismatch[Ev]:
+    ev = Ev(np.zeros(len(gradient)), gradient)
+    return Mismatch(
+        evaluation=ev, reference=ref_for(ev, u=u), kind="not-a-multiple", multiple=1.0,
+        residual=np.array(discrepancy, dtype=np.float64), discrepancy=np.array(discrepancy, dtype=np.float64),
+        allowed=np.zeros(len(gradient)), reason="test",
+    )
+
+
+def test_relative_residual() -> None:
+    assert relative_residual(_mismatch([0.375, 0.0], [0.5, 0.0])) == 0.75
+    assert relative_residual(_mismatch([3.0, 4.0], [0.0, 2.0])) == 2.5
+    assert relative_residual(_mismatch([0.25, 0.0], [0.0, 0.0])) == math.inf
+
+
+def test_explained_by_skips_the_output_dtype_itself_and_goes_coarser() -> None:
+    """finer_than = the output's epsilon: that dtype is skipped, the next coarser one is tried."""
+    m = _mismatch([4 * EPS32, 0.0], [1.0, 0.0])
+    bound = lambda eps: np.full(2, 4 * eps)  # noqa: E731
+    assert explained_by(m, bound, finer_than=EPS64) == "float32"  # equality counts as explained
+    assert explained_by(m, bound, finer_than=EPS32) == "bfloat16"
+    assert explained_by(m, bound, finer_than=max(e for _, e in ROUNDOFF_DTYPES)) is None
+
+
+def test_explained_by_adds_u_times_abs_gradient() -> None:
+    """The reference's uncertainty widens the bound by u |G_i| (here u |G| = 0.5)."""
+    m = _mismatch([0.5, 0.0], [4.0, 0.0], u=0.125)
+    assert explained_by(m, lambda eps: np.zeros(2), finer_than=EPS64) == "float32"
+    tight = _mismatch([0.5, 0.0], [4.0, 0.0], u=0.0625)
+    assert explained_by(tight, lambda eps: np.zeros(2), finer_than=EPS64) is None
+
+
+# ----------------------------------------------------------------------------- tolerance floor
+
+
+@pytest.mark.parametrize(
+    ("eps_out", "tiny"),
+    [
+        (EPS64, np.finfo(np.float64).tiny),
+        (EPS32, np.finfo(np.float32).tiny),
+        (float(np.finfo(np.float16).eps), np.finfo(np.float16).tiny),
+        (2.0**-7, np.finfo(np.float32).tiny),  # bfloat16 has float32's exponent range
+        (1e-3, np.finfo(np.float16).tiny),  # an unknown coarse dtype: float16's, the largest
+        (1e-20, np.finfo(np.float64).tiny),  # finer than float64: float64's
+    ],
+)
+def test_tolerance_floor_is_the_output_dtypes_smallest_normal(eps_out: float, tiny: float) -> None:
+    """With zero scores and outputs only the underflow term is left: 32 * tiny of the dtype."""
+    t = tolerance(np.array([0.5, 0.5]), np.zeros(2), 2, np.zeros(2), 0.0, eps_out, rtol=None, atol=0.0)
+    np.testing.assert_array_equal(t, np.full(2, ROUNDOFF_SAFETY * float(tiny)))
+
+
+@pytest.mark.parametrize("k", [1, 4, 6])
+def test_battery_problems_are_the_battery_within_the_size_budget(k: int) -> None:
+    problems = battery_problems(k)
+    expected = [(t, s) for t, s in BATTERY if len(t) <= max_n_for(k)]
+    assert len(problems) == len(expected) > 0
+    for (theta, s), (t, s0) in zip(problems, expected, strict=True):
+        assert theta.dtype == s.dtype == np.float64
+        np.testing.assert_array_equal(theta, t)
+        np.testing.assert_array_equal(s, s0)
