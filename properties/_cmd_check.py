@@ -158,6 +158,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             target=target,
             name=name,
             kwargs=sequence_kwargs(args, ks),
+            progress=_show_progress(args),
         )
     return CheckRequest(
         kind="estimator",
@@ -170,7 +171,15 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             "batched": batched,
         },
         report_dir=None if args.report is None else str(Path(args.report).resolve()),
+        progress=_show_progress(args),
     )
+
+
+def _show_progress(args: argparse.Namespace) -> bool:
+    """A progress bar only on a terminal, never with ``--json``."""
+    from properties._progress import interactive
+
+    return not args.json and interactive()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -65,6 +65,7 @@ import contextlib
 import ctypes
 import importlib
 import importlib.util
+import inspect
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -144,6 +145,8 @@ class CheckRequest:
     kwargs: dict[str, Any] = field(default_factory=dict)
     report_dir: str | None = None
     """Where the child also writes the HTML page of the check (``--report DIR``), or ``None``."""
+    progress: bool = False
+    """Draw a progress bar on stderr (the parent decides: both streams are terminals, no ``--json``)."""
 
 
 @dataclass(frozen=True)
@@ -486,7 +489,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
     timed = TimedCall(fn, state, noun=noun)
     state[_PHASE] = CHECKING
     try:
-        report = _engine(request.kind)(timed, name=request.name, **request.kwargs)
+        report = _run_engine(request, timed)
     except KeyboardInterrupt as exc:
         return _interrupted(_in_call(timed, exc) or "during the check")
     except SystemExit as exc:
@@ -531,6 +534,20 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
     except (ReportUnavailable, InvalidArgument, OSError) as exc:
         return exception_text(exc).replace("\n", " ")
     return None
+
+
+def _run_engine(request: CheckRequest, timed: TimedCall) -> Any:
+    """The engine on the timed callable, with a progress bar when the request asks for one
+    and the engine takes a ``progress(done, planned)`` callback."""
+    engine = _engine(request.kind)
+    kwargs = dict(request.kwargs)
+    if not (request.progress and "progress" in inspect.signature(engine).parameters):
+        return engine(timed, name=request.name, **kwargs)
+    from properties._progress import progress_bar
+
+    with progress_bar(f"checking {request.name}", enabled=True) as bar:
+        kwargs["progress"] = lambda done, planned: bar(done, planned, "problems")
+        return engine(timed, name=request.name, **kwargs)
 
 
 def _watch_parent() -> None:

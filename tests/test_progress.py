@@ -160,3 +160,22 @@ def test_is_terminal_never_raises() -> None:
     assert is_terminal(Odd()) is False
     assert is_terminal(io.StringIO()) is False
     assert interactive() is False  # pytest captures stdout and stderr
+
+
+CHECK_ARGS = ["check", "catalogue:reinforce", "--max-examples", "2", "--group-sizes", "2"]
+"""A short estimator check (the child process draws the bar on the terminal's stderr)."""
+
+
+def test_check_on_a_terminal_shows_the_bar_and_the_verdict() -> None:
+    status, tty, _ = _run_on_pty(CHECK_ARGS, stdout_on_pty=True)
+    assert status == 0, tty
+    assert "checking catalogue:reinforce:" in tty, tty
+    assert "UNBIASED" in tty
+
+
+def test_check_json_on_a_terminal_is_pure_json() -> None:
+    status, tty, _ = _run_on_pty([*CHECK_ARGS, "--json"], stdout_on_pty=True)
+    assert status == 0, tty
+    text = tty.replace("\r\n", "\n")
+    assert "\r" not in text and "checking" not in text, repr(text[:300])
+    assert json.loads(text)["verdict"] == "unbiased"
