@@ -21,6 +21,7 @@ from functools import cache, lru_cache
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, Phase, Verbosity, settings
 from hypothesis import strategies as st
 
 from impl.exact import group_probs
@@ -480,6 +481,31 @@ _PIN_LOCK = threading.Lock()
 _PIN_DEPTH = [0]
 
 
+def checker_settings(max_examples: int) -> settings:
+    """The Hypothesis settings of a checker's seeded search (one-step and sequence alike).
+
+    No database (nothing is written, a verdict is reproducible from the seed alone), no
+    deadline, generation and shrinking only, every health check off (the estimator's own
+    speed is not the caller's test), quiet; and the default backend whatever the caller's
+    profile chose.  Use it inside :func:`pinned_hypothesis`.
+    """
+    options: dict[str, Any] = {}
+    if "backend" in (settings.__init__.__kwdefaults__ or {}):  # Hypothesis >= 6.112
+        options["backend"] = "hypothesis"
+    return settings(
+        max_examples=max_examples,
+        database=None,
+        deadline=None,
+        derandomize=False,
+        phases=(Phase.generate, Phase.shrink),
+        suppress_health_check=list(HealthCheck),
+        report_multiple_bugs=False,
+        print_blob=False,
+        verbosity=Verbosity.quiet,
+        **options,
+    )
+
+
 @contextmanager
 def pinned_hypothesis() -> Iterator[None]:
     """Hypothesis draws only from its own built-in constants while inside this block.
@@ -555,6 +581,7 @@ __all__ = [
     "Evaluation",
     "battery",
     "battery_problems",
+    "checker_settings",
     "evaluate",
     "generated_problems",
     "max_n_for",

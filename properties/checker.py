@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
@@ -73,6 +73,7 @@ from properties._checker_problems import (
     ROUNDOFF_SAFETY,
     Evaluation,
     battery,
+    checker_settings,
     evaluate,
     generated_problems,
     pinned_hypothesis,
@@ -570,22 +571,7 @@ class _Run:
     def _hypothesis(self) -> None:
         failure: dict[str, Any] = {}
         base = self.problems
-        options: dict[str, Any] = {}
-        if "backend" in (settings.__init__.__kwdefaults__ or {}):  # Hypothesis >= 6.112
-            options["backend"] = "hypothesis"  # whatever backend the caller's profile chose
-
-        @settings(
-            max_examples=self.max_examples,
-            database=None,
-            deadline=None,
-            derandomize=False,
-            phases=(Phase.generate, Phase.shrink),
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            print_blob=False,
-            verbosity=Verbosity.quiet,
-            **options,
-        )
+        @checker_settings(self.max_examples)
         @hypothesis_seed(self.seed)
         @given(generated_problems(self.ks))
         def property_(problem: PolicyProblem) -> None:

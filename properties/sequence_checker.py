@@ -47,13 +47,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+from hypothesis import given
 from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.errors import InvalidArgument, describe
 from impl.sequence import MAX_VOCAB, advantages, response_probs
 from impl.types import FloatArray
+from properties._checker_problems import checker_settings, pinned_hypothesis
 from properties._judging import (
     REFERENCE_MIN_SIGNAL,
     Mismatch,
@@ -434,17 +435,7 @@ class _Run:
             return
         failure: dict[str, Any] = {}
 
-        @settings(
-            max_examples=self.max_examples,
-            database=None,
-            deadline=None,
-            derandomize=False,
-            phases=(Phase.generate, Phase.shrink),
-            suppress_health_check=list(HealthCheck),
-            report_multiple_bugs=False,
-            print_blob=False,
-            verbosity=Verbosity.quiet,
-        )
+        @checker_settings(self.max_examples)
         @hypothesis_seed(self.seed)
         @given(generated_problems(self.shapes, kl_coef=self.kl_coef, off_policy=self.off_policy))
         def property_(problem: SequenceProblem) -> None:
@@ -462,7 +453,8 @@ class _Run:
                 raise _Mismatch(found[0])
 
         try:
-            property_()
+            with pinned_hypothesis():
+                property_()
         except _Mismatch as exc:
             self.mismatch, self.found_by = exc.mismatch, "hypothesis (shrunk)"
         except SequenceFault as fault:

@@ -653,3 +653,37 @@ def test_a_bfloat16_tensor_output_is_judged_at_bfloat16_precision() -> None:
     assert report.verdict == "error", report.message
     assert report.error is not None and report.error.kind == "imprecise", report.message
     assert "bfloat16" in report.message
+
+
+SEQUENCE_SPY = """
+import hashlib, json, sys
+import numpy as np
+sys.path.insert(0, {root!r})
+{extra}
+from properties.sequence_checker import check_token_weights
+seen = hashlib.sha256()
+def spy(rewards, mask, log_probs):
+    seen.update(np.asarray(rewards).tobytes()); seen.update(np.asarray(log_probs).tobytes())
+    return rewards[:, None] * mask
+report = check_token_weights(spy, group_sizes=(2,), max_len=2, seed=3, max_examples=15)
+print(json.dumps([report.verdict, report.problems_checked, seen.hexdigest()]))
+"""
+
+
+def test_sequence_problems_depend_on_the_seed_only_and_nothing_is_written(tmp_path: Path) -> None:
+    """The sequence checker's search is pinned like the one-step one (one checker_settings)."""
+    (tmp_path / "lots_of_constants.py").write_text(CONSTANTS)
+
+    def run(extra: str) -> str:
+        script = SEQUENCE_SPY.format(root=str(Path(__file__).resolve().parents[1]), extra=extra)
+        result = subprocess.run(
+            [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
+            check=False, timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1]
+
+    plain = run("")
+    with_constants = run("sys.path.insert(0, '.'); import lots_of_constants")
+    assert plain == with_constants
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lots_of_constants.py"]
