@@ -97,10 +97,9 @@ def main(argv: list[str] | None = None) -> int:
         ).returncode
     wall = time.perf_counter() - t0
     cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if code != 0:
+    if code != 0:  # interrupted or broken: say so, and summarise what was checked
         print(log.read_text(encoding="utf-8")[-3000:])
-        print(f"mutmut run failed (exit {code}); full log in {log}")
-        return 2
+        print(f"mutmut run failed (exit {code}); full log in {log}; the figures below are partial")
 
     status: dict[str, str] = {}
     for line in _mutmut("results", "--all", "true").stdout.splitlines():
@@ -160,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stale equivalence entry: {msg}")
     if below:
         print(f"\nbelow the {TARGET:.0%} target: {', '.join(below)}")
-    return 1 if below or stale else 0
+    return 2 if code != 0 else 1 if below or stale else 0
 
 
 if __name__ == "__main__":

@@ -28,11 +28,16 @@ from properties._judging import (
     Reference,
     ReferenceBook,
     best_fit,
+    decide,
     dot,
     explained_by,
     judge,
+    nonpositive,
+    norm,
+    reference_candidate,
     relative_residual,
     scale_hints,
+    ulps,
 )
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -113,7 +118,46 @@ def test_flat_problem_mismatch_kind() -> None:
     ev = Ev([0.25, -0.25], [0.0, 0.0], tol=2**-20)
     m = judge(ev, ref_for(ev))
     assert m is not None and m.kind == "flat" and m.multiple is None
-    assert "grad J = 0" in m.reason
+    assert m.reason.startswith("grad J = 0 on this problem (every answer scores J")
+    assert "but E[g] != 0: the estimator moves the logits where the objective is flat" in m.reason
+
+
+T = 2.0**-6
+"""The tolerance per coordinate in the classification tests below (|tau| = T sqrt 2)."""
+
+
+def _off_multiple(d: float) -> Ev:
+    """E = G/2 + (d, -d) with G = (1/2, 1/2): best fit c = 1/2, residual (d, -d), orthogonal to G."""
+    return Ev([0.25 + d, 0.25 - d], [0.5, 0.5], tol=T)
+
+
+@pytest.mark.parametrize(
+    ("d", "kind"),
+    [
+        # not a multiple iff |r_i| > tau_i + |tau| / |G| * |G_i| = T + T = 2T
+        (0.0, "scale-varies"),
+        (1.75 * T, "scale-varies"),
+        (3 * T, "not-a-multiple"),
+    ],
+)
+def test_judge_tells_a_different_scale_from_not_a_multiple(d: float, kind: str) -> None:
+    ev = _off_multiple(d)
+    m = judge(ev, ref_for(ev, c=1.0))
+    assert m is not None and m.kind == kind and m.multiple == pytest.approx(0.5, abs=1e-15)
+    if kind == "not-a-multiple":
+        assert m.reason.startswith("E[g] is not a multiple of grad J on this problem: after the best fit c = 0.5 ")
+        assert m.reason.endswith("the residual E[g] - c grad J is outside the tolerance")
+    else:
+        assert m.reason.startswith("E[g] = c grad J with c = 0.5 on this problem, but c = 1 on the reference")
+        assert "for k=2: the scale depends on the problem" in m.reason
+
+
+def test_judge_residual_at_the_tolerance_is_still_a_multiple() -> None:
+    """G = (1, 0), E = (1/2, 1/4), tau = 1/4: the residual (0, 1/4) is at the bound, not past it."""
+    ev = Ev([0.5, 0.25], [1.0, 0.0], tol=0.25)
+    m = judge(ev, ref_for(ev, c=1.0))
+    assert m is not None and m.kind == "scale-varies" and m.multiple == 0.5
+    np.testing.assert_array_equal(m.residual, [0.0, 0.25])
 
 
 def test_reference_of_an_unknown_key_is_none() -> None:
@@ -214,3 +258,129 @@ def test_battery_problems_are_the_battery_within_the_size_budget(k: int) -> None
         assert theta.dtype == s.dtype == np.float64
         np.testing.assert_array_equal(theta, t)
         np.testing.assert_array_equal(s, s0)
+
+
+# ----------------------------------------------------------------------------- nonpositive, decide
+
+
+@pytest.mark.parametrize(
+    ("c", "u", "direction"),
+    [
+        (-0.5, 0.0, "the opposite way to"),
+        (0.0, 0.0, "orthogonally to (or not at all along)"),
+        (0.25, 0.25, "orthogonally to (or not at all along)"),  # c = u: not clearly positive
+    ],
+)
+def test_a_reference_with_c_at_most_u_is_a_counterexample(c: float, u: float, direction: str) -> None:
+    ev = Ev([c * 0.5, -c * 0.5], [0.5, -0.5], tol=2**-10)
+    m = nonpositive(ref_for(ev, c=c, u=u))
+    assert m is not None and m.kind == "nonpositive" and m.evaluation is ev
+    np.testing.assert_array_equal(m.discrepancy, ev.mean - ev.gradient)
+    np.testing.assert_array_equal(m.allowed, 2**-10 + u * 0.5)
+    assert m.reason == (
+        f"E[g] = c grad J with c = {c:.10g} <= 0: on average the estimator moves the logits "
+        f"{direction} the ascent direction of J"
+    )
+
+
+def test_a_reference_with_c_above_u_is_no_counterexample() -> None:
+    ev = Ev([0.25, -0.25], [0.5, -0.5])
+    assert nonpositive(ref_for(ev, c=0.5, u=0.25)) is None
+
+
+def _refs(**cu: tuple[float, float]) -> dict[Any, Reference[Ev] | None]:
+    ev = Ev([0.5], [0.5])
+    return {int(k[1:]): ref_for(ev, c=c, u=u) for k, (c, u) in cu.items()}
+
+
+def test_decide_applies_the_precedence() -> None:
+    refs = _refs(k2=(0.5, 0.0), k3=(1.0, 0.0))
+    assert decide(fault=True, mismatch=True, references=refs, keys=[2, 3]).verdict == "error"
+    assert decide(fault=False, mismatch=True, references=refs, keys=[2, 3]).verdict == "biased"
+    scaled = decide(fault=False, mismatch=False, references=refs, keys=[2, 3])
+    assert (scaled.verdict, scaled.scale, scaled.uncertainty) == ("scaled", {2: 0.5, 3: 1.0}, {2: 0.0, 3: 0.0})
+    unbiased = decide(fault=False, mismatch=False, references=_refs(k2=(1.0, 0.0)), keys=[2])
+    assert (unbiased.verdict, unbiased.scale, unbiased.imprecise) == ("unbiased", {2: 1.0}, ())
+
+
+def test_decide_unbiased_within_the_uncertainty_inclusive() -> None:
+    d = decide(fault=False, mismatch=False, references=_refs(k2=(1.0 + 2**-10, 2**-10)), keys=[2])
+    assert d.verdict == "unbiased" and d.scale == {2: 1.0} and d.uncertainty == {2: 2**-10}
+    d = decide(fault=False, mismatch=False, references=_refs(k2=(1.0 + 2**-9, 2**-10)), keys=[2])
+    assert d.verdict == "scaled" and d.scale == {2: 1.0 + 2**-9}
+
+
+def test_decide_imprecise_or_missing_reference_is_an_error() -> None:
+    refs: dict[Any, Reference[Ev] | None] = {**_refs(k2=(1.0, 0.0), k3=(1.0, 0.01)), 4: None}
+    d = decide(fault=False, mismatch=False, references=refs, keys=[2, 3, 4, 5])
+    assert d.verdict == "error" and d.imprecise == (3, 4, 5) and d.scale is None
+
+
+@pytest.mark.parametrize(
+    ("c", "u", "precise"),
+    [(1.0, 0.0099, True), (1.0, 0.01, False), (0.5, 0.0099, True), (50.0, 0.49, True), (50.0, 0.5, False)],
+)
+def test_reference_precision_is_relative_to_max_1_c(c: float, u: float, precise: bool) -> None:
+    assert ref_for(Ev([0.5], [0.5]), c=c, u=u).precise is precise
+
+
+# ----------------------------------------------------------------------------- the reference book
+
+
+def test_reference_candidate() -> None:
+    assert reference_candidate(Ev([0.25, 0.0], [0.0, 0.0])) is None  # G = 0
+    assert reference_candidate(Ev([0.5, 0.0], [1.0, 0.0], tol=[1.0, 0.0])) is None  # u = 1 = max(1, c)
+    ref = reference_candidate(Ev([0.5, 0.0], [1.0, 0.0], tol=[0.5, 0.0]))
+    assert ref is not None and (ref.multiple, ref.uncertainty) == (0.5, 0.5)
+    big = reference_candidate(Ev([4.0, 0.0], [1.0, 0.0], tol=[2.0, 0.0]))  # u = 2 < |c| = 4
+    assert big is not None and big.multiple == 4.0
+
+
+def test_book_holds_problems_until_a_precise_reference_then_judges_them() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    vague = Ev([0.75, -0.75], [0.5, -0.5], tol=0.125)  # c = 1.5, u = 1/4: not precise
+    assert book.offer(vague) == [] and book.reference(2) is None
+    found = book.offer(Ev([0.5, -0.5], [0.5, -0.5], tol=2**-20))  # c = 1: precise
+    ref = book.reference(2)
+    assert ref is not None and ref.multiple == pytest.approx(1.0, abs=1e-15)
+    assert [m.evaluation for m in found] == [vague] and found[0].kind == "scale-varies"
+    assert book.references() == {2: ref}
+
+
+def test_book_close_settles_on_the_best_imprecise_candidate() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    a = Ev([0.5, -0.5], [0.5, -0.5], tol=0.125)  # u = 1/4
+    b = Ev([0.5, -0.5], [0.5, -0.5], tol=0.0625)  # u = 1/8: the better one
+    flat = Ev([0.0, 0.0], [0.0, 0.0], key=3)  # no candidate for k = 3
+    assert book.offer(a) == [] and book.offer(b) == [] and book.offer(flat) == []
+    assert book.close() == [] and book.closed
+    ref = book.reference(2)
+    assert ref is not None and ref.evaluation is b and ref.uncertainty == 0.125
+    assert book.references() == {2: ref, 3: None}
+    late = Ev([0.25, -0.25], [0.5, -0.5], tol=2**-20)  # judged at once against c = 1
+    assert [m.kind for m in book.offer(late)] == ["scale-varies"]
+
+
+def test_book_reports_a_nonpositive_reference_in_offer_order() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    first = Ev([-0.5, 0.5], [0.5, -0.5], tol=0.125)  # c = -1, imprecise
+    assert book.offer(first) == []
+    found = book.close()
+    assert [(m.kind, m.evaluation) for m in found] == [("nonpositive", first)]
+    book2: ReferenceBook[Ev] = ReferenceBook()
+    precise_negative = Ev([-0.5, 0.5], [0.5, -0.5], tol=2**-20)
+    assert [m.kind for m in book2.offer(precise_negative)] == ["nonpositive"]
+
+
+# ----------------------------------------------------------------------------- norms and ulps
+
+
+def test_norm_edges() -> None:
+    assert norm(np.array([])) == 0.0 and norm(np.zeros(3)) == 0.0
+    assert norm(np.array([[3.0], [-4.0]])) == 5.0
+    assert norm(np.array([1.0, -np.inf])) == math.inf
+    assert norm(np.array([1e308, 1e308])) == pytest.approx(math.sqrt(2) * 1e308, rel=1e-15)
+
+
+def test_ulps_per_dtype() -> None:
+    assert ulps(2.0**-7) == {"float32": 2.0**16, "bfloat16": 1.0, "float16": 8.0}
