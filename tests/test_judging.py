@@ -445,3 +445,42 @@ def test_tolerance_stays_finite_when_the_fitted_scale_overflows() -> None:
         tol = ev.tolerance_at(EPS64)
     assert np.all(np.isfinite(tol))
     np.testing.assert_array_equal(tol, _expected(ev, 1e308))
+
+
+# ----------------------------------------------------------------------------- the tolerance formula
+
+P = np.array([0.25, 0.75])
+A = np.array([0.5, 0.25])
+
+
+@pytest.mark.parametrize("scores", [(-3.0, 1.0), (-1.0, 3.0)])
+def test_rtol_override_is_rtol_times_a_plus_s_times_2p_plus_1_plus_atol(scores: tuple[float, float]) -> None:
+    """With rtol: tau_i = rtol (A_i + S (2 p_i + 1)) + atol, S = max(max|s|, largest) = 3 here."""
+    rtol, atol = 2.0**-10, 2.0**-20
+    t = tolerance(P, np.array(scores), 2, A, 0.5, EPS64, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(t, rtol * (A + 3.0 * (2 * P + 1)) + atol, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("max_logit", [None, 0.0, 1000.0])
+def test_roundoff_tolerance_is_the_documented_formula(max_logit: float | None) -> None:
+    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + F tiny, L = 1 + k max|log p|."""
+    k, eps, s = 2, EPS32, np.array([-3.0, 1.0])
+    theta = 0.0 if max_logit is None else max_logit
+    kw = {} if max_logit is None else {"max_logit": max_logit}
+    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=0.0, **kw)
+    spread = 1.0 - k * math.log(0.25)
+    expected = ROUNDOFF_SAFETY * k * ((EPS64 * spread + eps * (1 + theta)) * A + eps * 3.0 * (2 * P + 1))
+    expected += ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(t, expected, rtol=1e-14, atol=0)
+
+
+def test_tolerance_at_uses_the_largest_logit() -> None:
+    """Shifted logits (theta + 1000) widen the float32 tolerance by eps32 * 1000 per unit of A."""
+    p = np.array([0.5, 0.5])
+    ev = Evaluation(
+        np.array([1000.0, 1000.0]), np.array([0.0, 2.0]), 1, np.array([0.25, -0.25]), np.array([0.25, -0.25]),
+        p, p.copy(), np.array(G_SMALL), EPS32, None, 0.0,
+    )
+    expected = tolerance(p, ev.scores, 1, p @ np.abs(ev.g), 2.0, EPS32, rtol=None, atol=0.0, max_logit=1000.0)
+    np.testing.assert_array_equal(ev.tolerance_at(EPS32), expected)
+    assert np.all(ev.tolerance_at(EPS32) > _evaluation([0.25, -0.25], [0.25, -0.25], G_SMALL).tolerance_at(EPS32))
