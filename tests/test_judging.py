@@ -17,6 +17,7 @@ from properties._checker_guard import EPS64
 from properties._checker_problems import (
     BATTERY,
     ROUNDOFF_SAFETY,
+    Evaluation,
     battery_problems,
     max_n_for,
     tolerance,
@@ -149,7 +150,10 @@ def test_judge_tells_a_different_scale_from_not_a_multiple(d: float, kind: str) 
         assert m.reason.endswith("the residual E[g] - c grad J is outside the tolerance")
     else:
         assert m.reason.startswith("E[g] = c grad J with c = 0.5 on this problem, but c = 1 on the reference")
-        assert "for k=2: the scale depends on the problem" in m.reason
+        assert m.reason.endswith(
+            "for k=2: the scale depends on the problem, so no fixed step-size correction makes this "
+            "estimator unbiased"
+        )
 
 
 def test_judge_residual_at_the_tolerance_is_still_a_multiple() -> None:
@@ -384,3 +388,99 @@ def test_norm_edges() -> None:
 
 def test_ulps_per_dtype() -> None:
     assert ulps(2.0**-7) == {"float32": 2.0**16, "bfloat16": 1.0, "float16": 8.0}
+
+
+def test_book_judges_the_rest_after_a_nonpositive_reference() -> None:
+    """Settled on a nonpositive reference, the problems held back with it are still judged."""
+    book: ReferenceBook[Ev] = ReferenceBook()
+    negative = Ev([-0.5, 0.5], [0.5, -0.5], tol=0.125)  # c = -1, u = 1/4: the best candidate
+    positive = Ev([0.5, -0.5], [0.5, -0.5], tol=0.25)  # c = 1, u = 1/2: a worse one
+    assert book.offer(negative) == [] and book.offer(positive) == []
+    found = book.close()
+    assert [(m.kind, m.evaluation) for m in found] == [("nonpositive", negative), ("scale-varies", positive)]
+
+
+# ----------------------------------------------------------------------------- Evaluation.tolerance_at
+
+
+def _evaluation(mean: Any, gradient: Any, g: Any, scores: Any = (0.0, 2.0)) -> Evaluation:
+    """n = 2, k = 1 at theta = 0 (weights = p = (1/2, 1/2)); mean and gradient as given."""
+    p = np.array([0.5, 0.5])
+    return Evaluation(
+        np.zeros(2), np.array(scores), 1, np.array(mean), np.array(gradient), p, p.copy(), np.array(g),
+        EPS64, None, 0.0,
+    )
+
+
+def _expected(ev: Evaluation, largest: float) -> Any:
+    return tolerance(ev.p, ev.scores, 1, ev.weights @ np.abs(ev.g), largest, EPS64, rtol=None, atol=0.0)
+
+
+G_SMALL = [[-0.5, 0.5], [0.5, -0.5]]
+
+
+@pytest.mark.parametrize(
+    ("c", "largest"),
+    [
+        (1000.0, 2000.0),  # S = |c| max|s|: the scaled rewards before they cancel (|G|^2 = 1/8 < 1)
+        (1.5, 3.0),
+        (1.0, 2.0),  # c <= 1: S = max|s| (= 2 > max|g| = 1/2)
+        (-0.5, 2.0),
+    ],
+)
+def test_tolerance_size_covers_c_times_the_largest_score(c: float, largest: float) -> None:
+    ev = _evaluation(np.multiply(c, [0.25, -0.25]), [0.25, -0.25], G_SMALL)
+    np.testing.assert_array_equal(ev.tolerance_at(EPS64), _expected(ev, largest))
+
+
+def test_tolerance_size_covers_the_largest_output() -> None:
+    ev = _evaluation([0.25, -0.25], [0.25, -0.25], [[-8.0, 8.0], [0.5, -0.5]])
+    np.testing.assert_array_equal(ev.tolerance_at(EPS64), _expected(ev, 8.0))
+
+
+def test_tolerance_stays_finite_when_the_fitted_scale_overflows() -> None:
+    """<E, G> overflowing to inf (outputs near 1e308) must not make the tolerance infinite."""
+    ev = _evaluation([1e308, -1e308], [4.0, -4.0], [[-1e308, 1e308], [1e308, -1e308]])
+    with np.errstate(over="ignore"):
+        tol = ev.tolerance_at(EPS64)
+    assert np.all(np.isfinite(tol))
+    np.testing.assert_array_equal(tol, _expected(ev, 1e308))
+
+
+# ----------------------------------------------------------------------------- the tolerance formula
+
+P = np.array([0.25, 0.75])
+A = np.array([0.5, 0.25])
+
+
+@pytest.mark.parametrize("scores", [(-3.0, 1.0), (-1.0, 3.0)])
+def test_rtol_override_is_rtol_times_a_plus_s_times_2p_plus_1_plus_atol(scores: tuple[float, float]) -> None:
+    """With rtol: tau_i = rtol (A_i + S (2 p_i + 1)) + atol, S = max(max|s|, largest) = 3 here."""
+    rtol, atol = 2.0**-10, 2.0**-20
+    t = tolerance(P, np.array(scores), 2, A, 0.5, EPS64, rtol=rtol, atol=atol)
+    np.testing.assert_allclose(t, rtol * (A + 3.0 * (2 * P + 1)) + atol, rtol=1e-15, atol=0)
+
+
+@pytest.mark.parametrize("max_logit", [None, 0.0, 1000.0])
+def test_roundoff_tolerance_is_the_documented_formula(max_logit: float | None) -> None:
+    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + F tiny, L = 1 + k max|log p|."""
+    k, eps, s = 2, EPS32, np.array([-3.0, 1.0])
+    theta = 0.0 if max_logit is None else max_logit
+    kw = {} if max_logit is None else {"max_logit": max_logit}
+    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=0.0, **kw)
+    spread = 1.0 - k * math.log(0.25)
+    expected = ROUNDOFF_SAFETY * k * ((EPS64 * spread + eps * (1 + theta)) * A + eps * 3.0 * (2 * P + 1))
+    expected += ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
+    np.testing.assert_allclose(t, expected, rtol=1e-14, atol=0)
+
+
+def test_tolerance_at_uses_the_largest_logit() -> None:
+    """Shifted logits (theta + 1000) widen the float32 tolerance by eps32 * 1000 per unit of A."""
+    p = np.array([0.5, 0.5])
+    ev = Evaluation(
+        np.array([1000.0, 1000.0]), np.array([0.0, 2.0]), 1, np.array([0.25, -0.25]), np.array([0.25, -0.25]),
+        p, p.copy(), np.array(G_SMALL), EPS32, None, 0.0,
+    )
+    expected = tolerance(p, ev.scores, 1, p @ np.abs(ev.g), 2.0, EPS32, rtol=None, atol=0.0, max_logit=1000.0)
+    np.testing.assert_array_equal(ev.tolerance_at(EPS32), expected)
+    assert np.all(ev.tolerance_at(EPS32) > _evaluation([0.25, -0.25], [0.25, -0.25], G_SMALL).tolerance_at(EPS32))
