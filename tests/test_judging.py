@@ -463,14 +463,15 @@ def test_rtol_override_is_rtol_times_a_plus_s_times_2p_plus_1_plus_atol(scores: 
 
 @pytest.mark.parametrize("max_logit", [None, 0.0, 1000.0])
 def test_roundoff_tolerance_is_the_documented_formula(max_logit: float | None) -> None:
-    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + F tiny, L = 1 + k max|log p|."""
+    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + atol + F tiny, L = 1 + k max|log p|."""
     k, eps, s = 2, EPS32, np.array([-3.0, 1.0])
     theta = 0.0 if max_logit is None else max_logit
     kw = {} if max_logit is None else {"max_logit": max_logit}
-    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=0.0, **kw)
+    atol = 2.0**-30
+    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=atol, **kw)
     spread = 1.0 - k * math.log(0.25)
     expected = ROUNDOFF_SAFETY * k * ((EPS64 * spread + eps * (1 + theta)) * A + eps * 3.0 * (2 * P + 1))
-    expected += ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
+    expected += atol + ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
     np.testing.assert_allclose(t, expected, rtol=1e-14, atol=0)
 
 
