@@ -507,6 +507,7 @@ def test_book_close_reports_the_mismatches_of_every_key() -> None:
 
 def test_book_keeps_the_first_of_equally_good_candidates() -> None:
     book: ReferenceBook[Ev] = ReferenceBook()
+    assert book.closed is False
     first = Ev([0.5, -0.5], [0.5, -0.5], tol=0.125)
     book.offer(first)
     book.offer(Ev([0.25, -0.25], [0.5, -0.5], tol=0.125))  # the same uncertainty, later
@@ -535,7 +536,7 @@ def test_evaluate_makes_one_batched_call_by_default() -> None:
 
 def test_evaluate_is_immune_to_a_raising_numpy_error_state() -> None:
     """A caller's np.seterr(all='raise') must not turn underflow or overflow into a traceback."""
-    theta, s = np.array([0.0, -800.0, 5.0]), np.array([1.0, 2.0, 0.0])  # p ~ e^-800 underflows
+    theta, s = np.array([0.0, -735.0, 5.0]), np.array([1.0, 2.0, 0.0])  # p ~ e^-740: subnormal
 
     def quiet_reinforce(logits: Any, samples: Any, rewards: Any) -> Any:
         with np.errstate(all="ignore"):
@@ -552,3 +553,31 @@ def test_evaluate_is_immune_to_a_raising_numpy_error_state() -> None:
         evaluate(GuardedEstimator(huge, batched=True), np.zeros(2), np.array([0.0, 1.0]), 1, rtol=None, atol=0.0)
     assert info.value.kind == "non-finite" and "overflows float64" in info.value.detail
     np.testing.assert_array_equal(info.value.logits, np.zeros(2))
+
+
+def test_evaluate_row_check_is_reproducible() -> None:
+    """The shuffled and sub-batch calls of the row check are the same on every run."""
+    seen: list[list[list[int]]] = []
+
+    def recording(logits: Any, samples: Any, rewards: Any) -> Any:
+        seen.append(samples.tolist())
+        return reinforce(logits, samples, rewards)
+
+    for _ in range(2):
+        evaluate(GuardedEstimator(recording, batched=True), np.zeros(3), np.array([0.0, 1.0, 2.0]), 3,
+                 rtol=None, atol=0.0, check_rows=True)
+    half = len(seen) // 2
+    assert half >= 2 and seen[:half] == seen[half:]
+
+
+def test_evaluate_gradient_keeps_relative_precision_when_one_answer_dominates() -> None:
+    """G = p (s - J) with s shifted by the score of the most probable answer (index 1 here)."""
+    ev = evaluate(GuardedEstimator(reinforce, batched=True), np.array([-1e3, 1e3, 300.0]), np.array([2.0, 1.0, 3.0]),
+                  1, rtol=None, atol=0.0)
+    tiny = np.exp(-700.0)
+    np.testing.assert_allclose(ev.gradient, [0.0, -2 * tiny, 2 * tiny], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize(("k", "n"), [(12, 2), (13, 2), (40, 2)])
+def test_max_n_for_is_at_least_two(k: int, n: int) -> None:
+    assert max_n_for(k) == n
