@@ -16,7 +16,7 @@ equivalent; the score of a module is
 and the command exits 1 if any module is below :data:`TARGET` or an equivalence entry is
 stale.  ``--keep`` reuses ``mutants/`` (mutmut's cache) instead of starting afresh; a
 glob such as ``'impl.policy.*'`` runs only those mutants (the others keep their old result
-or count as not checked).
+or count as not checked).  Without a glob, the mutants of :data:`SCOPE` run.
 """
 
 from __future__ import annotations
@@ -39,6 +39,21 @@ TARGET = 0.90
 
 _ENTRY = re.compile(r"^- `(?P<id>[\w.ǁ]+__mutmut_\d+)` `(?P<line>[^`]+)`")
 _RESULT = re.compile(r"^\s*(?P<id>\S+__mutmut_\d+): (?P<status>.+?)\s*$")
+SCOPE = (
+    "impl.*",
+    "properties._judging.*",
+    # _checker_problems: the evaluation and the tolerance (not the battery's contents,
+    # the Hypothesis strategies or the constant pinning, which are problem generation)
+    "properties._checker_problems.x_evaluate*",
+    "properties._checker_problems.x_tolerance*",
+    "properties._checker_problems.xǁEvaluationǁ*",
+    "properties._checker_problems.x__tiny*",
+    "properties._checker_problems.x_max_n_for*",
+    "properties._checker_problems.x_battery_problems*",
+)
+"""The mutants run when no glob is given: issue 9's target, the four impl modules and the
+checker's evaluation and judging code."""
+
 KILLED = {"killed", "timeout"}
 UNRUN = {"not checked", "skipped", "check was interrupted by user"}
 
@@ -77,8 +92,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keep", action="store_true", help="reuse mutants/ (mutmut's cache)")
     ap.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
-    ap.add_argument("globs", nargs="*", help="only these mutants, e.g. 'impl.policy.*'")
+    ap.add_argument("globs", nargs="*", help="only these mutants, e.g. 'impl.policy.*' (default: SCOPE)")
     args = ap.parse_args(argv)
+    globs = args.globs or list(SCOPE)
 
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
                             capture_output=True, check=False).stdout.strip()
@@ -92,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with log.open("w", encoding="utf-8") as out:
         code = subprocess.run(
-            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *args.globs],
+            [sys.executable, "-m", "mutmut", "run", "--max-children", str(args.max_children), *globs],
             cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False,
         ).returncode
     wall = time.perf_counter() - t0

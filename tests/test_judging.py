@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from properties._checker_guard import EPS64
+from impl.estimators import reinforce
+from impl.policy import policy_gradient
+from properties._checker_guard import EPS64, EstimatorFault, GuardedEstimator
 from properties._checker_problems import (
     BATTERY,
     ROUNDOFF_SAFETY,
     Evaluation,
     battery_problems,
+    evaluate,
     max_n_for,
     tolerance,
 )
@@ -463,14 +466,15 @@ def test_rtol_override_is_rtol_times_a_plus_s_times_2p_plus_1_plus_atol(scores: 
 
 @pytest.mark.parametrize("max_logit", [None, 0.0, 1000.0])
 def test_roundoff_tolerance_is_the_documented_formula(max_logit: float | None) -> None:
-    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + F tiny, L = 1 + k max|log p|."""
+    r"""tau_i = F k [(eps64 L + eps (1 + Theta)) A_i + eps S (2 p_i + 1)] + atol + F tiny, L = 1 + k max|log p|."""
     k, eps, s = 2, EPS32, np.array([-3.0, 1.0])
     theta = 0.0 if max_logit is None else max_logit
     kw = {} if max_logit is None else {"max_logit": max_logit}
-    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=0.0, **kw)
+    atol = 2.0**-30
+    t = tolerance(P, s, k, A, 0.5, eps, rtol=None, atol=atol, **kw)
     spread = 1.0 - k * math.log(0.25)
     expected = ROUNDOFF_SAFETY * k * ((EPS64 * spread + eps * (1 + theta)) * A + eps * 3.0 * (2 * P + 1))
-    expected += ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
+    expected += atol + ROUNDOFF_SAFETY * float(np.finfo(np.float32).tiny)
     np.testing.assert_allclose(t, expected, rtol=1e-14, atol=0)
 
 
@@ -484,3 +488,96 @@ def test_tolerance_at_uses_the_largest_logit() -> None:
     expected = tolerance(p, ev.scores, 1, p @ np.abs(ev.g), 2.0, EPS32, rtol=None, atol=0.0, max_logit=1000.0)
     np.testing.assert_array_equal(ev.tolerance_at(EPS32), expected)
     assert np.all(ev.tolerance_at(EPS32) > _evaluation([0.25, -0.25], [0.25, -0.25], G_SMALL).tolerance_at(EPS32))
+
+
+def test_decide_reports_no_imprecise_keys_unless_that_is_the_verdict() -> None:
+    refs = _refs(k2=(0.5, 0.0))
+    for fault, mismatch in ((True, False), (False, True), (False, False)):
+        assert decide(fault=fault, mismatch=mismatch, references=refs, keys=[2]).imprecise == ()
+
+
+def test_book_close_reports_the_mismatches_of_every_key() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    for key in (2, 3):
+        assert book.offer(Ev([0.5, -0.5], [0.5, -0.5], tol=0.125, key=key)) == []  # c = 1, imprecise
+        assert book.offer(Ev([0.125, -0.125], [0.5, -0.5], tol=0.125, key=key)) == []  # c = 1/4, same u
+    found = book.close()
+    assert [(m.evaluation.key, m.kind) for m in found] == [(2, "scale-varies"), (3, "scale-varies")]
+
+
+def test_book_keeps_the_first_of_equally_good_candidates() -> None:
+    book: ReferenceBook[Ev] = ReferenceBook()
+    assert book.closed is False
+    first = Ev([0.5, -0.5], [0.5, -0.5], tol=0.125)
+    book.offer(first)
+    book.offer(Ev([0.25, -0.25], [0.5, -0.5], tol=0.125))  # the same uncertainty, later
+    book.close()
+    ref = book.reference(2)
+    assert ref is not None and ref.evaluation is first
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_makes_one_batched_call_by_default() -> None:
+    """The hot path: one call; determinism and row checks only when asked for."""
+    calls: list[int] = []
+
+    def counting(logits: Any, samples: Any, rewards: Any) -> Any:
+        calls.append(samples.shape[0])
+        return reinforce(logits, samples, rewards)
+
+    evaluate(GuardedEstimator(counting, batched=True), np.zeros(3), np.array([0.0, 1.0, 2.0]), 2, rtol=None, atol=0.0)
+    assert calls == [9]
+    evaluate(GuardedEstimator(counting, batched=True), np.zeros(3), np.array([0.0, 1.0, 2.0]), 2, rtol=None,
+             atol=0.0, check_determinism=True)
+    assert len(calls) == 3
+
+
+def test_evaluate_is_immune_to_a_raising_numpy_error_state() -> None:
+    """A caller's np.seterr(all='raise') must not turn underflow or overflow into a traceback."""
+    theta, s = np.array([0.0, -735.0, 5.0]), np.array([1.0, 2.0, 0.0])  # p ~ e^-740: subnormal
+
+    def quiet_reinforce(logits: Any, samples: Any, rewards: Any) -> Any:
+        with np.errstate(all="ignore"):
+            return reinforce(logits, samples, rewards)
+
+    with np.errstate(all="raise"):
+        ev = evaluate(GuardedEstimator(quiet_reinforce, batched=True), theta, s, 2, rtol=None, atol=0.0)
+    np.testing.assert_allclose(ev.gradient, policy_gradient(theta, s), rtol=1e-12, atol=1e-300)
+
+    def huge(logits: Any, samples: Any, rewards: Any) -> Any:
+        return np.full((samples.shape[0], logits.size), 1.7e308)
+
+    with np.errstate(all="raise"), pytest.raises(EstimatorFault) as info:
+        evaluate(GuardedEstimator(huge, batched=True), np.zeros(2), np.array([0.0, 1.0]), 1, rtol=None, atol=0.0)
+    assert info.value.kind == "non-finite" and "overflows float64" in info.value.detail
+    np.testing.assert_array_equal(info.value.logits, np.zeros(2))
+
+
+def test_evaluate_row_check_is_reproducible() -> None:
+    """The shuffled and sub-batch calls of the row check are the same on every run."""
+    seen: list[list[list[int]]] = []
+
+    def recording(logits: Any, samples: Any, rewards: Any) -> Any:
+        seen.append(samples.tolist())
+        return reinforce(logits, samples, rewards)
+
+    for _ in range(2):
+        evaluate(GuardedEstimator(recording, batched=True), np.zeros(3), np.array([0.0, 1.0, 2.0]), 3,
+                 rtol=None, atol=0.0, check_rows=True)
+    half = len(seen) // 2
+    assert half >= 2 and seen[:half] == seen[half:]
+
+
+def test_evaluate_gradient_keeps_relative_precision_when_one_answer_dominates() -> None:
+    """G = p (s - J) with s shifted by the score of the most probable answer (index 1 here)."""
+    ev = evaluate(GuardedEstimator(reinforce, batched=True), np.array([-1e3, 1e3, 300.0]), np.array([2.0, 1.0, 3.0]),
+                  1, rtol=None, atol=0.0)
+    tiny = np.exp(-700.0)
+    np.testing.assert_allclose(ev.gradient, [0.0, -2 * tiny, 2 * tiny], rtol=1e-10, atol=0)
+
+
+@pytest.mark.parametrize(("k", "n"), [(12, 2), (13, 2), (40, 2)])
+def test_max_n_for_is_at_least_two(k: int, n: int) -> None:
+    assert max_n_for(k) == n
