@@ -19,15 +19,19 @@ With :math:`\pi(v \mid n) = \operatorname{softmax}(\theta_n)_v`,
 .. math::
 
     \log\pi(y) = \sum_{t < |y|} \log\pi(y_t \mid y_{<t}), \qquad
-    J(\theta) = \sum_p \Big(E_{y\sim\pi_p}[R_p(y)]
+    J(\theta) = \frac1P\sum_p \Big(E_{y\sim\pi_p}[R_p(y)]
       - \beta\,\mathrm{KL}(\pi_p \,\|\, \pi_{\mathrm{ref},p})\Big),
 
 and, by the sequence score-function identity (``spec.sequence``),
 
 .. math::
 
-    \nabla J = \sum_p \sum_y \pi_p(y)\,\big(R_p(y) - \beta(\log\pi_p(y) - \log\pi_{\mathrm{ref},p}(y))\big)
+    \nabla J = \frac1P\sum_p \sum_y \pi_p(y)\,\big(R_p(y) - \beta(\log\pi_p(y) - \log\pi_{\mathrm{ref},p}(y))\big)
       \,\nabla\log\pi_p(y).
+
+``P`` prompts are a sample from the prompt distribution and RL maximises the expectation
+over it, so :math:`J` is their *mean* (an unbiased loss averages over all ``P*k`` rows of
+a batch; a sum over the prompts is ``P`` times the gradient).
 
 Everything is computed by enumeration, vectorised over prompts, responses and batches;
 the only Python loops run over the ``T`` depths.
@@ -467,7 +471,12 @@ def sequence_objective(
     kl_coef: float = 0.0,
     ref_theta: Any = None,
 ) -> float:
-    r""":math:`J(\theta) = \sum_p \big(\sum_y \pi_p(y) R_p(y) - \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p})\big)`.
+    r"""The objective, the mean over the ``P`` prompts.
+
+    .. math::
+
+        J(\theta) = \frac1P\sum_p \big(\sum_y \pi_p(y) R_p(y)
+        - \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p})\big)
 
     ``rewards`` is the table ``(P, R)``; ``kl_coef`` is :math:`\beta` (``ref_theta``
     required when it is positive).
@@ -484,7 +493,7 @@ def sequence_objective(
     total = float((p * r).sum())
     if beta > 0 and ref is not None:
         total -= beta * float((p * (lp - sequence_log_probs(space, ref))).sum())
-    return total
+    return total / int(th.shape[0])
 
 
 def advantages(
@@ -499,7 +508,7 @@ def advantages(
 
     :math:`A_p(y) = R_p(y) - \beta\big(\log\pi_p(y) - \log\pi_{\mathrm{ref},p}(y)\big)`, so that
 
-    :math:`\nabla J = \sum_p\sum_y \pi_p(y) A_p(y) \nabla\log\pi_p(y)`.
+    :math:`\nabla J = \frac1P\sum_p\sum_y \pi_p(y) A_p(y) \nabla\log\pi_p(y)`.
 
     >>> s = response_space(2, 1)
     >>> advantages(s, np.zeros((1, s.num_rows, 2)), [[1.0, 2.0]]).tolist()
@@ -533,7 +542,8 @@ def sequence_gradient(
         \frac{\partial J}{\partial\theta_{n,v}} = \rho(n)\,\pi(v\mid n)
         \sum_u \pi(u\mid n)\,\big(Q(n,v) - Q(n,u)\big),
 
-    which equals :math:`\sum_y \pi(y) A(y)\,\partial_{\theta_{n,v}}\log\pi(y)` and keeps its
+    (divided by ``P``: :math:`J` is the prompts' mean), which equals
+    :math:`\sum_y \pi(y) A(y)\,\partial_{\theta_{n,v}}\log\pi(y)` and keeps its
     relative precision at near-deterministic nodes (no difference of two large sums).
     ``Q`` comes from a backward recursion over the ``T`` depths.
 
@@ -550,7 +560,7 @@ def sequence_gradient(
     spread = (pi[:, :, None, :] * (q[:, :, :, None] - q[:, :, None, :])).sum(axis=-1)
     reach = np.exp(node_prefix_log_probs(space, th))
     out = np.zeros_like(th)
-    out[:, : space.num_nodes] = reach[:, :, None] * pi * spread
+    out[:, : space.num_nodes] = reach[:, :, None] * pi * spread / th.shape[0]
     return out
 
 

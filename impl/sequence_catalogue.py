@@ -13,8 +13,9 @@ Each :class:`SequenceEntry` is either
 
 The setting is ``design/sequence.md``: ``P`` prompts, ``k`` iid responses each (``B = P k``
 rows, prompt-major, ``group[row] = row // k``), responses padded with EOS to ``T = max_len``,
-``mask`` 1.0 on response tokens including EOS.  The target is
-:math:`\nabla J = \sum_p \nabla J_p`,
+``mask`` 1.0 on response tokens including EOS.  The target is the gradient of the prompts'
+*mean* objective, :math:`\nabla J = \frac1P\sum_p \nabla J_p` (the prompts of a batch are a
+sample from the prompt distribution, and RL maximises the expectation over it),
 :math:`J_p = E_{\pi_p}[R_p(y)] - \beta\,\mathrm{KL}(\pi_p\,\|\,\pi_{\mathrm{ref},p})` (sequence-level
 reverse KL, ``beta = kl_coef``).  Each entry declares the verdict an exact checker must reach:
 
@@ -41,9 +42,11 @@ the work:
   (and :math:`\theta`), so such a baseline changes nothing;
 * (F3) causality: :math:`E[f(y_{j,<t})\,s_{jt}] = 0`, so only rewards at or after a token
   matter for it;
-* (F4) a mean over the ``B = P k`` rows of a batch gives :math:`\frac1B\sum_j = \frac1P\cdot
-  \frac1k\sum_{j}`: with the *sum* over prompts as the target, every batch-mean loss carries
-  a factor :math:`1/P`.  (Entries checked with ``num_prompts=(1,)`` do not see it.)
+* (F4) a mean over the ``B = P k`` rows of a batch gives :math:`\frac1B\sum_j = \frac1P\sum_p
+  \frac1k\sum_{j\in p}`, the mean over prompts of the group means: a batch-mean loss is
+  unbiased for every ``P`` when its rows are, and a loss that sums over the prompts (or over
+  all rows) carries a factor ``P`` (resp. ``P k``).  (Entries checked with
+  ``num_prompts=(1,)`` do not see it.)
 
 Where the verdict was not settled in the literature it was derived on paper here and then
 confirmed by an independent brute-force enumeration (``tests/sequence``); ``settled_by`` says
@@ -53,10 +56,10 @@ which.  The table (``c`` as a function of ``(k, T, P)``):
 name                                   proto    expected  scale c(k, T, P)    settled by
 =====================================  =======  ========  ==================  ===============
 reinforce-seq-mean-token-sum           loss     unbiased  -                   literature
-reinforce-batch-mean-multi-prompt      loss     scaled    1/P                 derived+oracle
-reinforce-sum-over-prompts             loss     unbiased  -                   derived+oracle
+reinforce-batch-mean-multi-prompt      loss     unbiased  -                   derived+oracle
+reinforce-sum-over-prompts             loss     scaled    P                   derived+oracle
 rloo                                   loss     unbiased  -                   literature
-rloo-group-index-multi-prompt          loss     scaled    1/P                 derived+oracle
+rloo-group-index-multi-prompt          loss     unbiased  -                   derived+oracle
 rloo-verl-dict-loop                    loss     unbiased  -                   literature
 remax-greedy-baseline                  loss     unbiased  -                   literature
 remax-teacher-forced-argmax-baseline   loss     biased    -                   derived+oracle
@@ -66,10 +69,10 @@ grpo-original                          loss     biased    -                   li
 token-mean                             loss     biased    -                   literature
 token-mean-multi-prompt                loss     biased    -                   derived+oracle
 seq-mean-token-mean                    loss     biased    -                   literature
-seq-mean-token-sum-norm                loss     scaled    k/T                 derived+oracle
-dr-grpo-verl                           loss     scaled    (k-1)/T             literature
-dr-grpo-trl                            loss     scaled    (k-1)/(k T P)       derived+oracle
-batch-mean-baseline                    loss     scaled    (Pk-1)/(P^2 k)      derived+oracle
+seq-mean-token-sum-norm                loss     scaled    k P/T               derived+oracle
+dr-grpo-verl                           loss     scaled    (k-1) P/T           literature
+dr-grpo-trl                            loss     scaled    (k-1)/(k T)         derived+oracle
+batch-mean-baseline                    loss     scaled    (Pk-1)/(P k)        derived+oracle
 batch-whitening                        loss     biased    -                   derived+oracle
 reward-to-go-terminal                  loss     unbiased  -                   literature
 reward-at-last-column                  loss     unbiased  -                   derived+oracle
@@ -103,12 +106,12 @@ grpo-std-no-eps-nan                    loss     error     -                   by
 mutates-rewards-in-place               loss     error     -                   by construction
 nondeterministic-token-dropout         loss     error     -                   by construction
 w-reinforce                            weights  unbiased  -                   literature
-w-rloo-multi-prompt                    weights  scaled    1/P                 derived+oracle
+w-rloo-multi-prompt                    weights  unbiased  -                   derived+oracle
 w-rloo-batched                         weights  unbiased  -                   literature
 w-reward-to-go-terminal                weights  unbiased  -                   literature
 w-grpo-std                             weights  biased    -                   literature
 w-token-mean                           weights  biased    -                   literature
-w-dr-grpo                              weights  scaled    (k-1)/T             literature
+w-dr-grpo                              weights  scaled    (k-1) P/T           literature
 w-mask-tokens-ne-pad                   weights  biased    -                   derived+oracle
 w-counts-padding                       weights  biased    -                   derived+oracle
 w-kl-k1-in-reward                      weights  unbiased  -                   literature
@@ -358,9 +361,10 @@ def _reinforce_seq_mean_token_sum(batch: SequenceBatch) -> Any:
     r"""REINFORCE: advantage = reward, token sum per response, mean over the batch.
 
     :math:`g = \frac1B\sum_j R_j S_j`.  By (F1) each row has expectation
-    :math:`\nabla J_{p(j)}` and by (F4) the batch mean gives :math:`\frac1P\nabla J`:
-    unbiased at ``P = 1`` (its settings), scaled by :math:`1/P` otherwise (the entry
-    ``reinforce-batch-mean-multi-prompt`` checks this same function with ``P in (1, 2)``).
+    :math:`P\,\nabla J_{p(j)}` (the target's component on prompt ``p(j)`` is
+    :math:`\nabla J_{p(j)}/P`) and by (F4) the batch mean gives :math:`\nabla J`: unbiased for
+    every ``P`` (the entry ``reinforce-batch-mean-multi-prompt`` checks this same function with
+    ``P in (1, 2)``).
     """
     return _pg_loss(batch, batch.rewards, "seq-mean-token-sum")
 
@@ -368,8 +372,8 @@ def _reinforce_seq_mean_token_sum(batch: SequenceBatch) -> Any:
 def _reinforce_sum_over_prompts(batch: SequenceBatch) -> Any:
     r"""REINFORCE summed over the batch and divided by the group size ``k``.
 
-    :math:`g = \frac1k\sum_j R_j S_j`, so :math:`E[g] = \sum_p \nabla J_p = \nabla J` for every
-    ``P`` (F1): the normalisation that matches the sum-over-prompts target.
+    :math:`g = \frac1k\sum_j R_j S_j`, so :math:`E[g] = \sum_p \nabla J_p = P\,\nabla J` (F1):
+    scaled, :math:`c = P`; it sums the prompts where the objective averages them.
     """
     loss_mat = -batch.rewards[:, None] * batch.log_probs
     return (loss_mat * batch.mask).sum() / batch.group_size
@@ -390,8 +394,8 @@ def _rloo_group_index(batch: SequenceBatch) -> Any:
     r"""RLOO through the ``group`` index (one-hot group sums), mean over the batch.
 
     Same advantages as ``rloo`` computed from ``batch.group`` instead of a reshape, so it does
-    not rely on prompt-major rows.  Unbiased per row (F2); the batch mean gives
-    :math:`c = 1/P` (F4), checked with ``P in (1, 2)``.
+    not rely on prompt-major rows.  Unbiased per row (F2) and the batch mean keeps it so
+    (F4): unbiased, checked with ``P in (1, 2)``.
     """
     import torch  # type: ignore[import-not-found,unused-ignore]  # optional, lazy
 
@@ -462,7 +466,7 @@ def _batch_mean_baseline(batch: SequenceBatch) -> Any:
     :math:`A_j = R_j - \frac1B\sum_i R_i`.  The :math:`i = j` term is
     :math:`-\frac1B R_j S_j`; every other term has mean 0 (F2), so
     :math:`E[A_j S_j] = (1 - \frac1B)\nabla J_{p(j)}` and with the batch mean (F4)
-    :math:`E[g] = \frac1P(1 - \frac{1}{Pk})\nabla J`: scaled, :math:`c = (Pk-1)/(P^2k)`.
+    :math:`E[g] = (1 - \frac{1}{Pk})\nabla J`: scaled, :math:`c = (Pk-1)/(Pk)`.
     """
     return _pg_loss(batch, batch.rewards - batch.rewards.mean(), "seq-mean-token-sum")
 
@@ -550,8 +554,8 @@ def _seq_mean_token_sum_norm(batch: SequenceBatch) -> Any:
     r"""RLOO advantages, verl's ``seq-mean-token-sum-norm`` (sum over everything / ``T``).
 
     :math:`g = \frac1T\sum_j A_j S_j`; note that verl does *not* divide by the batch size.
-    By (F2) :math:`E[g] = \frac1T\sum_p k\,\nabla J_p = \frac kT\nabla J`: scaled,
-    :math:`c = k/T`, the same for every ``P`` (derived; confirmed by enumeration).
+    By (F2) :math:`E[g] = \frac1T\sum_p k\,\nabla J_p = \frac{kP}{T}\nabla J`: scaled,
+    :math:`c = kP/T` (derived; confirmed by enumeration at ``P = 1``).
     """
     return _pg_loss(batch, _rloo_view(batch.rewards, batch.group_size), "seq-mean-token-sum-norm")
 
@@ -560,8 +564,9 @@ def _dr_grpo_verl(batch: SequenceBatch) -> Any:
     r"""Dr. GRPO in verl: group-mean advantage (no std), ``seq-mean-token-sum-norm``.
 
     :math:`g = \frac1T\sum_j (R_j - \bar R) S_j` and :math:`R_j - \bar R = \frac{k-1}{k}(R_j -
-    \bar R_{-j})`, so :math:`E[g] = \frac1T\sum_p k\frac{k-1}{k}\nabla J_p = \frac{k-1}{T}\nabla
-    J`: scaled with :math:`c = (k-1)/T`, independent of ``P`` (checked with ``P in (1, 2)``).
+    \bar R_{-j})`, so :math:`E[g] = \frac1T\sum_p k\frac{k-1}{k}\nabla J_p = \frac{(k-1)P}{T}\nabla
+    J`: scaled with :math:`c = (k-1)P/T` (checked with ``P in (1, 2)``: verl sums over the
+    batch).
     Liu et al. 2025 show the constant normaliser removes the length bias.
     """
     k = batch.group_size
@@ -573,8 +578,8 @@ def _dr_grpo_trl(batch: SequenceBatch) -> Any:
     r"""Dr. GRPO in TRL: ``(loss * mask).sum() / (B * max_completion_length)``, group-mean advantage.
 
     :math:`g = \frac{1}{BT}\sum_j (R_j - \bar R) S_j`, so
-    :math:`E[g] = \frac{1}{PkT}\sum_p k\frac{k-1}{k}\nabla J_p = \frac{k-1}{kTP}\nabla J`:
-    scaled, :math:`c = (k-1)/(kTP)` (checked with ``P in (1, 2)``).
+    :math:`E[g] = \frac{1}{PkT}\sum_p k\frac{k-1}{k}\nabla J_p = \frac{k-1}{kT}\nabla J`:
+    scaled, :math:`c = (k-1)/(kT)` for every ``P`` (checked with ``P in (1, 2)``).
     """
     k = batch.group_size
     advantages = batch.rewards - _group_mean_view(batch.rewards, k)
@@ -1046,8 +1051,8 @@ def _w_reinforce(rewards: FloatArray, mask: FloatArray, log_probs: FloatArray) -
 def _w_rloo(rewards: FloatArray, mask: FloatArray, log_probs: FloatArray, *, group: IntArray) -> FloatArray:
     r"""RLOO advantages from the ``group`` index, broadcast over tokens, divided by ``B``.
 
-    Unbiased per row (F2); the division by the batch size gives :math:`c = 1/P` (F4),
-    checked with ``P in (1, 2)``.  The same code runs on a leading ``G`` axis
+    Unbiased per row (F2), and so is the mean over the batch (F4): unbiased, checked with
+    ``P in (1, 2)``.  The same code runs on a leading ``G`` axis
     (entry ``w-rloo-batched``).
     """
     advantages = _rloo_np(rewards, group)
@@ -1086,7 +1091,7 @@ def _w_token_mean(rewards: FloatArray, mask: FloatArray, log_probs: FloatArray, 
 def _w_dr_grpo(rewards: FloatArray, mask: FloatArray, log_probs: FloatArray, *, group: IntArray) -> FloatArray:
     r"""Group-mean advantage, weights ``A_j mask / T`` (verl's seq-mean-token-sum-norm).
 
-    As ``dr-grpo-verl``: :math:`c = (k-1)/T` for every ``P``.
+    As ``dr-grpo-verl``: :math:`c = (k-1)P/T`.
     """
     mean, _ = _group_mean_std_np(rewards, group)
     out: FloatArray = (rewards - mean)[:, None] * mask / mask.shape[-1]
@@ -1192,9 +1197,9 @@ def _w_nondeterministic(rewards: FloatArray, mask: FloatArray, log_probs: FloatA
 # --------------------------------------------------------------------------- scales
 
 
-def _inverse_prompts(k: int, t: int, p: int) -> float:
-    """:math:`c = 1/P` (a batch mean against the sum-over-prompts target)."""
-    return 1.0 / p
+def _prompts(k: int, t: int, p: int) -> float:
+    """:math:`c = P` (a sum over the prompts against the mean-over-prompts target)."""
+    return float(p)
 
 
 def _group_mean_scale(k: int, t: int, p: int) -> float:
@@ -1203,23 +1208,23 @@ def _group_mean_scale(k: int, t: int, p: int) -> float:
 
 
 def _k_over_t(k: int, t: int, p: int) -> float:
-    """:math:`c = k/T` (token sum over the whole batch divided by ``max_len``)."""
-    return k / t
+    """:math:`c = kP/T` (token sum over the whole batch divided by ``max_len``)."""
+    return k * p / t
 
 
 def _k_minus_one_over_t(k: int, t: int, p: int) -> float:
-    """:math:`c = (k-1)/T` (verl's Dr. GRPO)."""
-    return (k - 1) / t
+    """:math:`c = (k-1)P/T` (verl's Dr. GRPO: a sum over the batch)."""
+    return (k - 1) * p / t
 
 
 def _dr_grpo_trl_scale(k: int, t: int, p: int) -> float:
-    """:math:`c = (k-1)/(kTP)` (TRL's Dr. GRPO)."""
-    return (k - 1) / (k * t * p)
+    """:math:`c = (k-1)/(kT)` (TRL's Dr. GRPO)."""
+    return (k - 1) / (k * t)
 
 
 def _batch_mean_scale(k: int, t: int, p: int) -> float:
-    """:math:`c = (Pk-1)/(P^2k)` (self-inclusive mean over the whole batch)."""
-    return (p * k - 1) / (p * p * k)
+    """:math:`c = (Pk-1)/(Pk)` (self-inclusive mean over the whole batch)."""
+    return (p * k - 1) / (p * k)
 
 
 # --------------------------------------------------------------------------- the table
@@ -1262,18 +1267,18 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("reinforce-seq-mean-token-sum", _reinforce_seq_mean_token_sum, "unbiased", "correct", _LIT,
        "-(R * log pi * mask).sum(-1).mean(): REINFORCE, E[g] = grad J at P = 1.", settings=_K1,
        source="Williams 1992"),
-    _e("reinforce-batch-mean-multi-prompt", _reinforce_seq_mean_token_sum, "scaled", "correct", _DER,
-       "the same loss with P in (1, 2): the batch mean over P*k rows gives c = 1/P.",
-       settings=_MULTI_K1, scale=_inverse_prompts),
-    _e("reinforce-sum-over-prompts", _reinforce_sum_over_prompts, "unbiased", "correct", _DER,
-       "(per-token loss * mask).sum() / k: matches the sum-over-prompts target for every P.",
+    _e("reinforce-batch-mean-multi-prompt", _reinforce_seq_mean_token_sum, "unbiased", "correct", _DER,
+       "the same loss with P in (1, 2): the batch mean over P*k rows is the mean over prompts.",
        settings=_MULTI_K1),
+    _e("reinforce-sum-over-prompts", _reinforce_sum_over_prompts, "scaled", "correct", _DER,
+       "(per-token loss * mask).sum() / k: sums the prompts where J averages them, c = P.",
+       settings=_MULTI_K1, scale=_prompts),
     _e("rloo", _rloo, "unbiased", "baseline", _LIT,
        "leave-one-out baseline within the group (view(-1, k)); independent of the row.",
        source="Kool et al. 2019; Ahmadian et al. 2024"),
-    _e("rloo-group-index-multi-prompt", _rloo_group_index, "scaled", "baseline", _DER,
-       "RLOO through batch.group (one-hot sums) with P in (1, 2): c = 1/P.",
-       settings=_MULTI, scale=_inverse_prompts),
+    _e("rloo-group-index-multi-prompt", _rloo_group_index, "unbiased", "baseline", _DER,
+       "RLOO through batch.group (one-hot sums) with P in (1, 2), mean over the batch.",
+       settings=_MULTI),
     _e("rloo-verl-dict-loop", _rloo_verl_dict_loop, "unbiased", "baseline", _LIT,
        "RLOO via verl's id2score dict and int(group[i]): not vmap-able, exercises the fallback.",
        source="verl compute_rloo_outcome_advantage"),
@@ -1283,7 +1288,7 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("remax-teacher-forced-argmax-baseline", _remax_teacher_forced_argmax, "biased", "baseline", _DER,
        "'greedy' = logits.argmax(-1) along the sampled prefix: depends on the row itself (T >= 2)."),
     _e("batch-mean-baseline", _batch_mean_baseline, "scaled", "baseline", _DER,
-       "baseline = mean over the whole batch (own reward included): c = (Pk-1)/(P^2 k).",
+       "baseline = mean over the whole batch (own reward included): c = (Pk-1)/(Pk).",
        settings=_MULTI, scale=_batch_mean_scale),
     _e("batch-whitening", _batch_whitening, "biased", "normalisation", _DER,
        "(R - batch mean) / (batch std + 1e-8), REINFORCE++ style: the std depends on the row.",
@@ -1309,12 +1314,12 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
        "RLOO with per-response token mean: each row weighted by 1/L_j.",
        source="Liu et al. 2025 (Dr. GRPO)"),
     _e("seq-mean-token-sum-norm", _seq_mean_token_sum_norm, "scaled", "aggregation", _DER,
-       "RLOO, verl's sum over all tokens / T (no division by B): c = k/T.", scale=_k_over_t),
+       "RLOO, verl's sum over all tokens / T (no division by B): c = kP/T.", scale=_k_over_t),
     _e("dr-grpo-verl", _dr_grpo_verl, "scaled", "aggregation", _LIT,
-       "group-mean advantage, seq-mean-token-sum-norm: c = (k-1)/T for every P.",
+       "group-mean advantage, seq-mean-token-sum-norm (a sum over the batch): c = (k-1)P/T.",
        settings=_MULTI, scale=_k_minus_one_over_t, source="Liu et al. 2025; verl agg_loss"),
     _e("dr-grpo-trl", _dr_grpo_trl, "scaled", "aggregation", _DER,
-       "group-mean advantage, sum / (B * max_len): c = (k-1)/(k T P).",
+       "group-mean advantage, sum / (B * max_len): c = (k-1)/(k T) for every P.",
        settings=_MULTI, scale=_dr_grpo_trl_scale, source="TRL loss_type='dr_grpo'"),
     # ---- returns
     _e("reward-to-go-terminal", _reward_to_go_terminal, "unbiased", "returns", _LIT,
@@ -1402,9 +1407,9 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     # ---- NumPy weights
     _e("w-reinforce", _w_reinforce, "unbiased", "correct", _LIT,
        "R_j * mask / B.", protocol="weights", settings=_K1),
-    _e("w-rloo-multi-prompt", _w_rloo, "scaled", "baseline", _DER,
-       "RLOO via group=, * mask / B, with P in (1, 2): c = 1/P.", protocol="weights",
-       settings=_MULTI, scale=_inverse_prompts),
+    _e("w-rloo-multi-prompt", _w_rloo, "unbiased", "baseline", _DER,
+       "RLOO via group=, * mask / B, with P in (1, 2): the batch mean is the prompts' mean.",
+       protocol="weights", settings=_MULTI),
     _e("w-rloo-batched", _w_rloo, "unbiased", "baseline", _LIT,
        "the RLOO weights with a leading G axis (batched=True).", protocol="weights",
        settings=_BATCHED),
@@ -1415,7 +1420,7 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("w-token-mean", _w_token_mean, "biased", "aggregation", _LIT,
        "RLOO * mask / mask.sum().", protocol="weights"),
     _e("w-dr-grpo", _w_dr_grpo, "scaled", "aggregation", _LIT,
-       "group-mean advantage * mask / T: c = (k-1)/T.", protocol="weights",
+       "group-mean advantage * mask / T: c = (k-1)P/T.", protocol="weights",
        scale=_k_minus_one_over_t),
     _e("w-mask-tokens-ne-pad", _w_mask_tokens_ne_pad, "biased", "masking", _DER,
        "R_j * (tokens != 0) / B: EOS dropped.", protocol="weights", settings=_K1),
@@ -1466,8 +1471,8 @@ def expected_scale(entry: SequenceEntry, k: int, max_len: int, num_prompts: int)
 
     1 for unbiased entries, ``entry.scale(k, T, P)`` for scaled ones; ``nan`` otherwise.
 
-    >>> expected_scale(get("dr-grpo-trl"), 2, 3, 2)
-    0.08333333333333333
+    >>> expected_scale(get("dr-grpo-trl"), 2, 3, 2)  # (k-1)/(kT), whatever P
+    0.16666666666666666
     >>> expected_scale(get("rloo"), 3, 3, 1)
     1.0
     """

@@ -18,9 +18,10 @@ The setting is a tabular autoregressive policy over responses
 
 A loss is minimised; the checker's estimate of the ascent direction is
 :math:`g = -\nabla_\theta\,\mathrm{loss}`.  The target is
-:math:`\nabla_\theta J`, :math:`J(\theta) = \sum_p \big(E_{y\sim\pi_p}[R_p(y)]
+:math:`\nabla_\theta J`, :math:`J(\theta) = \frac1P\sum_p \big(E_{y\sim\pi_p}[R_p(y)]
 - \beta\,\mathrm{KL}(\pi_p\,\|\,\pi_{\mathrm{ref},p})\big)` with the sequence-level reverse KL
-(``beta = kl_coef``, 0 by default).  Off-policy, the responses are drawn from a behaviour
+(``beta = kl_coef``, 0 by default): the *mean* over the batch's prompts, so a loss averaged
+over all ``P*k`` rows is the unbiased one.  Off-policy, the responses are drawn from a behaviour
 policy :math:`\pi_{\mathrm{old}}` and ``old_log_probs`` are its log-probabilities; on-policy
 ``old_log_probs`` equal ``log_probs`` in value (detached).
 """

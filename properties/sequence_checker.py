@@ -15,8 +15,9 @@ of at most ``T`` tokens (:mod:`impl.sequence`), so there are finitely many batch
 
     E[g] = \sum_{\text{batches } b} \Big(\prod_j \pi_{\mathrm{old}}(y_{bj})\Big)\, g(b)
 
-is a finite sum, compared with the exact :math:`\nabla J`, :math:`J = \sum_p (E_{\pi_p}[R_p]
-- \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p}))`.  The verdicts are the one-step
+is a finite sum, compared with the exact :math:`\nabla J`, :math:`J = \frac1P\sum_p (E_{\pi_p}[R_p]
+- \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p}))` (the mean over the prompts: RL maximises
+the expectation over the prompt distribution).  The verdicts are the one-step
 checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P)``: dividing by the
 constant ``max_len`` is scaled, a weighting by the sampled lengths is biased), ``biased``
 (with the smallest counterexample found, responses printed as token strings and the
@@ -126,22 +127,27 @@ SCALE_MATCH_FLOOR = 1e-12
 """... or within this absolute slack."""
 
 _KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
-    (
-        "1/P, a mean over all P*k responses of the batch (the gradient of the prompts' mean objective)",
-        lambda k, t, p: 1.0 / p,
-    ),
     ("(k-1)/k, the self-inclusive group mean", lambda k, t, p: (k - 1) / k),
     ("1/T, a division by the constant max_len", lambda k, t, p: 1.0 / t),
     (
-        "(k-1)/(k P), the self-inclusive group mean and a mean over the batch",
-        lambda k, t, p: (k - 1) / (k * p),
+        "P, a sum over the prompts where the target is their mean (the RL objective averages over prompts)",
+        lambda k, t, p: float(p),
     ),
-    ("1/(T P), a division by max_len and a mean over the batch", lambda k, t, p: 1.0 / (t * p)),
+    (
+        "(Pk-1)/(Pk), a baseline that is the self-inclusive mean of the whole batch",
+        lambda k, t, p: (p * k - 1) / (p * k),
+    ),
+    (
+        "(k-1)/k * P, the self-inclusive group mean and a sum over the prompts",
+        lambda k, t, p: (k - 1) * p / k,
+    ),
+    ("P/T, a division by max_len and a sum over the prompts", lambda k, t, p: p / t),
     (
         "(k-1)/(k T), the self-inclusive group mean and a division by max_len",
         lambda k, t, p: (k - 1) / (k * t),
     ),
     ("k, a sum over the group instead of a mean", lambda k, t, p: float(k)),
+    ("k P, a sum over all P*k responses of the batch instead of a mean", lambda k, t, p: float(k * p)),
     ("1/k", lambda k, t, p: 1.0 / k),
 )
 
@@ -166,8 +172,9 @@ class WeightRow:
 
     ``weights`` are :math:`\\omega(y, t) = \\sum_j E[w_{jt} \\mid y_j = y]` on its tokens;
     ``reinforce`` is the per-token weight of the exact gradient's own form,
-    :math:`(\\pi/\\pi_{\\mathrm{old}})(y)\\,A(y)` with
-    :math:`A = R - \\beta(\\log\\pi - \\log\\pi_{\\mathrm{ref}})`.
+    :math:`(\\pi/\\pi_{\\mathrm{old}})(y)\\,A(y)/P` with
+    :math:`A = R - \\beta(\\log\\pi - \\log\\pi_{\\mathrm{ref}})` (the target is the mean over
+    the ``P`` prompts), times the measured multiple.
     """
 
     prompt: int
@@ -932,7 +939,7 @@ def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
     a = advantages(space, pr.theta, pr.rewards, kl_coef=pr.kl_coef, ref_theta=pr.ref_theta)
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(old > 0, pi / old, 0.0)
-    target = ratio * a
+    target = ratio * a / pr.shape.num_prompts  # the target is the prompts' mean objective
     rows = []
     for p in range(pr.shape.num_prompts):
         visible = old[p] > 1e-12
@@ -1139,16 +1146,27 @@ def _arr(a: Any) -> str:
 
 
 def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, float]) -> str:
+    """The known formula that explains ``key`` and the most other keys (the first on ties).
+
+    A formula is named only where it explains two or more keys (or the only one), so that
+    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.
+    """
     slack = max(unc * SCALE_MATCH_UNCERTAINTIES, SCALE_MATCH_FLOOR)
+    best, best_count = "", 0
     for text, f in _KNOWN_SCALES:
         matching = [
             kk
             for kk, cc in scale.items()
             if isinstance(kk, tuple) and abs(cc - f(*kk)) <= slack and abs(cc - 1) > slack
         ]
-        if isinstance(key, tuple) and key in matching and (len(matching) >= 2 or len(scale) == 1):
-            return f" = {text}"
-    return ""
+        if (
+            isinstance(key, tuple)
+            and key in matching
+            and (len(matching) >= 2 or len(scale) == 1)
+            and len(matching) > best_count
+        ):
+            best, best_count = f" = {text}", len(matching)
+    return best
 
 
 def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:

@@ -135,20 +135,20 @@ def ppo_clip(b: Any) -> Any:
 
 
 def per_prompt_sum(b: Any) -> Any:
-    """RLOO, mean within each prompt's group, summed over prompts: the sum target, unbiased."""
+    """RLOO, mean within each prompt's group, summed over prompts: P times the (mean) target."""
     return rloo(b) * b.num_prompts
 
 
 def batch_whitening(b: Any) -> Any:
     """Advantages whitened over the whole batch (all prompts): biased."""
     a = (b.rewards - b.rewards.mean()) / (b.rewards.std() + 1e-6)
-    return -(a * seqsum(b)).sum() / b.group_size
+    return -(a * seqsum(b)).mean()
 
 
 def remax(b: Any) -> Any:
     """Baseline = reward of the prompt's greedy response (independent of the samples): unbiased."""
     base = b.reward_fn(b.greedy_tokens, torch.arange(b.num_prompts))
-    return -((b.rewards - base[b.group]) * seqsum(b)).sum() / b.group_size
+    return -((b.rewards - base[b.group]) * seqsum(b)).mean()
 
 
 def not_vmappable(b: Any) -> Any:
@@ -268,10 +268,11 @@ def test_off_policy() -> None:
 
 def test_multi_prompt_batches() -> None:
     opts = {**SMALL, "num_prompts": (1, 2), "group_sizes": (2,)}
-    assert check_sequence_loss(per_prompt_sum, **opts).verdict == "unbiased"
-    # a mean over all P*k rows estimates the mean of the prompts' gradients: 1/P of the sum
-    report = assert_sequence_scaled(rloo, lambda k, t, p: 1.0 / p, **opts)
-    assert "1/P" in report.message
+    # a mean over all P*k rows is the mean over the prompts of their group means: the target
+    assert check_sequence_loss(rloo, **opts).verdict == "unbiased"
+    # a sum over the prompts where the objective averages them: c = P
+    report = assert_sequence_scaled(per_prompt_sum, lambda k, t, p: float(p), **opts)
+    assert "P, a sum over the prompts" in report.message
     assert check_sequence_loss(remax, **opts).verdict == "unbiased"
     assert check_sequence_loss(batch_whitening, **opts).verdict == "biased"
 
@@ -452,17 +453,18 @@ def test_token_weights_verdicts(batched: bool) -> None:
 
 def test_token_weights_extras_by_name_and_multi_prompt() -> None:
     opts = {**SMALL, "num_prompts": (1, 2), "group_sizes": (2,)}
-    # per-prompt group means summed over the prompts (divided by k): the sum target, unbiased
-    assert check_token_weights(w_rloo, batched=True, **opts).verdict == "unbiased"
+    # per-prompt group means summed over the prompts (divided by k): c = P against the mean
+    report = check_token_weights(w_rloo, batched=True, **opts)
+    assert report.verdict == "scaled"
+    assert report.scale is not None and all(
+        abs(c - key[2]) < 1e-9 for key, c in report.scale.items()
+    )
 
     def w_rloo_batch_mean(rewards: Any, mask: Any, log_probs: Any, *, group: Any) -> Any:
         return w_rloo(rewards, mask, log_probs, group=group) / (group.max() + 1)
 
-    report = check_token_weights(w_rloo_batch_mean, batched=True, **opts)
-    assert report.verdict == "scaled"  # a mean over the P*k rows: c = 1/P
-    assert report.scale is not None and all(
-        abs(c - 1 / key[2]) < 1e-9 for key, c in report.scale.items()
-    )
+    # a mean over the P*k rows: the prompts' mean, unbiased
+    assert check_token_weights(w_rloo_batch_mean, batched=True, **opts).verdict == "unbiased"
 
 
 def test_token_weights_float32_output_is_tolerated() -> None:

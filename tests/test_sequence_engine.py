@@ -175,7 +175,8 @@ def test_probabilities_sum_to_one_and_match_products(v: int, t: int) -> None:
 
 def _naive_gradient(space, theta, rewards, beta, ref):  # type: ignore[no-untyped-def]
     a = advantages(space, theta, rewards, kl_coef=beta, ref_theta=ref)
-    return np.einsum("pr,prnv->pnv", response_probs(space, theta) * a, sequence_score(space, theta))
+    per_prompt = np.einsum("pr,prnv->pnv", response_probs(space, theta) * a, sequence_score(space, theta))
+    return per_prompt / theta.shape[0]  # J is the prompts' mean
 
 
 @pytest.mark.parametrize(("v", "t"), SHAPES)
@@ -262,7 +263,7 @@ def test_gradient_matches_torch_autograd(v: int, t: int) -> None:
     )
     seq = (torch.log_softmax(th, -1)[:, nodes, tok] * mask).sum(-1)
     seq_ref = (torch.log_softmax(torch.tensor(ref), -1)[:, nodes, tok] * mask).sum(-1)
-    j = (seq.exp() * torch.tensor(rewards)).sum() - beta * (seq.exp() * (seq - seq_ref)).sum()
+    j = ((seq.exp() * torch.tensor(rewards)).sum() - beta * (seq.exp() * (seq - seq_ref)).sum()) / 2
     j.backward()
     exact = sequence_gradient(space, theta, rewards, kl_coef=beta, ref_theta=ref)
     assert np.abs(exact - th.grad.numpy()).max() <= ROUNDOFF * 10
@@ -315,7 +316,7 @@ def test_batch_logits_and_scatter_are_adjoint() -> None:
 
 
 def test_reinforce_weights_through_scatter_give_the_exact_gradient() -> None:
-    """E over all batches of sum_j R(y_j) grad log pi(y_j) / k is grad J: the engine's own REINFORCE."""
+    """E over all batches of sum_j R(y_j) grad log pi(y_j) / (P k) is grad J: the engine's own REINFORCE."""
     space = response_space(3, 2)
     rng = np.random.default_rng(2)
     theta = random_theta(space, rng, num_prompts=2)
@@ -325,7 +326,7 @@ def test_reinforce_weights_through_scatter_give_the_exact_gradient() -> None:
     prompt = batch_prompts(k, 2)
     w = batch_probs(space, theta, k)
     scores = token_scores(space, theta)[prompt[None, :], batches]  # (G, B, T, V)
-    weights = (rewards[prompt[None, :], batches] / k)[:, :, None] * space.mask[batches]
+    weights = (rewards[prompt[None, :], batches] / (k * 2))[:, :, None] * space.mask[batches]
     g = scatter_positions(space, batches, k, 2, weights[..., None] * scores)
     mean = np.einsum("g,gpnv->pnv", w, g)
     assert np.abs(mean - sequence_gradient(space, theta, rewards)).max() <= 1e-14
@@ -347,3 +348,17 @@ def test_reward_table_validates() -> None:
     with pytest.raises(InvalidArgument, match="3 finite values"):
         reward_table(space, lambda tokens, lengths: np.zeros(2))
     assert reward_table(space, lambda tokens, lengths: lengths * 1.0).tolist() == [[1.0, 2.0, 2.0]]
+
+
+def test_the_objective_is_the_mean_over_prompts() -> None:
+    """Two copies of one prompt have the objective and the per-prompt gradient of one prompt."""
+    space = response_space(3, 2)
+    rng = np.random.default_rng(12)
+    theta = random_theta(space, rng, num_prompts=1, scale=2.0)
+    rewards = rng.normal(size=(1, space.num_responses))
+    twice, rewards_twice = np.concatenate([theta, theta]), np.concatenate([rewards, rewards])
+    one = sequence_objective(space, theta, rewards)
+    assert sequence_objective(space, twice, rewards_twice) == pytest.approx(one, rel=1e-15)
+    g1 = sequence_gradient(space, theta, rewards)
+    g2 = sequence_gradient(space, twice, rewards_twice)
+    assert np.abs(g2 - np.concatenate([g1, g1]) / 2).max() <= ROUNDOFF * np.abs(g1).max()

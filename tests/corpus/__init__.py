@@ -8,8 +8,10 @@ setting of ``design/sequence.md`` and why.
 Notation for the justifications: per prompt ``p`` a group of ``k`` i.i.d. responses
 ``y_1..y_k``; ``L_j`` the number of response tokens of ``y_j`` (EOS included; ``T`` if
 truncated); ``S_j = grad log pi(y_j)`` (the sum of the token scores of ``y_j``, so
-``E[S_j] = 0``); ``B = P k`` rows; the target is ``grad J = sum_p grad J_p`` with
-``grad J_p = E[(R - beta log(pi/pi_ref)) S]``.  A baseline built from the *other* responses
+``E[S_j] = 0``); ``B = P k`` rows; the target is the prompts' mean,
+``grad J = (1/P) sum_p grad J_p`` with ``grad J_p = E[(R - beta log(pi/pi_ref)) S]`` (a mean
+over all ``B`` rows of per-row unbiased terms is unbiased; a sum over the prompts is ``P``
+times it).  A baseline built from the *other* responses
 of the group leaves ``E[(r_j - b) S_j] = grad J_p``; the plain group mean includes ``r_j``
 itself and gives ``((k-1)/k) grad J_p``.
 
@@ -156,31 +158,27 @@ SKYRL_1445 = "https://github.com/NovaSky-AI/SkyRL/pull/1445 (k1 in reward or k2 
 
 
 def _c_dr_grpo_norm(k: int, t: int, p: int) -> float:
-    return (k - 1) / t
+    return (k - 1) * p / t
 
 
 def _c_group_mean(k: int, t: int, p: int) -> float:
-    return (k - 1) / (k * p)
-
-
-def _c_mean_over_rows(k: int, t: int, p: int) -> float:
-    return 1.0 / p
+    return (k - 1) / k
 
 
 def _c_rloo_sum_norm(k: int, t: int, p: int) -> float:
-    return k / t
+    return k * p / t
 
 
 def _c_trl_dr_grpo(k: int, t: int, p: int) -> float:
-    return (k - 1) / (k * t * p)
+    return (k - 1) / (k * t)
 
 
 def _c_roll_group_mean(k: int, t: int, p: int) -> float:
-    return (k - 1) / (p * k + 1e-8)
+    return (k - 1) * p / (p * k + 1e-8)
 
 
 def _c_roll_batch_mean(k: int, t: int, p: int) -> float:
-    return (p * k - 1) / (p * (p * k + 1e-8))
+    return (p * k - 1) / (p * k + 1e-8)
 
 
 _P12 = Settings(num_prompts=(1, 2))
@@ -208,15 +206,15 @@ CORPUS: tuple[CorpusEntry, ...] = (
         glue.verl_drgrpo_seq_mean_token_sum_norm, "scaled",
         "verl's Dr. GRPO: A_j = r_j - mean = ((k-1)/k)(r_j - mean of the others); the loss sums "
         "token sums over all rows and divides by the padded width T (a constant): "
-        "E[g] = sum_p k ((k-1)/k) grad J_p / T = ((k-1)/T) grad J.  c depends on k and T only; "
-        "Dr. GRPO calls this 'unbiased' (true up to the constant).",
+        "E[g] = sum_p k ((k-1)/k) grad J_p / T = ((k-1) P/T) grad J (the sum over rows sums the "
+        "prompts).  Dr. GRPO calls this 'unbiased' (true up to the constant).",
         "derivation (Dr. GRPO's estimator, constant made explicit) + oracle",
         settings=_P12, scale=_c_dr_grpo_norm, references=(DR_GRPO, VERL_742, VERL_2435)),
     CorpusEntry(
         "verl_grpo_nostd_seq_mean_token_sum", "verl", _VERL,
         glue.verl_grpo_nostd_seq_mean_token_sum, "scaled",
         "Group mean without std, per-response token sum, mean over the B = Pk rows: "
-        "E[g] = (1/(Pk)) sum_p k ((k-1)/k) grad J_p = ((k-1)/(kP)) grad J.",
+        "E[g] = (1/(Pk)) sum_p k ((k-1)/k) grad J_p = ((k-1)/k) grad J.",
         "derivation + oracle", settings=_P12, scale=_c_group_mean, references=(DR_GRPO,)),
     CorpusEntry(
         "verl_rloo_seq_mean_token_sum", "verl", _VERL, glue.verl_rloo_seq_mean_token_sum,
@@ -228,10 +226,11 @@ CORPUS: tuple[CorpusEntry, ...] = (
         "literature (RLOO) + derivation + oracle", references=(RLOO,)),
     CorpusEntry(
         "verl_rloo_seq_mean_token_sum_p2", "verl", _VERL, glue.verl_rloo_seq_mean_token_sum,
-        "scaled",
-        "The same code with two prompts per batch: seq-mean averages over the B = Pk rows while "
-        "the objective sums the prompts, so E[g] = grad J / P.",
-        "derivation + oracle", settings=_P12, scale=_c_mean_over_rows),
+        "unbiased",
+        "The same code with two prompts per batch: seq-mean averages over the B = Pk rows, the "
+        "mean over prompts of the group means, which is the objective's own mean over prompts: "
+        "E[g] = grad J.",
+        "derivation + oracle", settings=_P12),
     CorpusEntry(
         "verl_rloo_singleton_groups", "verl", _VERL, glue.verl_rloo_seq_mean_token_sum,
         "unbiased",
@@ -246,7 +245,7 @@ CORPUS: tuple[CorpusEntry, ...] = (
     CorpusEntry(
         "verl_rloo_seq_mean_token_sum_norm", "verl", _VERL,
         glue.verl_rloo_seq_mean_token_sum_norm, "scaled",
-        "RLOO with seq-mean-token-sum-norm: sum_j A_j S_j / T, so E[g] = (k/T) grad J (the "
+        "RLOO with seq-mean-token-sum-norm: sum_j A_j S_j / T, so E[g] = (kP/T) grad J (the "
         "mode sums over rows rather than averaging them).",
         "derivation + oracle", settings=_P12, scale=_c_rloo_sum_norm),
     CorpusEntry(
@@ -366,7 +365,7 @@ CORPUS: tuple[CorpusEntry, ...] = (
     CorpusEntry(
         "trl_dr_grpo", "trl", (TRL_GRPO,), glue.trl_dr_grpo, "scaled",
         "scale_rewards=False and loss_type='dr_grpo': A_j = r_j - group mean, loss divided by "
-        "B * max_completion_length = Pk T: E[g] = ((k-1)/(k T P)) grad J.",
+        "B * max_completion_length = Pk T: E[g] = ((k-1)/(k T)) grad J for every P.",
         "literature (Dr. GRPO) + derivation of the constant + oracle", settings=_P12,
         scale=_c_trl_dr_grpo, references=(DR_GRPO, TRL_3256)),
     CorpusEntry(
@@ -456,7 +455,7 @@ CORPUS: tuple[CorpusEntry, ...] = (
         "roll_group_mean_seq_mean_token_sum", "roll", (ROLL_F,),
         glue.roll_group_mean_seq_mean_token_sum, "scaled",
         "Group-mean baseline ((k-1)/k) and seq-mean-token-sum dividing by "
-        "global_valid_samples + 1e-8 = Pk + 1e-8: E[g] = ((k-1)/(Pk + 1e-8)) grad J.  The "
+        "global_valid_samples + 1e-8 = Pk + 1e-8: E[g] = ((k-1)P/(Pk + 1e-8)) grad J.  The "
         "epsilon moves c by ~1e-9 relative: visible to an exact checker.",
         "derivation + oracle (c matches to 1e-9, epsilon included)", settings=_P12,
         scale=_c_roll_group_mean),
@@ -465,7 +464,7 @@ CORPUS: tuple[CorpusEntry, ...] = (
         glue.roll_batch_mean_seq_mean_token_sum, "scaled",
         "A baseline pooled over the whole batch (norm_mean_type='batch', no std): "
         "A_j = r_j - (1/B) sum_i r_i; the other rows (same prompt or not) are independent of "
-        "y_j, so E[A_j S_j] = (1 - 1/B) grad J_p(j) and E[g] = ((Pk-1)/(P(Pk + 1e-8))) grad J.  "
+        "y_j, so E[A_j S_j] = (1 - 1/B) grad J_p(j) and E[g] = ((Pk-1)/(Pk + 1e-8)) grad J.  "
         "Pooling a mean across prompts only rescales.",
         "derivation + oracle", settings=_P12, scale=_c_roll_batch_mean),
     CorpusEntry(

@@ -9,8 +9,8 @@ run).  It follows ``design/sequence.md`` literally:
 * a batch is ``P`` prompts x ``k`` responses, prompt-major, drawn from ``pi_old`` (``pi_theta``
   on-policy); :math:`E[g] = \sum_{\text{batches}} \prod_{\text{rows}} \pi_{old}(y)\; g(\text{batch})`
   with :math:`g = -\nabla_\theta\,\text{loss}`, one ``torch.autograd.grad`` per batch;
-* the target is :math:`\nabla J = \sum_p \sum_y \pi_p(y)\,(R_p(y) - \beta(\log\pi_p(y) -
-  \log\pi_{ref,p}(y)))\,\nabla\log\pi_p(y)`.
+* the target is the prompts' mean, :math:`\nabla J = \frac1P\sum_p \sum_y \pi_p(y)\,(R_p(y) -
+  \beta(\log\pi_p(y) - \log\pi_{ref,p}(y)))\,\nabla\log\pi_p(y)`.
 
 The verdict: per problem, fit :math:`E[g] = c\,\nabla J` by least squares; a residual above
 the tolerance is "biased"; ``c`` must be positive and the same for every problem that shares
@@ -175,7 +175,7 @@ def make_instance(problem: Problem) -> Instance:
     log_pi = _sequence_log_probs(space, theta)
     log_pi_old = _sequence_log_probs(space, theta_old)
     log_pi_ref = _sequence_log_probs(space, theta_ref)
-    # grad J = sum_y pi(y) (R(y) - beta (log pi - log pi_ref)) grad log pi(y)
+    # grad J = 1/P sum_p sum_y pi(y) (R(y) - beta (log pi - log pi_ref)) grad log pi(y)
     weight = np.exp(log_pi) * (rewards - problem.kl_coef * (log_pi - log_pi_ref))  # (P, R)
     probs = np.exp(_log_softmax(theta))
     grad_j = np.zeros(shape)
@@ -185,6 +185,7 @@ def make_instance(problem: Problem) -> Instance:
                 node, tok = space.nodes[i, t], space.tokens[i, t]
                 grad_j[p, node] -= weight[p, i] * probs[p, node]
                 grad_j[p, node, tok] += weight[p, i]
+    grad_j /= problem.num_prompts  # the mean over prompts
     greedy = np.stack([_greedy(space, theta[p]) for p in range(problem.num_prompts)])
     return Instance(problem, space, theta, theta_old, theta_ref, rewards, log_pi, log_pi_old,
                     log_pi_ref, greedy, grad_j)

@@ -9,7 +9,7 @@ engine (``impl.sequence`` / ``properties.sequence_checker``), and uses nothing c
   ``V`` tokens (token 0 is EOS) and maximum length ``T``; ``N = sum_{t<T} (V-1)^t`` nodes, one
   after-the-end node (index ``N``) read by padding positions, ``R = N + (V-1)^T`` responses.
 * :func:`exact_objective` is
-  :math:`J(\theta) = \sum_p \sum_y \pi_p(y) R_p(y) - \beta\,\pi_p(y)(\log\pi_p(y) - \log\pi_{\mathrm{ref},p}(y))`
+  :math:`J(\theta) = \frac1P\sum_p \sum_y \pi_p(y) R_p(y) - \beta\,\pi_p(y)(\log\pi_p(y) - \log\pi_{\mathrm{ref},p}(y))`
   summed response by response; :func:`exact_gradient` differentiates it with autograd.
 * :func:`build_batch` builds the :class:`SequenceBatch` of one tuple of response indices
   (prompt-major rows, tokens padded with EOS, mask 1.0 on response tokens incl. EOS,
@@ -238,7 +238,7 @@ def random_problem(
 
 
 def exact_objective(problem: Problem, theta: Any) -> Any:
-    """``J(theta)`` by enumeration (torch scalar, differentiable in ``theta``)."""
+    """``J(theta)``, the mean over prompts, by enumeration (torch scalar, differentiable in ``theta``)."""
     space = make_space(problem.vocab_size, problem.max_len)
     ref = torch.tensor(problem.theta_ref, dtype=torch.float64)
     total = torch.zeros((), dtype=torch.float64)
@@ -252,7 +252,7 @@ def exact_objective(problem: Problem, theta: Any) -> Any:
             if problem.kl_coef:
                 logp_ref = response_log_prob(space, ref[p], r, logp=ref_table)
                 total = total - problem.kl_coef * pi * (logp - logp_ref)
-    return total
+    return total / problem.num_prompts  # the prompts' mean
 
 
 def exact_gradient(problem: Problem) -> np.ndarray:

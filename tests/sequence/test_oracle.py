@@ -190,7 +190,7 @@ def test_exact_gradient_matches_central_finite_differences(kl_coef: float) -> No
 
 @pytest.mark.parametrize("kl_coef", [0.0, 0.3])
 def test_exact_gradient_matches_the_explicit_score_function_sum(kl_coef: float) -> None:
-    """grad J = sum_y pi(y) (R(y) - beta log(pi/pi_ref)(y)) sum_t (e_{y_t} - pi(.|node_t))."""
+    """grad J = 1/P sum_p sum_y pi(y) (R(y) - beta log(pi/pi_ref)(y)) sum_t (e_{y_t} - pi(.|node_t))."""
     problem = _problem(vocab_size=3, max_len=3, num_prompts=2, kl_coef=kl_coef)
     space = make_space(3, 3)
     pi = response_probs(space, problem.theta)
@@ -202,7 +202,7 @@ def test_exact_gradient_matches_the_explicit_score_function_sum(kl_coef: float) 
             for t, tok in enumerate(y):
                 node = space.nodes.index(y[:t])
                 probs = np.exp(problem.theta[p, node]) / np.exp(problem.theta[p, node]).sum()
-                expected[p, node] += weight * (np.eye(3)[tok] - probs)
+                expected[p, node] += weight * (np.eye(3)[tok] - probs) / 2  # the mean of P = 2
     np.testing.assert_allclose(exact_gradient(problem), expected, rtol=0, atol=EXACT_TOL)
 
 
@@ -228,16 +228,15 @@ def test_one_token_problem_in_closed_form() -> None:
 
 
 def _reinforce(batch: Any) -> Any:
-    return -(batch.rewards[:, None] * batch.log_probs * batch.mask).sum(-1).sum() / batch.group_size
+    return -(batch.rewards[:, None] * batch.log_probs * batch.mask).sum(-1).mean()
 
 
 def _reinforce_weights(rewards: Any, mask: Any, log_probs: Any, *, group: Any) -> Any:
-    k = int(np.sum(group == group[0]))
-    return rewards[:, None] * mask / k
+    return rewards[:, None] * mask / rewards.shape[0]  # a mean over all P*k rows
 
 
 def test_loss_gradient_equals_the_explicit_score_of_its_weights() -> None:
-    """Two routes: autograd through the loss, and sum_jt w_jt (e_y - pi) for w = R mask / k."""
+    """Two routes: autograd through the loss, and sum_jt w_jt (e_y - pi) for w = R mask / (P k)."""
     for problem in problem_set(group_sizes=(2,), num_prompts=(1, 2), seed=3):
         by_loss = loss_expectation(_reinforce, problem)
         by_weights = weights_expectation(_reinforce_weights, problem)
@@ -250,7 +249,7 @@ def test_reinforce_with_the_matching_normalisation_is_unbiased(off_policy: bool)
     def loss(batch: Any) -> Any:
         # on-policy the sequence ratio is exactly 1
         ratio = torch.exp(((batch.log_probs - batch.old_log_probs) * batch.mask).sum(-1)).detach()
-        return -(ratio * batch.rewards * (batch.log_probs * batch.mask).sum(-1)).sum() / batch.group_size
+        return -(ratio * batch.rewards * (batch.log_probs * batch.mask).sum(-1)).mean()
 
     problems = problem_set(group_sizes=(1, 2), num_prompts=(1, 2), off_policy=off_policy, seed=1)
     verdict = judge([loss_expectation(loss, p) for p in problems])

@@ -104,9 +104,10 @@ def test_catalogue_is_well_formed() -> None:
 
 
 def test_an_entry_whose_scale_depends_on_the_settings_is_scaled_at_one_and_unbiased_at_another() -> None:
-    """Same function, two settings: the batch mean is exact at P = 1 and c = 1/P beyond."""
-    single, multi = get("reinforce-seq-mean-token-sum"), get("reinforce-batch-mean-multi-prompt")
-    assert single.fn is multi.fn and single.expected == "unbiased" and multi.expected == "scaled"
+    """Same normalisation, two sizes: a sum over prompts is exact at P = 1 and c = P beyond."""
+    single, multi = get("reinforce-seq-mean-token-sum"), get("reinforce-sum-over-prompts")
+    assert single.expected == "unbiased" and multi.expected == "scaled"
+    assert multi.scale is not None and multi.scale(2, 3, 1) == 1.0 and multi.scale(2, 3, 2) == 2.0
 
 
 # ----------------------------------------------------------------------------- derivations
