@@ -387,6 +387,7 @@ class PromptsGuard(GuardedEstimator):
             self.calls += i + 1
             self.user_seconds += inside
         self._verify4(inputs, saved, count)
+        self._check_earlier(inputs, (logits, xs[0], rs[0], group))  # a write during these calls
         self._earlier = (inputs, saved)
         g: FloatArray = raw_rows.reshape(count, num_prompts, k, n).sum(axis=2)
         return g, eps

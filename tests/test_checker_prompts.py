@@ -460,3 +460,37 @@ def test_cli_bad_usage_exits_2_with_one_line(
 def test_cli_batched_catalogue_entry_refuses_num_prompts(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "catalogue:reinforce", "--num-prompts", "2"]) == 2
     assert "multi-prompt protocol" in capsys.readouterr().err
+
+
+def _poke(a: Any, value: float) -> None:
+    """Write ``value`` into a read-only array's first entry, as C code could (ctypes)."""
+    import ctypes
+
+    src = np.array([value], dtype=a.dtype)
+    ctypes.memmove(a.ctypes.data, src.ctypes.data, src.nbytes)
+
+
+def writes_through_ctypes(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+    out = _mean_rows(logits, samples, rewards)
+    _poke(rewards, 123.0)
+    return out
+
+
+def test_a_write_past_the_read_only_flag_is_caught_and_named() -> None:
+    report = check_estimator(writes_through_ctypes, group_sizes=(2,), num_prompts=(2,), max_examples=0)
+    assert report.error is not None and report.error.kind == "mutated-input", report.message
+    assert "input rewards" in report.error.detail and "private copies" in report.error.detail
+
+
+def test_a_late_write_into_a_kept_group_is_caught() -> None:
+    kept: list[Any] = []
+
+    def keeps_group(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+        if kept and kept[0] is not group:
+            _poke(kept[0], 7)
+        kept[:] = [group]
+        return _mean_rows(logits, samples, rewards)
+
+    report = check_estimator(keeps_group, group_sizes=(2,), num_prompts=(2,), max_examples=0)
+    assert report.error is not None and report.error.kind == "mutated-input", report.message
+    assert "input group" in report.error.detail and "later call" in report.error.detail
