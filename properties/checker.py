@@ -37,6 +37,12 @@ counterexample is within the round-off of a coarser dtype (float32, bfloat16, fl
 the verdict stays strict but the report says so, with the verdict at that precision
 (:class:`RoundoffNote`).
 
+**Several prompts per batch** (``num_prompts=(1, 2)``): the estimator is called as RL
+code pools a batch, ``fn(logits (P*k, n), samples (P*k,), rewards (P*k,), group (P*k,))``,
+each prompt with its own problem; the target is the gradient of the mean objective over
+prompts, and one scale constant is measured per ``(k, P)`` (see :func:`check_estimator`;
+the engine is :mod:`properties._checker_prompts`).
+
 >>> from impl.estimators import reinforce, group_mean_baseline
 >>> check_estimator(reinforce, batched=True, max_examples=10).verdict
 'unbiased'
