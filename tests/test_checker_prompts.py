@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from impl.catalogue import MULTI_PROMPT_CATALOGUE, PromptEntry, get_multi_prompt
+from impl.catalogue import MULTI_PROMPT_CATALOGUE, PromptEntry, get_multi_prompt, per_group
 from impl.errors import InvalidArgument
 from impl.estimators import group_mean_baseline, reinforce
 from properties.checker import (
@@ -143,12 +143,12 @@ def test_the_catalogue_covers_the_issue_cases() -> None:
 
 
 def test_one_prompt_agrees_with_the_per_group_protocol() -> None:
-    """The same estimators written both ways: verdicts and scales agree at P = 1."""
+    """The same estimators written both ways (pooled, and per group): verdicts and scales agree at P = 1."""
     ks = (2, 3)
     pooled = check_estimator(
         get_multi_prompt("pooled-reinforce-mean").fn, group_sizes=ks, num_prompts=(1,), max_examples=FAST
     )
-    batched = check_estimator(reinforce, group_sizes=ks, batched=True, max_examples=FAST)
+    batched = check_estimator(per_group(reinforce), group_sizes=ks, max_examples=FAST)
     assert pooled.verdict == batched.verdict == "unbiased"
     pooled = check_estimator(
         get_multi_prompt("pooled-batch-mean-baseline").fn,
@@ -156,7 +156,7 @@ def test_one_prompt_agrees_with_the_per_group_protocol() -> None:
         num_prompts=(1,),
         max_examples=FAST,
     )
-    batched = check_estimator(group_mean_baseline, group_sizes=ks, batched=True, max_examples=FAST)
+    batched = check_estimator(per_group(group_mean_baseline), group_sizes=ks, max_examples=FAST)
     assert pooled.verdict == batched.verdict == "scaled"
     assert pooled.scale is not None and batched.scale is not None
     assert pooled.scale_uncertainty is not None and batched.scale_uncertainty is not None
