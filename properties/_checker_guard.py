@@ -103,7 +103,8 @@ class EstimatorFault(Exception):
 
     ``kind`` is one of :data:`FAULT_KINDS`; ``detail`` says what happened; ``logits``,
     ``samples`` and ``rewards`` are the arguments of the offending call (for a batched
-    call narrowed to the offending row where one can be identified).
+    call narrowed to the offending row where one can be identified), and ``group`` the
+    fourth argument of a multi-prompt call (``None`` otherwise).
     """
 
     def __init__(
@@ -116,6 +117,7 @@ class EstimatorFault(Exception):
         rewards: FloatArray,
         batched_call: bool,
         hint: str = "",
+        group: Any = None,
     ) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
@@ -125,6 +127,7 @@ class EstimatorFault(Exception):
         self.rewards = np.array(rewards, dtype=np.float64)
         self.batched_call = batched_call
         self.hint = hint
+        self.group = None if group is None else np.array(group, dtype=np.int64)
 
 
 _SHAPE_WORDS = ("shape", "dimension", "axis", "index", "broadcast", "ndim", "(b, k)", "size")

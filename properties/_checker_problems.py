@@ -141,6 +141,11 @@ class Evaluation:
         return self._g
 
     @property
+    def factor_k(self) -> int:
+        """The number of samples the round-off bound scales with (``k`` here)."""
+        return self.k
+
+    @property
     def floor(self) -> float:
         """The constant part of the tolerance, using ``max|s|`` only."""
         size = max(float(_max(self.scores)), -float(_min(self.scores)))

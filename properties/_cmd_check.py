@@ -5,7 +5,12 @@
 * ``path/to/file.py:FUNC`` (a file; ``FUNC`` may be dotted, ``file.py:Class.method``),
 * ``package.module:FUNC`` (an importable module),
 * ``catalogue:NAME`` (an entry of :mod:`impl.catalogue`; always batched, and its group
-  sizes default to ``min_k..4`` so that ``k = 1`` is checked where the entry allows it).
+  sizes default to ``min_k..4`` so that ``k = 1`` is checked where the entry allows it;
+  an entry of ``MULTI_PROMPT_CATALOGUE`` is checked with its ``num_prompts``).
+
+``--num-prompts 1,2`` (without ``--sequence``) checks the multi-prompt protocol of
+:func:`properties.check_estimator` (``FUNC(logits, samples, rewards, group)``, ``P``
+prompts of ``k`` responses pooled in one call); it does not combine with ``--batched``.
 
 The user's code is imported and checked in a child process (:mod:`properties._isolation`)
 under two wall-clock limits: ``--call-timeout`` for one call into the estimator (default
@@ -27,6 +32,7 @@ import argparse
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from impl.errors import InvalidArgument
 from properties._cmd_check_sequence import add_sequence_arguments, sequence_kwargs
@@ -112,6 +118,28 @@ def _group_sizes(text: str) -> tuple[int, ...]:
     return ks
 
 
+def _num_prompts(text: str, ks: tuple[int, ...]) -> tuple[int, ...]:
+    """``--num-prompts`` of a one-step check: ``1 <= P <= MAX_NUM_PROMPTS`` and ``k*P <= 10``."""
+    from properties._checker_prompts import MAX_NUM_PROMPTS, MAX_SAMPLES_PER_BATCH
+
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(
+            f"{_PREFIX}--num-prompts must be comma-separated integers like 1,2 but got {text!r}"
+        ) from None
+    if not all(1 <= p <= MAX_NUM_PROMPTS for p in values):
+        raise UsageError(
+            f"{_PREFIX}--num-prompts must be integers between 1 and {MAX_NUM_PROMPTS} but got {text!r}"
+        )
+    if max(ks) * max(values) > MAX_SAMPLES_PER_BATCH:
+        raise UsageError(
+            f"{_PREFIX}--num-prompts {text} with group sizes up to {max(ks)} makes k*P > "
+            f"{MAX_SAMPLES_PER_BATCH} (2**(k*P) calls per problem); use fewer prompts or smaller groups"
+        )
+    return tuple(sorted(set(values)))
+
+
 def _seconds(value: float, option: str) -> float:
     if not (math.isfinite(value) and value > 0):
         raise UsageError(f"{_PREFIX}{option} must be a number of seconds > 0 but got {value!r}")
@@ -134,14 +162,29 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     batched = bool(args.batched)
     default_ks: tuple[int, ...] = DEFAULT_GROUP_SIZES
     target, name = args.target, attr
+    prompts_text: str | None = args.num_prompts
     if form == "catalogue":
-        from impl.catalogue import get
+        from impl.catalogue import MULTI_PROMPT_CATALOGUE, get
 
-        try:
-            entry = get(attr)
-        except InvalidArgument as exc:
-            raise UsageError(f"{_PREFIX}{exc}") from None
-        batched, default_ks, name = True, tuple(range(entry.min_k, 5)), f"catalogue:{entry.name}"
+        pooled = {e.name: e for e in MULTI_PROMPT_CATALOGUE}
+        if attr in pooled:
+            if args.batched:
+                raise UsageError(f"{_PREFIX}catalogue:{attr} uses the multi-prompt protocol; drop --batched")
+            found = pooled[attr]
+            batched, default_ks, name = False, tuple(range(found.min_k, 5)), f"catalogue:{found.name}"
+            if prompts_text is None:
+                prompts_text = ",".join(str(p) for p in found.num_prompts)
+        else:
+            try:
+                entry = get(attr)
+            except InvalidArgument as exc:
+                raise UsageError(f"{_PREFIX}{exc}") from None
+            if prompts_text is not None and not (args.sequence or args.weights):
+                raise UsageError(
+                    f"{_PREFIX}catalogue:{attr} is a batched estimator; --num-prompts needs an "
+                    "estimator of the multi-prompt protocol"
+                )
+            batched, default_ks, name = True, tuple(range(entry.min_k, 5)), f"catalogue:{entry.name}"
     elif form == "file":
         path = Path(head)
         if not path.is_file():
@@ -160,16 +203,26 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             kwargs=sequence_kwargs(args, ks),
             progress=_show_progress(args),
         )
+    kwargs: dict[str, Any] = {
+        "group_sizes": ks,
+        "seed": args.seed,
+        "max_examples": args.max_examples,
+        "batched": batched,
+    }
+    if prompts_text is not None:
+        if args.report is not None:
+            raise UsageError(f"{_PREFIX}--report is not available for --num-prompts checks yet")
+        if batched:
+            raise UsageError(
+                f"{_PREFIX}--num-prompts and --batched cannot be combined: the multi-prompt "
+                "protocol calls FUNC(logits, samples, rewards, group) once per pooled batch"
+            )
+        kwargs["num_prompts"] = _num_prompts(prompts_text, ks)
     return CheckRequest(
         kind="estimator",
         target=target,
         name=name,
-        kwargs={
-            "group_sizes": ks,
-            "seed": args.seed,
-            "max_examples": args.max_examples,
-            "batched": batched,
-        },
+        kwargs=kwargs,
         report_dir=None if args.report is None else str(Path(args.report).resolve()),
         progress=_show_progress(args),
     )

@@ -66,9 +66,10 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--num-prompts",
-        default="1",
+        default=None,
         metavar="P,P,...",
-        help="comma-separated numbers of prompts per batch (default 1; e.g. 1,2)",
+        help="comma-separated numbers of prompts per batch (default 1; e.g. 1,2); without "
+        "--sequence: check FUNC(logits, samples, rewards, group) pooling P prompts per call",
     )
 
 
@@ -108,7 +109,9 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         "max_len": args.max_len,
         "kl_coef": args.kl_coef,
         "off_policy": bool(args.off_policy),
-        "num_prompts": _ints(args.num_prompts, "--num-prompts", 1, MAX_NUM_PROMPTS),
+        "num_prompts": _ints(
+            "1" if args.num_prompts is None else args.num_prompts, "--num-prompts", 1, MAX_NUM_PROMPTS
+        ),
         "seed": args.seed,
         "max_examples": args.max_examples,
     }

@@ -401,10 +401,12 @@ def load_target(target: str, state: State) -> Callable[..., Any]:
         raise _Usage(str(exc)) from None
     state[_PHASE] = IMPORTING
     if form == "catalogue":
-        from impl.catalogue import get
+        from impl.catalogue import MULTI_PROMPT_CATALOGUE, get, get_multi_prompt
         from impl.errors import InvalidArgument
 
         try:
+            if any(entry.name == attr for entry in MULTI_PROMPT_CATALOGUE):
+                return get_multi_prompt(attr).fn
             return get(attr).fn
         except InvalidArgument as exc:
             raise _Usage(str(exc)) from None
@@ -637,6 +639,7 @@ def error_report(
         f"{calls} {noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
         f"k in {{{', '.join(map(str, ks))}}}, seed={kw.get('seed')}, "
         f"max_examples={kw.get('max_examples')}, {'batched' if kw.get('batched') else 'per-group'}"
+        + (f", num_prompts={tuple(kw['num_prompts'])}" if kw.get("num_prompts") is not None else "")
         + (f", {seconds:.2f} s in all" if seconds is not None else "")
     )
     message = f"{noun} {request.name!r} ERROR ({kind}): {detail}."
@@ -670,6 +673,7 @@ def error_report(
         estimator_seconds=user_seconds,
         seconds=elapsed,
         message=message,
+        num_prompts=None if kw.get("num_prompts") is None else tuple(int(p) for p in kw["num_prompts"]),
     )
 
 

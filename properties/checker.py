@@ -37,6 +37,12 @@ counterexample is within the round-off of a coarser dtype (float32, bfloat16, fl
 the verdict stays strict but the report says so, with the verdict at that precision
 (:class:`RoundoffNote`).
 
+**Several prompts per batch** (``num_prompts=(1, 2)``): the estimator is called as RL
+code pools a batch, ``fn(logits (P*k, n), samples (P*k,), rewards (P*k,), group (P*k,))``,
+each prompt with its own problem; the target is the gradient of the mean objective over
+prompts, and one scale constant is measured per ``(k, P)`` (see :func:`check_estimator`;
+the engine is :mod:`properties._checker_prompts`).
+
 >>> from impl.estimators import reinforce, group_mean_baseline
 >>> check_estimator(reinforce, batched=True, max_examples=10).verdict
 'unbiased'
@@ -77,6 +83,19 @@ from properties._checker_problems import (
     evaluate,
     generated_problems,
     pinned_hypothesis,
+)
+from properties._checker_prompts import (
+    MAX_NUM_PROMPTS,
+    MAX_SAMPLES_PER_BATCH,
+    PromptsEvaluation,
+    PromptsGuard,
+    PromptsProblem,
+    evaluate_prompts,
+    generated_prompt_problems,
+    joint_inputs,
+    key_text,
+    prompt_scale_hints,
+    prompts_battery,
 )
 from properties._judging import (
     REFERENCE_MIN_SIGNAL,
@@ -153,8 +172,13 @@ class RoundoffNote:
             "rtol": self.rtol,
             "atol": self.atol,
             "verdict": self.verdict,
-            "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
+            "scale": None if self.scale is None else {_key_str(k): c for k, c in self.scale.items()},
         }
+
+
+def _key_str(key: Any) -> str:
+    """A scale key in JSON: ``"2"`` for ``k = 2``, ``"k=2, P=1"`` for a multi-prompt key."""
+    return key_text(key) if isinstance(key, tuple) else str(key)
 
 
 @dataclass(frozen=True)
@@ -166,6 +190,9 @@ class Counterexample:
     when :math:`G = 0`); ``reference_multiple`` is the :math:`c_k` measured on the
     reference problem; ``discrepancy`` is :math:`E - c_k G`, compared with ``tolerance``;
     ``roundoff`` is set when the discrepancy is within a coarser dtype's round-off.
+    With ``num_prompts`` ``P`` (the multi-prompt protocol) ``logits``, ``scores`` and the
+    vectors are ``(P, n)``: row ``p`` is prompt ``p``'s problem and coordinates, and the
+    gradient is :math:`\nabla J_p / P` (the mean objective over prompts).
     """
 
     logits: FloatArray
@@ -183,14 +210,15 @@ class Counterexample:
     reason: str
     found_by: str
     roundoff: RoundoffNote | None = None
+    num_prompts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
+        """Plain JSON-serialisable fields (``num_prompts`` only in the multi-prompt protocol)."""
+        out = {
             "logits": self.logits.tolist(),
             "scores": self.scores.tolist(),
             "k": self.k,
-            "n": int(self.scores.size),
+            "n": int(self.scores.shape[-1]),
             "expectation": self.expectation.tolist(),
             "gradient": self.gradient.tolist(),
             "multiple": self.multiple,
@@ -204,6 +232,9 @@ class Counterexample:
             "found_by": self.found_by,
             "roundoff": None if self.roundoff is None else self.roundoff.to_dict(),
         }
+        if self.num_prompts is not None:
+            out["num_prompts"] = self.num_prompts
+        return out
 
 
 ERROR_KINDS = (
@@ -229,7 +260,9 @@ class EstimatorError:
     failing call (one group, or the whole batch of all ``n**k`` groups when the failure
     cannot be narrowed to a row); ``scores`` and ``k`` define the problem.  For
     ``imprecise`` (the scale could not be measured) the logits and scores are those of
-    the best reference problem and there is no failing call.
+    the best reference problem and there is no failing call.  In the multi-prompt
+    protocol ``logits`` is the ``(P*k, n)`` argument, ``group`` the fourth argument and
+    ``num_prompts`` its ``P`` (both ``None`` otherwise); ``scores`` is then ``(P, n)``.
     """
 
     kind: str
@@ -241,10 +274,12 @@ class EstimatorError:
     k: int | None
     hint: str
     found_by: str
+    group: Any = None
+    num_prompts: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
+        """Plain JSON-serialisable fields (``group``/``num_prompts`` only when set)."""
+        out = {
             "kind": self.kind,
             "detail": self.detail,
             "logits": self.logits.tolist(),
@@ -255,6 +290,11 @@ class EstimatorError:
             "hint": self.hint,
             "found_by": self.found_by,
         }
+        if self.group is not None:
+            out["group"] = np.asarray(self.group).tolist()
+        if self.num_prompts is not None:
+            out["num_prompts"] = self.num_prompts
+        return out
 
 
 @dataclass(frozen=True)
@@ -266,7 +306,8 @@ class CheckedRegion:
     ``logit_gap``: the largest ``max - min`` logit within one problem (it sets the
     smallest probability, ``smallest_p``); ``score_range``: smallest and largest score;
     ``problems``: how many problems each source contributed (``battery``, ``shifted``,
-    ``large-n``, ``hypothesis``); ``notes``: anything else a checker wants said.
+    ``large-n``, ``hypothesis``); ``notes``: anything else a checker wants said;
+    ``num_prompts``: the ``P`` checked (multi-prompt protocol only).
     """
 
     group_sizes: tuple[int, ...]
@@ -277,6 +318,7 @@ class CheckedRegion:
     score_range: tuple[float, float] | None = None
     problems: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    num_prompts: tuple[int, ...] | None = None
 
     def describe(self) -> str:
         """One line for a report.
@@ -289,6 +331,8 @@ class CheckedRegion:
         if self.n_range is not None:
             parts.append(f"n in {self.n_range[0]}..{self.n_range[1]}")
         parts.append(f"k in {{{ks}}}")
+        if self.num_prompts is not None:
+            parts.append(f"P in {{{', '.join(str(p) for p in self.num_prompts)}}} prompts per batch")
         if self.logit_range is not None:
             lo, hi = self.logit_range
             parts.append(
@@ -313,7 +357,7 @@ class CheckedRegion:
             "score_range": None if self.score_range is None else list(self.score_range),
             "problems": dict(self.problems),
             "notes": list(self.notes),
-        }
+        } | ({} if self.num_prompts is None else {"num_prompts": list(self.num_prompts)})
 
 
 @dataclass(frozen=True)
@@ -328,7 +372,9 @@ class EstimatorReport:
     ``estimator``, ``evaluation`` (the exact engine and the guard), ``judging``,
     ``generation`` (Hypothesis) and ``other``, plus the ``battery`` and ``hypothesis``
     phase totals; ``region`` is what the verdict covers; ``protocol`` is how the
-    estimator was called (``"one-step"`` here; other checkers use other values).
+    estimator was called (``"one-step"`` here; other checkers use other values);
+    ``num_prompts`` is the ``P`` checked in the multi-prompt protocol (``None``: one
+    group per call or batch row), and then ``scale`` is keyed by ``(k, P)``.
     """
 
     name: str
@@ -349,6 +395,7 @@ class EstimatorReport:
     region: CheckedRegion = field(default_factory=lambda: CheckedRegion(()))
     protocol: str = "one-step"
     timing: dict[str, float] = field(default_factory=dict, repr=False)
+    num_prompts: tuple[int, ...] | None = None
 
     @property
     def ok(self) -> bool:
@@ -360,14 +407,14 @@ class EstimatorReport:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
-        return {
+        out = {
             "name": self.name,
             "verdict": self.verdict,
             "protocol": self.protocol,
-            "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
+            "scale": None if self.scale is None else {_key_str(k): c for k, c in self.scale.items()},
             "scale_uncertainty": None
             if self.scale_uncertainty is None
-            else {str(k): c for k, c in self.scale_uncertainty.items()},
+            else {_key_str(k): c for k, c in self.scale_uncertainty.items()},
             "counterexample": None if self.counterexample is None else self.counterexample.to_dict(),
             "error": None if self.error is None else self.error.to_dict(),
             "group_sizes": list(self.group_sizes),
@@ -382,6 +429,9 @@ class EstimatorReport:
             "region": self.region.to_dict(),
             "message": self.message,
         }
+        if self.num_prompts is not None:
+            out["num_prompts"] = list(self.num_prompts)
+        return out
 
     def to_json(self) -> str:
         """``to_dict()`` as indented JSON."""
@@ -410,8 +460,8 @@ class _Mismatch(Exception):
 class _Region:
     """Accumulates the :class:`CheckedRegion` over the evaluated problems."""
 
-    def __init__(self, ks: tuple[int, ...]) -> None:
-        self.ks = ks
+    def __init__(self, ks: tuple[int, ...], prompts: tuple[int, ...] | None = None) -> None:
+        self.ks, self.prompts = ks, prompts
         self.n: list[int] = []
         self.logits = [math.inf, -math.inf]
         self.gap = 0.0
@@ -420,7 +470,7 @@ class _Region:
         self.problems: dict[str, int] = {}
 
     def add(self, ev: Evaluation, source: str) -> None:
-        n = ev.scores.size
+        n = ev.scores.shape[-1]
         self.n = [min(self.n[0], n), max(self.n[1], n)] if self.n else [n, n]
         lo, hi = float(ev.logits.min()), float(ev.logits.max())
         self.logits = [min(self.logits[0], lo), max(self.logits[1], hi)]
@@ -431,7 +481,7 @@ class _Region:
 
     def region(self) -> CheckedRegion:
         if not self.n:
-            return CheckedRegion(self.ks, problems=dict(self.problems))
+            return CheckedRegion(self.ks, problems=dict(self.problems), num_prompts=self.prompts)
         return CheckedRegion(
             group_sizes=self.ks,
             n_range=(self.n[0], self.n[1]),
@@ -440,6 +490,7 @@ class _Region:
             smallest_p=self.p,
             score_range=(self.scores[0], self.scores[1]),
             problems=dict(self.problems),
+            num_prompts=self.prompts,
         )
 
 
@@ -476,6 +527,16 @@ class _Run:
             "evaluation": 0.0, "judging": 0.0, "generation": 0.0, "battery": 0.0, "hypothesis": 0.0,
         }
 
+    prompts: tuple[int, ...] | None = None
+
+    def keys(self) -> tuple[Any, ...]:
+        """What one scale constant is measured for: the ``k`` here."""
+        return self.ks
+
+    def largest_factor(self) -> int:
+        """The most samples in one group or batch (``max k``), for the round-off note's ``rtol``."""
+        return max(self.ks)
+
     # -- bookkeeping ----------------------------------------------------------------
     def _tick(self) -> None:
         if self.progress is None:
@@ -499,10 +560,7 @@ class _Run:
     ) -> Evaluation:
         start, inside = time.perf_counter(), self.guard.user_seconds
         try:
-            ev = evaluate(
-                self.guard, theta, scores, k, rtol=self.rtol, atol=self.atol,
-                check_determinism=determinism, check_rows=rows,
-            )
+            ev = self._compute(theta, scores, k, determinism=determinism, rows=rows)
         finally:
             spent = time.perf_counter() - start
             self.clock["evaluation"] += spent - (self.guard.user_seconds - inside)
@@ -513,6 +571,14 @@ class _Run:
         self._tick()
         return ev
 
+    def _compute(
+        self, theta: FloatArray, scores: FloatArray, k: int, *, determinism: bool, rows: bool
+    ) -> Evaluation:
+        return evaluate(
+            self.guard, theta, scores, k, rtol=self.rtol, atol=self.atol,
+            check_determinism=determinism, check_rows=rows,
+        )
+
     def _keep(self, found: list[Mismatch[Evaluation]], found_by: str) -> None:
         self.mismatches += found
         for m in found:
@@ -521,7 +587,10 @@ class _Run:
                 self.found_by = found_by
 
     def _fault(self, fault: EstimatorFault, scores: FloatArray | None, k: int | None, found_by: str) -> None:
+        group = fault.group
         self.error = EstimatorError(
+            group=group,
+            num_prompts=None if group is None or group.size == 0 else int(group.max()) + 1,
             kind=fault.kind,
             detail=fault.detail,
             logits=fault.logits,
@@ -536,7 +605,7 @@ class _Run:
     # -- phases -----------------------------------------------------------------------
     def run_battery(self) -> None:
         start = time.perf_counter()
-        problems = battery(self.ks)
+        problems = self._battery()
         self.planned = len(problems) + self.max_examples
         for order, bp in enumerate(problems):
             try:
@@ -556,6 +625,12 @@ class _Run:
         self.clock["judging"] += time.perf_counter() - judging
         self.clock["battery"] += time.perf_counter() - start
 
+    def _battery(self) -> list[Any]:
+        return list(battery(self.ks))
+
+    def _strategy(self) -> Any:
+        return generated_problems(self.ks)
+
     def _ours(self) -> float:
         return self.guard.user_seconds + self.clock["evaluation"] + self.clock["judging"]
 
@@ -573,8 +648,8 @@ class _Run:
         base = self.problems
         @checker_settings(self.max_examples)
         @hypothesis_seed(self.seed)
-        @given(generated_problems(self.ks))
-        def property_(problem: PolicyProblem) -> None:
+        @given(self._strategy())
+        def property_(problem: PolicyProblem | PromptsProblem) -> None:
             try:
                 ev = self._evaluate(
                     problem.logits, problem.scores, problem.k, source="hypothesis",
@@ -583,7 +658,7 @@ class _Run:
             except EstimatorFault as fault:
                 failure["last"] = (fault, problem)
                 raise
-            ref = self.book.reference(problem.k)
+            ref = self.book.reference(ev.key)
             if ref is None:  # no problem could measure c_k: the verdict will say so
                 return
             judging = time.perf_counter()
@@ -632,23 +707,26 @@ class _Run:
         if m is None or self.error is not None:
             return
         ev = m.evaluation
-        x = all_groups(ev.scores.size, ev.k)
-        logits, rewards = frozen(ev.logits), frozen(ev.scores[x])
         try:
-            self.guard.check_deterministic(logits, x, rewards, ev.g, ev.eps_out)
-            if self.batched:
-                self.guard.check_rows_independent(logits, x, rewards, ev.g, ev.eps_out, seed=self.seed)
+            self._recheck(ev)
         except EstimatorFault as fault:
             self._fault(fault, ev.scores, ev.k, f"re-checking the counterexample found by {self.found_by}")
+
+    def _recheck(self, ev: Evaluation) -> None:
+        x = all_groups(ev.scores.size, ev.k)
+        logits, rewards = frozen(ev.logits), frozen(ev.scores[x])
+        self.guard.check_deterministic(logits, x, rewards, ev.g, ev.eps_out)
+        if self.batched:
+            self.guard.check_rows_independent(logits, x, rewards, ev.g, ev.eps_out, seed=self.seed)
 
     # -- the verdict --------------------------------------------------------------------
     def imprecise_error(self, keys: tuple[Any, ...]) -> EstimatorError:
         refs = self.book.references()
         best = [(k, refs.get(k)) for k in keys]
         measured = "; ".join(
-            f"k={k}: no problem had |grad J| above the tolerance"
+            f"{key_text(k)}: no problem had |grad J| above the tolerance"
             if ref is None
-            else f"k={k}: best c_k = {ref.multiple:.4g} +- {ref.uncertainty:.2g}"
+            else f"{key_text(k)}: best c_k = {ref.multiple:.4g} +- {ref.uncertainty:.2g}"
             for k, ref in best
         )
         if self.rtol is not None:
@@ -685,6 +763,49 @@ class _Run:
             hint="",
             found_by="the battery (scale reference)",
         )
+
+
+class _PromptsRun(_Run):
+    """A run of the multi-prompt protocol: keys ``(k, P)``, one call per joint batch."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        ks: tuple[int, ...],
+        prompts: tuple[int, ...],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(fn, ks, batched=False, **kwargs)
+        self.prompts = prompts
+        self._keys = tuple((k, p) for k in ks for p in prompts)
+        self.guard = PromptsGuard(fn)
+        self.region = _Region(ks, prompts)
+
+    def keys(self) -> tuple[Any, ...]:
+        return self._keys
+
+    def largest_factor(self) -> int:
+        return max(k * p for k, p in self._keys)
+
+    def _compute(
+        self, theta: FloatArray, scores: FloatArray, k: int, *, determinism: bool, rows: bool
+    ) -> Evaluation:
+        assert isinstance(self.guard, PromptsGuard)
+        return evaluate_prompts(
+            self.guard, theta, scores, k, rtol=self.rtol, atol=self.atol,
+            check_determinism=determinism,
+        )
+
+    def _battery(self) -> list[Any]:
+        return list(prompts_battery(self.keys()))
+
+    def _strategy(self) -> Any:
+        return generated_prompt_problems(self.keys())
+
+    def _recheck(self, ev: Evaluation) -> None:
+        assert isinstance(self.guard, PromptsGuard) and isinstance(ev, PromptsEvaluation)
+        args = joint_inputs(ev.logits, ev.scores, ev.k)[:4]
+        self.guard.check_deterministic4(args, ev.num_prompts, ev.k, ev.g, ev.eps_out)
 
 
 # --------------------------------------------------------------------------- validation
@@ -746,6 +867,45 @@ def _validate(
     return tuple(sorted({int(k) for k in ks})), int(seed), int(max_examples)
 
 
+def _validate_prompts(
+    num_prompts: Any, batched: bool, ks: tuple[int, ...]
+) -> tuple[int, ...] | None:
+    """``None`` or the sorted ``P`` to check (bad values: :class:`InvalidArgument`)."""
+    if num_prompts is None:
+        return None
+    if batched:
+        raise InvalidArgument(
+            "batched=True and num_prompts cannot be combined: the multi-prompt protocol calls "
+            "fn(logits (P*k, n), samples (P*k,), rewards (P*k,), group (P*k,)) once per batch, "
+            f"{describe('num_prompts', num_prompts)}"
+        )
+    message = (
+        f"Expected num_prompts=None or a non-empty sequence of integers 1 <= P <= "
+        f"{MAX_NUM_PROMPTS} but got {describe('num_prompts', num_prompts)}"
+    )
+    if isinstance(num_prompts, str | bytes):
+        raise InvalidArgument(message)
+    try:
+        values = tuple(num_prompts)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        raise InvalidArgument(message) from None
+    if not values or any(
+        isinstance(p, bool) or not isinstance(p, int | np.integer) or not 1 <= p <= MAX_NUM_PROMPTS
+        for p in values
+    ):
+        raise InvalidArgument(message)
+    prompts = tuple(sorted({int(p) for p in values}))
+    if max(ks) * max(prompts) > MAX_SAMPLES_PER_BATCH:
+        raise InvalidArgument(
+            f"Expected k*P <= {MAX_SAMPLES_PER_BATCH} for every group size and number of prompts "
+            f"(2**(k*P) joint batches, one call each) but got group_sizes={ks!r} and "
+            f"{describe('num_prompts', num_prompts)}; check fewer prompts or smaller groups"
+        )
+    return prompts
+
+
 # --------------------------------------------------------------------------- the API
 
 
@@ -760,6 +920,7 @@ def check_estimator(
     atol: float = 0.0,
     name: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    num_prompts: Iterable[int] | None = None,
 ) -> EstimatorReport:
     r"""Decide whether :math:`E[g] = \nabla_\theta E_{X\sim\mathrm{softmax}(\theta)}[s(X)]` exactly.
 
@@ -780,6 +941,25 @@ def check_estimator(
     (``planned`` is an estimate: the battery plus ``max_examples``, at least ``done``);
     an exception it raises is re-raised once the check has finished.
 
+    ``num_prompts`` (e.g. ``(1, 2)``): check the **multi-prompt protocol** instead, as RL
+    code pools a batch: for every ``P`` given, ``fn(logits, samples, rewards, group)``
+    with ``P`` prompts of ``k`` responses each, ``logits`` float64 ``(P*k, n)`` (row ``j``
+    holds the logits of row ``j``'s prompt), ``samples`` int64 ``(P*k,)``, ``rewards``
+    float64 ``(P*k,)`` and ``group`` int64 ``(P*k,)`` ``= np.repeat(np.arange(P), k)``
+    (prompt-major, contiguous), all read-only; it returns ``(P*k, n)``, row ``j`` being
+    row ``j``'s contribution to the gradient with respect to the logits of its own
+    prompt (the estimate for prompt ``p`` is the sum of its rows).  Each prompt has its
+    own problem (logits and scores, one ``n`` for all prompts of a problem).  The target is
+    the gradient of the **mean** objective over prompts, :math:`J = \frac1P\sum_p J_p`,
+    i.e. :math:`\nabla J_p / P` for prompt ``p``'s coordinates: the RL objective is an
+    expectation over prompts, so a loss averaging over all ``P*k`` rows is unbiased, a
+    baseline pooled over the batch is scaled or biased, and whitening over the batch is
+    biased.  :math:`E[g]` is exact, summed over all :math:`n^{kP}` joint batches (one call
+    each; ``n`` is capped so that a problem takes at most 1024 calls, and ``k*P <= 10``); a
+    scale constant is measured per ``(k, P)`` (``report.scale`` is keyed by ``(k, P)``).
+    ``batched=True`` does not combine with it, and the check that rows are independent
+    does not apply: pooling the rows is what this protocol declares.
+
     Never raises for misbehaving user code (that is the ``"error"`` verdict; only a
     ``KeyboardInterrupt`` stops the run); raises :class:`impl.errors.InvalidArgument`
     for bad arguments to the checker itself.  Writes nothing to disk.
@@ -791,15 +971,30 @@ def check_estimator(
     >>> report = check_estimator(sign_bug)
     >>> report.verdict, report.counterexample.multiple
     ('biased', -1.0)
+
+    Several prompts per batch: a REINFORCE loss averaged over all ``P*k`` rows is unbiased,
+    a baseline that is the mean reward of the whole batch is scaled by ``(Pk-1)/(Pk)``:
+
+    >>> def batch_baseline(logits, samples, rewards, group):
+    ...     p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    ...     p /= p.sum(axis=1, keepdims=True)
+    ...     w = (rewards - rewards.mean()) / rewards.size
+    ...     return w[:, None] * (np.eye(p.shape[1])[samples] - p)
+    >>> report = check_estimator(batch_baseline, group_sizes=(2,), num_prompts=(1, 2),
+    ...                          max_examples=5)
+    >>> report.verdict, {key: round(c, 9) for key, c in report.scale.items()}
+    ('scaled', {(2, 1): 0.5, (2, 2): 0.75})
     """
     ks, seed, max_examples = _validate(
         fn, group_sizes, seed, max_examples, batched, rtol, atol, name, progress
     )
+    prompts = _validate_prompts(num_prompts, batched, ks)
     start = time.perf_counter()
     with warnings.catch_warnings(), np.errstate(**np.geterr()):  # user code may change both
         run = _check(
             fn, ks, seed=seed, max_examples=max_examples, batched=batched,
             rtol=None if rtol is None else float(rtol), atol=float(atol), progress=progress,
+            prompts=prompts,
         )
         shown = name_of(fn) if name is None else str.__str__(name)  # a str subclass stays inert
         report = _make_report(shown, run, start)
@@ -818,10 +1013,18 @@ def _check(
     rtol: float | None,
     atol: float,
     progress: Callable[[int, int], None] | None,
+    prompts: tuple[int, ...] | None = None,
 ) -> _Run:
-    run = _Run(
-        fn, ks, batched=batched, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
-        progress=progress,
+    run = (
+        _Run(
+            fn, ks, batched=batched, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
+            progress=progress,
+        )
+        if prompts is None
+        else _PromptsRun(
+            fn, ks, prompts, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
+            progress=progress,
+        )
     )
     run.run_battery()
     if run.error is None and run.mismatch is None and max_examples > 0:
@@ -848,7 +1051,7 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
     for x in run.mismatches or [m]:
         ev = x.evaluation
         # "a few ulps": the checker's own bound for that dtype without its safety factor
-        shrink = ROUNDOFF_NOTE_ULPS / (ROUNDOFF_SAFETY * ev.k)
+        shrink = ROUNDOFF_NOTE_ULPS / (ROUNDOFF_SAFETY * ev.factor_k)
 
         def bound(eps: float, ev: Evaluation = ev, shrink: float = shrink) -> FloatArray:
             out: FloatArray = ev.tolerance_at(eps) * shrink
@@ -867,18 +1070,18 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
     need = np.abs(m.discrepancy) - m.reference.uncertainty * np.abs(ev.gradient) - ev.atol
     denominator = ev.magnitude + size * (2.0 * ev.p + 1.0)
     needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
-    rtol = _round_up(max(ROUNDOFF_SAFETY * max(run.ks) * eps, 2.0 * needed))
+    rtol = _round_up(max(ROUNDOFF_SAFETY * run.largest_factor() * eps, 2.0 * needed))
     atol = _round_up(max(run.atol, ROUNDOFF_SAFETY * _SMALLEST_NORMAL[dtype]))
     again = _check(
         run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
-        rtol=rtol, atol=atol, progress=None,
+        rtol=rtol, atol=atol, progress=None, prompts=run.prompts,
     )
     for key in ("evaluation", "judging", "generation"):
         run.clock[key] += again.clock[key]
     run.guard.calls += again.guard.calls
     run.guard.user_seconds += again.guard.user_seconds
     decision = _decide(again)
-    scale = None if decision.scale is None else {int(k): v for k, v in decision.scale.items()}
+    scale = _keyed(decision.scale)
     relative = relative_residual(m)
     return RoundoffNote(
         relative_residual=relative,
@@ -910,8 +1113,18 @@ def _decide(run: _Run) -> Any:
         fault=run.error is not None,
         mismatch=run.mismatch is not None,
         references=run.book.references(),
-        keys=run.ks,
+        keys=run.keys(),
     )
+
+
+def _keyed(values: Mapping[Any, float] | None) -> dict[Any, float] | None:
+    """Scale keys as ints (``k``) or ``(k, P)`` tuples of ints."""
+    if values is None:
+        return None
+    return {
+        (tuple(int(x) for x in key) if isinstance(key, tuple) else int(key)): c
+        for key, c in values.items()
+    }
 
 
 def _counterexample(run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | None) -> Counterexample:
@@ -932,6 +1145,7 @@ def _counterexample(run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | Non
         reason=m.reason,
         found_by=run.found_by if ev.source in ("battery", "hypothesis") else f"{run.found_by} ({ev.source})",
         roundoff=note,
+        num_prompts=ev.num_prompts if isinstance(ev, PromptsEvaluation) else None,
     )
 
 
@@ -945,12 +1159,8 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
         cex = _counterexample(run, run.mismatch, _roundoff_note(run, run.mismatch))
     if verdict == "error" and error is None:
         error = run.imprecise_error(decision.imprecise)
-    scale = None if decision.scale is None else {int(k): c for k, c in decision.scale.items()}
-    unc = (
-        None
-        if decision.uncertainty is None
-        else {int(k): c for k, c in decision.uncertainty.items()}
-    )
+    scale = _keyed(decision.scale)
+    unc = _keyed(decision.uncertainty)
     seconds = time.perf_counter() - start
     inside = run.guard.user_seconds
     timing = {
@@ -983,6 +1193,7 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
         region=run.region.region(),
         protocol="one-step",
         timing=timing,
+        num_prompts=run.prompts,
     )
     object.__setattr__(report, "message", _message(report))
     return report
@@ -1004,17 +1215,21 @@ def _rerun(report: EstimatorReport, **extra: Any) -> str:
         f"group_sizes={report.group_sizes}, seed={report.seed}, "
         f"max_examples={report.max_examples}, batched={report.batched}"
     )
+    if report.num_prompts is not None:
+        args += f", num_prompts={report.num_prompts}"
     for key, value in extra.items():
         args += f", {key}={value!r}"
     return f"check_estimator(fn, {args})"
 
 
-def _repro(report: EstimatorReport, logits: FloatArray, scores: FloatArray, k: int) -> str:
+def _repro(
+    report: EstimatorReport, logits: FloatArray, scores: FloatArray, k: int, num_prompts: int | None
+) -> str:
+    how = f"batched={report.batched}" if num_prompts is None else f"num_prompts={num_prompts}"
     return (
         "Reproduce:\n"
         "  from properties.checker import expectation_of\n"
-        f"  E, G = expectation_of(fn, {_arr(logits)}, {_arr(scores)}, k={k}, "
-        f"batched={report.batched})\n"
+        f"  E, G = expectation_of(fn, {_arr(logits)}, {_arr(scores)}, k={k}, {how})\n"
         f"  or rerun {_rerun(report)}"
     )
 
@@ -1024,19 +1239,33 @@ def _table(cex: Counterexample) -> str:
         f"  {'i':>3} {'E[g]_i':>22} {'grad J_i':>22} {'c_k*grad J_i':>22} "
         f"{'difference':>12} {'tolerance':>10}"
     ]
-    for i in range(cex.expectation.size):
+    if cex.num_prompts is not None:
+        rows[0] = "  p," + rows[0][3:]
+    for i in np.ndindex(cex.expectation.shape):
         mark = " <--" if abs(cex.discrepancy[i]) > cex.tolerance[i] else ""
+        label = ",".join(str(j) for j in i)
         rows.append(
-            f"  {i:>3} {cex.expectation[i]:>22.15g} {cex.gradient[i]:>22.15g} "
+            f"  {label:>3} {cex.expectation[i]:>22.15g} {cex.gradient[i]:>22.15g} "
             f"{cex.reference_multiple * cex.gradient[i]:>22.15g} {cex.discrepancy[i]:>12.3g} "
             f"{cex.tolerance[i]:>10.3g}{mark}"
         )
     return "\n".join(rows)
 
 
-def _scales_text(scale: Mapping[int, float]) -> str:
-    hints = scale_hints(scale, {k: 0.0 for k in scale})
-    text = ", ".join(f"c_{k} = {c:.6g}" for k, c in scale.items())
+def _hints(scale: Mapping[Any, float], uncertainty: Mapping[Any, float]) -> dict[Any, str]:
+    if any(isinstance(k, tuple) for k in scale):
+        return prompt_scale_hints(scale, uncertainty)
+    return dict(scale_hints(scale, uncertainty))
+
+
+def _c(key: Any) -> str:
+    """``c_2`` for a group size, ``c(k=2, P=1)`` for a multi-prompt key."""
+    return f"c({key_text(key)})" if isinstance(key, tuple) else f"c_{key}"
+
+
+def _scales_text(scale: Mapping[Any, float]) -> str:
+    hints = _hints(scale, {k: 0.0 for k in scale})
+    text = ", ".join(f"{_c(k)} = {c:.6g}" for k, c in scale.items())
     named = sorted(set(hints.values()))
     return text + (f" ({'; '.join(named)})" if named else "")
 
@@ -1070,29 +1299,41 @@ def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
 def _message(report: EstimatorReport) -> str:
     head = f"Estimator {report.name!r}"
     mode = "batched" if report.batched else "per-group"
+    if report.num_prompts is not None:
+        mode = "multi-prompt"
     ks = ", ".join(str(k) for k in report.group_sizes)
+    if report.num_prompts is not None:
+        ks += "}, P in {" + ", ".join(str(p) for p in report.num_prompts)
     checked = (
         f"{report.problems_checked} problems ({mode} calls: {report.estimator_calls}), "
         f"k in {{{ks}}}, seed={report.seed}, max_examples={report.max_examples}, "
         f"{report.seconds:.2f} s ({report.estimator_seconds:.2f} s inside the estimator)"
     )
     region = f"Region checked: {report.region.describe()}."
+    target = (
+        ""
+        if report.num_prompts is None
+        else " (grad J: the gradient of the mean objective over prompts, grad J_p / P for "
+        "prompt p's logits)"
+    )
     if report.verdict == "unbiased":
         return (
-            f"{head} is UNBIASED: E[g] = grad J exactly (to round-off) on every problem "
+            f"{head} is UNBIASED: E[g] = grad J{target} exactly (to round-off) on every problem "
             f"checked: {checked}.\n{region}"
         )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
+        per = "group size" if report.num_prompts is None else "(k, P)"
         lines = [
-            f"{head} is SCALED: E[g] = c_k grad J with a fixed c_k > 0 per group size, on every "
+            f"{head} is SCALED: E[g] = c grad J{target} with a fixed c > 0 per {per}, on every "
             f"problem checked ({checked}):"
         ]
-        hints = scale_hints(report.scale, report.scale_uncertainty)
+        hints = _hints(report.scale, report.scale_uncertainty)
         for k, c in report.scale.items():
             unc = report.scale_uncertainty[k]
             hint = f" = {hints[k]}" if k in hints else ""
-            lines.append(f"  k={k}: c_k = {c:.12g} (+- {unc:.1g}){hint}")
+            name = "c" if isinstance(k, tuple) else "c_k"
+            lines.append(f"  {key_text(k)}: {name} = {c:.12g} (+- {unc:.1g}){hint}")
         lines.append(
             "It ascends J, but its step is rescaled by c_k; it is not an unbiased estimate "
             "of grad J. Divide by c_k (or fix the baseline) to make it unbiased."
@@ -1106,8 +1347,8 @@ def _message(report: EstimatorReport) -> str:
             "" if cex.reference_logits.shape == cex.logits.shape
             and np.array_equal(cex.reference_logits, cex.logits)
             and np.array_equal(cex.reference_scores, cex.scores)
-            else f" (reference problem for k={cex.k}: logits={_arr(cex.reference_logits)}, "
-            f"scores={_arr(cex.reference_scores)})"
+            else f" (reference problem for {key_text(_cex_key(cex))}: "
+            f"logits={_arr(cex.reference_logits)}, scores={_arr(cex.reference_scores)})"
         )
         fit = (
             "grad J = 0 here, so no multiple fits"
@@ -1115,17 +1356,30 @@ def _message(report: EstimatorReport) -> str:
             else f"best-fitting multiple c = {cex.multiple:.12g}, "
             f"residual |E[g] - c grad J| = {norm(cex.residual):.3g}"
         )
-        lines = [
-            f"{head} is BIASED: {cex.reason}.",
-            f"Counterexample (found by {cex.found_by}), n={cex.scores.size}, k={cex.k}:",
-            f"  logits = {_arr(cex.logits)}",
-            f"  scores = {_arr(cex.scores)}",
-            f"  {fit}; c_k = {cex.reference_multiple:.12g}{where}",
-            _table(cex),
-        ]
+        if cex.num_prompts is None:
+            lines = [
+                f"{head} is BIASED: {cex.reason}.",
+                f"Counterexample (found by {cex.found_by}), n={cex.scores.size}, k={cex.k}:",
+                f"  logits = {_arr(cex.logits)}",
+                f"  scores = {_arr(cex.scores)}",
+            ]
+        else:
+            lines = [
+                f"{head} is BIASED{target}: {cex.reason}.",
+                f"Counterexample (found by {cex.found_by}), n={cex.scores.shape[-1]}, k={cex.k}, "
+                f"P={cex.num_prompts} prompts:",
+            ] + [
+                f"  prompt {p}: logits = {_arr(cex.logits[p])}, scores = {_arr(cex.scores[p])}"
+                for p in range(cex.num_prompts)
+            ]
+        lines += [f"  {fit}; c_k = {cex.reference_multiple:.12g}{where}", _table(cex)]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
-        lines += [_repro(report, cex.logits, cex.scores, cex.k), f"Checked: {checked}.", region]
+        lines += [
+            _repro(report, cex.logits, cex.scores, cex.k, cex.num_prompts),
+            f"Checked: {checked}.",
+            region,
+        ]
         return "\n".join(lines)
     err = report.error
     assert err is not None
@@ -1146,6 +1400,8 @@ def _message(report: EstimatorReport) -> str:
             )
         else:
             batch = f"samples={_arr(err.samples)}, rewards={_arr(err.rewards)}"
+        if err.group is not None:
+            batch += f", group={_arr(err.group)}"
         inputs = (
             f"logits={_arr(err.logits)}, {batch}"
             if err.logits.size
@@ -1154,12 +1410,18 @@ def _message(report: EstimatorReport) -> str:
         problem = (
             "" if err.scores is None else f" on the problem scores={_arr(err.scores)}, k={err.k}"
         )
+        if err.num_prompts is not None and err.scores is not None:
+            problem += f", P={err.num_prompts} prompts (scores row p: prompt p)"
         lines.append(f"Triggered by the call fn({inputs}){problem}, found by {err.found_by}.")
     if err.hint:
         lines.append(f"Hint: {err.hint}.")
     lines.append(f"Checked: {checked}.")
     lines.append(region)
     return "\n".join(lines)
+
+
+def _cex_key(cex: Counterexample) -> Any:
+    return cex.k if cex.num_prompts is None else (cex.k, cex.num_prompts)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -1172,18 +1434,29 @@ def expectation_of(
     k: int,
     *,
     batched: bool = False,
+    num_prompts: int | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     r"""The exact :math:`(E[g], \nabla J)` of ``fn`` on one problem: the reproduction helper.
 
-    Misbehaviour of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.
+    Misbehaviour of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.  With
+    ``num_prompts`` ``P`` (the multi-prompt protocol of :func:`check_estimator`), ``logits``
+    and ``scores`` are ``(P, n)`` (row ``p``: prompt ``p``'s problem) and so are both
+    results, the gradient being :math:`\nabla J_p / P` (the mean objective over prompts).
 
     >>> from impl.estimators import group_mean_baseline
     >>> E, G = expectation_of(group_mean_baseline, [0.0, 0.0], [0.0, 1.0], k=2, batched=True)
     >>> E.tolist(), G.tolist()
     ([-0.125, 0.125], [-0.25, 0.25])
+    >>> from impl.catalogue import get_multi_prompt
+    >>> E, G = expectation_of(get_multi_prompt("pooled-reinforce-sum").fn, [[0.0, 0.0], [0.0, 0.0]],
+    ...                       [[0.0, 1.0], [0.0, 2.0]], k=1, num_prompts=2)
+    >>> E.tolist(), G.tolist()
+    ([[-0.25, 0.25], [-0.5, 0.5]], [[-0.125, 0.125], [-0.25, 0.25]])
     """
     from impl._validate import float_vector, positive_int
 
+    if num_prompts is not None:
+        return _expectation_of_prompts(fn, logits, scores, k, batched, num_prompts)
     theta = float_vector(logits, "logits", min_size=2)
     s = float_vector(scores, "scores", min_size=2)
     if s.size != theta.size:
@@ -1194,6 +1467,53 @@ def expectation_of(
     guard = GuardedEstimator(fn, batched=batched)
     try:
         ev = evaluate(guard, theta, s, k, rtol=None, atol=0.0)
+    except EstimatorFault as fault:
+        raise InvalidArgument(f"the estimator misbehaved: {fault}") from None
+    return ev.mean, ev.gradient
+
+
+def _expectation_of_prompts(
+    fn: Callable[..., Any], logits: Any, scores: Any, k: Any, batched: Any, num_prompts: Any
+) -> tuple[FloatArray, FloatArray]:
+    from impl._validate import positive_int
+
+    if batched is not False:
+        raise InvalidArgument(
+            f"batched=True and num_prompts cannot be combined but got {describe('batched', batched)}"
+        )
+    if (
+        isinstance(num_prompts, bool)
+        or not isinstance(num_prompts, int | np.integer)
+        or not 1 <= num_prompts <= MAX_NUM_PROMPTS
+    ):
+        raise InvalidArgument(
+            f"Expected an integer 1 <= num_prompts <= {MAX_NUM_PROMPTS} but got "
+            f"{describe('num_prompts', num_prompts)}"
+        )
+    k = positive_int(k, "k")
+    arrays = []
+    for label, value in (("logits", logits), ("scores", scores)):
+        try:
+            a = np.array(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidArgument(f"Expected a (P, n) float array but got {describe(label, value)}") from None
+        if a.ndim != 2 or a.shape[0] != num_prompts or a.shape[1] < 2 or not np.all(np.isfinite(a)):
+            raise InvalidArgument(
+                f"Expected a finite (P, n) array with P={num_prompts} rows and n >= 2 but got "
+                f"{describe(label, value)}"
+            )
+        arrays.append(a)
+    theta, s = arrays
+    if theta.shape != s.shape:
+        raise InvalidArgument(f"logits and scores must have the same shape but got {describe('scores', scores)}")
+    if k * num_prompts > MAX_SAMPLES_PER_BATCH or theta.shape[1] ** (k * num_prompts) > 10**6:
+        raise InvalidArgument(
+            f"Expected n**(k*P) <= 1e6 joint batches and k*P <= {MAX_SAMPLES_PER_BATCH} but got "
+            f"n={theta.shape[1]}, k={k}, {describe('num_prompts', num_prompts)}"
+        )
+    guard = PromptsGuard(fn)
+    try:
+        ev = evaluate_prompts(guard, theta, s, k, rtol=None, atol=0.0)
     except EstimatorFault as fault:
         raise InvalidArgument(f"the estimator misbehaved: {fault}") from None
     return ev.mean, ev.gradient
@@ -1227,13 +1547,14 @@ def assert_unbiased(fn: Callable[..., Any] | EstimatorReport, **kwargs: Any) -> 
 
 def assert_scaled(
     fn: Callable[..., Any] | EstimatorReport,
-    scale: Mapping[int, float] | Callable[[int], float] | None = None,
+    scale: Mapping[Any, float] | Callable[..., float] | None = None,
     **kwargs: Any,
 ) -> EstimatorReport:
     """:func:`check_estimator` (or a finished report), raising :class:`EstimatorCheckFailure` unless ``"scaled"``.
 
     With ``scale`` (``{k: c_k}`` or ``k -> c_k``), also require the measured :math:`c_k`
-    to equal it within the measurement's uncertainty.
+    to equal it within the measurement's uncertainty; for a check with ``num_prompts``
+    ``scale`` is ``{(k, P): c}`` or ``(k, P) -> c``.
 
     >>> from impl.estimators import group_mean_baseline
     >>> r = assert_scaled(group_mean_baseline, lambda k: (k - 1) / k, batched=True, max_examples=0)
@@ -1246,14 +1567,17 @@ def assert_scaled(
     if scale is not None:
         assert report.scale is not None and report.scale_uncertainty is not None
         for k, c in report.scale.items():
-            want = float(scale(k) if callable(scale) else scale[k])
+            if callable(scale):
+                want = float(scale(*k) if isinstance(k, tuple) else scale(k))
+            else:
+                want = float(scale[k])
             allowed = (
                 SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[k]
                 + SCALE_MATCH_REL * abs(want)
             )
             if abs(c - want) > allowed:
                 raise EstimatorCheckFailure(
-                    report, f"scaled with c_{k} = {want!r} (measured {c!r}, allowed +- {allowed:.2g})"
+                    report, f"scaled with {_c(k)} = {want!r} (measured {c!r}, allowed +- {allowed:.2g})"
                 )
     return report
 

@@ -400,13 +400,19 @@ def write_check_report(
     The page also states the verdict, the region checked (group sizes, problems, seed,
     examples) and the full message.  ``fn`` is the estimator that was checked and
     ``batched`` how to call it (default ``report.batched``); ``fn`` is user code, and its
-    misbehaviour is written into the page, never raised.  Files: ``index.html``,
+    misbehaviour is written into the page, never raised.  A report of the multi-prompt
+    protocol (``num_prompts``) is refused (:class:`impl.errors.InvalidArgument`).  Files: ``index.html``,
     ``check.png`` (when there is something to draw), ``check.json`` (``report.to_dict()``
     and the drawn numbers), ``manifest.json``; atomic like :func:`write_report`.
     """
     from properties._report_figures import require_matplotlib, vec
     from properties._report_html import esc, figure_html, page, write_json
 
+    if getattr(report, "num_prompts", None) is not None:
+        raise InvalidArgument(
+            "write_check_report does not draw multi-prompt checks (num_prompts) yet; print "
+            "report.message or save report.to_json() instead"
+        )
     require_matplotlib()
     check_out_dir(out_dir)
     mode = report.batched if batched is None else bool(batched)
