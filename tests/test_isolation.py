@@ -13,12 +13,14 @@ about 30 s of CPU in all, 110 s of wall time under ``-n 2`` at a load average of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,27 +233,57 @@ def test_keyboard_interrupt_inside_the_estimator_exits_130_with_one_line(estimat
     assert len(lines) == 1 and "interrupted" in lines[0] and "call #1" in lines[0], result.stderr
 
 
+@contextlib.contextmanager
+def _as_a_terminal_starts_a_job() -> Iterator[None]:
+    """Start a command with SIGINT handled and unblocked, as a shell starts a foreground job.
+
+    A command inherits its starter's ignored signals and signal mask (a Python that starts
+    with SIGINT ignored keeps ignoring it); the test must not depend on the state the pytest
+    worker happens to be in.  A Python handler becomes the default at exec.
+    """
+    old_handler = signal.signal(signal.SIGINT, signal.default_int_handler)
+    old_mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        signal.signal(signal.SIGINT, old_handler)
+
+
+def _signal_state(pid: int) -> str:
+    """The ``SigBlk``/``SigIgn``/``SigCgt`` lines of ``pid`` (for a failure message)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError as exc:
+        return f"(no /proc/{pid}/status: {exc})"
+    return "; ".join(line for line in lines if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX signal masks")
 def test_ctrl_c_in_the_terminal_stops_parent_and_child_with_130(estimators: Path, tmp_path: Path) -> None:
     """SIGINT to the whole process group, as a terminal sends it, while the estimator runs."""
     mark = tmp_path / "pid"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "IDA_TEST_MARK": str(mark)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "properties.cli", "check", f"{estimators}:waits_for_signal", *QUICK],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    with _as_a_terminal_starts_a_job():
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "properties.cli", "check", f"{estimators}:waits_for_signal", *QUICK],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+    state = ""
     try:
         child = _wait_for_pid(mark)
+        state = f"command {_signal_state(proc.pid)}; child {_signal_state(child)}"
         os.killpg(proc.pid, signal.SIGINT)
         out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 130, (out, err)
+    assert proc.returncode == 130, (out, err, state)
     assert out == "" and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1, err
     assert _ends(child)
