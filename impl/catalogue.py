@@ -1070,6 +1070,20 @@ def _pooled_nonzero_count(logits: Any, samples: Any, rewards: Any, group: Any) -
     return _rows(logits, samples, r / max(int(np.count_nonzero(r)), 1))
 
 
+def _pooled_dapo_filter(logits: Any, samples: Any, rewards: Any, group: Any) -> FloatArray:
+    r = np.asarray(rewards, dtype=np.float64)
+    g = np.asarray(group)
+    sums = np.bincount(g, weights=r)[g]
+    counts = np.bincount(g)[g]
+    advantage = r - (sums - r) / (counts - 1)  # leave-one-out within the prompt
+    high = np.full(int(g.max()) + 1, -np.inf)
+    low = np.full(int(g.max()) + 1, np.inf)
+    np.maximum.at(high, g, r)
+    np.minimum.at(low, g, r)
+    keep = (high > low)[g]  # drop the prompts whose rewards are all equal (no signal)
+    return _rows(logits, samples, np.where(keep, advantage, 0.0) / max(int(keep.sum()), 1))
+
+
 def _pooled_first_prompt_logits(logits: Any, samples: Any, rewards: Any, group: Any) -> FloatArray:
     r = np.asarray(rewards, dtype=np.float64)
     theta = np.asarray(logits, dtype=np.float64)
@@ -1135,6 +1149,13 @@ MULTI_PROMPT_CATALOGUE: tuple[PromptEntry, ...] = (
     _p("pooled-nonzero-count-scale", _pooled_nonzero_count, "biased", "normalisation",
        "w_j = s_j / max(count_nonzero(s), 1) (a mean times B / count_nonzero): the divisor "
        "depends on the samples once a score is 0; exact only when every score is nonzero."),
+    _p("pooled-dapo-filter-no-refill", _pooled_dapo_filter, "biased", "normalisation",
+       "DAPO's dynamic-sampling filter without refilling the batch: leave-one-out advantages, "
+       "prompts whose k rewards are all equal dropped, mean over the kept rows.  At P = 1 a "
+       "dropped prompt has zero advantages anyway: unbiased.  At P = 2 prompt p's rows are "
+       "divided by k (1 + [the other prompt is kept]), independent of p's samples, so "
+       "E = (1 + q_other) grad J_p / P with q_other the chance that the other prompt is "
+       "dropped: a different constant per prompt, biased.", min_k=2),
     _p("pooled-first-prompt-logits", _pooled_first_prompt_logits, "biased", "indexing",
        "every row scored with softmax(logits[0]) (rows assumed to share one prompt): exact at "
        "P = 1, E = (1/(P k)) sum_j E[s_j (e_{x_j} - p_0)] wrong for the other prompts at P >= 2."),

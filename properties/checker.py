@@ -132,7 +132,10 @@ SCALE_MATCH_REL = 1e-12
 ROUNDOFF_NOTE_ULPS = 4.0
 """A counterexample "is round-off of dtype D" when every mismatch is within the checker's
 round-off bound for D with this factor in place of ``ROUNDOFF_SAFETY * k``: a few ulps of
-D of the summed terms, not the generous bound used to avoid false alarms."""
+D of the summed terms, not the generous bound used to avoid false alarms; and when the
+residual :math:`|E - cG|/|G|` of the mismatch with the largest :math:`|G|` is at most this
+many ulps of D (a bias of 10% of :math:`|G|` is not "round-off of bfloat16", even where
+the scores are large enough for the absolute bound to allow it)."""
 
 _DTYPE_NAMES = {
     2.0**-7: "bfloat16",
@@ -1063,6 +1066,11 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
         finest = max(finest, order.index(dtype))
     dtype = order[finest]
     eps = _EPSILONS[dtype]
+    # ... and relative to |grad J| where grad J is best determined (where it nearly cancels,
+    # round-off is large relative to it): a few ulps there too, or it is not round-off
+    clearest = max(run.mismatches or [m], key=lambda x: norm(x.evaluation.gradient))
+    if relative_residual(clearest) > ROUNDOFF_NOTE_ULPS * eps:
+        return None
     ev = m.evaluation
     # the rtol that reproduces the derived tolerance at that precision for the largest k
     # (and at least twice what this counterexample needs), one significant digit, rounded up

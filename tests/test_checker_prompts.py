@@ -304,6 +304,24 @@ def test_float32_computation_is_flagged_as_roundoff() -> None:
     assert "Round-off?" in report.message
 
 
+def test_a_real_bias_gets_no_round_off_note() -> None:
+    """The DAPO filter's bias is ~10% of |grad J|: within the absolute bfloat16 bound on a
+    problem with scores 1 and 3, but not "a few ulps" of bfloat16 relative to |grad J|.
+    (The note used to call it possible bfloat16 round-off and suggest rtol=2.)"""
+    entry = get_multi_prompt("pooled-dapo-filter-no-refill")
+    report = check_estimator(entry.fn, group_sizes=(2,), num_prompts=(1, 2), max_examples=0)
+    assert report.verdict == "biased" and report.counterexample is not None
+    assert report.counterexample.roundoff is None, report.message
+    assert "Round-off?" not in report.message
+
+
+def test_the_dapo_filter_is_exact_with_one_prompt() -> None:
+    """A dropped prompt's leave-one-out advantages are all 0 anyway: only pooling biases it."""
+    entry = get_multi_prompt("pooled-dapo-filter-no-refill")
+    report = check_estimator(entry.fn, group_sizes=(2, 3), num_prompts=(1,), max_examples=FAST)
+    assert report.verdict == "unbiased", report.message
+
+
 def test_float32_output_is_judged_at_float32_precision() -> None:
     def returns_float32(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
         return _mean_rows(logits, samples, rewards).astype(np.float32)
