@@ -41,11 +41,14 @@ PAD_TOKEN_ID = EOS_TOKEN_ID
 
 @dataclass(frozen=True)
 class SequenceBatch:
-    """``B = P * k`` responses, padded to ``T = max_len``, as float64/int64 torch tensors.
+    r"""``B = P * k`` responses, padded to ``T = max_len``, as float64/int64 torch tensors.
 
     ``logits`` ``(B, T, V)`` and ``log_probs`` ``(B, T)`` are differentiable with respect to
     the policy's parameters (``log_probs[b, t] = log_softmax(logits[b, t])[tokens[b, t]]``,
-    padding positions included); everything else is detached.
+    padding positions included); everything else is detached.  ``tokens`` ``(B, T)`` are the
+    responses, padded with the EOS id after their end; ``mask`` ``(B, T)`` is 1.0 on every
+    response token *including* the EOS that ends it and 0.0 on padding (a response cut at
+    ``T`` tokens without EOS has no EOS to count).
 
     ``reward_fn(tokens (m, T) int64, group (m,) int64) -> (m,)`` scores any responses of the
     prompts ``group`` (the same table that produced ``rewards``), and ``greedy_tokens``

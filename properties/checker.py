@@ -471,10 +471,12 @@ class _Region:
         self.p = 1.0
         self.scores = [math.inf, -math.inf]
         self.problems: dict[str, int] = {}
+        self.largest_n: dict[Any, int] = {}
 
     def add(self, ev: Evaluation, source: str) -> None:
         n = ev.scores.shape[-1]
         self.n = [min(self.n[0], n), max(self.n[1], n)] if self.n else [n, n]
+        self.largest_n[ev.key] = max(self.largest_n.get(ev.key, 0), n)
         lo, hi = float(ev.logits.min()), float(ev.logits.max())
         self.logits = [min(self.logits[0], lo), max(self.logits[1], hi)]
         self.gap = max(self.gap, hi - lo)
@@ -493,8 +495,27 @@ class _Region:
             smallest_p=self.p,
             score_range=(self.scores[0], self.scores[1]),
             problems=dict(self.problems),
+            notes=self._n_notes(),
             num_prompts=self.prompts,
         )
+
+    def _n_notes(self) -> tuple[str, ...]:
+        """Where the largest ``n`` tried is smaller than the overall one (the enumeration
+        budget caps ``n`` as ``k`` and ``P`` grow): a bias only at larger ``n`` there is
+        outside what was checked."""
+        top = self.n[1]
+        below: dict[int, list[Any]] = {}
+        for key, n in sorted(self.largest_n.items()):
+            if n < top:
+                below.setdefault(n, []).append(key)
+        parts = []
+        for n, keys in sorted(below.items(), reverse=True):
+            if isinstance(keys[0], tuple):
+                where = "(k, P) in " + ", ".join(f"({k}, {p})" for k, p in keys)
+            else:
+                where = "k in {" + ", ".join(str(k) for k in keys) + "}"
+            parts.append(f"n at most {n} for {where}")
+        return ("; ".join(parts),) if parts else ()
 
 
 class _Run:
@@ -1242,9 +1263,15 @@ def _repro(
     )
 
 
+def _constant_name(report: EstimatorReport) -> str:
+    """``c_k`` (one constant per ``k``), or ``c(k,P)`` when there is one per ``(k, P)``."""
+    return "c_k" if report.num_prompts is None else "c(k,P)"
+
+
 def _table(cex: Counterexample) -> str:
+    scaled = "c(k,P)*grad J_i" if cex.num_prompts is not None else "c_k*grad J_i"
     rows = [
-        f"  {'i':>3} {'E[g]_i':>22} {'grad J_i':>22} {'c_k*grad J_i':>22} "
+        f"  {'i':>3} {'E[g]_i':>22} {'grad J_i':>22} {scaled:>22} "
         f"{'difference':>12} {'tolerance':>10}"
     ]
     if cex.num_prompts is not None:
@@ -1292,7 +1319,8 @@ def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
         at += " (another problem shows a bias beyond that round-off: not round-off alone)"
     return "\n".join(
         [
-            f"Round-off? The residual |E[g] - c_k grad J| is {note.relative_residual:.3g} of "
+            f"Round-off? The residual |E[g] - {_constant_name(report)} grad J| is "
+            f"{note.relative_residual:.3g} of "
             f"|grad J| on this problem ({shown}). It, and every other mismatch the battery "
             f"found, is within the checker's round-off bound for {note.dtype} output: if fn "
             f"computes in {note.dtype} anywhere (or casts to it), it may be round-off rather "
@@ -1342,9 +1370,10 @@ def _message(report: EstimatorReport) -> str:
             hint = f" = {hints[k]}" if k in hints else ""
             name = "c" if isinstance(k, tuple) else "c_k"
             lines.append(f"  {key_text(k)}: {name} = {c:.12g} (+- {unc:.1g}){hint}")
+        cname = _constant_name(report)
         lines.append(
-            "It ascends J, but its step is rescaled by c_k; it is not an unbiased estimate "
-            "of grad J. Divide by c_k (or fix the baseline) to make it unbiased."
+            f"It ascends J, but its step is rescaled by {cname}; it is not an unbiased estimate "
+            f"of grad J. Divide by {cname} (or fix the baseline) to make it unbiased."
         )
         lines.append(region)
         return "\n".join(lines)
@@ -1380,7 +1409,10 @@ def _message(report: EstimatorReport) -> str:
                 f"  prompt {p}: logits = {_arr(cex.logits[p])}, scores = {_arr(cex.scores[p])}"
                 for p in range(cex.num_prompts)
             ]
-        lines += [f"  {fit}; c_k = {cex.reference_multiple:.12g}{where}", _table(cex)]
+        lines += [
+            f"  {fit}; {_constant_name(report)} = {cex.reference_multiple:.12g}{where}",
+            _table(cex),
+        ]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
         lines += [

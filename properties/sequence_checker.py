@@ -1304,17 +1304,33 @@ def _roundoff_text(report: SequenceReport, note: RoundoffNote) -> str:
     )
 
 
+def _span(shapes: tuple[str, ...]) -> str:
+    """The values each of ``V, T, k, P`` took over the checked shapes.
+
+    >>> _span(("V=2, T=1, k=2, P=1", "V=3, T=2, k=2, P=1", "V=2, T=3, k=4, P=2"))
+    'V in {2, 3}, T in {1, 2, 3}, k in {2, 4}, P in {1, 2}'
+    >>> _span(())
+    'none'
+    """
+    if not shapes:
+        return "none"
+    values: dict[str, set[int]] = {}
+    for text in shapes:
+        for part in text.split(", "):
+            name, _, value = part.partition("=")
+            values.setdefault(name, set()).add(int(value))
+    return ", ".join(
+        f"{name} in {{{', '.join(str(v) for v in sorted(vs))}}}" for name, vs in values.items()
+    )
+
+
 def _message(report: SequenceReport, run: _Run) -> str:
     what = "Loss" if report.protocol == "sequence-loss" else "Weight function"
     head = f"{what} {report.name!r}"
     info = report.run
     assert info is not None
     mode = info.mode + (f" (fallback: {info.fallback_reason})" if info.fallback_reason else "")
-    span = (
-        f"{info.shapes[0][0]} to {info.shapes[-1][0]}"
-        if len(info.shapes) > 1
-        else (info.shapes[0][0] if info.shapes else "none")
-    )
+    span = _span(tuple(text for text, _, _ in info.shapes))
     checked = (
         f"{report.problems_checked} problems on {len(info.shapes)} shapes ({span}; up to "
         f"{max((g for _, _, g in info.shapes), default=0)} batches each), evaluation: {mode}, "
@@ -1355,7 +1371,8 @@ def _message(report: SequenceReport, run: _Run) -> str:
         lines = [
             f"{head} is BIASED: {cex.reason}.",
             f"Counterexample (found by {cex.found_by}): {cex.shape.describe()} "
-            f"({cex.shape.space.num_responses} responses per prompt, {cex.shape.num_batches} batches):",
+            f"({cex.shape.space.num_responses} possible responses per prompt, "
+            f"{cex.shape.num_batches} batches):",
             *_problem_text(cex),
             f"  {fit}; c = {cex.reference_multiple:.12g} for {key_text(cex.shape.key)} on the reference "
             f"problem ({cex.reference_label})",
