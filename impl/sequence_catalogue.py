@@ -74,6 +74,7 @@ dr-grpo-verl                           loss     scaled    (k-1) P/T           li
 dr-grpo-trl                            loss     scaled    (k-1)/(k T)         derived+oracle
 batch-mean-baseline                    loss     scaled    (Pk-1)/(P k)        derived+oracle
 batch-whitening                        loss     biased    -                   derived+oracle
+dapo-filter-no-refill                  loss     biased    -                   derived+oracle
 reward-to-go-terminal                  loss     unbiased  -                   literature
 reward-at-last-column                  loss     unbiased  -                   derived+oracle
 reward-to-go-discounted                loss     biased    -                   literature
@@ -481,6 +482,29 @@ def _batch_whitening(batch: SequenceBatch) -> Any:
     scores = batch.rewards
     advantages = (scores - scores.mean()) / (scores.std() + WHITEN_EPS)
     return _pg_loss(batch, advantages, "seq-mean-token-sum")
+
+
+def _dapo_filter_no_refill(batch: SequenceBatch) -> Any:
+    r"""DAPO's dynamic-sampling filter without refilling the batch, RLOO advantages.
+
+    Prompts whose ``k`` rewards are all equal are dropped, and the loss is the token-sum
+    per response averaged over the *kept* rows.  At ``P = 1`` a dropped prompt's
+    leave-one-out advantages are all 0 anyway, so :math:`g = rac1k\sum_j A_j S_j`:
+    unbiased (F2).  At ``P = 2`` prompt ``p``'s rows are divided by
+    :math:`k(1 + [	ext{the other prompt is kept}])`, which is independent of ``p``'s
+    samples, so :math:`E[g_p] = (1 + q_{p'})
+abla J_p / P` with :math:`q_{p'}` the chance
+    that the other prompt is dropped: a constant that differs between the prompts of one
+    problem, so biased (derived; confirmed by enumeration; Yu et al. 2025 refill the batch
+    with new prompts instead).
+    """
+    k = batch.group_size
+    r = batch.rewards.view(-1, k)
+    advantages = r - (r.sum(-1, keepdim=True) - r) / (k - 1)
+    keep = (r.amax(-1, keepdim=True) > r.amin(-1, keepdim=True)).to(r.dtype).expand_as(r)
+    per_response = (batch.log_probs * batch.mask).sum(-1)
+    kept = keep.reshape(-1)
+    return -(advantages.reshape(-1) * kept * per_response).sum() / kept.sum().clamp(min=1.0)
 
 
 # --------------------------------------------------------------------------- normalisation
@@ -1293,6 +1317,9 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("batch-whitening", _batch_whitening, "biased", "normalisation", _DER,
        "(R - batch mean) / (batch std + 1e-8), REINFORCE++ style: the std depends on the row.",
        settings=_MULTI),
+    _e("dapo-filter-no-refill", _dapo_filter_no_refill, "biased", "normalisation", _DER,
+       "RLOO, prompts with all-equal rewards dropped, mean over the kept rows: exact at P = 1, "
+       "a different constant per prompt at P = 2.", settings=_MULTI, source="Yu et al. 2025 (DAPO)"),
     # ---- normalisation
     _e("grpo-mean-only", _grpo_mean_only, "scaled", "normalisation", _LIT,
        "group-mean advantage without std, seq-mean-token-sum: c = (k-1)/k.",
