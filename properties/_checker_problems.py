@@ -148,11 +148,12 @@ class Evaluation:
     @property
     def floor(self) -> float:
         """The constant part of the tolerance, using ``max|s|`` only."""
-        size = max(float(_max(self.scores)), -float(_min(self.scores)))
+        scores = self.scores.ravel()  # (n,), or (P, n) with several prompts
+        size = max(float(_max(scores)), -float(_min(scores)))
         if self.rtol is not None:
             return self.rtol * size + self.atol
         return (
-            ROUNDOFF_SAFETY * self.k * self.eps_out * size
+            ROUNDOFF_SAFETY * self.factor_k * self.eps_out * size
             + self.atol
             + ROUNDOFF_SAFETY * _tiny(self.eps_out)
         )

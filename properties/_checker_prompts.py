@@ -60,16 +60,14 @@ from properties._checker_problems import (
     LARGE_N,
     LOGIT_SHIFTS,
     MAX_N,
-    ROUNDOFF_SAFETY,
     SHIFTED_N,
     Evaluation,
     _large_n_problem,
     _problems_of_size,
-    _tiny,
     tolerance,
 )
 from properties._judging import HINT_MATCH_FLOOR, HINT_MATCH_UNCERTAINTIES
-from properties._user_code import UserCodeError, call_user
+from properties._user_code import UserCodeError
 from properties.strategies import PolicyProblem
 
 MAX_NUM_PROMPTS = 4
@@ -172,18 +170,6 @@ class PromptsEvaluation(Evaluation):
         return self.k * self.num_prompts
 
     @property
-    def floor(self) -> float:
-        """The constant part of the tolerance, using ``max|s|`` only."""
-        size = float(np.max(np.abs(self.scores)))
-        if self.rtol is not None:
-            return self.rtol * size + self.atol
-        return (
-            ROUNDOFF_SAFETY * self.factor_k * self.eps_out * size
-            + self.atol
-            + ROUNDOFF_SAFETY * _tiny(self.eps_out)
-        )
-
-    @property
     def magnitude(self) -> FloatArray:
         """:math:`E|g|` per coordinate, ``(P, n)``."""
         out: FloatArray = np.tensordot(self.weights, np.abs(self.g), axes=1)
@@ -239,16 +225,6 @@ class PromptsGuard(GuardedEstimator):
             batched_call=False, hint=hint, group=group,
         )
 
-    def _quiet4(self, *args: Any) -> tuple[Any, UserCodeError | None]:
-        self.calls += 1
-        start = time.perf_counter()
-        try:
-            return call_user(self.fn, *args), None
-        except UserCodeError as err:
-            return None, err
-        finally:
-            self.user_seconds += time.perf_counter() - start
-
     def _write_fault(self, changed: list[str], how: str, args: tuple[Any, ...]) -> EstimatorFault:
         which = ("input " if len(changed) == 1 else "inputs ") + " and ".join(changed)
         return self._pfault(
@@ -261,7 +237,7 @@ class PromptsGuard(GuardedEstimator):
     def _raised4(self, err: UserCodeError, args: tuple[Any, ...]) -> EstimatorFault:
         if _mentions_read_only(err):
             copies = tuple(np.array(a, copy=True) for a in args)
-            _, again = self._quiet4(*copies)
+            _, again = self._quiet_call(*copies)
             changed = [
                 name
                 for name, a, c in zip(_NAMES, args, copies, strict=True)
@@ -273,7 +249,7 @@ class PromptsGuard(GuardedEstimator):
                         trial = tuple(
                             np.array(a, copy=True) if i in subset else a for i, a in enumerate(args)
                         )
-                        if self._quiet4(*trial)[1] is None:
+                        if self._quiet_call(*trial)[1] is None:
                             changed = [_NAMES[i] for i in subset]
                             break
                     if changed:
@@ -329,7 +305,7 @@ class PromptsGuard(GuardedEstimator):
         for i in range(count):  # the first call that writes, on fresh copies
             args = (frozen(logits), frozen(xs[i]), frozen(rs[i]), frozen(group))
             before = tuple(a.tobytes() for a in args)
-            self._quiet4(*args)
+            self._quiet_call(*args)
             if any(a.tobytes() != b for a, b in zip(args, before, strict=True)):
                 culprit = (logits, xs[i], rs[i], group)
                 break
