@@ -98,6 +98,19 @@ def all_groups(n: int, k: int) -> IntArray:
     return cached[0]
 
 
+def mutated_detail(changed: list[str], how: str) -> str:
+    """The message of a ``mutated-input`` fault: which inputs were written, and how.
+
+    >>> mutated_detail(["logits", "rewards"], "in place").split(".")[0]
+    'wrote into its inputs logits and rewards (in place)'
+    """
+    which = ("input " if len(changed) == 1 else "inputs ") + " and ".join(changed)
+    return (
+        f"wrote into its {which} ({how}). An estimator must not change its arguments: "
+        "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)"
+    )
+
+
 class EstimatorFault(Exception):
     """The estimator misbehaved on a concrete input (raised, bad output, mutation, ...).
 
@@ -399,15 +412,7 @@ class GuardedEstimator:
         samples: IntArray,
         rewards: FloatArray,
     ) -> EstimatorFault:
-        which = ("input " if len(changed) == 1 else "inputs ") + " and ".join(changed)
-        return self._fault(
-            "mutated-input",
-            f"wrote into its {which} ({how}). An estimator must not change its arguments: "
-            "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)",
-            logits,
-            samples,
-            rewards,
-        )
+        return self._fault("mutated-input", mutated_detail(changed, how), logits, samples, rewards)
 
     def _verify(self, call: _Call) -> None:
         """Raise ``mutated-input`` if an input differs from its private copy after the call.

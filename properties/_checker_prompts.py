@@ -54,6 +54,7 @@ from properties._checker_guard import (
     all_groups,
     coerce,
     frozen,
+    mutated_detail,
 )
 from properties._checker_problems import (
     BATTERY,
@@ -226,13 +227,7 @@ class PromptsGuard(GuardedEstimator):
         )
 
     def _write_fault(self, changed: list[str], how: str, args: tuple[Any, ...]) -> EstimatorFault:
-        which = ("input " if len(changed) == 1 else "inputs ") + " and ".join(changed)
-        return self._pfault(
-            "mutated-input",
-            f"wrote into its {which} ({how}). An estimator must not change its arguments: "
-            "copy before modifying (e.g. rewards = rewards - baseline, not rewards -= baseline)",
-            args,
-        )
+        return self._pfault("mutated-input", mutated_detail(changed, how), args)
 
     def _raised4(self, err: UserCodeError, args: tuple[Any, ...]) -> EstimatorFault:
         if _mentions_read_only(err):

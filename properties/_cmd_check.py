@@ -104,34 +104,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sequence_arguments(parser)
 
 
-def _group_sizes(text: str) -> tuple[int, ...]:
+def _int_list(text: str, option: str, largest: int, example: str) -> tuple[int, ...]:
+    """``text`` as comma-separated integers in ``1..largest`` (bad usage raises UsageError)."""
     try:
-        ks = tuple(int(part) for part in text.split(","))
+        values = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise UsageError(
-            f"{_PREFIX}--group-sizes must be comma-separated integers like 2,3,4 but got {text!r}"
+            f"{_PREFIX}{option} must be comma-separated integers like {example} but got {text!r}"
         ) from None
-    if not all(1 <= k <= MAX_GROUP_SIZE for k in ks):
+    if not all(1 <= v <= largest for v in values):
         raise UsageError(
-            f"{_PREFIX}--group-sizes must be integers between 1 and {MAX_GROUP_SIZE} but got {text!r}"
+            f"{_PREFIX}{option} must be integers between 1 and {largest} but got {text!r}"
         )
-    return ks
+    return values
+
+
+def _group_sizes(text: str) -> tuple[int, ...]:
+    return _int_list(text, "--group-sizes", MAX_GROUP_SIZE, "2,3,4")
 
 
 def _num_prompts(text: str, ks: tuple[int, ...]) -> tuple[int, ...]:
     """``--num-prompts`` of a one-step check: ``1 <= P <= MAX_NUM_PROMPTS`` and ``k*P <= 10``."""
     from properties._checker_prompts import MAX_NUM_PROMPTS, MAX_SAMPLES_PER_BATCH
 
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"{_PREFIX}--num-prompts must be comma-separated integers like 1,2 but got {text!r}"
-        ) from None
-    if not all(1 <= p <= MAX_NUM_PROMPTS for p in values):
-        raise UsageError(
-            f"{_PREFIX}--num-prompts must be integers between 1 and {MAX_NUM_PROMPTS} but got {text!r}"
-        )
+    values = _int_list(text, "--num-prompts", MAX_NUM_PROMPTS, "1,2")
     if max(ks) * max(values) > MAX_SAMPLES_PER_BATCH:
         raise UsageError(
             f"{_PREFIX}--num-prompts {text} with group sizes up to {max(ks)} makes k*P > "
