@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
-from properties._cmd_check_sequence import add_sequence_arguments, sequence_kwargs
+from properties._cmd_check_sequence import add_sequence_arguments, int_list, sequence_kwargs
 from properties._isolation import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
@@ -104,30 +104,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sequence_arguments(parser)
 
 
-def _int_list(text: str, option: str, largest: int, example: str) -> tuple[int, ...]:
-    """``text`` as comma-separated integers in ``1..largest`` (bad usage raises UsageError)."""
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise UsageError(
-            f"{_PREFIX}{option} must be comma-separated integers like {example} but got {text!r}"
-        ) from None
-    if not all(1 <= v <= largest for v in values):
-        raise UsageError(
-            f"{_PREFIX}{option} must be integers between 1 and {largest} but got {text!r}"
-        )
-    return values
-
-
 def _group_sizes(text: str) -> tuple[int, ...]:
-    return _int_list(text, "--group-sizes", MAX_GROUP_SIZE, "2,3,4")
+    return int_list(text, "--group-sizes", 1, MAX_GROUP_SIZE, "2,3,4")
 
 
 def _num_prompts(text: str, ks: tuple[int, ...]) -> tuple[int, ...]:
     """``--num-prompts`` of a one-step check: ``1 <= P <= MAX_NUM_PROMPTS`` and ``k*P <= 10``."""
     from properties._checker_prompts import MAX_NUM_PROMPTS, MAX_SAMPLES_PER_BATCH
 
-    values = _int_list(text, "--num-prompts", MAX_NUM_PROMPTS, "1,2")
+    values = int_list(text, "--num-prompts", 1, MAX_NUM_PROMPTS)
     if max(ks) * max(values) > MAX_SAMPLES_PER_BATCH:
         raise UsageError(
             f"{_PREFIX}--num-prompts {text} with group sizes up to {max(ks)} makes k*P > "

@@ -73,12 +73,13 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _ints(text: str, option: str, low: int, high: int) -> tuple[int, ...]:
+def int_list(text: str, option: str, low: int, high: int, example: str = "1,2") -> tuple[int, ...]:
+    """``text`` as comma-separated integers in ``low..high`` (bad usage raises :class:`UsageError`)."""
     try:
         values = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise UsageError(
-            f"{_PREFIX}{option} must be comma-separated integers like 1,2 but got {text!r}"
+            f"{_PREFIX}{option} must be comma-separated integers like {example} but got {text!r}"
         ) from None
     if not values or not all(low <= v <= high for v in values):
         raise UsageError(
@@ -109,7 +110,7 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         "max_len": args.max_len,
         "kl_coef": args.kl_coef,
         "off_policy": bool(args.off_policy),
-        "num_prompts": _ints(
+        "num_prompts": int_list(
             "1" if args.num_prompts is None else args.num_prompts, "--num-prompts", 1, MAX_NUM_PROMPTS
         ),
         "seed": args.seed,

@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print CLAIMS.md (every claim, its statement and where it lives) and check nothing",
     )
+    add_search_arguments(parser)
+
+
+def add_search_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-examples`` and ``--seed``, shared by ``claims`` and ``report``."""
     parser.add_argument(
         "--max-examples",
         type=_positive,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from properties._cmd_claims import _positive, _seed
+from properties._cmd_claims import add_search_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="directory to write (new, empty, or a previous report, which is replaced "
         "only once the new one is complete)",
     )
-    parser.add_argument(
-        "--max-examples",
-        type=_positive,
-        default=60,
-        help="Hypothesis examples per property (default 60)",
-    )
-    parser.add_argument(
-        "--seed", type=_seed, default=0, help="seed of every search and sample (default 0)"
-    )
+    add_search_arguments(parser)
 
 
 def _size(path: object) -> int:

@@ -334,6 +334,26 @@ class TorchLoss:
             )
         return loss.detach(), gx[0], glp[0]
 
+    def _check_batch_mutation(
+        self,
+        inputs: _Inputs,
+        t: dict[str, Any],
+        copies: dict[str, Any],
+        lo: int,
+        hi: int,
+        lp: Any,
+        lp_before: Any,
+        kl_coef: float,
+    ) -> None:
+        """:meth:`_check_mutation` after a call on batches ``lo..hi``; on a write, call the
+        first few of them one by one so that the fault names a batch whose call writes."""
+        try:
+            self._check_mutation(inputs, t, copies, lo, lp, lp_before, single=False)
+        except SequenceFault:
+            for i in range(lo, min(hi, lo + NARROW_ATTEMPTS)):
+                self._plain(inputs, i, kl_coef)
+            raise
+
     def _check_mutation(
         self,
         inputs: _Inputs,
@@ -472,12 +492,7 @@ class TorchLoss:
             raise
         self.vmap_calls += 1
         t["group"] = group
-        try:
-            self._check_mutation(inputs, t, copies, lo, lp, lp_before, single=False)
-        except SequenceFault:
-            for i in range(lo, min(hi, lo + NARROW_ATTEMPTS)):  # name a batch whose call writes
-                self._plain(inputs, i, kl_coef)
-            raise
+        self._check_batch_mutation(inputs, t, copies, lo, hi, lp, lp_before, kl_coef)
         if not isinstance(out, torch.Tensor):
             raise ModeChanged(f"vmap returned {type(out).__name__}")
         try:
@@ -521,12 +536,7 @@ class TorchLoss:
                 and out.dtype.is_floating_point
             ):
                 self._check_loss(out, *inputs.locate(lo + i), ())
-        try:
-            self._check_mutation(inputs, t, copies, lo, lp, lp_before, single=False)
-        except SequenceFault:
-            for i in range(lo, min(hi, lo + NARROW_ATTEMPTS)):  # name a batch whose call writes
-                self._plain(inputs, i, kl_coef)
-            raise
+        self._check_batch_mutation(inputs, t, copies, lo, hi, lp, lp_before, kl_coef)
         stacked = torch.stack([out.reshape(()) for out in losses])
         try:
             loss = self._check_loss(stacked, inputs.locate(lo)[0], None, (hi - lo,))

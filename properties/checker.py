@@ -59,7 +59,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from hypothesis import given
@@ -70,6 +70,7 @@ from impl.errors import InvalidArgument, describe
 from impl.types import Estimator, FloatArray
 from properties._checker_guard import (
     EPS64,
+    FAULT_KINDS,
     EstimatorFault,
     GuardedEstimator,
     all_groups,
@@ -240,19 +241,8 @@ class Counterexample:
         return out
 
 
-ERROR_KINDS = (
-    "raised",
-    "exited",
-    "returned-none",
-    "bad-type",
-    "wrong-shape",
-    "non-finite",
-    "nondeterministic",
-    "mutated-input",
-    "rows-not-independent",
-    "imprecise",
-)
-"""The values of :attr:`EstimatorError.kind`."""
+ERROR_KINDS = (*FAULT_KINDS, "imprecise")
+"""The values of :attr:`EstimatorError.kind`: a failed call, or a scale too imprecise to judge."""
 
 
 @dataclass(frozen=True)
@@ -280,6 +270,21 @@ class EstimatorError:
     group: Any = None
     num_prompts: int | None = None
 
+    @classmethod
+    def without_call(cls: type[_E], kind: str, detail: str, *, hint: str, found_by: str) -> _E:
+        """An error tied to no single call (empty inputs, no problem), of this class."""
+        return cls(
+            kind=kind,
+            detail=detail,
+            logits=np.zeros(0),
+            samples=np.zeros(0, dtype=np.int64),
+            rewards=np.zeros(0),
+            scores=None,
+            k=None,
+            hint=hint,
+            found_by=found_by,
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``group``/``num_prompts`` only when set)."""
         out = {
@@ -298,6 +303,9 @@ class EstimatorError:
         if self.num_prompts is not None:
             out["num_prompts"] = self.num_prompts
         return out
+
+
+_E = TypeVar("_E", bound=EstimatorError)
 
 
 @dataclass(frozen=True)
@@ -708,19 +716,12 @@ class _Run:
                 "hypothesis (shrunk)",
             )
         except Flaky as exc:
-            self.error = EstimatorError(
-                kind="nondeterministic",
-                detail=(
-                    "gave different verdicts when Hypothesis replayed the same problem "
-                    f"({type(exc).__name__}); the exact checker needs a deterministic function "
-                    "of (logits, samples, rewards): an estimator with its own randomness or "
-                    "hidden state needs a sampling check (properties.stats)"
-                ),
-                logits=np.zeros(0),
-                samples=np.zeros(0, dtype=np.int64),
-                rewards=np.zeros(0),
-                scores=None,
-                k=None,
+            self.error = EstimatorError.without_call(
+                "nondeterministic",
+                "gave different verdicts when Hypothesis replayed the same problem "
+                f"({type(exc).__name__}); the exact checker needs a deterministic function "
+                "of (logits, samples, rewards): an estimator with its own randomness or "
+                "hidden state needs a sampling check (properties.stats)",
                 hint="",
                 found_by="hypothesis",
             )

@@ -1041,17 +1041,10 @@ def _make_report(
     if run.fault is not None:
         error = _error_from_fault(run.fault, run.fault_found_by)
     elif run.flaky is not None:
-        error = SequenceError(
-            kind="nondeterministic",
-            detail=(
-                f"gave different results when Hypothesis replayed the same problem ({run.flaky}); "
-                "the exact checker needs a deterministic function of the batch"
-            ),
-            logits=np.zeros(0),
-            samples=np.zeros(0, dtype=np.int64),
-            rewards=np.zeros(0),
-            scores=None,
-            k=None,
+        error = SequenceError.without_call(
+            "nondeterministic",
+            f"gave different results when Hypothesis replayed the same problem ({run.flaky}); "
+            "the exact checker needs a deterministic function of the batch",
             hint="",
             found_by="hypothesis",
         )
@@ -1066,31 +1059,19 @@ def _make_report(
     )
     verdict = decision.verdict
     if verdict == "error" and error is None:
-        error = SequenceError(
-            kind="imprecise",
-            detail=(
-                "no problem measured the scale precisely enough for "
-                + ", ".join(key_text(k) for k in decision.imprecise)
-                + f" (round-off unit {run.max_eps:.2g}); no verdict between unbiased and scaled is possible"
-            ),
-            logits=np.zeros(0),
-            samples=np.zeros(0, dtype=np.int64),
-            rewards=np.zeros(0),
-            scores=None,
-            k=None,
+        error = SequenceError.without_call(
+            "imprecise",
+            "no problem measured the scale precisely enough for "
+            + ", ".join(key_text(k) for k in decision.imprecise)
+            + f" (round-off unit {run.max_eps:.2g}); no verdict between unbiased and scaled is possible",
             hint="compute the loss in float64 (or float32), not half precision",
             found_by="the battery (scale reference)",
         )
     if not keys and error is None:
         verdict = "error"
-        error = SequenceError(
-            kind="imprecise",
-            detail="no shape fits the batch budget: nothing was checked",
-            logits=np.zeros(0),
-            samples=np.zeros(0, dtype=np.int64),
-            rewards=np.zeros(0),
-            scores=None,
-            k=None,
+        error = SequenceError.without_call(
+            "imprecise",
+            "no shape fits the batch budget: nothing was checked",
             hint="use smaller group_sizes, num_prompts, vocab_size or max_len",
             found_by="planning",
         )
