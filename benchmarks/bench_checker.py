@@ -38,11 +38,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import properties.checker as checker_module
+import properties.onestep.checker as checker_module
 from impl.catalogue import CATALOGUE, CatalogueEntry
 from impl.catalogue import get as get_entry
 from impl.policy import policy_gradient, softmax
-from properties.checker import EstimatorReport, check_estimator
+from properties.onestep.checker import EstimatorReport, check_estimator
 
 MC_GROUPS = 20_000
 """Groups in the hand-written Monte Carlo check (per k)."""
@@ -129,8 +129,8 @@ def per_group_breakdown(repeat: int = 3) -> None:
 
 def overhead_by_size() -> None:
     """Batched-path time / bare estimator time, per problem size (fixed costs vs n**k)."""
-    from properties._checker_guard import GuardedEstimator, all_groups
-    from properties._checker_problems import evaluate
+    from properties.onestep.guard import GuardedEstimator, all_groups
+    from properties.onestep.problems import evaluate
 
     print("batched path overhead by problem size (evaluate() / bare estimator call, 200 reps):")
     rng = np.random.default_rng(0)

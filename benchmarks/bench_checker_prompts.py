@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from impl.catalogue import MULTI_PROMPT_CATALOGUE, PromptEntry
-from properties.checker import (
+from properties.onestep.checker import (
     DEFAULT_MAX_EXAMPLES,
     EstimatorCheckFailure,
     EstimatorReport,

@@ -9,7 +9,7 @@ including child processes, as it barely depends on how loaded the machine is):
    run in the command's own process (what the command line did before);
 3. child start-up by start method (spawn, forkserver, fork): one isolated check of
    ``catalogue:reinforce`` with ``max_examples=0`` minus the same check in-process;
-4. the per-call cost of the timing wrapper (:class:`properties._isolation.TimedCall`), alone
+4. the per-call cost of the timing wrapper (:class:`properties.cli.isolation.TimedCall`), alone
    and as a share of a per-group check in-process.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_isolation.py [REPEATS]``.
@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from impl.catalogue import get
-from properties._isolation import _STATE_SIZE, CheckRequest, Limits, TimedCall, run_isolated
-from properties.checker import check_estimator
+from properties.cli.isolation import CheckRequest, Limits, TimedCall, run_isolated
+from properties.cli.state import _STATE_SIZE
+from properties.onestep.checker import check_estimator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def reinforce(logits, samples, rewards):
 IN_PROCESS = """
 import sys
 from pathlib import Path
-from properties.checker import check_estimator
+from properties.onestep.checker import check_estimator
 target, ks, batched = sys.argv[1], tuple(int(k) for k in sys.argv[2].split(",")), sys.argv[3] == "1"
 head, _, attr = target.rpartition(":")
 if head == "catalogue":

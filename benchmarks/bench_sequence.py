@@ -35,14 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
-from properties._sequence_eval import Sandbox
-from properties._sequence_problems import (
-    MAX_BATCHES_VECTORISED,
-    battery,
-    plan_shapes,
-)
-from properties._sequence_torch import TorchLoss, torch_threads
-from properties.sequence_checker import (
+from properties.sequence.checker import (
     DEFAULT_GROUP_SIZES,
     DEFAULT_MAX_LEN,
     DEFAULT_VOCAB_SIZE,
@@ -50,6 +43,13 @@ from properties.sequence_checker import (
     check_sequence_loss,
     check_token_weights,
 )
+from properties.sequence.evaluation import Sandbox
+from properties.sequence.problems import (
+    MAX_BATCHES_VECTORISED,
+    battery,
+    plan_shapes,
+)
+from properties.sequence.torch_loss import TorchLoss, torch_threads
 
 SCALE_RTOL = 1e-6
 """A measured constant is "right" within this relative error of the catalogue's formula."""
@@ -234,8 +234,8 @@ def section_enumeration() -> list[Any]:
 
 
 def _plain_seconds(loss: Callable[..., Any], evaluator: TorchLoss, problem: Any) -> float:
-    from properties._sequence_problems import shape_data
-    from properties._sequence_torch import _Inputs
+    from properties.sequence.problems import shape_data
+    from properties.sequence.torch_loss import _Inputs
 
     inputs = _Inputs([problem], shape_data(problem.shape))
     inputs.used = [False]

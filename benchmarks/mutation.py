@@ -41,15 +41,15 @@ _ENTRY = re.compile(r"^- `(?P<id>[\w.ǁ]+__mutmut_\d+)` `(?P<line>[^`]+)`")
 _RESULT = re.compile(r"^\s*(?P<id>\S+__mutmut_\d+): (?P<status>.+?)\s*$")
 SCOPE = (
     "impl.*",
-    "properties._judging.*",
+    "properties.judging.verdict.*",
     # _checker_problems: the evaluation and the tolerance (not the battery's contents,
     # the Hypothesis strategies or the constant pinning, which are problem generation)
-    "properties._checker_problems.x_evaluate*",
-    "properties._checker_problems.x_tolerance*",
-    "properties._checker_problems.xǁEvaluationǁ*",
-    "properties._checker_problems.x__tiny*",
-    "properties._checker_problems.x_max_n_for*",
-    "properties._checker_problems.x_battery_problems*",
+    "properties.onestep.problems.x_evaluate*",
+    "properties.onestep.problems.x_tolerance*",
+    "properties.onestep.problems.xǁEvaluationǁ*",
+    "properties.onestep.problems.x__tiny*",
+    "properties.onestep.problems.x_max_n_for*",
+    "properties.onestep.problems.x_battery_problems*",
 )
 """The mutants run when no glob is given: issue 9's target, the four impl modules and the
 checker's evaluation and judging code."""

@@ -152,7 +152,7 @@ from impl.errors import InvalidArgument, describe
 from impl.types import FloatArray, IntArray
 
 if TYPE_CHECKING:  # the protocol object lives in properties; impl never imports it at run time
-    from properties._sequence_batch import SequenceBatch
+    from properties.sequence.batch import SequenceBatch
 
 Verdict = Literal["unbiased", "scaled", "biased", "error"]
 """The four verdicts of the checkers."""

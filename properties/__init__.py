@@ -16,8 +16,9 @@ The public surface:
 
 from __future__ import annotations
 
-from properties._sequence_batch import SequenceBatch
-from properties.checker import (
+from properties._version import __version__
+from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
+from properties.onestep.checker import (
     EstimatorCheckFailure,
     EstimatorReport,
     assert_scaled,
@@ -25,17 +26,15 @@ from properties.checker import (
     check_estimator,
     from_torch_surrogate,
 )
-from properties.claims import CLAIM_IDS, ClaimResult, RunConfig, run_claim, run_claims
-from properties.report import write_check_report, write_report
-from properties.sequence_checker import (
+from properties.report.page import write_check_report, write_report
+from properties.sequence.batch import SequenceBatch
+from properties.sequence.checker import (
     SequenceReport,
     assert_sequence_scaled,
     assert_sequence_unbiased,
     check_sequence_loss,
     check_token_weights,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "CLAIM_IDS",

@@ -1,6 +1,6 @@
 r"""The sequence-level score-function identities, for every vocabulary size and length cap.
 
-The sequence checker (:mod:`properties.sequence_checker`) compares a loss's expected
+The sequence checker (:mod:`properties.sequence.checker`) compares a loss's expected
 gradient with the exact :math:`\nabla J` of :mod:`impl.sequence`, which rests on two
 identities for the tabular autoregressive policy (a response ends at its first EOS or
 after ``T`` tokens; every live prefix is a node with its own softmax):

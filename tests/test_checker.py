@@ -1,4 +1,4 @@
-"""Unit tests for the estimator checker (properties.checker) and ``ida-verify check``.
+"""Unit tests for the estimator checker (properties.onestep.checker) and ``ida-verify check``.
 
 Fast: every check here uses small ``max_examples``; the catalogue-wide quality tier
 lives in tests/quality/.
@@ -15,7 +15,8 @@ import pytest
 
 from impl.errors import InvalidArgument
 from impl.estimators import group_mean_baseline, reinforce, rloo
-from properties.checker import (
+from properties.cli import main
+from properties.onestep.checker import (
     EstimatorCheckFailure,
     EstimatorReport,
     assert_scaled,
@@ -23,7 +24,6 @@ from properties.checker import (
     check_estimator,
     expectation_of,
 )
-from properties.cli import main
 
 FEW = 15
 """max_examples for the fast unit tests (the battery runs in full regardless)."""
@@ -433,7 +433,7 @@ def test_cli_bad_usage_exits_2_with_one_line(
 @pytest.mark.torch
 def test_torch_surrogate_adapter() -> None:
     torch = pytest.importorskip("torch")
-    from properties.checker import from_torch_surrogate
+    from properties.onestep.checker import from_torch_surrogate
 
     def surrogate(logits: Any, samples: Any, rewards: Any) -> Any:
         return -(rewards * torch.log_softmax(logits, 0)[samples]).mean()

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from impl.estimators import reinforce
-from properties.checker import EstimatorReport, check_estimator
+from properties.onestep.checker import EstimatorReport, check_estimator
 
 FEW = 5
 """max_examples where the battery decides (it always runs in full)."""
@@ -558,7 +558,7 @@ import numpy as np
 sys.path.insert(0, {root!r})
 {extra}
 from impl.estimators import reinforce
-from properties.checker import check_estimator
+from properties.onestep.checker import check_estimator
 seen = hashlib.sha256()
 def spy(logits, samples, rewards):
     seen.update(np.asarray(logits).tobytes()); seen.update(np.asarray(rewards).tobytes())
@@ -660,7 +660,7 @@ import hashlib, json, sys
 import numpy as np
 sys.path.insert(0, {root!r})
 {extra}
-from properties.sequence_checker import check_token_weights
+from properties.sequence.checker import check_token_weights
 seen = hashlib.sha256()
 def spy(rewards, mask, log_probs):
     seen.update(np.asarray(rewards).tobytes()); seen.update(np.asarray(log_probs).tobytes())

@@ -24,14 +24,14 @@ import pytest
 from impl.catalogue import MULTI_PROMPT_CATALOGUE, PromptEntry, get_multi_prompt, per_group
 from impl.errors import InvalidArgument
 from impl.estimators import group_mean_baseline, reinforce
-from properties.checker import (
+from properties.cli import main
+from properties.onestep.checker import (
     EstimatorCheckFailure,
     assert_scaled,
     assert_unbiased,
     check_estimator,
     expectation_of,
 )
-from properties.cli import main
 
 ORACLE_REL = 1e-12
 """The checker's exact E[g] and the oracle's plain loops agree to this, relative to max |E|g||."""
@@ -515,7 +515,7 @@ def test_a_late_write_into_a_kept_group_is_caught() -> None:
 
 
 def test_the_html_report_refuses_a_multi_prompt_check(tmp_path: Any) -> None:
-    from properties.report import write_check_report
+    from properties.report.page import write_check_report
 
     fn = get_multi_prompt("pooled-reinforce-mean").fn
     report = check_estimator(fn, group_sizes=(1,), num_prompts=(1,), max_examples=0)

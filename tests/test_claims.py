@@ -16,11 +16,11 @@ from hypothesis import settings
 from impl import group_mean_baseline, policy_gradient, reinforce, rl_trajectory, smooth_step_size
 from impl.types import Gradient, Logits, Rewards, Samples
 from properties import claims as C
-from properties._search import Violation, search
 from properties.claims import _runner as C_RUNNER
 from properties.claims import indicator, rl
 from properties.claims import search as search_family
 from properties.claims._common import _exact_mismatch
+from properties.claims._violations import Violation, search
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
 

@@ -27,16 +27,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from properties._isolation import (
-    _CALL_START,
-    _CALLS,
-    _STATE_SIZE,
-    TimedCall,
-    _repair_sys_path,
-    describe_call,
-    split_target,
-)
-from properties._user_code import exception_text, safe_text
+from properties.cli.isolation import TimedCall, describe_call
+from properties.cli.loading import _repair_sys_path, split_target
+from properties.cli.state import _CALL_START, _CALLS, _STATE_SIZE
+from properties.judging.user_code import exception_text, safe_text
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -405,7 +399,7 @@ def test_prints_at_import_and_inside_the_estimator_leave_json_stdout_intact(
 
 def test_isolated_json_is_the_in_process_report(estimators: Path) -> None:
     """The report crosses the process boundary unchanged (bar timings)."""
-    from properties.checker import check_estimator
+    from properties.onestep.checker import check_estimator
 
     result, _ = run_cli("catalogue:group-mean-baseline", "--max-examples", "3", "--json")
     assert result.returncode == 1
@@ -478,7 +472,7 @@ def test_exception_and_object_text_survive_hostile_dunders() -> None:
         def __repr__(self) -> str:
             raise SystemExit(1)
 
-    # the child describes user objects with properties._user_code (one implementation)
+    # the child describes user objects with properties.judging.user_code (one implementation)
     assert "BadStr: () (__str__ of the exception raised RuntimeError)" in exception_text(BadStr())
     assert safe_text(BadRepr()).endswith("BadRepr object; repr() raised SystemExit>")
 

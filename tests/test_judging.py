@@ -1,4 +1,4 @@
-"""Unit tests of the judging rules (properties._judging) and the tolerance floor, at their edges.
+"""Unit tests of the judging rules (properties.judging.verdict) and the tolerance floor, at their edges.
 
 The checker tests exercise these rules through whole runs; here each inequality is pinned
 where it flips (the documented ``<`` or ``<=``), with small dyadic numbers so that every
@@ -15,17 +15,7 @@ import pytest
 
 from impl.estimators import reinforce
 from impl.policy import policy_gradient
-from properties._checker_guard import EPS64, EstimatorFault, GuardedEstimator
-from properties._checker_problems import (
-    BATTERY,
-    ROUNDOFF_SAFETY,
-    Evaluation,
-    battery_problems,
-    evaluate,
-    max_n_for,
-    tolerance,
-)
-from properties._judging import (
+from properties.judging.verdict import (
     HINT_MATCH_UNCERTAINTIES,
     ROUNDOFF_DTYPES,
     Mismatch,
@@ -42,6 +32,16 @@ from properties._judging import (
     relative_residual,
     scale_hints,
     ulps,
+)
+from properties.onestep.guard import EPS64, EstimatorFault, GuardedEstimator
+from properties.onestep.problems import (
+    BATTERY,
+    ROUNDOFF_SAFETY,
+    Evaluation,
+    battery_problems,
+    evaluate,
+    max_n_for,
+    tolerance,
 )
 
 EPS32 = float(np.finfo(np.float32).eps)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from properties._progress import interactive, is_terminal, progress_bar
+from properties.cli.progress import interactive, is_terminal, progress_bar
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIM = "self-inclusive-baseline-scales"

@@ -30,8 +30,8 @@ import pytest
 pytest.importorskip("matplotlib", reason="the report needs matplotlib: pip install '.[report]'")
 
 import properties
-import properties._report_figures as report_figures
-import properties.report as report_module
+import properties.report.figures as report_figures
+import properties.report.page as report_module
 from impl import (
     amplification_trajectory,
     best_of_k_distribution,
@@ -42,8 +42,8 @@ from impl import (
 from impl.catalogue import get as catalogue
 from impl.errors import InvalidArgument
 from properties import RunConfig, check_estimator, write_check_report, write_report
-from properties._report_figures import FIGURES
-from properties.checker import expectation_of
+from properties.onestep.checker import expectation_of
+from properties.report.figures import FIGURES
 
 ROOT = Path(__file__).resolve().parents[1]
 CLAIMS = ["self-inclusive-baseline-scales", "rl-equals-imitation-under-limited-search"]
@@ -458,7 +458,7 @@ def test_check_report_into_a_foreign_directory_is_refused_before_checking(tmp_pa
 
 def test_report_command_writes_the_report(tmp_path: Path) -> None:
     d = tmp_path / "out"
-    one_figure = "import properties._report_figures as f; f.FIGURES = f.FIGURES[3:4]  # the cheapest"
+    one_figure = "import properties.report.figures as f; f.FIGURES = f.FIGURES[3:4]  # the cheapest"
     result = _cli(["report", "--out", str(d), "--max-examples", "2", CLAIMS[0]], prelude=one_figure)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # not a terminal: no progress bar
@@ -522,7 +522,7 @@ def _colour_pixels(png: Path, hex_colour: str) -> int:
 
 
 BADGE = {"proved": "#1a7f37", "refuted": "#bc4c00", "biased": "#cf222e"}
-"""The verdict badges' colours (properties/_report_html.py); a badge is about 80 x 18 px."""
+"""The verdict badges' colours (properties/report/html.py); a badge is about 80 x 18 px."""
 
 
 def test_the_page_in_chromium_loads_every_image_and_shows_the_verdicts(

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from impl.errors import InvalidArgument
-from properties.checker import EstimatorCheckFailure, EstimatorReport
+from properties.onestep.checker import EstimatorCheckFailure, EstimatorReport
 
 torch = pytest.importorskip("torch")
 
-from properties.sequence_checker import (  # noqa: E402 - after the torch skip
+from properties.sequence.checker import (  # noqa: E402 - after the torch skip
     SequenceCounterexample,
     SequenceError,
     assert_sequence_scaled,

@@ -1,4 +1,4 @@
-"""The shared user-code guard (properties._user_code) and judging core (properties._judging).
+"""The shared user-code guard (properties.judging.user_code) and judging core (properties.judging.verdict).
 
 Both are private modules reused by the one-step checker and the sequence checker; these
 tests pin their contract.  Time budget: under 1 s.
@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from properties._judging import (
+from properties.judging.user_code import (
+    MAX_TEXT,
+    UserCodeError,
+    call_user,
+    exception_text,
+    name_of,
+    safe_text,
+)
+from properties.judging.verdict import (
     Reference,
     ReferenceBook,
     best_fit,
@@ -23,14 +31,6 @@ from properties._judging import (
     norm,
     scale_hints,
     ulps,
-)
-from properties._user_code import (
-    MAX_TEXT,
-    UserCodeError,
-    call_user,
-    exception_text,
-    name_of,
-    safe_text,
 )
 
 # --------------------------------------------------------------------------- hostile objects

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from impl import exact_expectation
 from impl.types import Estimator, FloatArray
-from properties._search import Violation, readable
+from properties.claims._violations import Violation, readable
 from properties.strategies import PolicyProblem, logits, policy_problems, score_tables
 
 Verdict = Literal["proved", "holds", "refuted", "failed"]

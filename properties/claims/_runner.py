@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any
 
-from properties._search import SearchOutcome, search
 from properties.claims import amplification, estimators, imitation, indicator, rl
 from properties.claims import search as search_family
 from properties.claims._common import ClaimResult, ClaimSpec, RunConfig, Verdict
+from properties.claims._violations import SearchOutcome, search
 
 FAMILIES: tuple[ModuleType, ...] = (estimators, rl, imitation, indicator, search_family, amplification)
 """The family modules, in ledger order; each defines ``CHECKS``, its claims in ledger order.

@@ -15,8 +15,8 @@ import numpy as np
 from impl import Problem, amplification_trajectory, sampled_amplification_trajectory
 from impl.types import FloatArray
 from properties import stats
-from properties._search import Violation
 from properties.claims._common import FAMILY_ALPHA, ClaimSpec, Property, StatOutcome, StatProperty
+from properties.claims._violations import Violation
 from properties.strategies import search_problems
 
 # ---------------------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from impl import (
 )
 from impl.types import Estimator, FloatArray, Gradient, Logits, Rewards, Samples
 from properties import stats
-from properties._search import Violation
 from properties.claims._common import (
     EXACT_RTOL,
     FAMILY_ALPHA,
@@ -44,6 +43,7 @@ from properties.claims._common import (
     _max_abs,
     _moderate_problems,
 )
+from properties.claims._violations import Violation
 from properties.strategies import PolicyProblem, logits, policy_problems, score_tables
 
 # ---------------------------------------------------------------------------------------------

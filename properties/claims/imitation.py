@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from impl import imitation_trajectory, sampled_imitation_trajectory, softmax, unbounded_search
 from impl.types import FloatArray
-from properties._search import Violation
 from properties.claims._common import (
     EXACT_RTOL,
     ClaimSpec,
@@ -23,6 +22,7 @@ from properties.claims._common import (
     _max_abs,
     _trajectory_cases,
 )
+from properties.claims._violations import Violation
 from properties.strategies import distributions, logits
 
 # ---------------------------------------------------------------------------------------------

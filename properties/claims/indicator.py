@@ -23,7 +23,6 @@ from impl import (
     unbounded_search,
 )
 from impl.types import FloatArray
-from properties._search import Violation
 from properties.claims._common import (
     EXACT_RTOL,
     ClaimSpec,
@@ -33,6 +32,7 @@ from properties.claims._common import (
     _max_abs,
     _rational,
 )
+from properties.claims._violations import Violation
 from properties.strategies import PolicyProblem, distributions
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from impl import Problem, rl_trajectory, sampled_rl_trajectory, smooth_step_size, softmax
 from impl.types import FloatArray
 from properties import stats
-from properties._search import Violation
 from properties.claims._common import (
     EXACT_RTOL,
     FAMILY_ALPHA,
@@ -32,6 +31,7 @@ from properties.claims._common import (
     _moderate_problems,
     _trajectory_cases,
 )
+from properties.claims._violations import Violation
 from properties.strategies import PolicyProblem
 
 # ---------------------------------------------------------------------------------------------

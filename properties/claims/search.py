@@ -25,7 +25,6 @@ from impl import (
 )
 from impl.types import FloatArray
 from properties import stats
-from properties._search import Violation
 from properties.claims._common import (
     FAMILY_ALPHA,
     MONOTONE_SLACK,
@@ -35,6 +34,7 @@ from properties.claims._common import (
     StatProperty,
     _rational,
 )
+from properties.claims._violations import Violation
 from properties.strategies import search_problems
 
 # ---------------------------------------------------------------------------------------------

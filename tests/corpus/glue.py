@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import torch
 
-from properties._sequence_batch import SequenceBatch
+from properties.sequence.batch import SequenceBatch
 
 from . import _openrlhf as orl
 from . import _roll as roll

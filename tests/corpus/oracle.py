@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from properties._sequence_batch import EOS_TOKEN_ID, SequenceBatch
+from properties.sequence.batch import EOS_TOKEN_ID, SequenceBatch
 
 FLOAT64_RTOL = 1e-10
 """Residual tolerance relative to ``max(E|g|, |grad J|)``.  The sums run over at most a few

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from impl.catalogue import CATALOGUE, CatalogueEntry, per_group
-from properties.checker import EstimatorCheckFailure, assert_unbiased, check_estimator
+from properties.onestep.checker import EstimatorCheckFailure, assert_unbiased, check_estimator
 
 pytestmark = pytest.mark.quality
 

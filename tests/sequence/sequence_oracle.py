@@ -1,8 +1,8 @@
 r"""A brute-force oracle for sequence-level gradient estimators (test code only).
 
 Deliberately slow and obviously right.  It is written from ``design/sequence.md`` and the
-docstring of :class:`properties._sequence_batch.SequenceBatch` alone, shares no code with the
-engine (``impl.sequence`` / ``properties.sequence_checker``), and uses nothing cleverer than
+docstring of :class:`properties.sequence.batch.SequenceBatch` alone, shares no code with the
+engine (``impl.sequence`` / ``properties.sequence.checker``), and uses nothing cleverer than
 ``itertools.product`` and one ``torch.autograd.grad`` per batch:
 
 * :func:`make_space` lists the live prefixes (nodes) and the responses of a vocabulary of
@@ -43,7 +43,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from properties._sequence_batch import EOS_TOKEN_ID, PAD_TOKEN_ID, SequenceBatch  # noqa: E402
+from properties.sequence.batch import EOS_TOKEN_ID, PAD_TOKEN_ID, SequenceBatch  # noqa: E402
 
 EOS = EOS_TOKEN_ID
 PAD = PAD_TOKEN_ID

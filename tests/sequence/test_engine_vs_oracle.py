@@ -1,6 +1,6 @@
 """The engine's exact ``(E[g], grad J)`` must equal the brute-force oracle's, problem by problem.
 
-The engine (``impl.sequence`` + ``properties.sequence_checker.sequence_expectation``) builds
+The engine (``impl.sequence`` + ``properties.sequence.checker.sequence_expectation``) builds
 all batches at once and differentiates them together; the oracle (``sequence_oracle``)
 visits one batch at a time.  On the same problem (same logits, reference and behaviour
 policies, reward table, ``kl_coef``) both must give the same numbers to round-off, for a
@@ -11,7 +11,7 @@ The two enumerations order the responses differently; problems are translated by
 responses' tokens and the nodes' prefixes, never by position.
 
 Skips (only) while the engine's API is not on the branch: ``impl.sequence`` for the
-probabilities and ``grad J``, ``properties.sequence_checker.sequence_expectation`` for
+probabilities and ``grad J``, ``properties.sequence.checker.sequence_expectation`` for
 ``E[g]``.  Budget: ~15 s of CPU (one core).
 """
 
@@ -85,11 +85,11 @@ def _translate(problem: Problem) -> tuple[dict[str, Any], np.ndarray]:
 
 def _checker() -> Any:
     try:
-        import properties.sequence_checker as checker
+        import properties.sequence.checker as checker
     except ImportError:
-        pytest.skip("the sequence checker (properties.sequence_checker) is not on this branch yet")
+        pytest.skip("the sequence checker (properties.sequence.checker) is not on this branch yet")
     if not hasattr(checker, "sequence_expectation"):
-        pytest.skip("properties.sequence_checker.sequence_expectation is missing")
+        pytest.skip("properties.sequence.checker.sequence_expectation is missing")
     return checker
 
 

@@ -1,6 +1,6 @@
 """The ``ida-verify`` command line.
 
-Subcommands live in their own modules (``properties._cmd_<name>``), each with
+Subcommands live in their own modules (``properties.cli.<name>``), each with
 ``add_arguments(parser)`` and ``run(args) -> int``; this module only dispatches.
 Exit status: 0 success, 1 a verdict other than the expected one, 2 bad usage
 (with one line on stderr saying what was wrong), 130 interrupted (Ctrl-C, or a
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from properties import __version__
+from properties._version import __version__
 
 COMMANDS: dict[str, str] = {
     "claims": "check every claim of CLAIMS.md and print the ledger",
@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ida-verify {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, help_text in COMMANDS.items():
-        module = importlib.import_module(f"properties._cmd_{name}")
+        module = importlib.import_module(f"properties.cli.{name}")
         sp = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(sp)
     return parser
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(
                 "ida-verify: a command is required (one of: " + ", ".join(COMMANDS) + ")"
             )
-        module = importlib.import_module(f"properties._cmd_{args.command}")
+        module = importlib.import_module(f"properties.cli.{args.command}")
         status: int = module.run(args)
         return status
     except UsageError as exc:
@@ -94,14 +94,3 @@ def entry() -> NoReturn:  # pragma: no cover - thin wrapper for the console scri
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         status = 1
     sys.exit(status)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # Run through the package module, so that UsageError raised by the subcommands is the
-    # same class as the one caught in main() (under -m this file is __main__, a second copy).
-    try:
-        from properties.cli import entry as _entry
-    except KeyboardInterrupt:  # Ctrl-C while importing numpy and friends
-        sys.stderr.write("ida-verify: interrupted\n")
-        sys.exit(EXIT_INTERRUPTED)
-    _entry()

@@ -1,4 +1,4 @@
-r"""The multi-prompt protocol of the one-step checker (private to :mod:`properties.checker`).
+r"""The multi-prompt protocol of the one-step checker (private to :mod:`properties.onestep.checker`).
 
 With ``num_prompts`` the estimator is called as real RL code pools a batch:
 ``fn(logits, samples, rewards, group)`` with ``P`` prompts of ``k`` responses each,
@@ -45,7 +45,9 @@ from hypothesis import strategies as st
 
 from impl.exact import group_probs
 from impl.types import FloatArray, IntArray
-from properties._checker_guard import (
+from properties.judging.user_code import UserCodeError
+from properties.judging.verdict import HINT_MATCH_FLOOR, HINT_MATCH_UNCERTAINTIES
+from properties.onestep.guard import (
     EPS64,
     EstimatorFault,
     GuardedEstimator,
@@ -56,7 +58,7 @@ from properties._checker_guard import (
     frozen,
     mutated_detail,
 )
-from properties._checker_problems import (
+from properties.onestep.problems import (
     BATTERY,
     LARGE_N,
     LOGIT_SHIFTS,
@@ -67,8 +69,6 @@ from properties._checker_problems import (
     _problems_of_size,
     tolerance,
 )
-from properties._judging import HINT_MATCH_FLOOR, HINT_MATCH_UNCERTAINTIES
-from properties._user_code import UserCodeError
 from properties.strategies import PolicyProblem
 
 MAX_NUM_PROMPTS = 4
@@ -177,7 +177,7 @@ class PromptsEvaluation(Evaluation):
         return out
 
     def tolerance_at(self, eps_out: float, *, rtol: float | None = None) -> FloatArray:
-        """The tolerance of :func:`properties._checker_problems.tolerance` with ``k*P`` samples.
+        """The tolerance of :func:`properties.onestep.problems.tolerance` with ``k*P`` samples.
 
         The size :math:`S` covers every prompt's scores (a baseline pooled over the batch
         mixes them), the largest output and :math:`|c|\\max|s|`; the smallest probability
@@ -495,7 +495,7 @@ def prompts_battery(keys: tuple[Key, ...]) -> list[PromptsProblem]:
 
     Problem ``i`` of a key gives prompt ``q`` the battery problem ``q`` places after the
     ``i``-th among those of the same ``n`` (so the prompts of one problem differ), for
-    every :data:`properties._checker_problems.BATTERY` problem within
+    every :data:`properties.onestep.problems.BATTERY` problem within
     :func:`max_n_for_prompts`; then shifted copies (every prompt's logits shifted by each
     of :data:`LOGIT_SHIFTS`) of the first problem with distinct logits of each ``n`` in
     :data:`SHIFTED_N`; then the large-``n`` problems for ``P = 1``, ``k <= 2``.
@@ -590,7 +590,7 @@ def prompt_scale_hints(
 ) -> dict[Any, str]:
     """``{(k, P): text}`` naming a known :math:`f(k, P)` where it explains the measured scale.
 
-    As :func:`properties._judging.scale_hints`: a formula is named only where it matches
+    As :func:`properties.judging.verdict.scale_hints`: a formula is named only where it matches
     at two or more keys at which the estimator is not unbiased; the formula matching the
     most keys is preferred (``(Pk-1)/(Pk)`` and ``(k-1)/k`` agree at ``P = 1``).
 

@@ -45,10 +45,10 @@ permissions and could, if it wanted to, do anything the user can.
 Adding a kind of check
 ----------------------
 A check engine is a function ``engine(fn, **kwargs) -> report`` whose report has
-``verdict``, ``message`` and ``to_dict()`` (an :class:`properties.checker.EstimatorReport`).
+``verdict``, ``message`` and ``to_dict()`` (an :class:`properties.onestep.checker.EstimatorReport`).
 Register it by name in :data:`CHECK_KINDS` (the engine as ``"module:function"``, imported
 in the child, and the noun reports use for the user's callable), then make
-``properties._cmd_check`` choose the kind and its keyword arguments from the command line
+``properties.cli.check`` choose the kind and its keyword arguments from the command line
 (see ``_request`` there).  For example, for ``ida-verify check file.py:fn --sequence``::
 
     CHECK_KINDS["sequence"] = CheckKind(engine="properties:check_sequence_loss", noun="Loss")
@@ -70,22 +70,43 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
-import re
 import signal
 import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from impl.errors import InvalidArgument
-from properties._user_code import exception_text, safe_text, type_name
+from properties.cli.loading import (
+    _LoadFailed,
+    _Usage,
+    load_target,
+)
+from properties.cli.state import (
+    _CALL_START,
+    _CALLS,
+    _K,
+    _LOGITS,
+    _N,
+    _PHASE,
+    _ROWS,
+    _SHOWN,
+    _STATE_SIZE,
+    _USER_SECONDS,
+    CHECKING,
+    IMPORTING,
+    LOOKING_UP,
+    MAX_RECORDED_LOGITS,
+    REPORTING,
+    STARTING,
+    State,
+)
+from properties.judging.user_code import exception_text, safe_text
 
 START_METHOD = "spawn"
 """How the child is started (see the module docstring for why not ``fork``)."""
@@ -116,10 +137,10 @@ class CheckKind:
 
 
 CHECK_KINDS: dict[str, CheckKind] = {
-    "estimator": CheckKind(engine="properties.checker:check_estimator", noun="Estimator"),
-    "sequence": CheckKind(engine="properties.sequence_checker:check_sequence_loss", noun="Loss"),
+    "estimator": CheckKind(engine="properties.onestep.checker:check_estimator", noun="Estimator"),
+    "sequence": CheckKind(engine="properties.sequence.checker:check_sequence_loss", noun="Loss"),
     "token-weights": CheckKind(
-        engine="properties.sequence_checker:check_token_weights", noun="Weight function"
+        engine="properties.sequence.checker:check_token_weights", noun="Weight function"
     ),
 }
 """The kinds of check the command line can run in a child process, by name."""
@@ -170,19 +191,6 @@ class IsolatedOutcome:
         return json.dumps(self.report, indent=2)
 
 
-# --------------------------------------------------------------------------- shared state
-
-_PHASE, _CALL_START, _CALLS, _USER_SECONDS, _N, _ROWS, _K, _SHOWN = range(8)
-_LOGITS = 8
-MAX_RECORDED_LOGITS = 16
-"""Logits of the running call kept for a timeout message (more are described by size)."""
-_STATE_SIZE = _LOGITS + MAX_RECORDED_LOGITS
-
-STARTING, IMPORTING, LOOKING_UP, CHECKING, REPORTING = 0.0, 1.0, 2.0, 3.0, 4.0
-"""Phases of the child, written to the shared state (a call in flight is ``_CALL_START > 0``)."""
-
-State = Any
-"""The shared ``RawArray`` of doubles (``ctypes.Array[ctypes.c_double]``)."""
 
 
 class TimedCall:
@@ -277,151 +285,9 @@ def describe_call(state: State, noun: str = "estimator") -> str:
 # --------------------------------------------------------------------------- the child
 
 
-class _Usage(Exception):
-    """Bad usage discovered in the child (no such module or attribute)."""
-
-
-class _LoadFailed(Exception):
-    """User code failed while being imported or looked up; ``where`` says what we were doing."""
-
-    def __init__(self, where: str, exc: BaseException) -> None:
-        super().__init__(where)
-        self.where = where
-        self.exc = exc
-
-
 def _exit_code_text(exc: SystemExit) -> str:
     code = exc.code
     return "sys.exit()" if code is None else f"sys.exit({safe_text(code)})"
-
-
-def _repair_sys_path(saved: list[str], folder: str | None) -> None:
-    """Undo an import's removal of our ``sys.path`` entries (additions are kept)."""
-    if not isinstance(sys.path, list):
-        sys.path = []
-    for entry in ([folder] if folder else []) + saved:
-        if entry not in sys.path:
-            sys.path.append(entry)
-
-
-_MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
-
-
-def split_target(target: str) -> tuple[str, str, str]:
-    """``(form, head, attr)``: ``form`` is ``file``, ``module`` or ``catalogue``; raises ValueError."""
-    head, sep, attr = target.rpartition(":")
-    if not sep or not head or not attr:
-        raise ValueError(
-            f"expected TARGET as PATH.py:FUNC, module:FUNC or catalogue:NAME but got {target!r}"
-        )
-    if head == "catalogue":
-        return "catalogue", head, attr
-    if head.endswith(".py") or "/" in head or "\\" in head:
-        return "file", head, attr
-    if not _MODULE_NAME.match(head):
-        raise ValueError(f"{head!r} in {target!r} is neither a .py file nor a module name")
-    return "module", head, attr
-
-
-def _module_name(path: Path) -> str:
-    """The file's stem when importing it under that name is what ``import stem`` would do, else a private name.
-
-    (Messages then name the user's classes as ``est.MyError``, and a neighbour that does
-    ``import est`` gets this module rather than a second copy.)
-    """
-    stem = path.stem
-    if stem.isidentifier() and stem not in sys.modules:
-        try:
-            spec = importlib.util.find_spec(stem)  # a top-level name: runs no user code
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None and spec.origin and Path(spec.origin).resolve() == path.resolve():
-            return stem
-    return f"_ida_verify_user_{uuid.uuid4().hex}"
-
-
-def _import_file(path: Path) -> Any:
-    folder = str(path.resolve().parent)
-    saved = list(sys.path)
-    sys.path.insert(0, folder)  # so that the file can import its neighbours, also later
-    name = _module_name(path)
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise _Usage(f"cannot import {str(path)!r} as a Python file")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except BaseException as exc:
-        raise _LoadFailed(f"importing {str(path)!r}", exc) from None
-    finally:
-        _repair_sys_path(saved, folder)
-    return module
-
-
-def _import_module(head: str) -> Any:
-    saved = list(sys.path)
-    try:
-        return importlib.import_module(head)
-    except (SystemExit, KeyboardInterrupt):
-        raise
-    except ModuleNotFoundError as exc:
-        missing = getattr(exc, "name", None)
-        if isinstance(missing, str) and (head == missing or head.startswith(missing + ".")):
-            raise _Usage(f"cannot import module {head!r}: no module named {missing!r}") from None
-        raise _LoadFailed(f"importing module {head!r}", exc) from None
-    except BaseException as exc:
-        raise _LoadFailed(f"importing module {head!r}", exc) from None
-    finally:
-        _repair_sys_path(saved, None)
-
-
-def _lookup(obj: Any, dotted: str, where: str) -> Any:
-    for part in dotted.split("."):
-        if not part:
-            raise _Usage(f"{where} has no attribute {dotted!r}")
-        try:
-            obj = getattr(obj, part)
-        except AttributeError:
-            raise _Usage(f"{where} has no attribute {dotted!r}") from None
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            raise _LoadFailed(f"looking up {dotted!r} in {where}", exc) from None
-    return obj
-
-
-def load_target(target: str, state: State) -> Callable[..., Any]:
-    """Import the target's file or module and return ``FUNC`` (in the child)."""
-    try:
-        form, head, attr = split_target(target)
-    except ValueError as exc:
-        raise _Usage(str(exc)) from None
-    state[_PHASE] = IMPORTING
-    if form == "catalogue":
-        from impl.catalogue import MULTI_PROMPT_CATALOGUE, get, get_multi_prompt
-        from impl.errors import InvalidArgument
-
-        try:
-            if any(entry.name == attr for entry in MULTI_PROMPT_CATALOGUE):
-                return get_multi_prompt(attr).fn
-            return get(attr).fn
-        except InvalidArgument as exc:
-            raise _Usage(str(exc)) from None
-    if form == "file":
-        path = Path(head)
-        if not path.is_file():
-            raise _Usage(f"no such file {head!r}")
-        module, where = _import_file(path), f"file {head!r}"
-    else:
-        module, where = _import_module(head), f"module {head!r}"
-    state[_PHASE] = LOOKING_UP
-    fn = _lookup(module, attr, where)
-    if not callable(fn):
-        raise _Usage(f"{attr!r} in {where} is not callable (it is a {type_name(type(fn))})")
-    return fn  # type: ignore[no-any-return]
 
 
 def _engine(kind: str) -> Callable[..., Any]:
@@ -527,7 +393,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
 def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCall) -> str | None:
     """Write the ``--report`` page in the child (which holds the user's function, under the
     same time limits); the reason it failed, or ``None``."""
-    from properties.report import ReportUnavailable, write_check_report
+    from properties.report.page import ReportUnavailable, write_check_report
 
     try:
         write_check_report(
@@ -545,7 +411,7 @@ def _run_engine(request: CheckRequest, timed: TimedCall) -> Any:
     kwargs = dict(request.kwargs)
     if not (request.progress and "progress" in inspect.signature(engine).parameters):
         return engine(timed, name=request.name, **kwargs)
-    from properties._progress import progress_bar
+    from properties.cli.progress import progress_bar
 
     with progress_bar(f"checking {request.name}", enabled=True) as bar:
         kwargs["progress"] = lambda done, planned: bar(done, planned, "problems")
@@ -620,12 +486,12 @@ def child_main(conn: multiprocessing.connection.Connection, state: State, reques
 def error_report(
     request: CheckRequest, state: State, *, kind: str, detail: str, hint: str, seconds: float | None = None
 ) -> Any:
-    """An ``"error"`` :class:`properties.checker.EstimatorReport` for a check that did not finish.
+    """An ``"error"`` :class:`properties.onestep.checker.EstimatorReport` for a check that did not finish.
 
     The message is "Estimator 'f' ERROR (kind): {detail}. Hint: {hint}. Before it stopped:
     ..."; the logits and ``k`` of the call in flight (or the last call) come from ``state``.
     """
-    from properties.checker import EstimatorError, EstimatorReport
+    from properties.onestep.results import EstimatorError, EstimatorReport
 
     noun = CHECK_KINDS[request.kind].noun
     kw = request.kwargs

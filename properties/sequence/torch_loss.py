@@ -36,8 +36,9 @@ from torch.overrides import TorchFunctionMode
 
 from impl.sequence import greedy_tokens, node_log_probs, token_log_probs
 from impl.types import FloatArray
-from properties._sequence_batch import SequenceBatch
-from properties._sequence_eval import (
+from properties.judging.user_code import safe_text
+from properties.sequence.batch import SequenceBatch
+from properties.sequence.evaluation import (
     DETERMINISM_ULPS,
     EPS64,
     Evaluation,
@@ -46,8 +47,7 @@ from properties._sequence_eval import (
     output_eps,
     summarise,
 )
-from properties._sequence_problems import SequenceProblem, ShapeData, shape_data
-from properties._user_code import safe_text
+from properties.sequence.problems import SequenceProblem, ShapeData, shape_data
 
 CHUNK_ELEMENTS = 1 << 21
 """Largest number of logits (``G' B T V``) in one leaf (and so in one ``vmap`` call): 16 MiB."""

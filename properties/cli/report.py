@@ -1,7 +1,7 @@
 """``ida-verify report --out DIR``: the claims ledger and the figures, as an HTML page.
 
 Writes ``DIR/index.html`` with its PNGs and the JSON they were drawn from
-(:func:`properties.report.write_report`), atomically.  Exit status: 0 when every verdict
+(:func:`properties.report.page.write_report`), atomically.  Exit status: 0 when every verdict
 equals its expected one, 1 otherwise (the report is written either way), 2 for bad usage,
 an ``--out`` that must not be replaced, or a missing matplotlib (one line on stderr).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from properties._cmd_claims import add_search_arguments
+from properties.cli.claims import add_search_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from impl.errors import InvalidArgument
-    from properties import CLAIM_IDS, RunConfig
-    from properties._progress import progress_bar
-    from properties.cli import UsageError
-    from properties.report import ReportUnavailable, write_report
+    from properties.claims import CLAIM_IDS, RunConfig
+    from properties.cli.main import UsageError
+    from properties.cli.progress import progress_bar
+    from properties.report.page import ReportUnavailable, write_report
 
     unknown = [c for c in args.claim if c not in CLAIM_IDS]
     if unknown:
@@ -75,8 +75,8 @@ def report_dir(text: str) -> str:
     Refuses, as a usage error, a missing matplotlib and a ``DIR`` that must not be replaced.
     """
     from impl.errors import InvalidArgument
-    from properties._report_figures import require_matplotlib
-    from properties.report import ReportUnavailable, check_out_dir
+    from properties.report.figures import require_matplotlib
+    from properties.report.page import ReportUnavailable, check_out_dir
 
     try:
         require_matplotlib()

@@ -1,4 +1,4 @@
-"""Calling a user's estimator without trusting it (private to :mod:`properties.checker`).
+"""Calling a user's estimator without trusting it (private to :mod:`properties.onestep.checker`).
 
 :class:`GuardedEstimator` turns any user callable, batched or per-group, into a
 batched function ``(logits (n,), samples (B, k), rewards (B, k)) -> (B, n) float64``
@@ -28,7 +28,7 @@ import numpy as np
 
 from impl.exact import enumerate_groups
 from impl.types import FloatArray, IntArray
-from properties._user_code import UserCodeError, call_user, safe_text, type_name
+from properties.judging.user_code import UserCodeError, call_user, safe_text, type_name
 
 EPS64 = float(np.finfo(np.float64).eps)
 """Machine epsilon of float64: the round-off unit of the exact engine itself."""

@@ -1,6 +1,6 @@
 r"""Exact evaluation for the sequence checker: faults, tolerances, the token-weights protocol (private).
 
-For a problem (:class:`properties._sequence_problems.SequenceProblem`) the user's code
+For a problem (:class:`properties.sequence.problems.SequenceProblem`) the user's code
 is evaluated on every batch ``b`` of the shape, giving a per-batch estimate :math:`g_b`
 in ``theta``'s shape ``(P, N+1, V)``; then
 
@@ -11,7 +11,7 @@ in ``theta``'s shape ``(P, N+1, V)``; then
 with the magnitude :math:`E|g|` and :math:`\max_b |g_b|` for the tolerance
 (:data:`ROUNDOFF_SAFETY`), and the expected per-token weights
 :math:`\omega(y, t) = \sum_j E[w_{jt} \mid y_j = y]` that the messages show.  The
-PyTorch-loss protocol lives in :mod:`properties._sequence_torch`; the NumPy
+PyTorch-loss protocol lives in :mod:`properties.sequence.torch_loss`; the NumPy
 token-weights protocol (:class:`TokenWeights`) is here.
 """
 
@@ -30,8 +30,8 @@ import numpy as np
 
 from impl.sequence import scatter_positions, sequence_log_probs, token_log_probs, token_scores
 from impl.types import FloatArray
-from properties._sequence_problems import Key, SequenceProblem, ShapeData, shape_data
-from properties._user_code import UserCodeError, safe_text
+from properties.judging.user_code import UserCodeError, safe_text
+from properties.sequence.problems import Key, SequenceProblem, ShapeData, shape_data
 
 EPS64 = float(np.finfo(np.float64).eps)
 """float64's epsilon: the round-off unit of the exact engine."""

@@ -1,4 +1,4 @@
-r"""Problems, exact evaluation and tolerances for :mod:`properties.checker` (private).
+r"""Problems, exact evaluation and tolerances for :mod:`properties.onestep.checker` (private).
 
 :func:`evaluate` computes, for one problem ``(theta, s, k)``, the exact
 :math:`E[g] = \sum_{x\in D^k} \big(\prod_j p_{x_j}\big)\, g(\theta, x, s(x))` with one
@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from impl.exact import group_probs
 from impl.types import FloatArray
-from properties._checker_guard import EPS64, GuardedEstimator, all_groups, frozen
-from properties._judging import REFERENCE_MIN_SIGNAL
+from properties.judging.verdict import REFERENCE_MIN_SIGNAL
+from properties.onestep.guard import EPS64, GuardedEstimator, all_groups, frozen
 from properties.strategies import EXTREME_LOGIT, PolicyProblem
 
 ROUNDOFF_SAFETY = 32.0

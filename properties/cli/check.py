@@ -12,7 +12,7 @@
 :func:`properties.check_estimator` (``FUNC(logits, samples, rewards, group)``, ``P``
 prompts of ``k`` responses pooled in one call); it does not combine with ``--batched``.
 
-The user's code is imported and checked in a child process (:mod:`properties._isolation`)
+The user's code is imported and checked in a child process (:mod:`properties.cli.isolation`)
 under two wall-clock limits: ``--call-timeout`` for one call into the estimator (default
 30 s) and ``--timeout`` for the whole check, start-up and import included (default 600 s).
 A hang, an exit (``sys.exit``, ``os._exit``) or a crash of user code is the ``"error"``
@@ -35,17 +35,17 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
-from properties._cmd_check_sequence import add_sequence_arguments, int_list, sequence_kwargs
-from properties._isolation import (
+from properties.cli.check_sequence import add_sequence_arguments, int_list, sequence_kwargs
+from properties.cli.isolation import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
     CheckRequest,
     Limits,
     run_isolated,
-    split_target,
 )
-from properties.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
-from properties.cli import Interrupted, UsageError
+from properties.cli.loading import split_target
+from properties.cli.main import Interrupted, UsageError
+from properties.onestep.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
 
 _PREFIX = "ida-verify check: "
 
@@ -77,7 +77,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    from properties._cmd_report import report_dir
+    from properties.cli.report import report_dir
 
     parser.add_argument(
         "--report",
@@ -110,7 +110,7 @@ def _group_sizes(text: str) -> tuple[int, ...]:
 
 def _num_prompts(text: str, ks: tuple[int, ...]) -> tuple[int, ...]:
     """``--num-prompts`` of a one-step check: ``1 <= P <= MAX_NUM_PROMPTS`` and ``k*P <= 10``."""
-    from properties._checker_prompts import MAX_NUM_PROMPTS, MAX_SAMPLES_PER_BATCH
+    from properties.onestep.prompts import MAX_NUM_PROMPTS, MAX_SAMPLES_PER_BATCH
 
     values = int_list(text, "--num-prompts", 1, MAX_NUM_PROMPTS)
     if max(ks) * max(values) > MAX_SAMPLES_PER_BATCH:
@@ -133,7 +133,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     Only what needs no user code is checked here: the form of TARGET, that a file exists,
     that a catalogue entry exists.  A missing module or function is found by the child.
     To add a kind of check (``--sequence`` ...), register it in
-    ``properties._isolation.CHECK_KINDS`` and return ``CheckRequest(kind=..., kwargs=...)``
+    ``properties.cli.isolation.CHECK_KINDS`` and return ``CheckRequest(kind=..., kwargs=...)``
     for it here.
     """
     try:
@@ -211,7 +211,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
 
 def _show_progress(args: argparse.Namespace) -> bool:
     """A progress bar only on a terminal, never with ``--json``."""
-    from properties._progress import interactive
+    from properties.cli.progress import interactive
 
     return not args.json and interactive()
 

@@ -58,10 +58,10 @@ def add_search_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ledger; exit 0 iff every verdict equals its expected verdict."""
-    from properties._progress import progress_bar
     from properties.claims import CLAIM_IDS, RunConfig, run_claims
-    from properties.cli import UsageError
-    from properties.ledger import render_json, render_table
+    from properties.claims.ledger import render_json, render_table
+    from properties.cli.main import UsageError
+    from properties.cli.progress import progress_bar
 
     if args.markdown:
         from properties.claims import claims_markdown

@@ -1,5 +1,5 @@
 r"""The figures of the claims report: the data (computed by :mod:`impl`), the drawing and
-the captions (private; :mod:`properties.report` is the public side).
+the captions (private; :mod:`properties.report.page` is the public side).
 
 Each :class:`FigureSpec` has ``compute() -> data`` (exact dynamics and search
 distributions from :mod:`impl`, long trajectories thinned to log-spaced steps),
@@ -248,10 +248,12 @@ def _limited_data() -> dict[str, Any]:
 # --------------------------------------------------------------------------- drawing
 
 
-def require_matplotlib() -> None:
-    """Import matplotlib's Agg canvas, or raise :class:`properties.report.ReportUnavailable` in one line."""
-    from properties.report import ReportUnavailable
+class ReportUnavailable(ImportError):
+    """matplotlib, which draws the figures, is not installed (``pip install 'ida-verify[report]'``)."""
 
+
+def require_matplotlib() -> None:
+    """Import matplotlib's Agg canvas, or raise :class:`ReportUnavailable` in one line."""
     try:
         import matplotlib.backends.backend_agg
         import matplotlib.figure  # noqa: F401

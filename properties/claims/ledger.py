@@ -55,7 +55,7 @@ def render_table(results: Sequence[ClaimResult], *, seconds: float) -> str:
     if shown:
         lines.append("")
         lines.append("Counterexamples (shrunk by Hypothesis):")
-        from properties._search import readable
+        from properties.claims._violations import readable
 
         for r in shown:
             assert r.counterexample is not None

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any
 
-from properties.cli import UsageError
+from properties.cli.main import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

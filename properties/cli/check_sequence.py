@@ -4,7 +4,7 @@
 with :func:`properties.check_sequence_loss`; ``--weights`` checks a NumPy token-weight
 function with :func:`properties.check_token_weights` (``--batched``: it takes ``(G, B, ...)``
 arrays).  :func:`sequence_kwargs` turns the options into the checker's keyword arguments
-(plain values, which the child process of :mod:`properties._isolation` receives; the kinds
+(plain values, which the child process of :mod:`properties.cli.isolation` receives; the kinds
 ``sequence`` and ``token-weights`` are registered in its ``CHECK_KINDS``).
 """
 
@@ -15,14 +15,14 @@ import math
 from typing import Any
 
 from impl.sequence import MAX_VOCAB
-from properties.cli import UsageError
+from properties.cli.main import UsageError
 
 _PREFIX = "ida-verify check: "
 
 
 def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     """Declare ``--sequence``, ``--weights``, ``--vocab-size``, ``--max-len``, ``--kl-coef``, ... ."""
-    from properties.sequence_checker import DEFAULT_MAX_LEN, DEFAULT_VOCAB_SIZE
+    from properties.sequence.checker import DEFAULT_MAX_LEN, DEFAULT_VOCAB_SIZE
 
     group = parser.add_argument_group(
         "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)"
@@ -90,7 +90,7 @@ def int_list(text: str, option: str, low: int, high: int, example: str = "1,2") 
 
 def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> dict[str, Any]:
     """The keyword arguments of the sequence checkers from the command line (bad usage: :class:`UsageError`)."""
-    from properties.sequence_checker import MAX_LEN_LIMIT, MAX_NUM_PROMPTS
+    from properties.sequence.checker import MAX_LEN_LIMIT, MAX_NUM_PROMPTS
 
     if not 2 <= args.vocab_size <= MAX_VOCAB:
         raise UsageError(

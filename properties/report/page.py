@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from impl.errors import InvalidArgument, describe
+from properties.report.figures import ReportUnavailable
 
 if TYPE_CHECKING:
-    from properties import RunConfig
-    from properties._report_figures import FigureSpec
-    from properties.checker import EstimatorReport
+    from properties.claims import RunConfig
+    from properties.onestep.results import EstimatorReport
+    from properties.report.figures import FigureSpec
 
-# The drawing and HTML modules (properties._report_figures, properties._report_html) are
+# The drawing and HTML modules (properties.report.figures, properties.report.html) are
 # imported inside the writers, so that `import properties` does not pay for them.
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -48,10 +49,6 @@ ProgressCallback = Callable[[int, int, str], None]
 
 MANIFEST = "manifest.json"
 """The file that marks a directory as an ida-verify report (and lists its files)."""
-
-
-class ReportUnavailable(ImportError):
-    """matplotlib, which draws the figures, is not installed (``pip install 'ida-verify[report]'``)."""
 
 
 # --------------------------------------------------------------------------- atomic output
@@ -100,7 +97,7 @@ def _publish(
     left as it was.  The swap is two renames on one file system (old report aside, new
     one in); if the second fails, the old report is renamed back.
     """
-    from properties._report_html import write_json
+    from properties.report.html import write_json
 
     out = check_out_dir(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -138,7 +135,7 @@ def _publish(
 
 
 def _version() -> str:
-    from properties import __version__
+    from properties._version import __version__
 
     return __version__
 
@@ -168,11 +165,11 @@ def write_report(
     :class:`ReportUnavailable` without matplotlib, :class:`impl.errors.InvalidArgument` for
     an ``out_dir`` that is a file or a non-empty directory other than a previous report.
     """
-    from properties import RunConfig, run_claims
-    from properties import _report_figures as figures
-    from properties._report_figures import require_matplotlib
-    from properties._report_html import esc, figure_html, ledger_html, page, write_json
-    from properties.ledger import render_json
+    from properties.claims import RunConfig, run_claims
+    from properties.claims.ledger import render_json
+    from properties.report import figures
+    from properties.report.figures import require_matplotlib
+    from properties.report.html import esc, figure_html, ledger_html, page, write_json
 
     require_matplotlib()
     check_out_dir(out_dir)
@@ -266,7 +263,7 @@ def _expectation(
     fn: Callable[..., Any], logits: Any, scores: Any, k: int, batched: bool
 ) -> tuple[np.ndarray[Any, Any] | None, str]:
     """``(E[g], "")``, or ``(None, why)`` when the estimator misbehaves (it is user code)."""
-    from properties.checker import expectation_of
+    from properties.onestep.checker import expectation_of
 
     try:
         e, _ = expectation_of(fn, logits, scores, k, batched=batched)
@@ -342,7 +339,7 @@ def _check_panels(
 
 
 def _plot_check(panels: list[dict[str, Any]], verdict: str, path: Path) -> None:
-    from properties._report_figures import DPI, save_png
+    from properties.report.figures import DPI, save_png
 
     cols = min(len(panels), 2)
     rows = math.ceil(len(panels) / cols)
@@ -405,8 +402,8 @@ def write_check_report(
     ``check.png`` (when there is something to draw), ``check.json`` (``report.to_dict()``
     and the drawn numbers), ``manifest.json``; atomic like :func:`write_report`.
     """
-    from properties._report_figures import require_matplotlib, vec
-    from properties._report_html import esc, figure_html, page, write_json
+    from properties.report.figures import require_matplotlib, vec
+    from properties.report.html import esc, figure_html, page, write_json
 
     if getattr(report, "num_prompts", None) is not None:
         raise InvalidArgument(

@@ -1,4 +1,4 @@
-"""The HTML and JSON of the reports (private; :mod:`properties.report` is the public side).
+"""The HTML and JSON of the reports (private; :mod:`properties.report.page` is the public side).
 
 One self-contained page: inline CSS, relative links to the PNGs beside it, no network.
 A small inline script runs on ``load``: it counts the images that really loaded

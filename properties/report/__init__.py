@@ -1,0 +1,15 @@
+"""HTML reports with figures: the claims ledger and one estimator check.
+
+* :mod:`~properties.report.page`: :func:`write_report`, :func:`write_check_report`, atomic output;
+* :mod:`~properties.report.figures`: the figures' data (from :mod:`impl`), drawing and captions;
+* :mod:`~properties.report.html`: the page's HTML and the JSON beside it.
+
+matplotlib (the ``report`` extra) is imported only when a page is written.
+"""
+
+from __future__ import annotations
+
+from properties.report.figures import ReportUnavailable
+from properties.report.page import write_check_report, write_report
+
+__all__ = ["ReportUnavailable", "write_check_report", "write_report"]

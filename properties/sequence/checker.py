@@ -1,0 +1,635 @@
+r"""The sequence-level checker: exact verdicts for token-level policy-gradient losses of LLM RL.
+
+Two protocols (``properties.SequenceBatch`` states the conventions):
+
+* :func:`check_sequence_loss`: a PyTorch loss ``loss_fn(batch) -> scalar`` (minimised); the
+  estimate of a batch is :math:`g = -\nabla_\theta\,\mathrm{loss}`;
+* :func:`check_token_weights`: NumPy ``fn(rewards (B,), mask (B,T), log_probs (B,T)) ->
+  weights (B,T)`` meaning :math:`g = \sum_{j,t} w_{jt}\nabla\log\pi(y_{jt}\mid y_{j,<t})`.
+
+The policy is tabular and autoregressive over a vocabulary of ``V`` tokens with responses
+of at most ``T`` tokens (:mod:`impl.sequence`), so there are finitely many batches of
+``P`` prompts with ``k`` responses each and
+
+.. math::
+
+    E[g] = \sum_{\text{batches } b} \Big(\prod_j \pi_{\mathrm{old}}(y_{bj})\Big)\, g(b)
+
+is a finite sum, compared with the exact :math:`\nabla J`, :math:`J = \frac1P\sum_p (E_{\pi_p}[R_p]
+- \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p}))` (the mean over the prompts: RL maximises
+the expectation over the prompt distribution).  The verdicts are the one-step
+checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P)``: dividing by the
+constant ``max_len`` is scaled, a weighting by the sampled lengths is biased), ``biased``
+(with the smallest counterexample found, responses printed as token strings and the
+expected weight each response's tokens receive), ``error`` (the loss raised, returned a
+non-scalar / non-tensor / non-finite value or one without a gradient, was not
+deterministic, wrote into the batch, or printed).
+
+>>> import pytest; torch = pytest.importorskip("torch")
+>>> def reinforce(batch):  # token-sum per response, mean over the batch: unbiased (P = 1)
+...     return -(batch.rewards * (batch.log_probs * batch.mask).sum(-1)).mean()
+>>> check_sequence_loss(reinforce, group_sizes=(2, 3), max_len=2, max_examples=5).verdict
+'unbiased'
+>>> def token_mean(batch):  # length-normalised: biased
+...     per = (batch.log_probs * batch.mask).sum(-1) / batch.mask.sum(-1)
+...     return -(batch.rewards * per).mean()
+>>> report = check_sequence_loss(token_mean, max_examples=5)
+>>> report.verdict, report.counterexample.shape.describe()
+('biased', 'V=2, T=2, k=2, P=1')
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from impl.errors import InvalidArgument, describe
+from impl.sequence import MAX_VOCAB
+from impl.types import FloatArray
+from properties.judging.user_code import name_of
+from properties.judging.verdict import (
+    decide,
+)
+from properties.onestep.results import (
+    EstimatorCheckFailure,
+    RoundoffNote,
+)
+from properties.sequence.evaluation import (
+    Sandbox,
+    SequenceFault,
+    TokenWeights,
+)
+from properties.sequence.messages import (
+    _message,
+)
+from properties.sequence.problems import (
+    MAX_BATCHES_LOOPED,
+    MAX_BATCHES_VECTORISED,
+    Key,
+    SequenceProblem,
+    Shape,
+    unreachable_keys,
+)
+from properties.sequence.results import (
+    SequenceCounterexample,
+    SequenceError,
+    SequenceReport,
+    SequenceRun,
+    WeightRow,
+    key_text,
+)
+from properties.sequence.run import (
+    SCALE_MATCH_FLOOR,
+    SCALE_MATCH_UNCERTAINTIES,
+    _counterexample,
+    _error_from_fault,
+    _execute,
+    _roundoff_note,
+    _Run,
+)
+
+DEFAULT_GROUP_SIZES = (2, 3, 4)
+"""Group sizes ``k`` checked unless told otherwise."""
+
+DEFAULT_VOCAB_SIZE = 3
+"""Largest vocabulary tried (``V = 2`` appears too)."""
+
+DEFAULT_MAX_LEN = 3
+"""Largest length cap tried (every ``T`` from 1 appears too)."""
+
+DEFAULT_MAX_EXAMPLES = 30
+"""Generated problems after the battery (the battery alone: ``max_examples=0``)."""
+
+MAX_GROUP_SIZE = 12
+"""Largest ``k`` accepted (only ``V = 2, T = 1`` fits the budget at ``k = 12``)."""
+
+MAX_NUM_PROMPTS = 4
+"""Largest ``P`` accepted."""
+
+MAX_LEN_LIMIT = 8
+"""Largest ``max_len`` accepted."""
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+# --------------------------------------------------------------------------- the run
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _int_tuple(name: str, value: Any, low: int, high: int) -> tuple[int, ...]:
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise InvalidArgument(
+            f"Expected a sequence of integers but got {describe(name, value)}"
+        ) from None
+    if not items or any(
+        isinstance(x, bool) or not isinstance(x, int | np.integer) or not low <= x <= high
+        for x in items
+    ):
+        raise InvalidArgument(
+            f"Expected a non-empty sequence of integers {low} <= x <= {high} but got {describe(name, value)}"
+        )
+    return tuple(sorted({int(x) for x in items}))
+
+
+def _validate(
+    fn: Any,
+    group_sizes: Any,
+    vocab_size: Any,
+    max_len: Any,
+    kl_coef: Any,
+    off_policy: Any,
+    num_prompts: Any,
+    seed: Any,
+    max_examples: Any,
+    rtol: Any,
+    atol: Any,
+) -> dict[str, Any]:
+    if not callable(fn):
+        raise InvalidArgument(f"Expected a callable but got {describe('fn', fn)}")
+    ks = _int_tuple("group_sizes", group_sizes, 1, MAX_GROUP_SIZE)
+    prompts = _int_tuple("num_prompts", num_prompts, 1, MAX_NUM_PROMPTS)
+    for name, value, low, high in (
+        ("vocab_size", vocab_size, 2, MAX_VOCAB),
+        ("max_len", max_len, 1, MAX_LEN_LIMIT),
+        ("seed", seed, 0, 2**64),
+        ("max_examples", max_examples, 0, 10**6),
+    ):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | np.integer)
+            or not low <= value <= high
+        ):
+            raise InvalidArgument(
+                f"Expected an integer {low} <= {name} <= {high} but got {describe(name, value)}"
+            )
+    if (
+        isinstance(kl_coef, bool)
+        or not isinstance(kl_coef, int | float)
+        or not (math.isfinite(kl_coef) and kl_coef >= 0)
+    ):
+        raise InvalidArgument(
+            f"Expected a finite kl_coef >= 0 but got {describe('kl_coef', kl_coef)}"
+        )
+    if not isinstance(off_policy, bool):
+        raise InvalidArgument(
+            f"Expected off_policy=True or False but got {describe('off_policy', off_policy)}"
+        )
+    if rtol is not None and not (
+        isinstance(rtol, float | int)
+        and not isinstance(rtol, bool)
+        and math.isfinite(rtol)
+        and rtol > 0
+    ):
+        raise InvalidArgument(
+            f"Expected rtol=None or a finite float > 0 but got {describe('rtol', rtol)}"
+        )
+    if isinstance(atol, bool) or not (
+        isinstance(atol, float | int) and math.isfinite(atol) and atol >= 0
+    ):
+        raise InvalidArgument(f"Expected a finite atol >= 0 but got {describe('atol', atol)}")
+    return {
+        "group_sizes": ks,
+        "num_prompts": prompts,
+        "vocab_size": int(vocab_size),
+        "max_len": int(max_len),
+        "kl_coef": float(kl_coef),
+        "off_policy": off_policy,
+        "seed": int(seed),
+        "max_examples": int(max_examples),
+        "rtol": None if rtol is None else float(rtol),
+        "atol": float(atol),
+    }
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def check_sequence_loss(
+    loss_fn: Callable[..., Any],
+    *,
+    group_sizes: Iterable[int] = DEFAULT_GROUP_SIZES,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    max_len: int = DEFAULT_MAX_LEN,
+    kl_coef: float = 0.0,
+    off_policy: bool = False,
+    num_prompts: Iterable[int] = (1,),
+    seed: int = 0,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    name: str | None = None,
+) -> SequenceReport:
+    r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
+
+    ``loss_fn(batch: SequenceBatch) -> scalar tensor`` is minimised; ``batch`` holds
+    ``B = P*k`` responses (``num_prompts`` ``P``, ``group_sizes`` ``k``) over vocabularies
+    of 2..``vocab_size`` tokens and length caps 1..``max_len``, within a batch budget;
+    ``kl_coef`` is the :math:`\beta` of the objective (``batch.kl_coef``); ``off_policy``
+    draws the responses from a behaviour policy (``batch.old_log_probs``) other than the
+    current one.  ``seed``/``max_examples``: the Hypothesis search after the battery;
+    ``rtol``/``atol`` override the derived round-off tolerance
+    (:data:`properties.sequence.evaluation.ROUNDOFF_SAFETY`); ``name`` labels the report.
+
+    The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
+    ``vmap`` cannot run is called once per batch instead (smaller problems; the report
+    says so).  Never raises for misbehaving user code (that is the ``"error"`` verdict);
+    raises :class:`impl.errors.InvalidArgument` for bad arguments.
+    """
+    opts = _validate(
+        loss_fn,
+        group_sizes,
+        vocab_size,
+        max_len,
+        kl_coef,
+        off_policy,
+        num_prompts,
+        seed,
+        max_examples,
+        rtol,
+        atol,
+    )
+    try:
+        import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
+    except ImportError:  # pragma: no cover - torch is installed wherever this is tested
+        raise InvalidArgument("check_sequence_loss needs PyTorch (pip install torch)") from None
+    from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
+
+    start = time.perf_counter()
+    sandbox = Sandbox()
+    evaluator = TorchLoss(loss_fn, sandbox=sandbox)
+    budget = MAX_BATCHES_VECTORISED
+    with torch_threads():
+        while True:
+            try:
+                run = _execute(evaluator, opts, budget)
+            except ModeChanged:
+                if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
+                    raise
+                budget = MAX_BATCHES_LOOPED
+                continue
+            break
+        note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
+    info = SequenceRun(
+        protocol="pytorch loss",
+        mode=evaluator.mode,
+        fallback_reason=evaluator.fallback_reason,
+        shapes=tuple((s.describe(), s.space.num_responses, s.num_batches) for s in run.shapes),
+        unchecked=tuple(unreachable_keys(run.ks, run.prompts, run.max_len, run.shapes)),
+        batch_budget=budget,
+        batches_evaluated=evaluator.batches_evaluated,
+        probe_seconds=evaluator.probe_seconds,
+        dtypes=tuple(sorted(evaluator.dtypes)),
+        problems=dict(run.problems),
+    )
+    return _make_report(
+        name or name_of(loss_fn),
+        "sequence-loss",
+        run,
+        info,
+        sandbox,
+        opts,
+        start,
+        batched=True,
+        note=note,
+    )
+
+
+def check_token_weights(
+    fn: Callable[..., Any],
+    *,
+    batched: bool = False,
+    group_sizes: Iterable[int] = DEFAULT_GROUP_SIZES,
+    vocab_size: int = DEFAULT_VOCAB_SIZE,
+    max_len: int = DEFAULT_MAX_LEN,
+    kl_coef: float = 0.0,
+    off_policy: bool = False,
+    num_prompts: Iterable[int] = (1,),
+    seed: int = 0,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    rtol: float | None = None,
+    atol: float = 0.0,
+    name: str | None = None,
+) -> SequenceReport:
+    r"""Decide whether token weights give :math:`E[\sum_{j,t} w_{jt}\nabla\log\pi(y_{jt}\mid y_{j,<t})] = \nabla J`.
+
+    ``fn(rewards (B,), mask (B, T), log_probs (B, T)) -> weights (B, T)`` (NumPy); it also
+    receives, by keyword, whichever of ``group``, ``tokens``, ``old_log_probs``,
+    ``ref_log_probs`` and ``kl_coef`` its signature names.  ``batched=True``: every array
+    has a leading axis of ``G`` batches and the result is ``(G, B, T)`` (much faster).
+    The other arguments are :func:`check_sequence_loss`'s.
+
+    >>> def reinforce(rewards, mask, log_probs):
+    ...     return rewards[:, None] * mask / rewards.shape[0]
+    >>> check_token_weights(reinforce, max_examples=0).verdict
+    'unbiased'
+    """
+    opts = _validate(
+        fn,
+        group_sizes,
+        vocab_size,
+        max_len,
+        kl_coef,
+        off_policy,
+        num_prompts,
+        seed,
+        max_examples,
+        rtol,
+        atol,
+    )
+    if not isinstance(batched, bool):
+        raise InvalidArgument(
+            f"Expected batched=True or False but got {describe('batched', batched)}"
+        )
+    start = time.perf_counter()
+    sandbox = Sandbox()
+    evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
+    budget = MAX_BATCHES_VECTORISED if batched else MAX_BATCHES_LOOPED
+    run = _execute(evaluator, opts, budget)
+    note = _roundoff_note(run, evaluator, opts, budget, seen=set())
+    info = SequenceRun(
+        protocol="token weights",
+        mode=evaluator.mode,
+        fallback_reason=None,
+        shapes=tuple((s.describe(), s.space.num_responses, s.num_batches) for s in run.shapes),
+        unchecked=tuple(unreachable_keys(run.ks, run.prompts, run.max_len, run.shapes)),
+        batch_budget=budget,
+        batches_evaluated=sum(run.problems.values()),
+        probe_seconds=None,
+        dtypes=(),
+        problems=dict(run.problems),
+    )
+    return _make_report(
+        name or name_of(fn),
+        "token-weights",
+        run,
+        info,
+        sandbox,
+        opts,
+        start,
+        batched=batched,
+        note=note,
+    )
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _make_report(
+    name: str,
+    protocol: str,
+    run: _Run,
+    info: SequenceRun,
+    sandbox: Sandbox,
+    opts: dict[str, Any],
+    start: float,
+    *,
+    batched: bool,
+    note: RoundoffNote | None = None,
+) -> SequenceReport:
+    keys = sorted({s.key for s in run.shapes})
+    error: SequenceError | None = None
+    if run.fault is not None:
+        error = _error_from_fault(run.fault, run.fault_found_by)
+    elif run.flaky is not None:
+        error = SequenceError.without_call(
+            "nondeterministic",
+            f"gave different results when Hypothesis replayed the same problem ({run.flaky}); "
+            "the exact checker needs a deterministic function of the batch",
+            hint="",
+            found_by="hypothesis",
+        )
+    cex = None
+    if error is None and run.mismatch is not None:
+        cex = _counterexample(run.mismatch, run.found_by, note)
+    decision = decide(
+        fault=error is not None,
+        mismatch=cex is not None,
+        references=run.book.references(),
+        keys=keys,
+    )
+    verdict = decision.verdict
+    if verdict == "error" and error is None:
+        error = SequenceError.without_call(
+            "imprecise",
+            "no problem measured the scale precisely enough for "
+            + ", ".join(key_text(k) for k in decision.imprecise)
+            + f" (round-off unit {run.max_eps:.2g}); no verdict between unbiased and scaled is possible",
+            hint="compute the loss in float64 (or float32), not half precision",
+            found_by="the battery (scale reference)",
+        )
+    if not keys and error is None:
+        verdict = "error"
+        error = SequenceError.without_call(
+            "imprecise",
+            "no shape fits the batch budget: nothing was checked",
+            hint="use smaller group_sizes, num_prompts, vocab_size or max_len",
+            found_by="planning",
+        )
+    from properties.onestep.results import CheckedRegion
+
+    region = CheckedRegion(
+        group_sizes=run.ks,
+        problems=dict(run.problems),
+        notes=tuple(
+            [f"shapes (V, T, k, P): {', '.join(s.describe() for s in run.shapes)}"]
+            + (
+                [
+                    f"not checked (over the batch budget {info.batch_budget}): "
+                    + "; ".join(key_text(k) for k in info.unchecked)
+                ]
+                if info.unchecked
+                else []
+            )
+        ),
+    )
+    report = SequenceReport(
+        name=name,
+        verdict=verdict,
+        scale=None if decision.scale is None else dict(decision.scale),
+        scale_uncertainty=None if decision.uncertainty is None else dict(decision.uncertainty),
+        counterexample=cex,
+        error=error,
+        group_sizes=run.ks,
+        seed=run.seed,
+        max_examples=run.max_examples,
+        batched=batched,
+        problems_checked=sum(run.problems.values()),
+        estimator_calls=sandbox.calls,
+        estimator_seconds=sandbox.user_seconds,
+        seconds=time.perf_counter() - start,
+        message="",
+        region=region,
+        protocol=protocol,
+        run=info,
+        settings=dict(opts),
+    )
+    object.__setattr__(report, "message", _message(report, run))
+    return report
+
+
+# --------------------------------------------------------------------------- messages
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sequence_expectation(
+    fn: Callable[..., Any],
+    *,
+    theta: Any,
+    rewards: Any,
+    k: int,
+    ref_theta: Any = None,
+    old_theta: Any = None,
+    kl_coef: float = 0.0,
+    protocol: str = "sequence-loss",
+    batched: bool = False,
+) -> tuple[FloatArray, FloatArray]:
+    r"""The exact :math:`(E[g], \nabla J)` of ``fn`` on one problem, both ``(P, N+1, V)``: the reproduction helper.
+
+    ``theta`` ``(P, N+1, V)`` fixes ``P`` and (through ``N``) the shape ``(V, T)``;
+    ``rewards`` ``(P, R)``; ``ref_theta`` defaults to ``theta``; ``old_theta`` ``None`` is
+    on-policy.  ``protocol`` is ``"sequence-loss"`` or ``"token-weights"``.  Misbehaviour
+    of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.
+
+    >>> import numpy as np
+    >>> def reinforce(rewards, mask, log_probs):
+    ...     return rewards[:, None] * mask / rewards.shape[0]
+    >>> theta = np.zeros((1, 2, 2))          # V = 2, T = 1: responses '<eos>' and 'a'
+    >>> E, G = sequence_expectation(reinforce, theta=theta, rewards=[[0.0, 1.0]], k=2,
+    ...                             protocol="token-weights")
+    >>> E[0, 0].tolist(), G[0, 0].tolist()
+    ([-0.25, 0.25], [-0.25, 0.25])
+    """
+    th = np.asarray(theta, dtype=np.float64)
+    if th.ndim != 3 or th.shape[2] < 2:
+        raise InvalidArgument(
+            f"Expected theta of shape (P, N+1, V) but got {describe('theta', theta)}"
+        )
+    v = th.shape[2]
+    rows = th.shape[1]
+    t = next(
+        (
+            tt
+            for tt in range(1, MAX_LEN_LIMIT + 1)
+            if sum((v - 1) ** d for d in range(tt)) + 1 == rows
+        ),
+        None,
+    )
+    if t is None:
+        raise InvalidArgument(
+            f"theta's second axis must be N + 1 for some max_len but got {describe('theta', theta)}"
+        )
+    shape = Shape(v, t, int(k), th.shape[0])
+    problem = SequenceProblem(
+        shape=shape,
+        theta=th,
+        rewards=np.asarray(rewards, dtype=np.float64),
+        ref_theta=th if ref_theta is None else np.asarray(ref_theta, dtype=np.float64),
+        old_theta=None if old_theta is None else np.asarray(old_theta, dtype=np.float64),
+        kl_coef=float(kl_coef),
+        label="reproduction",
+    )
+    sandbox = Sandbox()
+    evaluator: Any
+    if protocol == "sequence-loss":
+        from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
+
+        evaluator = TorchLoss(fn, sandbox=sandbox)
+        try:
+            with torch_threads():
+                try:
+                    (ev,) = evaluator.evaluate(
+                        [problem], rtol=None, atol=0.0, check_determinism=False
+                    )
+                except ModeChanged:
+                    (ev,) = evaluator.evaluate(
+                        [problem], rtol=None, atol=0.0, check_determinism=False
+                    )
+        except SequenceFault as fault:
+            raise InvalidArgument(f"the loss misbehaved: {fault}") from None
+    elif protocol == "token-weights":
+        evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
+        try:
+            (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+        except SequenceFault as fault:
+            raise InvalidArgument(f"the weight function misbehaved: {fault}") from None
+    else:
+        raise InvalidArgument(
+            f"Expected protocol='sequence-loss' or 'token-weights' but got {describe('protocol', protocol)}"
+        )
+    return ev.mean, ev.gradient
+
+
+def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> SequenceReport:
+    if isinstance(fn, SequenceReport):
+        if kwargs:
+            raise InvalidArgument(f"{who} got a finished report and check options {sorted(kwargs)}")
+        return fn
+    return check_sequence_loss(fn, **kwargs)
+
+
+def assert_sequence_unbiased(
+    fn: Callable[..., Any] | SequenceReport, **kwargs: Any
+) -> SequenceReport:
+    """:func:`check_sequence_loss` (or a finished report); :class:`EstimatorCheckFailure` unless ``"unbiased"``."""
+    report = _report_or_check(fn, kwargs, "assert_sequence_unbiased")
+    if report.verdict != "unbiased":
+        raise EstimatorCheckFailure(report, "unbiased")
+    return report
+
+
+def assert_sequence_scaled(
+    fn: Callable[..., Any] | SequenceReport,
+    scale: Mapping[Key, float] | Callable[[int, int, int], float] | None = None,
+    **kwargs: Any,
+) -> SequenceReport:
+    """:func:`check_sequence_loss` (or a report); raises unless ``"scaled"`` (as ``scale(k, T, P)`` if given)."""
+    report = _report_or_check(fn, kwargs, "assert_sequence_scaled")
+    if report.verdict != "scaled":
+        raise EstimatorCheckFailure(report, "scaled")
+    if scale is not None:
+        assert report.scale is not None and report.scale_uncertainty is not None
+        for key, c in report.scale.items():
+            k, t, p = key
+            want = float(scale(k, t, p) if callable(scale) else scale[(k, t, p)])
+            allowed = SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[
+                key
+            ] + SCALE_MATCH_FLOOR * abs(want)
+            if abs(c - want) > allowed:
+                raise EstimatorCheckFailure(
+                    report,
+                    f"scaled with c = {want!r} at {key_text(key)} (measured {c!r}, allowed +- {allowed:.2g})",
+                )
+    return report
+
+
+__all__ = [
+    "DEFAULT_GROUP_SIZES",
+    "DEFAULT_MAX_EXAMPLES",
+    "DEFAULT_MAX_LEN",
+    "DEFAULT_VOCAB_SIZE",
+    "MAX_GROUP_SIZE",
+    "MAX_LEN_LIMIT",
+    "MAX_NUM_PROMPTS",
+    "SequenceCounterexample",
+    "SequenceError",
+    "SequenceReport",
+    "SequenceRun",
+    "WeightRow",
+    "assert_sequence_scaled",
+    "assert_sequence_unbiased",
+    "check_sequence_loss",
+    "check_token_weights",
+    "key_text",
+    "sequence_expectation",
+]

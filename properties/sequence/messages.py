@@ -1,0 +1,318 @@
+"""The readable report of a sequence check: the message, the problem and weight tables, rerun and repro lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Mapping
+from typing import Any
+
+import numpy as np
+
+from impl.sequence import response_probs
+from properties.judging.verdict import (
+    norm,
+)
+from properties.onestep.results import (
+    RoundoffNote,
+)
+from properties.sequence.results import (
+    SequenceCounterexample,
+    SequenceError,
+    SequenceReport,
+    key_text,
+)
+from properties.sequence.run import SCALE_MATCH_FLOOR, SCALE_MATCH_UNCERTAINTIES, _Run
+
+_KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
+    ("(k-1)/k, the self-inclusive group mean", lambda k, t, p: (k - 1) / k),
+    ("1/T, a division by the constant max_len", lambda k, t, p: 1.0 / t),
+    (
+        "P, a sum over the prompts where the target is their mean (the RL objective averages over prompts)",
+        lambda k, t, p: float(p),
+    ),
+    (
+        "(Pk-1)/(Pk), a baseline that is the self-inclusive mean of the whole batch",
+        lambda k, t, p: (p * k - 1) / (p * k),
+    ),
+    (
+        "(k-1)/k * P, the self-inclusive group mean and a sum over the prompts",
+        lambda k, t, p: (k - 1) * p / k,
+    ),
+    ("P/T, a division by max_len and a sum over the prompts", lambda k, t, p: p / t),
+    (
+        "(k-1)/(k T), the self-inclusive group mean and a division by max_len",
+        lambda k, t, p: (k - 1) / (k * t),
+    ),
+    ("k, a sum over the group instead of a mean", lambda k, t, p: float(k)),
+    ("k P, a sum over all P*k responses of the batch instead of a mean", lambda k, t, p: float(k * p)),
+    ("1/k", lambda k, t, p: 1.0 / k),
+)
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _arr(a: Any) -> str:
+    return "np.array(" + repr(np.asarray(a, dtype=np.float64).tolist()) + ")"  # round-trip exact
+
+
+def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, float]) -> str:
+    """The known formula that explains ``key`` and the most other keys (the first on ties).
+
+    A formula is named only where it explains two or more keys (or the only one), so that
+    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.
+    """
+    slack = max(unc * SCALE_MATCH_UNCERTAINTIES, SCALE_MATCH_FLOOR)
+    best, best_count = "", 0
+    for text, f in _KNOWN_SCALES:
+        matching = [
+            kk
+            for kk, cc in scale.items()
+            if isinstance(kk, tuple) and abs(cc - f(*kk)) <= slack and abs(cc - 1) > slack
+        ]
+        if (
+            isinstance(key, tuple)
+            and key in matching
+            and (len(matching) >= 2 or len(scale) == 1)
+            and len(matching) > best_count
+        ):
+            best, best_count = f" = {text}", len(matching)
+    return best
+
+
+def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:
+    """The literal call of :func:`sequence_expectation` that gives this counterexample's E[g] and grad J."""
+    parts = [f"theta={_arr(cex.theta)}", f"rewards={_arr(cex.rewards)}", f"k={cex.shape.k}"]
+    parts.append(f"ref_theta={_arr(cex.ref_theta)}")
+    if cex.old_theta is not None:
+        parts.append(f"old_theta={_arr(cex.old_theta)}")
+    if cex.kl_coef:
+        parts.append(f"kl_coef={cex.kl_coef!r}")
+    if report.protocol == "token-weights":
+        parts.append(f"protocol='token-weights', batched={report.batched}")
+    return "  E, G = sequence_expectation(fn, " + ", ".join(parts) + ")"
+
+
+def _rerun(report: SequenceReport) -> str:
+    s = report.settings
+    fn = (
+        "check_sequence_loss(loss_fn"
+        if report.protocol == "sequence-loss"
+        else f"check_token_weights(fn, batched={report.batched}"
+    )
+    parts = [
+        f"group_sizes={s['group_sizes']}",
+        f"vocab_size={s['vocab_size']}",
+        f"max_len={s['max_len']}",
+        f"kl_coef={s['kl_coef']}",
+        f"off_policy={s['off_policy']}",
+        f"num_prompts={s['num_prompts']}",
+        f"seed={s['seed']}",
+        f"max_examples={s['max_examples']}",
+    ]
+    return f"  rerun: properties.{fn}, " + ", ".join(parts) + ")"
+
+
+def _problem_text(cex: SequenceCounterexample) -> list[str]:
+    space = cex.shape.space
+    lines = []
+    pi = response_probs(space, cex.old_theta if cex.old_theta is not None else cex.theta)
+    for p in range(cex.shape.num_prompts):
+        items = [
+            f"{space.strings[r]!r}{' (truncated)' if space.truncated[r] else ''}: R={_fmt(cex.rewards[p, r])}, "
+            f"p={pi[p, r]:.3g}"
+            for r in range(space.num_responses)
+        ]
+        shown = items if len(items) <= 16 else [*items[:16], f"... ({len(items)} responses)"]
+        lines.append(f"  prompt {p} responses: " + "; ".join(shown))
+    lines.append(f"  theta = {_arr(cex.theta)}")
+    if cex.kl_coef > 0:
+        lines.append(f"  ref_theta = {_arr(cex.ref_theta)} (kl_coef={cex.kl_coef})")
+    if cex.old_theta is not None:
+        lines.append(f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy that sampled)")
+    return lines
+
+
+_MAX_ROWS = 12
+
+
+def _table(cex: SequenceCounterexample) -> str:
+    bad = np.abs(cex.discrepancy) > cex.tolerance
+    order = [
+        i
+        for i in np.argsort(-np.abs(cex.discrepancy) / np.maximum(cex.tolerance, 1e-300))
+        if bad[i]
+    ]
+    order += [
+        i
+        for i in range(cex.discrepancy.size)
+        if not bad[i] and (cex.gradient[i] != 0 or cex.expectation[i] != 0)
+    ]
+    rows = [
+        f"  {'prompt':>6} {'node (prefix)':>16} {'token':>6} {'E[g]':>14} {'grad J':>14} {'c*grad J':>14} "
+        f"{'difference':>11} {'tolerance':>9}"
+    ]
+    for i in order[:_MAX_ROWS]:
+        p, node, tok = cex.coordinates[i]
+        mark = " <--" if bad[i] else ""
+        rows.append(
+            f"  {p:>6} {node:>16} {tok:>6} {cex.expectation[i]:>14.8g} {cex.gradient[i]:>14.8g} "
+            f"{cex.reference_multiple * cex.gradient[i]:>14.8g} {cex.discrepancy[i]:>11.3g} "
+            f"{cex.tolerance[i]:>9.2g}{mark}"
+        )
+    if len(order) > _MAX_ROWS:
+        rows.append(f"  ... ({int(bad.sum())} coordinates outside the tolerance in all)")
+    return "\n".join(rows)
+
+
+def _pair_text(cex: SequenceCounterexample) -> list[str]:
+    if not cex.length_pair:
+        return []
+    lines = [
+        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for two responses "
+        "of different lengths (a REINFORCE-form estimator gives every token of y the same weight "
+        "c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
+    ]
+    for row in cex.length_pair:
+        weights = ", ".join(_fmt(w) for w in row.weights)
+        lines.append(
+            f"  prompt {row.prompt} {row.response!r} ({row.length} token{'s' if row.length != 1 else ''}, "
+            f"R={_fmt(row.reward)}, p={row.probability:.3g}): weights [{weights}]; "
+            f"c*(pi/pi_old)*A = {_fmt(row.reinforce)}"
+        )
+    if not cex.weights_complete:
+        lines.append(
+            "  (the loss also reads the logits other than through log_probs, e.g. an entropy term: "
+            "these weights are only the log_probs part of its gradient)"
+        )
+    return lines
+
+
+def _roundoff_text(report: SequenceReport, note: RoundoffNote) -> str:
+    shown = ", ".join(f"{u:.3g} ulps of {name}" for name, u in note.ulps.items())
+    at = f"with rtol={note.rtol:g} ({note.dtype} round-off) the checker's verdict is {note.verdict.upper()}"
+    if note.verdict == "scaled" and note.scale is not None:
+        at += ": " + ", ".join(
+            f"c = {c:.6g} at {key_text(k)}" for k, c in sorted(note.scale.items())
+        )
+    elif note.verdict == "biased":
+        at += " (another problem shows a bias beyond that round-off: not round-off alone)"
+    seen = report.run.dtypes if report.run is not None else ()
+    inside = (
+        f"the loss computes in {', '.join(seen)} (seen by the checker)"
+        if note.dtype in seen
+        else f"if the code computes in {note.dtype} anywhere (or casts to it)"
+    )
+    return "\n".join(
+        [
+            f"Round-off? The residual |E[g] - c grad J| is {note.relative_residual:.3g} of |grad J| "
+            f"on this problem ({shown}): within the checker's round-off bound for {note.dtype}; "
+            f"{inside}, it may be round-off rather than a bias of the formula.",
+            f"  At that precision: {at}.",
+            "  The verdict stays BIASED because the output's own dtype claims more precision; "
+            f"confirm with rtol={note.rtol:g}, atol={note.atol:g}.",
+        ]
+    )
+
+
+def _span(shapes: tuple[str, ...]) -> str:
+    """The values each of ``V, T, k, P`` took over the checked shapes.
+
+    >>> _span(("V=2, T=1, k=2, P=1", "V=3, T=2, k=2, P=1", "V=2, T=3, k=4, P=2"))
+    'V in {2, 3}, T in {1, 2, 3}, k in {2, 4}, P in {1, 2}'
+    >>> _span(())
+    'none'
+    """
+    if not shapes:
+        return "none"
+    values: dict[str, set[int]] = {}
+    for text in shapes:
+        for part in text.split(", "):
+            name, _, value = part.partition("=")
+            values.setdefault(name, set()).add(int(value))
+    return ", ".join(
+        f"{name} in {{{', '.join(str(v) for v in sorted(vs))}}}" for name, vs in values.items()
+    )
+
+
+def _message(report: SequenceReport, run: _Run) -> str:
+    what = "Loss" if report.protocol == "sequence-loss" else "Weight function"
+    head = f"{what} {report.name!r}"
+    info = report.run
+    assert info is not None
+    mode = info.mode + (f" (fallback: {info.fallback_reason})" if info.fallback_reason else "")
+    span = _span(tuple(text for text, _, _ in info.shapes))
+    checked = (
+        f"{report.problems_checked} problems on {len(info.shapes)} shapes ({span}; up to "
+        f"{max((g for _, _, g in info.shapes), default=0)} batches each), evaluation: {mode}, "
+        f"{report.estimator_calls} calls, seed={report.seed}, max_examples={report.max_examples}, "
+        f"kl_coef={report.settings['kl_coef']}, off_policy={report.settings['off_policy']}, "
+        f"num_prompts={report.settings['num_prompts']}, {report.seconds:.2f} s"
+    )
+    if info.unchecked:
+        checked += f"; not checked (over the batch budget {info.batch_budget}): " + "; ".join(
+            key_text(k) for k in info.unchecked
+        )
+    if report.verdict == "unbiased":
+        return f"{head} is UNBIASED: E[g] = grad J exactly (to round-off) on every problem checked: {checked}."
+    if report.verdict == "scaled":
+        assert report.scale is not None and report.scale_uncertainty is not None
+        lines = [
+            f"{head} is SCALED: E[g] = c grad J with one fixed c > 0 per (k, T, P), on every problem "
+            f"checked ({checked}):"
+        ]
+        for key, c in sorted(report.scale.items()):
+            unc = report.scale_uncertainty[key]
+            lines.append(
+                f"  {key_text(key)}: c = {c:.12g} (+- {unc:.1g}){_scale_hint(key, c, unc, report.scale)}"
+            )
+        lines.append(
+            "It ascends J, but its step is rescaled by c; divide by c (or fix the aggregation) to "
+            "make it unbiased."
+        )
+        return "\n".join(lines)
+    if report.verdict == "biased":
+        cex = report.counterexample
+        assert isinstance(cex, SequenceCounterexample)
+        fit = (
+            "grad J = 0 here, so no multiple fits"
+            if cex.multiple is None
+            else f"best-fitting multiple c = {cex.multiple:.12g}, residual |E[g] - c grad J| = {norm(cex.residual):.3g}"
+        )
+        lines = [
+            f"{head} is BIASED: {cex.reason}.",
+            f"Counterexample (found by {cex.found_by}): {cex.shape.describe()} "
+            f"({cex.shape.space.num_responses} possible responses per prompt, "
+            f"{cex.shape.num_batches} batches):",
+            *_problem_text(cex),
+            f"  {fit}; c = {cex.reference_multiple:.12g} for {key_text(cex.shape.key)} on the reference "
+            f"problem ({cex.reference_label})",
+            _table(cex),
+            *_pair_text(cex),
+        ]
+        if cex.roundoff is not None:
+            lines.append(_roundoff_text(report, cex.roundoff))
+        lines += [
+            "Reproduce:",
+            "  import numpy as np; from properties.sequence.checker import sequence_expectation",
+            _repro(report, cex),
+            _rerun(report),
+            f"Checked: {checked}.",
+        ]
+        return "\n".join(lines)
+    err = report.error
+    assert isinstance(err, SequenceError)
+    lines = [f"{head} ERROR ({err.kind}): it {err.detail}."]
+    if err.shape is not None:
+        where = (
+            f"{err.shape.describe()}; {err.problem_label.replace('battery: ', 'battery problem ')}"
+        )
+        if err.batch:
+            rows = "; ".join(f"prompt {p}: {text!r} (reward {_fmt(r)})" for p, text, r in err.batch)
+            lines.append(f"Triggered by the batch [{rows}] ({where}).")
+        else:
+            lines.append(f"Triggered on {where} (not narrowed to one batch).")
+    if err.hint:
+        lines.append(f"Hint: {err.hint}.")
+    lines.append(f"Checked: {checked}.")
+    return "\n".join(lines)

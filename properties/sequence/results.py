@@ -1,0 +1,223 @@
+"""What a sequence check returns: the report, its counterexample (with the weight table), error and run.
+
+The classes extend the one-step checker's (:mod:`properties.onestep.results`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from impl.types import FloatArray
+from properties.onestep.results import (
+    Counterexample,
+    EstimatorError,
+    EstimatorReport,
+)
+from properties.sequence.problems import (
+    Key,
+    Shape,
+)
+
+
+def key_text(key: Hashable) -> str:
+    """``k=2, T=3, P=1`` for a sequence key.
+
+    >>> key_text((2, 3, 1))
+    'k=2, T=3, P=1'
+    """
+    if isinstance(key, tuple) and len(key) == 3:
+        return f"k={key[0]}, T={key[1]}, P={key[2]}"
+    return str(key)
+
+
+@dataclass(frozen=True)
+class WeightRow:
+    """One response of a counterexample: what its tokens receive in expectation.
+
+    ``weights`` are :math:`\\omega(y, t) = \\sum_j E[w_{jt} \\mid y_j = y]` on its tokens;
+    ``reinforce`` is the per-token weight of the exact gradient's own form,
+    :math:`(\\pi/\\pi_{\\mathrm{old}})(y)\\,A(y)/P` with
+    :math:`A = R - \\beta(\\log\\pi - \\log\\pi_{\\mathrm{ref}})` (the target is the mean over
+    the ``P`` prompts), times the measured multiple.
+    """
+
+    prompt: int
+    response: str
+    length: int
+    probability: float
+    reward: float
+    weights: tuple[float, ...]
+    reinforce: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "prompt": self.prompt,
+            "response": self.response,
+            "length": self.length,
+            "probability": self.probability,
+            "reward": self.reward,
+            "weights": list(self.weights),
+            "reinforce": self.reinforce,
+        }
+
+
+_NO_SHAPE = Shape(2, 1, 1, 1)
+
+
+@dataclass(frozen=True)
+class SequenceCounterexample(Counterexample):
+    """A sequence problem on which :math:`E[g]` is not the key's multiple of :math:`\\nabla J`.
+
+    The inherited fields hold the flattened arrays (``logits`` is ``theta.ravel()``,
+    ``scores`` the reward table, ``k`` the group size); ``shape`` and the policies give the
+    problem itself, ``coordinates`` names each entry of ``theta`` as ``(prompt, node
+    prefix, token)``, ``responses`` lists the responses as token strings, and
+    ``length_pair`` shows two responses of different lengths with the expected weight
+    their tokens receive (when the loss's weights are available).
+    """
+
+    shape: Shape = _NO_SHAPE
+    theta: FloatArray = field(default_factory=lambda: np.zeros(0))
+    rewards: FloatArray = field(default_factory=lambda: np.zeros(0))
+    ref_theta: FloatArray = field(default_factory=lambda: np.zeros(0))
+    old_theta: FloatArray | None = None
+    kl_coef: float = 0.0
+    reference_label: str = ""
+    kind: str = ""
+    coordinates: tuple[tuple[int, str, str], ...] = ()
+    responses: tuple[str, ...] = ()
+    length_pair: tuple[WeightRow, ...] = ()
+    weights_complete: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields (the one-step fields plus the sequence problem)."""
+        out = super().to_dict()
+        out.update(
+            {
+                "shape": {
+                    "vocab_size": self.shape.vocab_size,
+                    "max_len": self.shape.max_len,
+                    "group_size": self.shape.k,
+                    "num_prompts": self.shape.num_prompts,
+                },
+                "theta": self.theta.tolist(),
+                "rewards": self.rewards.tolist(),
+                "ref_theta": self.ref_theta.tolist(),
+                "old_theta": None if self.old_theta is None else self.old_theta.tolist(),
+                "kl_coef": self.kl_coef,
+                "reference_label": self.reference_label,
+                "kind": self.kind,
+                "responses": list(self.responses),
+                "length_pair": [row.to_dict() for row in self.length_pair],
+                "weights_complete": self.weights_complete,
+            }
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class SequenceError(EstimatorError):
+    """What went wrong, on which batch: the inherited fields plus the batch as token strings.
+
+    ``samples`` holds the batch's response indices and ``rewards`` its rewards (both empty
+    when the failure is not tied to one batch); ``batch`` lists ``(prompt, response text,
+    reward)`` per row; ``shape`` and ``problem_label`` locate the problem.
+    """
+
+    shape: Shape | None = None
+    problem_label: str = ""
+    batch: tuple[tuple[int, str, float], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        out = super().to_dict()
+        out.update(
+            {
+                "shape": None
+                if self.shape is None
+                else {
+                    "vocab_size": self.shape.vocab_size,
+                    "max_len": self.shape.max_len,
+                    "group_size": self.shape.k,
+                    "num_prompts": self.shape.num_prompts,
+                },
+                "problem": self.problem_label,
+                "batch": [list(row) for row in self.batch],
+            }
+        )
+        return out
+
+
+@dataclass(frozen=True)
+class SequenceRun:
+    """How the check ran: the evaluation mode, the shapes and batches, the costs.
+
+    ``mode`` is ``vmap``/``loop`` (PyTorch) or ``batched``/``per-batch`` (weights);
+    ``fallback_reason`` says why ``vmap`` was not used; ``shapes`` the ``(V, T, k, P)``
+    checked with their response and batch counts; ``unchecked`` the keys over budget;
+    ``probe_seconds`` one plain call of the loss on one batch; ``dtypes`` the floating
+    dtypes the loss computed in.
+    """
+
+    protocol: str
+    mode: str
+    fallback_reason: str | None
+    shapes: tuple[tuple[str, int, int], ...]
+    unchecked: tuple[Key, ...]
+    batch_budget: int
+    batches_evaluated: int
+    probe_seconds: float | None
+    dtypes: tuple[str, ...]
+    problems: dict[str, int]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "protocol": self.protocol,
+            "mode": self.mode,
+            "fallback_reason": self.fallback_reason,
+            "shapes": [{"shape": s, "responses": r, "batches": g} for s, r, g in self.shapes],
+            "unchecked": [key_text(k) for k in self.unchecked],
+            "batch_budget": self.batch_budget,
+            "batches_evaluated": self.batches_evaluated,
+            "probe_seconds": self.probe_seconds,
+            "dtypes": list(self.dtypes),
+            "problems": dict(self.problems),
+        }
+
+
+@dataclass(frozen=True)
+class SequenceReport(EstimatorReport):
+    """An :class:`EstimatorReport` for a sequence check (same verdicts, ``assert_*``, JSON).
+
+    ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P)``; ``run`` says how the check
+    ran (:class:`SequenceRun`); ``settings`` the checker's arguments (for reruns).
+    """
+
+    run: SequenceRun | None = None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
+        out = super().to_dict()
+        out["scale"] = (
+            None if self.scale is None else {key_text(k): c for k, c in self.scale.items()}
+        )
+        out["scale_uncertainty"] = (
+            None
+            if self.scale_uncertainty is None
+            else {key_text(k): c for k, c in self.scale_uncertainty.items()}
+        )
+        out["run"] = None if self.run is None else self.run.to_dict()
+        out["settings"] = dict(self.settings)
+        return out
+
+    def to_json(self) -> str:
+        """``to_dict()`` as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2)

@@ -1,0 +1,464 @@
+"""One run of the sequence checker: the battery, the search over shapes, the reference book,
+counterexamples and the round-off note."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from hypothesis import given
+from hypothesis import seed as hypothesis_seed
+from hypothesis.errors import Flaky
+
+from impl.sequence import advantages, response_probs
+from properties.judging.verdict import (
+    REFERENCE_MIN_SIGNAL,
+    Mismatch,
+    ReferenceBook,
+    decide,
+    norm,
+    relative_residual,
+    ulps,
+)
+from properties.onestep.problems import checker_settings, pinned_hypothesis
+from properties.onestep.results import (
+    RoundoffNote,
+)
+from properties.sequence.evaluation import (
+    DETERMINISM_RECHECKS,
+    DETERMINISM_ULPS,
+    EPS64,
+    ROUNDOFF_SAFETY,
+    TINY,
+    Evaluation,
+    SequenceFault,
+)
+from properties.sequence.problems import (
+    FULL_BATTERY_BATCHES,
+    LOOPED_EXTRA_VOCAB_BATCHES,
+    LOOPED_FULL_BATTERY_BATCHES,
+    MAX_BATCHES_LOOPED,
+    SequenceProblem,
+    battery,
+    generated_problems,
+    plan_shapes,
+    shape_data,
+)
+from properties.sequence.results import (
+    SequenceCounterexample,
+    SequenceError,
+    WeightRow,
+    key_text,
+)
+
+SCALE_MATCH_UNCERTAINTIES = 4.0
+"""A known scale formula (and :func:`assert_scaled`) matches a measured constant within this many uncertainties."""
+
+
+SCALE_MATCH_FLOOR = 1e-12
+"""... or within this absolute slack."""
+
+
+class _Mismatch(Exception):
+    def __init__(self, mismatch: Mismatch[Evaluation]) -> None:
+        super().__init__(mismatch.reason)
+        self.mismatch = mismatch
+
+
+class _Run:
+    def __init__(
+        self,
+        evaluator: Any,
+        *,
+        ks: tuple[int, ...],
+        prompts: tuple[int, ...],
+        vocab_size: int,
+        max_len: int,
+        kl_coef: float,
+        off_policy: bool,
+        seed: int,
+        max_examples: int,
+        rtol: float | None,
+        atol: float,
+        budget: int,
+    ) -> None:
+        self.evaluator = evaluator
+        self.ks, self.prompts = ks, prompts
+        self.vocab_size, self.max_len = vocab_size, max_len
+        self.kl_coef, self.off_policy = kl_coef, off_policy
+        self.seed, self.max_examples = seed, max_examples
+        self.rtol, self.atol = rtol, atol
+        self.budget = budget
+        looped = budget <= MAX_BATCHES_LOOPED
+        self.full_up_to = LOOPED_FULL_BATTERY_BATCHES if looped else FULL_BATTERY_BATCHES
+        self.shapes = plan_shapes(
+            ks,
+            prompts,
+            vocab_size,
+            max_len,
+            budget=budget,
+            extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped else None,
+        )
+        self.book: ReferenceBook[Evaluation] = ReferenceBook()
+        self.mismatch: Mismatch[Evaluation] | None = None
+        self.found_by = ""
+        self.fault: SequenceFault | None = None
+        self.fault_found_by = ""
+        self.flaky: str | None = None
+        self.problems: dict[str, int] = {}
+        self.max_eps = EPS64
+
+    def _count(self, source: str, n: int = 1) -> None:
+        self.problems[source] = self.problems.get(source, 0) + n
+
+    def run_battery(self) -> None:
+        first = True
+        for shape in self.shapes:
+            problems = battery(
+                shape, kl_coef=self.kl_coef, off_policy=self.off_policy, full_up_to=self.full_up_to
+            )
+            try:
+                evs = self.evaluator.evaluate(
+                    problems, rtol=self.rtol, atol=self.atol, check_determinism=first
+                )
+            except SequenceFault as fault:
+                self.fault, self.fault_found_by = fault, "battery"
+                return
+            first = False
+            self._count("battery", len(evs))
+            for ev in evs:
+                self.max_eps = max(self.max_eps, ev.eps_out)
+                found = self.book.offer(ev)
+                if found:
+                    self.mismatch, self.found_by = found[0], "battery"
+                    return
+        found = self.book.close()
+        if found:
+            self.mismatch, self.found_by = found[0], "battery"
+
+    def run_hypothesis(self) -> None:
+        if self.max_examples == 0 or not self.shapes:
+            return
+        failure: dict[str, Any] = {}
+
+        @checker_settings(self.max_examples)
+        @hypothesis_seed(self.seed)
+        @given(generated_problems(self.shapes, kl_coef=self.kl_coef, off_policy=self.off_policy))
+        def property_(problem: SequenceProblem) -> None:
+            try:
+                (ev,) = self.evaluator.evaluate(
+                    [problem], rtol=self.rtol, atol=self.atol, check_determinism=False
+                )
+            except SequenceFault as fault:
+                failure["last"] = fault
+                raise
+            self._count("hypothesis")
+            self.max_eps = max(self.max_eps, ev.eps_out)
+            found = self.book.offer(ev)
+            if found:
+                raise _Mismatch(found[0])
+
+        try:
+            with pinned_hypothesis():
+                property_()
+        except _Mismatch as exc:
+            self.mismatch, self.found_by = exc.mismatch, "hypothesis (shrunk)"
+        except SequenceFault as fault:
+            self.fault, self.fault_found_by = fault, "hypothesis (shrunk)"
+        except Flaky as exc:
+            self.flaky = type(exc).__name__
+
+    def confirm(self) -> None:
+        """Evaluate the counterexample's problem again: an E[g] that moves is ``nondeterministic``."""
+        m = self.mismatch
+        if m is None or self.fault is not None:
+            return
+        ev = m.evaluation
+        for _ in range(DETERMINISM_RECHECKS):
+            try:
+                (again,) = self.evaluator.evaluate(
+                    [ev.problem], rtol=self.rtol, atol=self.atol, check_determinism=False
+                )
+            except SequenceFault as fault:  # it ran before: only a loss that changes gets here
+                self.fault, self.fault_found_by = fault, "re-checking the counterexample"
+                return
+            diff = np.abs(again.mean - ev.mean)
+            allowed = (
+                DETERMINISM_ULPS * ev.eps_out * (np.abs(ev.mean) + np.abs(again.mean) + ev.magnitude)
+            )
+            if not np.all(diff <= allowed):
+                break
+        else:
+            return
+        self.fault = SequenceFault(
+            "nondeterministic",
+            "gave a different E[g] when the counterexample's problem was evaluated again "
+            f"(largest change {float(diff.max()):.3g}); the exact checker needs a deterministic "
+            "function of the batch (no random numbers, no state kept between calls)",
+            problem=ev.problem,
+        )
+        self.fault_found_by = f"re-checking the counterexample found by {self.found_by}"
+
+
+FLOAT32_EPS = float(np.finfo(np.float32).eps)
+"""A float64 counterexample within the float32 round-off bound says so (the verdict stays)."""
+
+
+ROUNDOFF_DTYPES = (
+    ("float32", FLOAT32_EPS),
+    ("bfloat16", 2.0**-7),
+    ("float16", float(np.finfo(np.float16).eps)),
+)
+"""Coarser dtypes a counterexample may be the round-off of (16-bit ones only when seen in the loss)."""
+
+
+def _roundoff_note(
+    run: _Run, evaluator: Any, opts: dict[str, Any], budget: int, *, seen: set[str]
+) -> RoundoffNote | None:
+    """Issue 9: a counterexample within a coarser dtype's round-off says so, with the verdict at that precision.
+
+    The dtype must be float32, or a 16-bit dtype the loss was seen computing in, and its
+    bound must still be precise enough to tell a scale (``|tau| < |grad J| / 100``).  The
+    verdict itself stays strict; the note reruns the whole check with the ``rtol`` that
+    accepts that round-off.
+    """
+    m = run.mismatch
+    if m is None or run.fault is not None or run.rtol is not None or m.kind == "nonpositive":
+        return None
+    ev = m.evaluation
+    g = norm(ev.gradient)
+    found: tuple[str, float] | None = None
+    for dtype, eps in ROUNDOFF_DTYPES:
+        if eps <= ev.eps_out or (dtype != "float32" and dtype not in seen):
+            continue
+        tol = ev.tolerance_at(eps)
+        if norm(tol) * REFERENCE_MIN_SIGNAL >= g:
+            continue
+        if np.all(np.abs(m.discrepancy) <= tol + m.reference.uncertainty * np.abs(ev.gradient)):
+            found = (dtype, eps)
+            break
+    if found is None:
+        return None
+    dtype, eps = found
+    denominator = ev.rtol_scale()
+    need = np.abs(m.discrepancy) - m.reference.uncertainty * np.abs(ev.gradient) - ev.atol
+    needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
+    positions = max((s.rows * s.max_len for s in run.shapes), default=1)
+    rtol = _round_up(max(ROUNDOFF_SAFETY * positions * eps, 2.0 * needed))
+    # below the dtype's smallest normal number relative round-off no longer holds (it flushes)
+    atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+    again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
+    decision = decide(
+        fault=again.fault is not None,
+        mismatch=again.mismatch is not None,
+        references=again.book.references(),
+        keys=sorted({s.key for s in again.shapes}),
+    )
+    relative = relative_residual(m)
+    return RoundoffNote(
+        relative_residual=relative,
+        ulps=ulps(relative),
+        dtype=dtype,
+        rtol=rtol,
+        atol=atol,
+        verdict=decision.verdict,
+        scale=None if decision.scale is None else dict(decision.scale),
+    )
+
+
+def _round_up(x: float) -> float:
+    """``x`` rounded up to one significant digit.
+
+    >>> _round_up(1.53e-5), _round_up(2e-5)
+    (2e-05, 2e-05)
+    """
+    if x <= 0 or not math.isfinite(x):
+        return x
+    unit = 10.0 ** math.floor(math.log10(x))
+    return float(f"{math.ceil(round(x / unit, 9)) * unit:.1g}")
+
+
+def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
+    return _Run(
+        evaluator,
+        ks=opts["group_sizes"],
+        prompts=opts["num_prompts"],
+        vocab_size=opts["vocab_size"],
+        max_len=opts["max_len"],
+        kl_coef=opts["kl_coef"],
+        off_policy=opts["off_policy"],
+        seed=opts["seed"],
+        max_examples=opts["max_examples"],
+        rtol=opts["rtol"],
+        atol=opts["atol"],
+        budget=budget,
+    )
+
+
+def _batch_rows(problem: SequenceProblem, batch: int) -> tuple[tuple[int, str, float], ...]:
+    data = shape_data(problem.shape)
+    ids = data.batches[batch]
+    space = problem.shape.space
+    return tuple(
+        (
+            int(p),
+            space.strings[int(r)] + (" (truncated)" if space.truncated[int(r)] else ""),
+            float(problem.rewards[p, r]),
+        )
+        for p, r in zip(data.prompt, ids, strict=True)
+    )
+
+
+def _error_from_fault(fault: SequenceFault, found_by: str) -> SequenceError:
+    pr = fault.problem
+    rows: tuple[tuple[int, str, float], ...] = ()
+    samples: Any = np.zeros(0, dtype=np.int64)
+    rewards: Any = np.zeros(0)
+    if pr is not None and fault.batch is not None:
+        rows = _batch_rows(pr, fault.batch)
+        data = shape_data(pr.shape)
+        samples = data.batches[fault.batch]
+        rewards = pr.rewards[data.prompt, samples]
+    return SequenceError(
+        kind=fault.kind,
+        detail=fault.detail,
+        logits=np.zeros(0) if pr is None else pr.theta.ravel(),
+        samples=samples,
+        rewards=rewards,
+        scores=None if pr is None else pr.rewards.ravel(),
+        k=None if pr is None else pr.shape.k,
+        hint=fault.hint,
+        found_by=found_by,
+        shape=None if pr is None else pr.shape,
+        problem_label="" if pr is None else pr.label,
+        batch=rows,
+    )
+
+
+def _coordinates(problem: SequenceProblem) -> tuple[tuple[int, str, str], ...]:
+    from impl.sequence import token_name
+
+    space = problem.shape.space
+    return tuple(
+        (p, space.node_string(n), token_name(v))
+        for p in range(problem.shape.num_prompts)
+        for n in range(space.num_rows)
+        for v in range(space.vocab_size)
+    )
+
+
+def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
+    """Two responses of different lengths whose tokens get the most different weights (relative to REINFORCE's)."""
+    omega = ev.token_weights
+    if omega is None:
+        return ()
+    pr = ev.problem
+    space = pr.shape.space
+    pi = response_probs(space, pr.theta)
+    old = response_probs(space, pr.behaviour)
+    a = advantages(space, pr.theta, pr.rewards, kl_coef=pr.kl_coef, ref_theta=pr.ref_theta)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(old > 0, pi / old, 0.0)
+    target = ratio * a / pr.shape.num_prompts  # the target is the prompts' mean objective
+    rows = []
+    for p in range(pr.shape.num_prompts):
+        visible = old[p] > 1e-12
+        if visible.sum() < 2 or len(set(space.lengths[visible].tolist())) < 2:
+            continue
+        per_token = np.array(
+            [np.nanmean(omega[p, r, : space.lengths[r]]) for r in range(space.num_responses)]
+        )
+        # fit omega ~ c * target + b * ratio (a constant baseline) over the visible responses, weighted by old
+        design = np.stack([target[p], ratio[p]], axis=1)[visible]
+        w = np.sqrt(old[p][visible])
+        coef, *_ = np.linalg.lstsq(design * w[:, None], per_token[visible] * w, rcond=None)
+        residual = np.full(space.num_responses, 0.0)
+        residual[visible] = per_token[visible] - design @ coef
+        order = np.argsort(-np.abs(residual))
+        first = int(order[0])
+        second = next(
+            (int(r) for r in order if visible[r] and space.lengths[r] != space.lengths[first]), None
+        )
+        if second is None:
+            continue
+        score = abs(residual[first]) + abs(residual[second])
+        rows.append((score, p, first, second))
+    if not rows:
+        return ()
+    _, p, first, second = max(rows)
+    out = []
+    for r in sorted((first, second), key=lambda r: space.lengths[r]):
+        length = int(space.lengths[r])
+        out.append(
+            WeightRow(
+                prompt=p,
+                response=space.strings[r] + (" (truncated)" if space.truncated[r] else ""),
+                length=length,
+                probability=float(old[p, r]),
+                reward=float(pr.rewards[p, r]),
+                weights=tuple(float(x) for x in omega[p, r, :length]),
+                reinforce=float(multiple * target[p, r]),
+            )
+        )
+    return tuple(out)
+
+
+def _counterexample(
+    m: Mismatch[Evaluation], found_by: str, note: RoundoffNote | None = None
+) -> SequenceCounterexample:
+    ev = m.evaluation
+    pr = ev.problem
+    ref = m.reference.evaluation.problem
+    return SequenceCounterexample(
+        logits=pr.theta.ravel(),
+        scores=pr.rewards.ravel(),
+        k=pr.shape.k,
+        expectation=ev.mean.ravel(),
+        gradient=ev.gradient.ravel(),
+        multiple=m.multiple,
+        residual=m.residual.ravel(),
+        reference_multiple=m.reference.multiple,
+        reference_logits=ref.theta.ravel(),
+        reference_scores=ref.rewards.ravel(),
+        discrepancy=m.discrepancy.ravel(),
+        tolerance=m.allowed.ravel(),
+        reason=m.reason.replace(f"for {pr.shape.key!r}", f"for {key_text(pr.shape.key)}"),
+        found_by=found_by
+        if found_by != "battery"
+        else f"battery ({pr.label.removeprefix('battery: ')})",
+        roundoff=note,
+        shape=pr.shape,
+        theta=pr.theta,
+        rewards=pr.rewards,
+        ref_theta=pr.ref_theta,
+        old_theta=pr.old_theta,
+        kl_coef=pr.kl_coef,
+        reference_label=ref.label,
+        kind=m.kind,
+        coordinates=_coordinates(pr),
+        responses=pr.shape.space.strings,
+        length_pair=_length_pair(ev, m.reference.multiple),
+        weights_complete=not ev.direct,
+    )
+
+
+def _execute(
+    evaluator: Any,
+    opts: dict[str, Any],
+    budget: int,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> _Run:
+    """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override)."""
+    if rtol is not None:
+        opts = {**opts, "rtol": rtol}
+    if atol is not None:
+        opts = {**opts, "atol": atol}
+    run = _make_run(evaluator, opts, budget)
+    run.run_battery()
+    if run.fault is None and run.mismatch is None:
+        run.run_hypothesis()
+    run.confirm()
+    return run
