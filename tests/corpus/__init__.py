@@ -23,6 +23,10 @@ drop-in change; see ``README.md``.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("torch", reason="the library corpus needs PyTorch: pip install '.[test]'")
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal

@@ -129,10 +129,7 @@ def test_oracle_problems_match_design_counts() -> None:
 
 
 def _check_sequence_loss() -> Any:
-    check = getattr(properties, "check_sequence_loss", None)
-    if check is None:
-        pytest.skip("properties.check_sequence_loss is not on this branch yet (issue 8)")
-    return check
+    return properties.check_sequence_loss
 
 
 @pytest.mark.slow

@@ -23,8 +23,6 @@ import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
-engine = pytest.importorskip("impl.sequence", reason="the exact engine (impl.sequence) is not on this branch yet")
-
 from sequence_oracle import (  # noqa: E402
     Problem,
     exact_gradient,
@@ -35,6 +33,7 @@ from sequence_oracle import (  # noqa: E402
     weights_expectation,
 )
 
+import impl.sequence as engine  # noqa: E402
 from impl.sequence_catalogue import get  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -84,12 +83,8 @@ def _translate(problem: Problem) -> tuple[dict[str, Any], np.ndarray]:
 
 
 def _checker() -> Any:
-    try:
-        import properties.sequence.checker as checker
-    except ImportError:
-        pytest.skip("the sequence checker (properties.sequence.checker) is not on this branch yet")
-    if not hasattr(checker, "sequence_expectation"):
-        pytest.skip("properties.sequence.checker.sequence_expectation is missing")
+    import properties.sequence.checker as checker
+
     return checker
 
 
