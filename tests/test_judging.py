@@ -581,3 +581,16 @@ def test_evaluate_gradient_keeps_relative_precision_when_one_answer_dominates() 
 @pytest.mark.parametrize(("k", "n"), [(12, 2), (13, 2), (40, 2)])
 def test_max_n_for_is_at_least_two(k: int, n: int) -> None:
     assert max_n_for(k) == n
+
+
+def test_an_evaluation_has_no_order_or_source_until_the_checker_sets_them() -> None:
+    """Issue 15: the defaults ``order = 0``, ``source = "battery"`` were never read (their
+    mutants survived as equivalent); gone, a read before ``_Run._evaluate`` sets them raises
+    instead of silently calling a problem the battery's first."""
+    ev = evaluate(GuardedEstimator(reinforce, batched=True), np.zeros(2), np.array([0.0, 1.0]), 2,
+                  rtol=None, atol=0.0)
+    for name in ("order", "source"):
+        with pytest.raises(AttributeError):
+            getattr(ev, name)
+    ev.order, ev.source = 3, "hypothesis"
+    assert (ev.order, ev.source) == (3, "hypothesis")

@@ -323,6 +323,8 @@ class ReferenceBook(Generic[E]):
         return found
 
     def _settle(self, slot: _Slot[E], ref: Reference[E], evs: list[E]) -> list[Mismatch[E]]:
+        # ref.evaluation is always one of evs: offer passes [*pending, ev] with ev the
+        # candidate, close passes pending, which holds the best candidate offered
         slot.reference = ref
         slot.pending = []
         found: list[Mismatch[E]] = []
@@ -334,8 +336,6 @@ class ReferenceBook(Generic[E]):
             mismatch = judge(ev, ref)
             if mismatch is not None:
                 found.append(mismatch)
-        if bad is not None and ref.evaluation not in evs:
-            found.append(bad)
         return found
 
 
