@@ -13,6 +13,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.types import FloatArray
+from properties.judging.user_code import replay_detail
 from properties.judging.verdict import (
     REFERENCE_MIN_SIGNAL,
     ROUNDOFF_DTYPES,
@@ -327,10 +328,13 @@ class _Run:
         except Flaky as exc:
             self.error = EstimatorError.without_call(
                 "nondeterministic",
-                "gave different verdicts when Hypothesis replayed the same problem "
-                f"({type(exc).__name__}); the exact checker needs a deterministic function "
-                "of (logits, samples, rewards): an estimator with its own randomness or "
-                "hidden state needs a sampling check (properties.stats)",
+                replay_detail(
+                    type(exc).__name__,
+                    outcome="verdicts",
+                    inputs="(logits, samples, rewards)",
+                    advice=": an estimator with its own randomness or hidden state needs a "
+                    "sampling check (properties.stats)",
+                ),
                 hint="",
                 found_by="hypothesis",
             )
