@@ -346,7 +346,7 @@ def test_report_fields_progress_and_json() -> None:
     assert report.scale is not None and set(report.scale) == {(1, 1), (1, 2), (2, 1), (2, 2)}
     assert seen and seen[-1][0] == report.problems_checked and all(d <= p for d, p in seen)
     assert "P in {1, 2} prompts per batch" in report.region.describe()
-    assert "P*k, a sum over all P*k rows" in report.message
+    assert "which has the value of P*k, the scale of a sum over all P*k rows" in report.message
     data = json.loads(report.to_json())
     assert set(data["scale"]) == {"k=1, P=1", "k=1, P=2", "k=2, P=1", "k=2, P=2"}
     assert data["region"]["num_prompts"] == [1, 2]

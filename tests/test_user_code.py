@@ -247,8 +247,8 @@ def test_norm_and_fit_do_not_overflow() -> None:
 def test_scale_hints_only_where_they_explain_two_k() -> None:
     assert scale_hints({1: 1.0, 2: 0.5, 3: 0.75}, {1: 0.0, 2: 0.0, 3: 0.0}) == {}
     assert scale_hints({1: 1.0, 2: 2.0, 3: 3.0}, {1: 0.0, 2: 0.0, 3: 0.0}) == {
-        2: "k, a sum instead of a mean",
-        3: "k, a sum instead of a mean",
+        2: "k, the scale of a sum instead of a mean",
+        3: "k, the scale of a sum instead of a mean",
     }
     assert scale_hints({4: 4.0}, {4: 0.0}) == {}  # one k explains nothing
 

@@ -381,11 +381,19 @@ def decide(
 
 
 KNOWN_SCALES: tuple[tuple[str, Callable[[int], float]], ...] = (
-    ("(k-1)/k, the self-inclusive group mean", lambda k: (k - 1) / k),
-    ("k, a sum instead of a mean", float),
+    ("(k-1)/k, the scale of a self-inclusive group mean", lambda k: (k - 1) / k),
+    ("k, the scale of a sum instead of a mean", float),
     ("1/k", lambda k: 1.0 / k),
 )
-"""Scale formulas :math:`f(k)` worth naming when a measured :math:`c_k` matches them."""
+"""Scale formulas :math:`f(k)` worth naming when a measured :math:`c_k` matches them.
+
+The text names the formula and a common code that has that scale; the messages print it
+as "has the value of ...": a matching value does not show the cause (reversed rewards
+used as a baseline also give :math:`(k-1)/k` at odd ``k``, a hook that doubles the
+gradient gives ``k`` at ``k = 2``)."""
+
+SCALE_HINT_LEAD = "has the value of"
+"""How a message introduces a scale hint: the value matches, the cause is not shown."""
 
 
 def scale_hints(
@@ -395,12 +403,13 @@ def scale_hints(
 
     A formula is named only if it matches at two or more of the measured ``k`` where the
     estimator is not unbiased (so ``c_1 = 1 = k`` alone never reads "a sum instead of a
-    mean"); each ``k`` gets the first formula that qualifies.
+    mean"); each ``k`` gets the first formula that qualifies.  The text says what the value
+    equals, not why: print it after :data:`SCALE_HINT_LEAD`.
 
     >>> scale_hints({1: 1.0, 2: 0.5, 3: 0.75}, {1: 0.0, 2: 0.0, 3: 0.0})
     {}
     >>> scale_hints({2: 0.5, 3: 2 / 3}, {2: 0.0, 3: 0.0})[3]
-    '(k-1)/k, the self-inclusive group mean'
+    '(k-1)/k, the scale of a self-inclusive group mean'
     """
     def matches(f: Callable[[int], float], k: int) -> bool:
         c = scale[k]
@@ -466,6 +475,7 @@ __all__ = [
     "KNOWN_SCALES",
     "REFERENCE_MIN_SIGNAL",
     "ROUNDOFF_DTYPES",
+    "SCALE_HINT_LEAD",
     "Decision",
     "Evaluated",
     "Mismatch",

@@ -9,6 +9,7 @@ import numpy as np
 
 from impl.types import FloatArray
 from properties.judging.verdict import (
+    SCALE_HINT_LEAD,
     norm,
     scale_hints,
 )
@@ -97,7 +98,7 @@ def _scales_text(scale: Mapping[Any, float]) -> str:
     hints = _hints(scale, {k: 0.0 for k in scale})
     text = ", ".join(f"{_c(k)} = {c:.6g}" for k, c in scale.items())
     named = sorted(set(hints.values()))
-    return text + (f" ({'; '.join(named)})" if named else "")
+    return text + (f" ({SCALE_HINT_LEAD} {'; '.join(named)})" if named else "")
 
 
 def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
@@ -162,7 +163,7 @@ def _message(report: EstimatorReport) -> str:
         hints = _hints(report.scale, report.scale_uncertainty)
         for k, c in report.scale.items():
             unc = report.scale_uncertainty[k]
-            hint = f" = {hints[k]}" if k in hints else ""
+            hint = f", which {SCALE_HINT_LEAD} {hints[k]}" if k in hints else ""
             name = "c" if isinstance(k, tuple) else "c_k"
             lines.append(f"  {key_text(k)}: {name} = {c:.12g} (+- {unc:.1g}){hint}")
         cname = _constant_name(report)

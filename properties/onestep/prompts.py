@@ -571,18 +571,29 @@ def generated_prompt_problems(keys: tuple[Key, ...]) -> st.SearchStrategy[Prompt
 
 
 PROMPT_SCALES: tuple[tuple[str, Callable[[int, int], float]], ...] = (
-    ("P*k, a sum over all P*k rows of the batch instead of a mean", lambda k, p: float(k * p)),
-    ("P, a sum over prompts (of per-prompt means) instead of a mean over prompts", lambda k, p: float(p)),
     (
-        "(Pk-1)/(Pk), the self-inclusive mean reward of the whole batch as baseline",
+        "P*k, the scale of a sum over all P*k rows of the batch instead of a mean",
+        lambda k, p: float(k * p),
+    ),
+    (
+        "P, the scale of a sum over prompts (of per-prompt means) instead of a mean over prompts",
+        lambda k, p: float(p),
+    ),
+    (
+        "(Pk-1)/(Pk), the scale of the self-inclusive mean reward of the whole batch as baseline",
         lambda k, p: (k * p - 1) / (k * p),
     ),
-    ("(k-1)/k, the self-inclusive group mean", lambda k, p: (k - 1) / k),
-    ("k, a sum over the group instead of a mean", lambda k, p: float(k)),
-    ("P(k-1)/k, the self-inclusive group mean and a sum over prompts", lambda k, p: p * (k - 1) / k),
+    ("(k-1)/k, the scale of a self-inclusive group mean", lambda k, p: (k - 1) / k),
+    ("k, the scale of a sum over the group instead of a mean", lambda k, p: float(k)),
+    (
+        "P(k-1)/k, the scale of a self-inclusive group mean and a sum over prompts",
+        lambda k, p: p * (k - 1) / k,
+    ),
     ("1/P", lambda k, p: 1.0 / p),
 )
-"""Scale formulas :math:`f(k, P)` worth naming when measured constants match them."""
+"""Scale formulas :math:`f(k, P)` worth naming when measured constants match them (printed
+after :data:`properties.judging.verdict.SCALE_HINT_LEAD`: the value matches, the cause is
+not shown)."""
 
 
 def prompt_scale_hints(
