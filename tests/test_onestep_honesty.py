@@ -2,18 +2,29 @@
 
 * a scale hint says what the value equals ("has the value of ..."), never that a named
   code is the cause: other codes have the same value;
-* (more below: partial multi-prompt checks, float32 underflow.)
+* a multi-prompt check whose call budget capped ``n`` below what the protocol checks
+  elsewhere is *partial*: the message, ``to_dict``, ``assert_*`` and the exit status say so;
+* (more below: float32 underflow.)
 
 Time budget: a few seconds.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
-from properties.onestep.checker import check_estimator
+from properties.cli import main
+from properties.onestep.checker import (
+    EstimatorCheckFailure,
+    assert_scaled,
+    assert_unbiased,
+    check_estimator,
+)
 
 FEW = 5
 """max_examples where the battery decides (it always runs in full)."""
@@ -60,3 +71,83 @@ def test_a_doubled_gradient_is_not_explained_as_a_sum_over_the_group() -> None:
     assert report.verdict == "scaled", report.message
     assert "which has the value of k, the scale of a sum over the group" in report.message
     assert "= k," not in report.message
+
+
+# --------------------------------------------------------------------------- partial checks
+
+
+def _pooled_mean(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+    """REINFORCE averaged over all P*k rows: unbiased for the mean objective over prompts."""
+    p = _softmax(logits)
+    return (rewards / rewards.size)[:, None] * (np.eye(p.shape[1])[samples] - p)
+
+
+def _pooled_baseline(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+    """The batch's mean reward as baseline: scaled by (Pk-1)/(Pk)."""
+    return _pooled_mean(logits, samples, rewards - rewards.mean(), group)
+
+
+def test_a_multi_prompt_check_with_n_capped_by_the_budget_is_partial() -> None:
+    """Old: 'is UNBIASED' and assert_unbiased passed although at (k, P) = (4, 2) only n = 2
+    was checked (a bias only at n >= 3 there went unseen in the blind trial)."""
+    report = check_estimator(_pooled_mean, group_sizes=(4,), num_prompts=(2,), max_examples=0)
+    assert report.verdict == "unbiased", report.message
+    assert report.partial and not report.ok
+    assert report.unchecked == (
+        "n=3..5 at k=4, P=2 (n**(k*P) = 6561 joint batches at n=3, over the budget of 1024 "
+        "calls per problem)",
+    )
+    assert report.message.startswith("Estimator '_pooled_mean' is UNBIASED (PARTIAL CHECK): ")
+    assert "Not checked: n=3..5 at k=4, P=2" in report.message
+    data = json.loads(report.to_json())
+    assert data["partial"] is True and data["unchecked"] == list(report.unchecked)
+    with pytest.raises(EstimatorCheckFailure, match="a full check"):
+        assert_unbiased(report)
+    assert assert_unbiased(report, allow_partial=True) is report
+
+
+def test_assert_scaled_fails_on_a_partial_check_unless_allowed() -> None:
+    report = check_estimator(_pooled_baseline, group_sizes=(3,), num_prompts=(2,), max_examples=0)
+    assert report.verdict == "scaled" and report.partial, report.message
+    assert "is SCALED (PARTIAL CHECK)" in report.message
+    with pytest.raises(EstimatorCheckFailure, match="allow_partial=True"):
+        assert_scaled(report, lambda k, p: (k * p - 1) / (k * p))
+    assert_scaled(report, lambda k, p: (k * p - 1) / (k * p), allow_partial=True)
+    with pytest.raises(EstimatorCheckFailure, match="allow_partial=True"):  # also when checking
+        assert_scaled(_pooled_baseline, group_sizes=(3,), num_prompts=(2,), max_examples=0)
+
+
+def test_a_full_check_is_not_partial_and_its_json_is_unchanged() -> None:
+    """Where the budget reaches every n the protocol checks, nothing changes: no keys added."""
+    report = check_estimator(_pooled_mean, group_sizes=(2,), num_prompts=(1, 2), max_examples=0)
+    assert report.verdict == "unbiased" and not report.partial and report.ok
+    assert report.unchecked == ()
+    data = report.to_dict()
+    assert "partial" not in data and "unchecked" not in data
+    assert "PARTIAL" not in report.message and "Not checked" not in report.message
+    assert_unbiased(report)
+
+
+def test_a_biased_verdict_is_never_partial() -> None:
+    def whitened(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+        a = (rewards - rewards.mean()) / (rewards.std() + 1e-8)
+        return _pooled_mean(logits, samples, a, group)
+
+    report = check_estimator(whitened, group_sizes=(4,), num_prompts=(2,), max_examples=0)
+    assert report.verdict == "biased" and not report.partial
+
+
+def test_the_command_line_exits_1_on_a_partial_pass(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Old: exit 0."""
+    path = tmp_path / "pooled.py"
+    path.write_text(
+        "import numpy as np\n\n"
+        "def mean_loss(logits, samples, rewards, group):\n"
+        "    p = np.exp(logits - logits.max(axis=1, keepdims=True))\n"
+        "    p /= p.sum(axis=1, keepdims=True)\n"
+        "    return (rewards / rewards.size)[:, None] * (np.eye(p.shape[1])[samples] - p)\n"
+    )
+    argv = ["check", f"{path}:mean_loss", "--num-prompts", "2", "--group-sizes", "4"]
+    assert main([*argv, "--max-examples", "0", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["verdict"] == "unbiased" and data["partial"] is True

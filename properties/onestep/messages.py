@@ -128,6 +128,17 @@ def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
     )
 
 
+def _partial_text(report: EstimatorReport) -> str:
+    """The line a partial check adds before the region (empty for a full check)."""
+    if not report.partial:
+        return ""
+    return (
+        f"Partial: less was checked than asked, so this is not a pass. Not checked: "
+        f"{'; '.join(report.unchecked)}; a bias only there would go unseen. assert_unbiased "
+        "and assert_scaled fail on it unless allow_partial=True; the command line exits 1.\n"
+    )
+
+
 def _message(report: EstimatorReport) -> str:
     head = f"Estimator {report.name!r}"
     mode = "batched" if report.batched else "per-group"
@@ -148,17 +159,18 @@ def _message(report: EstimatorReport) -> str:
         else " (grad J: the gradient of the mean objective over prompts, grad J_p / P for "
         "prompt p's logits)"
     )
+    partial = " (PARTIAL CHECK)" if report.partial else ""
     if report.verdict == "unbiased":
         return (
-            f"{head} is UNBIASED: E[g] = grad J{target} exactly (to round-off) on every problem "
-            f"checked: {checked}.\n{region}"
+            f"{head} is UNBIASED{partial}: E[g] = grad J{target} exactly (to round-off) on every "
+            f"problem checked: {checked}.\n{_partial_text(report)}{region}"
         )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
         per = "group size" if report.num_prompts is None else "(k, P)"
         lines = [
-            f"{head} is SCALED: E[g] = c grad J{target} with a fixed c > 0 per {per}, on every "
-            f"problem checked ({checked}):"
+            f"{head} is SCALED{partial}: E[g] = c grad J{target} with a fixed c > 0 per {per}, on "
+            f"every problem checked ({checked}):"
         ]
         hints = _hints(report.scale, report.scale_uncertainty)
         for k, c in report.scale.items():
@@ -171,7 +183,7 @@ def _message(report: EstimatorReport) -> str:
             f"It ascends J, but its step is rescaled by {cname}; it is not an unbiased estimate "
             f"of grad J. Divide by {cname} (or fix the baseline) to make it unbiased."
         )
-        lines.append(region)
+        lines.append(_partial_text(report) + region)
         return "\n".join(lines)
     if report.verdict == "biased":
         cex = report.counterexample

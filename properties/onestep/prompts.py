@@ -119,6 +119,26 @@ def max_n_for_prompts(k: int, num_prompts: int) -> int:
     return n
 
 
+def unchecked_n(keys: tuple[Key, ...]) -> tuple[str, ...]:
+    """Where :func:`max_n_for_prompts` is below ``MAX_N``: the ``n`` left out, with the reason.
+
+    >>> unchecked_n(((2, 1), (4, 2)))
+    ('n=3..5 at k=4, P=2 (n**(k*P) = 6561 joint batches at n=3, over the budget of 1024 calls per problem)',)
+    """
+    out = []
+    for k, num in keys:
+        top = max_n_for_prompts(k, num)
+        if top >= MAX_N:
+            continue
+        first = top + 1
+        ns = f"n={first}" if first == MAX_N else f"n={first}..{MAX_N}"
+        out.append(
+            f"{ns} at {key_text((k, num))} (n**(k*P) = {first ** (k * num)} joint batches at "
+            f"n={first}, over the budget of {MAX_BATCHES_PER_PROBLEM} calls per problem)"
+        )
+    return tuple(out)
+
+
 def prompt_index(num_prompts: int, k: int) -> IntArray:
     """``group``: the prompt of each row, ``np.repeat(np.arange(P), k)``.
 
@@ -645,4 +665,5 @@ __all__ = [
     "prompt_index",
     "prompt_scale_hints",
     "prompts_battery",
+    "unchecked_n",
 ]

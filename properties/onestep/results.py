@@ -271,6 +271,13 @@ class EstimatorReport:
     estimator was called (``"one-step"`` here; other checkers use other values);
     ``num_prompts`` is the ``P`` checked in the multi-prompt protocol (``None``: one
     group per call or batch row), and then ``scale`` is keyed by ``(k, P)``.
+
+    ``partial`` is ``True`` when a passing verdict (``unbiased``/``scaled``) covers less
+    than was asked: ``unchecked`` then lists what was not checked, each entry with its
+    reason (e.g. the call budget capped ``n`` for a ``(k, P)``).  A partial pass is no
+    pass: ``ok`` is ``False``, :func:`assert_unbiased`/:func:`assert_scaled` fail unless
+    given ``allow_partial=True``, and the command line exits 1.  Both fields are in
+    ``to_dict`` only when ``partial``.
     """
 
     name: str
@@ -292,18 +299,20 @@ class EstimatorReport:
     protocol: str = "one-step"
     timing: dict[str, float] = field(default_factory=dict, repr=False)
     num_prompts: tuple[int, ...] | None = None
+    partial: bool = False
+    unchecked: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """``True`` iff the verdict is ``"unbiased"``."""
-        return self.verdict == "unbiased"
+        """``True`` iff the verdict is ``"unbiased"`` on all that was asked (not ``partial``)."""
+        return self.verdict == "unbiased" and not self.partial
 
     def __str__(self) -> str:
         return self.message
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "verdict": self.verdict,
             "protocol": self.protocol,
@@ -327,6 +336,9 @@ class EstimatorReport:
         }
         if self.num_prompts is not None:
             out["num_prompts"] = list(self.num_prompts)
+        if self.partial:
+            out["partial"] = True
+            out["unchecked"] = list(self.unchecked)
         return out
 
     def to_json(self) -> str:

@@ -51,6 +51,7 @@ from properties.onestep.prompts import (
     joint_inputs,
     key_text,
     prompts_battery,
+    unchecked_n,
 )
 from properties.onestep.results import (
     _DTYPE_NAMES,
@@ -178,6 +179,10 @@ class _Run:
     def largest_factor(self) -> int:
         """The most samples in one group or batch (``max k``), for the round-off note's ``rtol``."""
         return max(self.ks)
+
+    def unchecked(self) -> tuple[str, ...]:
+        """What was asked but not checked, each with its reason (none in this protocol)."""
+        return ()
 
     # -- bookkeeping ----------------------------------------------------------------
     def _tick(self) -> None:
@@ -424,6 +429,10 @@ class _PromptsRun(_Run):
 
     def largest_factor(self) -> int:
         return max(k * p for k, p in self._keys)
+
+    def unchecked(self) -> tuple[str, ...]:
+        """The ``n`` up to ``MAX_N`` that the call budget left out, per ``(k, P)``."""
+        return unchecked_n(self._keys)
 
     def _compute(
         self, theta: FloatArray, scores: FloatArray, k: int, *, determinism: bool, rows: bool
