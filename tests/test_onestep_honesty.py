@@ -4,7 +4,8 @@
   code is the cause: other codes have the same value;
 * a multi-prompt check whose call budget capped ``n`` below what the protocol checks
   elsewhere is *partial*: the message, ``to_dict``, ``assert_*`` and the exit status say so;
-* (more below: float32 underflow.)
+* a counterexample whose scores float32 flushes to zero says what the verdict is at
+  representable magnitudes (a second run, rescaled), as round-off already does.
 
 Time budget: a few seconds.
 """
@@ -19,12 +20,15 @@ import numpy as np
 import pytest
 
 from properties.cli import main
+from properties.judging.verdict import RANGE_LIMITS, into_range, outside_range
 from properties.onestep.checker import (
     EstimatorCheckFailure,
     assert_scaled,
     assert_unbiased,
     check_estimator,
 )
+from properties.onestep.messages import _range_text
+from properties.onestep.results import RangeNote
 
 FEW = 5
 """max_examples where the battery decides (it always runs in full)."""
@@ -151,3 +155,63 @@ def test_the_command_line_exits_1_on_a_partial_pass(tmp_path: Path, capsys: pyte
     assert main([*argv, "--max-examples", "0", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "unbiased" and data["partial"] is True
+
+
+# --------------------------------------------------------------------------- range
+
+
+def _f32_group_mean(logits: Any, samples: Any, rewards: Any) -> Any:
+    """verl's pattern: the group-mean baseline computed in float32 inside float64 code."""
+    p = _softmax(logits)
+    baseline = np.float64(rewards.astype(np.float32).mean(dtype=np.float32))
+    return np.mean((rewards - baseline)[:, None] * (np.eye(p.size)[samples] - p), axis=0)
+
+
+def test_a_counterexample_that_float32_flushes_to_zero_says_the_verdict_at_normal_magnitudes() -> None:
+    """Old: 'BIASED' on scores like (0, 8.4e-75), which float32 flushes to 0 (the baseline
+    vanishes: plain REINFORCE there), with no note; Hypothesis shrank toward them."""
+    report = check_estimator(_f32_group_mean, rtol=1e-5, group_sizes=(2, 3), max_examples=30)
+    assert report.verdict == "biased", report.message
+    cex = report.counterexample
+    assert cex is not None and cex.out_of_range is not None, report.message
+    assert 0 < float(np.max(np.abs(cex.scores))) < RANGE_LIMITS[0]
+    note = cex.out_of_range
+    assert (note.direction, note.dtype, note.verdict) == ("underflows", "float32", "scaled")
+    assert note.scale is not None and set(note.scale) == {2, 3}
+    for k, c in note.scale.items():
+        assert abs(c - (k - 1) / k) < 1e-5  # float32's round-off of the baseline, rtol=1e-5
+    assert note.largest == float(np.max(np.abs(cex.scores)))
+    assert "Biased only where float32 underflows; at representable magnitudes: SCALED: c_2 = 0.5" in report.message
+    assert "has the value of (k-1)/k" in report.message
+    assert "not shrunk" in cex.found_by  # kept aside, not shrunk toward scores float32 flushes
+    assert report.to_dict()["counterexample"]["out_of_range"]["verdict"] == "scaled"
+
+
+def test_an_in_range_counterexample_has_no_range_note_and_its_json_is_unchanged() -> None:
+    def sign_bug(logits: Any, samples: Any, rewards: Any) -> Any:
+        return -_reinforce(logits, samples, rewards)
+
+    report = check_estimator(sign_bug, group_sizes=(2,), max_examples=0)
+    assert report.verdict == "biased" and report.counterexample is not None
+    assert report.counterexample.out_of_range is None
+    assert "out_of_range" not in report.to_dict()["counterexample"]
+    assert "Range?" not in report.message
+
+
+def test_a_bias_at_normal_magnitudes_too_is_said_plainly() -> None:
+    note = RangeNote(largest=1e-300, direction="underflows", dtype="float32", verdict="biased", scale=None)
+    text = _range_text(note)
+    assert "At representable magnitudes the verdict is BIASED too" in text
+    assert "Biased only where" not in text
+    over = _range_text(RangeNote(1e300, "overflows", "float32", "unbiased", {2: 1.0}))
+    assert "above float32's largest number" in over
+    assert "Biased only where float32 overflows; at representable magnitudes: UNBIASED" in over
+
+
+def test_rescaling_into_float32s_range_is_exact_and_only_where_needed() -> None:
+    scores = np.array([0.0, -5.74143556e-109, 4.27663506e-308])
+    assert outside_range(scores) == "underflows"
+    rescaled, factor = into_range(scores)
+    assert outside_range(rescaled) is None and 0.5 <= float(np.max(np.abs(rescaled))) < 1.0
+    np.testing.assert_array_equal(rescaled / factor, scores)  # powers of two: exact
+    assert outside_range(np.array([1e-3, 1.0])) is None

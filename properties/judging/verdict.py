@@ -434,6 +434,50 @@ ROUNDOFF_DTYPES: tuple[tuple[str, float], ...] = (
 (bfloat16 keeps 8 significant bits: NumPy has no such type)."""
 
 
+RANGE_DTYPE = "float32"
+"""The working dtype whose range a counterexample's magnitudes are compared with (bfloat16
+keeps float32's exponent, so it has the same range)."""
+
+RANGE_LIMITS = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+"""The smallest normal and the largest finite :data:`RANGE_DTYPE` number."""
+
+
+def outside_range(values: FloatArray) -> str | None:
+    """``"underflows"``/``"overflows"`` when the largest ``|value|`` (not 0) lies below/above
+    :data:`RANGE_LIMITS`: a code computing in float32 (or bfloat16) flushes such values to
+    zero, or to infinity; ``None`` when it is within the range (or all zero, or not finite).
+
+    >>> outside_range(np.array([0.0, 8.4e-75])), outside_range(np.array([0.0, 1e-30]))
+    ('underflows', None)
+    >>> outside_range(np.array([-1e39, 1.0])), outside_range(np.zeros(2))
+    ('overflows', None)
+    """
+    top = float(np.max(np.abs(values), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return None
+    if top < RANGE_LIMITS[0]:
+        return "underflows"
+    if top > RANGE_LIMITS[1]:
+        return "overflows"
+    return None
+
+
+def into_range(values: FloatArray) -> tuple[FloatArray, float]:
+    """``(values * f, f)`` with ``f`` the power of two that puts the largest ``|value|`` in
+    ``[0.5, 1)``: exact in float64 (only the exponents change), well inside float32's range.
+
+    >>> values, f = into_range(np.array([0.0, 3 * 2.0**-300]))
+    >>> values.tolist(), f == 2.0**298
+    ([0.0, 0.75], True)
+    """
+    top = float(np.max(np.abs(values), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return np.array(values, dtype=np.float64, copy=True), 1.0
+    exponent = math.frexp(top)[1]
+    out: FloatArray = np.ldexp(np.asarray(values, dtype=np.float64), -exponent)
+    return out, math.ldexp(1.0, -exponent)
+
+
 def relative_residual(m: Mismatch[Any]) -> float:
     """``|E - c G| / |G|`` on the mismatch's problem (infinite when ``G = 0``)."""
     g = norm(m.evaluation.gradient)
@@ -473,6 +517,8 @@ __all__ = [
     "HINT_MATCH_FLOOR",
     "HINT_MATCH_UNCERTAINTIES",
     "KNOWN_SCALES",
+    "RANGE_DTYPE",
+    "RANGE_LIMITS",
     "REFERENCE_MIN_SIGNAL",
     "ROUNDOFF_DTYPES",
     "SCALE_HINT_LEAD",
@@ -487,9 +533,11 @@ __all__ = [
     "decide",
     "dot",
     "explained_by",
+    "into_range",
     "judge",
     "nonpositive",
     "norm",
+    "outside_range",
     "reference_candidate",
     "relative_residual",
     "scale_hints",

@@ -99,6 +99,7 @@ from properties.onestep.run import (
     _counterexample,
     _decide,
     _keyed,
+    _range_note,
     _roundoff_note,
     _Run,
 )
@@ -324,7 +325,9 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
     error = run.error
     if verdict == "biased":
         assert run.mismatch is not None
-        cex = _counterexample(run, run.mismatch, _roundoff_note(run, run.mismatch))
+        cex = _counterexample(
+            run, run.mismatch, _roundoff_note(run, run.mismatch), _range_note(run, run.mismatch)
+        )
     if verdict == "error" and error is None:
         error = run.imprecise_error(decision.imprecise)
     scale = _keyed(decision.scale)

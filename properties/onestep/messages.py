@@ -9,6 +9,7 @@ import numpy as np
 
 from impl.types import FloatArray
 from properties.judging.verdict import (
+    RANGE_LIMITS,
     SCALE_HINT_LEAD,
     norm,
     scale_hints,
@@ -20,6 +21,7 @@ from properties.onestep.prompts import (
 from properties.onestep.results import (
     Counterexample,
     EstimatorReport,
+    RangeNote,
     RoundoffNote,
 )
 
@@ -94,8 +96,8 @@ def _c(key: Any) -> str:
     return f"c({key_text(key)})" if isinstance(key, tuple) else f"c_{key}"
 
 
-def _scales_text(scale: Mapping[Any, float]) -> str:
-    hints = _hints(scale, {k: 0.0 for k in scale})
+def _scales_text(scale: Mapping[Any, float], uncertainty: Mapping[Any, float] | None = None) -> str:
+    hints = _hints(scale, {k: 0.0 for k in scale} if uncertainty is None else uncertainty)
     text = ", ".join(f"{_c(k)} = {c:.6g}" for k, c in scale.items())
     named = sorted(set(hints.values()))
     return text + (f" ({SCALE_HINT_LEAD} {'; '.join(named)})" if named else "")
@@ -136,6 +138,39 @@ def _partial_text(report: EstimatorReport) -> str:
         f"Partial: less was checked than asked, so this is not a pass. Not checked: "
         f"{'; '.join(report.unchecked)}; a bias only there would go unseen. assert_unbiased "
         "and assert_scaled fail on it unless allow_partial=True; the command line exits 1.\n"
+    )
+
+
+def _range_text(note: RangeNote) -> str:
+    """What the verdict is at representable magnitudes, for a counterexample outside them."""
+    under = note.direction == "underflows"
+    limit = RANGE_LIMITS[0] if under else RANGE_LIMITS[1]
+    what = "smallest normal number" if under else "largest number"
+    becomes = "flush to zero" if under else "overflow to infinity"
+    verdict = note.verdict.upper()
+    if note.verdict in ("unbiased", "scaled") and note.scale is not None:
+        verdict += f": {_scales_text(note.scale, note.scale_uncertainty)}"
+    elif note.verdict == "error":
+        verdict += " (no verdict between unbiased and scaled at those magnitudes)"
+    if note.verdict == "biased":
+        headline = (
+            f"  At representable magnitudes the verdict is BIASED too: not {note.dtype}'s range alone."
+        )
+    else:
+        headline = (
+            f"  Biased only where {note.dtype} {note.direction}; at representable magnitudes: {verdict}."
+        )
+    return "\n".join(
+        [
+            f"Range? The scores of this counterexample reach at most {note.largest:.3g} in size, "
+            f"{'below' if under else 'above'} {note.dtype}'s {what} ({limit:.3g}): in {note.dtype} "
+            f"(or bfloat16, which has its range) they {becomes}.",
+            headline,
+            f"  (A second run with every problem whose scores lie outside {note.dtype}'s normal "
+            "range rescaled into it by a power of two.) The verdict stays BIASED: fn takes "
+            "float64 rewards, and at these magnitudes its E[g] is not the multiple of grad J "
+            "it is elsewhere.",
+        ]
     )
 
 
@@ -223,6 +258,8 @@ def _message(report: EstimatorReport) -> str:
         ]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
+        if cex.out_of_range is not None:
+            lines.append(_range_text(cex.out_of_range))
         lines += [
             _repro(report, cex.logits, cex.scores, cex.k, cex.num_prompts),
             f"Checked: {checked}.",
