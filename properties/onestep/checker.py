@@ -35,7 +35,11 @@ Tolerances come from the output dtype and the size of the inputs
 for a float32 output, a float64 bias of one part in a million is not.  When a
 counterexample is within the round-off of a coarser dtype (float32, bfloat16, float16),
 the verdict stays strict but the report says so, with the verdict at that precision
-(:class:`RoundoffNote`).
+(:class:`RoundoffNote`).  Range likewise: a counterexample whose scores lie outside
+float32's normal range (float32 flushes them to zero, or overflows) comes with the
+verdict at representable magnitudes, every problem rescaled into that range
+(:class:`RangeNote`); Hypothesis does not shrink toward such scores unless the bias is
+there at normal magnitudes too.
 
 **Several prompts per batch** (``num_prompts=(1, 2)``): the estimator is called as RL
 code pools a batch, ``fn(logits (P*k, n), samples (P*k,), rewards (P*k,), group (P*k,))``,
@@ -91,6 +95,7 @@ from properties.onestep.results import (
     EstimatorCheckFailure,
     EstimatorError,
     EstimatorReport,
+    RangeNote,
     RoundoffNote,
 )
 from properties.onestep.run import (
@@ -599,6 +604,7 @@ __all__ = [
     "EstimatorCheckFailure",
     "EstimatorError",
     "EstimatorReport",
+    "RangeNote",
     "RoundoffNote",
     "Verdict",
     "assert_scaled",
