@@ -215,3 +215,33 @@ def test_rescaling_into_float32s_range_is_exact_and_only_where_needed() -> None:
     assert outside_range(rescaled) is None and 0.5 <= float(np.max(np.abs(rescaled))) < 1.0
     np.testing.assert_array_equal(rescaled / factor, scores)  # powers of two: exact
     assert outside_range(np.array([1e-3, 1.0])) is None
+
+
+def test_the_multi_prompt_protocol_keeps_range_only_mismatches_aside_too() -> None:
+    """A mismatch only at scores float32 flushes is kept aside (not raised for Hypothesis to
+    shrink) and, with nothing else found, reported with the verdict at normal magnitudes."""
+    import time
+
+    from properties.judging.verdict import judge
+    from properties.onestep.checker import _make_report
+    from properties.onestep.run import _check
+
+    def doubled_when_tiny(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+        c = 2.0 if np.abs(rewards).max() < RANGE_LIMITS[0] else 1.0
+        return _pooled_mean(logits, samples, c * rewards, group)
+
+    run = _check(doubled_when_tiny, (2,), seed=0, max_examples=0, batched=False, rtol=None, atol=0.0,
+                 progress=None, prompts=(2,))
+    tiny = np.array([[0.0, 1e-300], [0.0, 2e-300]])
+    ev = run._evaluate(np.zeros((2, 2)), tiny, 2, source="hypothesis", order=999, determinism=False, rows=False)
+    reference = run.book.reference(ev.key)
+    assert reference is not None
+    found = judge(ev, reference)
+    assert found is not None
+    assert run._at_representable_magnitudes(found) is None and run.range_only == [found]
+    run.take_range_only()
+    report = _make_report("doubled_when_tiny", run, time.perf_counter())
+    assert report.verdict == "biased" and report.counterexample is not None
+    note = report.counterexample.out_of_range
+    assert note is not None and (note.verdict, note.scale) == ("unbiased", {(2, 2): 1.0})
+    assert "at representable magnitudes: UNBIASED: c(k=2, P=2) = 1" in report.message
