@@ -52,7 +52,7 @@ def right(entry: PromptEntry, report: EstimatorReport) -> bool:
     if entry.expected == "scaled" and entry.scale is not None:
         scale = entry.scale
         try:
-            assert_scaled(report, lambda k, p: scale(k, p))
+            assert_scaled(report, lambda k, p: scale(k, p), allow_partial=True)
         except EstimatorCheckFailure:
             return False
     return True

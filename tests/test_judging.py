@@ -25,9 +25,11 @@ from properties.judging.verdict import (
     decide,
     dot,
     explained_by,
+    into_range,
     judge,
     nonpositive,
     norm,
+    outside_range,
     reference_candidate,
     relative_residual,
     scale_hints,
@@ -581,3 +583,45 @@ def test_evaluate_gradient_keeps_relative_precision_when_one_answer_dominates() 
 @pytest.mark.parametrize(("k", "n"), [(12, 2), (13, 2), (40, 2)])
 def test_max_n_for_is_at_least_two(k: int, n: int) -> None:
     assert max_n_for(k) == n
+
+
+def test_an_evaluation_has_no_order_or_source_until_the_checker_sets_them() -> None:
+    """Issue 15: the defaults ``order = 0``, ``source = "battery"`` were never read (their
+    mutants survived as equivalent); gone, a read before ``_Run._evaluate`` sets them raises
+    instead of silently calling a problem the battery's first."""
+    ev = evaluate(GuardedEstimator(reinforce, batched=True), np.zeros(2), np.array([0.0, 1.0]), 2,
+                  rtol=None, atol=0.0)
+    for name in ("order", "source"):
+        with pytest.raises(AttributeError):
+            getattr(ev, name)
+    ev.order, ev.source = 3, "hypothesis"
+    assert (ev.order, ev.source) == (3, "hypothesis")
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([0.0, float(np.finfo(np.float32).tiny)], None),  # the smallest normal is in range
+        ([0.0, np.nextafter(float(np.finfo(np.float32).tiny), 0.0)], "underflows"),
+        ([-float(np.finfo(np.float32).max), 1.0], None),  # the largest is in range
+        ([np.nextafter(float(np.finfo(np.float32).max), np.inf), 0.0], "overflows"),
+        ([0.0, 0.0], None),
+        ([np.inf, 1e-300], None),
+        ([-1e-300, 0.0], "underflows"),
+    ],
+)
+def test_outside_range_compares_the_largest_magnitude_with_float32s_normal_range(
+    values: list[float], expected: str | None
+) -> None:
+    assert outside_range(np.array(values)) == expected
+
+
+def test_into_range_scales_by_a_power_of_two_into_half_to_one() -> None:
+    for top in (2.0**-200, 3e-45, 1.0, 0.5, 7e300):
+        values, factor = into_range(np.array([top, -top / 3, 0.0]))
+        assert 0.5 <= float(np.max(np.abs(values))) < 1.0
+        assert math.frexp(factor)[0] == 0.5  # a power of two
+        np.testing.assert_array_equal(values, np.array([top, -top / 3, 0.0]) * factor)
+    zeros = np.zeros(2)
+    values, factor = into_range(zeros)
+    assert factor == 1.0 and values.tolist() == [0.0, 0.0] and values is not zeros

@@ -20,10 +20,10 @@ verdict (kinds ``timeout``, ``exited``), and so is an import that raises
 (``import-failed``); whatever user code prints goes to stderr, so stdout carries only the
 report (``--json`` stays parseable).
 
-Exit status: 0 for ``unbiased`` (only ever after a finished check), 1 for any other
-verdict, 2 for bad usage (no such file, module, function or catalogue entry; not callable;
-bad options), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
-with one line on stderr.
+Exit status: 0 for ``unbiased`` (only ever after a finished check that covered all that
+was asked), 1 for any other verdict or a partial check, 2 for bad usage (no such file,
+module, function or catalogue entry; not callable; bad options), 130 when interrupted
+(Ctrl-C, or ``KeyboardInterrupt`` raised by user code), with one line on stderr.
 """
 
 from __future__ import annotations
@@ -217,7 +217,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``ida-verify check``; return the exit status (0 unbiased, 1 otherwise, 2 usage)."""
+    """Run ``ida-verify check``; return the exit status (0 unbiased and full, 1 otherwise, 2 usage)."""
     if args.max_examples < 0:
         raise UsageError(f"{_PREFIX}--max-examples must be >= 0 but got {args.max_examples}")
     if args.seed < 0:
@@ -237,4 +237,5 @@ def run(args: argparse.Namespace) -> int:
         if outcome.report_error is not None:
             raise UsageError(f"{_PREFIX}--report: {outcome.report_error}")
         print(f"{_PREFIX}wrote {Path(args.report) / 'index.html'}", file=sys.stderr)
-    return 0 if outcome.verdict == "unbiased" else 1
+    partial = bool((outcome.report or {}).get("partial", False))  # less checked than asked
+    return 0 if outcome.verdict == "unbiased" and not partial else 1

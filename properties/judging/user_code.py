@@ -230,12 +230,28 @@ def call_user(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         raise UserCodeError(exc) from None
 
 
+def replay_detail(flaky: str, *, outcome: str, inputs: str, advice: str = "") -> str:
+    """The ``nondeterministic`` error's detail when Hypothesis replayed a problem and the
+    user's function gave another answer (both checkers; ``flaky`` names Hypothesis's error).
+
+    >>> print(replay_detail("Flaky", outcome="results", inputs="the batch"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    gave different results when Hypothesis replayed the same problem (Flaky); the exact
+    checker needs a deterministic function of the batch
+    """
+    return (
+        f"gave different {outcome} when Hypothesis replayed the same problem ({flaky}); "
+        f"the exact checker needs a deterministic function of {inputs}{advice}"
+    )
+
+
 __all__ = [
     "MAX_TEXT",
     "UserCodeError",
     "call_user",
     "exception_text",
     "name_of",
+    "replay_detail",
     "safe_text",
     "type_name",
 ]

@@ -323,6 +323,8 @@ class ReferenceBook(Generic[E]):
         return found
 
     def _settle(self, slot: _Slot[E], ref: Reference[E], evs: list[E]) -> list[Mismatch[E]]:
+        # ref.evaluation is always one of evs: offer passes [*pending, ev] with ev the
+        # candidate, close passes pending, which holds the best candidate offered
         slot.reference = ref
         slot.pending = []
         found: list[Mismatch[E]] = []
@@ -334,8 +336,6 @@ class ReferenceBook(Generic[E]):
             mismatch = judge(ev, ref)
             if mismatch is not None:
                 found.append(mismatch)
-        if bad is not None and ref.evaluation not in evs:
-            found.append(bad)
         return found
 
 
@@ -381,11 +381,19 @@ def decide(
 
 
 KNOWN_SCALES: tuple[tuple[str, Callable[[int], float]], ...] = (
-    ("(k-1)/k, the self-inclusive group mean", lambda k: (k - 1) / k),
-    ("k, a sum instead of a mean", float),
+    ("(k-1)/k, the scale of a self-inclusive group mean", lambda k: (k - 1) / k),
+    ("k, the scale of a sum instead of a mean", float),
     ("1/k", lambda k: 1.0 / k),
 )
-"""Scale formulas :math:`f(k)` worth naming when a measured :math:`c_k` matches them."""
+"""Scale formulas :math:`f(k)` worth naming when a measured :math:`c_k` matches them.
+
+The text names the formula and a common code that has that scale; the messages print it
+as "has the value of ...": a matching value does not show the cause (reversed rewards
+used as a baseline also give :math:`(k-1)/k` at odd ``k``, a hook that doubles the
+gradient gives ``k`` at ``k = 2``)."""
+
+SCALE_HINT_LEAD = "has the value of"
+"""How a message introduces a scale hint: the value matches, the cause is not shown."""
 
 
 def scale_hints(
@@ -395,12 +403,13 @@ def scale_hints(
 
     A formula is named only if it matches at two or more of the measured ``k`` where the
     estimator is not unbiased (so ``c_1 = 1 = k`` alone never reads "a sum instead of a
-    mean"); each ``k`` gets the first formula that qualifies.
+    mean"); each ``k`` gets the first formula that qualifies.  The text says what the value
+    equals, not why: print it after :data:`SCALE_HINT_LEAD`.
 
     >>> scale_hints({1: 1.0, 2: 0.5, 3: 0.75}, {1: 0.0, 2: 0.0, 3: 0.0})
     {}
     >>> scale_hints({2: 0.5, 3: 2 / 3}, {2: 0.0, 3: 0.0})[3]
-    '(k-1)/k, the self-inclusive group mean'
+    '(k-1)/k, the scale of a self-inclusive group mean'
     """
     def matches(f: Callable[[int], float], k: int) -> bool:
         c = scale[k]
@@ -423,6 +432,50 @@ ROUNDOFF_DTYPES: tuple[tuple[str, float], ...] = (
 )
 """Dtypes whose round-off a residual may be made of, finest first, with their epsilon
 (bfloat16 keeps 8 significant bits: NumPy has no such type)."""
+
+
+RANGE_DTYPE = "float32"
+"""The working dtype whose range a counterexample's magnitudes are compared with (bfloat16
+keeps float32's exponent, so it has the same range)."""
+
+RANGE_LIMITS = (float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max))
+"""The smallest normal and the largest finite :data:`RANGE_DTYPE` number."""
+
+
+def outside_range(values: FloatArray) -> str | None:
+    """``"underflows"``/``"overflows"`` when the largest ``|value|`` (not 0) lies below/above
+    :data:`RANGE_LIMITS`: a code computing in float32 (or bfloat16) flushes such values to
+    zero, or to infinity; ``None`` when it is within the range (or all zero, or not finite).
+
+    >>> outside_range(np.array([0.0, 8.4e-75])), outside_range(np.array([0.0, 1e-30]))
+    ('underflows', None)
+    >>> outside_range(np.array([-1e39, 1.0])), outside_range(np.zeros(2))
+    ('overflows', None)
+    """
+    top = float(np.max(np.abs(values), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return None
+    if top < RANGE_LIMITS[0]:
+        return "underflows"
+    if top > RANGE_LIMITS[1]:
+        return "overflows"
+    return None
+
+
+def into_range(values: FloatArray) -> tuple[FloatArray, float]:
+    """``(values * f, f)`` with ``f`` the power of two that puts the largest ``|value|`` in
+    ``[0.5, 1)``: exact in float64 (only the exponents change), well inside float32's range.
+
+    >>> values, f = into_range(np.array([0.0, 3 * 2.0**-300]))
+    >>> values.tolist(), f == 2.0**298
+    ([0.0, 0.75], True)
+    """
+    top = float(np.max(np.abs(values), initial=0.0))
+    if top == 0.0 or not math.isfinite(top):
+        return np.array(values, dtype=np.float64, copy=True), 1.0
+    exponent = math.frexp(top)[1]
+    out: FloatArray = np.ldexp(np.asarray(values, dtype=np.float64), -exponent)
+    return out, math.ldexp(1.0, -exponent)
 
 
 def relative_residual(m: Mismatch[Any]) -> float:
@@ -464,8 +517,11 @@ __all__ = [
     "HINT_MATCH_FLOOR",
     "HINT_MATCH_UNCERTAINTIES",
     "KNOWN_SCALES",
+    "RANGE_DTYPE",
+    "RANGE_LIMITS",
     "REFERENCE_MIN_SIGNAL",
     "ROUNDOFF_DTYPES",
+    "SCALE_HINT_LEAD",
     "Decision",
     "Evaluated",
     "Mismatch",
@@ -477,9 +533,11 @@ __all__ = [
     "decide",
     "dot",
     "explained_by",
+    "into_range",
     "judge",
     "nonpositive",
     "norm",
+    "outside_range",
     "reference_candidate",
     "relative_residual",
     "scale_hints",

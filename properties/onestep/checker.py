@@ -35,7 +35,11 @@ Tolerances come from the output dtype and the size of the inputs
 for a float32 output, a float64 bias of one part in a million is not.  When a
 counterexample is within the round-off of a coarser dtype (float32, bfloat16, float16),
 the verdict stays strict but the report says so, with the verdict at that precision
-(:class:`RoundoffNote`).
+(:class:`RoundoffNote`).  Range likewise: a counterexample whose scores lie outside
+float32's normal range (float32 flushes them to zero, or overflows) comes with the
+verdict at representable magnitudes, every problem rescaled into that range
+(:class:`RangeNote`); Hypothesis does not shrink toward such scores unless the bias is
+there at normal magnitudes too.
 
 **Several prompts per batch** (``num_prompts=(1, 2)``): the estimator is called as RL
 code pools a batch, ``fn(logits (P*k, n), samples (P*k,), rewards (P*k,), group (P*k,))``,
@@ -91,6 +95,7 @@ from properties.onestep.results import (
     EstimatorCheckFailure,
     EstimatorError,
     EstimatorReport,
+    RangeNote,
     RoundoffNote,
 )
 from properties.onestep.run import (
@@ -99,6 +104,7 @@ from properties.onestep.run import (
     _counterexample,
     _decide,
     _keyed,
+    _range_note,
     _roundoff_note,
     _Run,
 )
@@ -324,11 +330,14 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
     error = run.error
     if verdict == "biased":
         assert run.mismatch is not None
-        cex = _counterexample(run, run.mismatch, _roundoff_note(run, run.mismatch))
+        cex = _counterexample(
+            run, run.mismatch, _roundoff_note(run, run.mismatch), _range_note(run, run.mismatch)
+        )
     if verdict == "error" and error is None:
         error = run.imprecise_error(decision.imprecise)
     scale = _keyed(decision.scale)
     unc = _keyed(decision.uncertainty)
+    unchecked = run.unchecked() if verdict in ("unbiased", "scaled") else ()
     seconds = time.perf_counter() - start
     inside = run.guard.user_seconds
     timing = {
@@ -362,6 +371,8 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
         protocol="one-step",
         timing=timing,
         num_prompts=run.prompts,
+        partial=bool(unchecked),
+        unchecked=unchecked,
     )
     object.__setattr__(report, "message", _message(report))
     return report
@@ -476,8 +487,27 @@ def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> EstimatorRepo
     return check_estimator(fn, **kwargs)
 
 
-def assert_unbiased(fn: Callable[..., Any] | EstimatorReport, **kwargs: Any) -> EstimatorReport:
+def _require_full(report: EstimatorReport, allow_partial: bool) -> None:
+    """Raise :class:`EstimatorCheckFailure` for a partial check unless ``allow_partial``."""
+    if not isinstance(allow_partial, bool):
+        raise InvalidArgument(
+            f"Expected allow_partial=True or False but got {describe('allow_partial', allow_partial)}"
+        )
+    if report.partial and not allow_partial:
+        raise EstimatorCheckFailure(
+            report,
+            f"a full check (this one was partial, not checked: {'; '.join(report.unchecked)}; "
+            "pass allow_partial=True to accept it)",
+        )
+
+
+def assert_unbiased(
+    fn: Callable[..., Any] | EstimatorReport, *, allow_partial: bool = False, **kwargs: Any
+) -> EstimatorReport:
     """:func:`check_estimator` (or a finished report), raising :class:`EstimatorCheckFailure` unless ``"unbiased"``.
+
+    A partial check (``report.partial``: less was checked than asked) fails too, unless
+    ``allow_partial=True``.
 
     >>> from impl.estimators import group_mean_baseline
     >>> assert_unbiased(group_mean_baseline, batched=True, max_examples=0)  # doctest: +ELLIPSIS
@@ -488,19 +518,23 @@ def assert_unbiased(fn: Callable[..., Any] | EstimatorReport, **kwargs: Any) -> 
     report = _report_or_check(fn, kwargs, "assert_unbiased")
     if report.verdict != "unbiased":
         raise EstimatorCheckFailure(report, "unbiased")
+    _require_full(report, allow_partial)
     return report
 
 
 def assert_scaled(
     fn: Callable[..., Any] | EstimatorReport,
     scale: Mapping[Any, float] | Callable[..., float] | None = None,
+    *,
+    allow_partial: bool = False,
     **kwargs: Any,
 ) -> EstimatorReport:
     """:func:`check_estimator` (or a finished report), raising :class:`EstimatorCheckFailure` unless ``"scaled"``.
 
     With ``scale`` (``{k: c_k}`` or ``k -> c_k``), also require the measured :math:`c_k`
     to equal it within the measurement's uncertainty; for a check with ``num_prompts``
-    ``scale`` is ``{(k, P): c}`` or ``(k, P) -> c``.
+    ``scale`` is ``{(k, P): c}`` or ``(k, P) -> c``.  A partial check fails unless
+    ``allow_partial=True`` (as in :func:`assert_unbiased`).
 
     >>> from impl.estimators import group_mean_baseline
     >>> r = assert_scaled(group_mean_baseline, lambda k: (k - 1) / k, batched=True, max_examples=0)
@@ -510,6 +544,7 @@ def assert_scaled(
     report = _report_or_check(fn, kwargs, "assert_scaled")
     if report.verdict != "scaled":
         raise EstimatorCheckFailure(report, "scaled")
+    _require_full(report, allow_partial)
     if scale is not None:
         assert report.scale is not None and report.scale_uncertainty is not None
         for k, c in report.scale.items():
@@ -569,6 +604,7 @@ __all__ = [
     "EstimatorCheckFailure",
     "EstimatorError",
     "EstimatorReport",
+    "RangeNote",
     "RoundoffNote",
     "Verdict",
     "assert_scaled",

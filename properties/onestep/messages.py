@@ -9,6 +9,8 @@ import numpy as np
 
 from impl.types import FloatArray
 from properties.judging.verdict import (
+    RANGE_LIMITS,
+    SCALE_HINT_LEAD,
     norm,
     scale_hints,
 )
@@ -19,6 +21,7 @@ from properties.onestep.prompts import (
 from properties.onestep.results import (
     Counterexample,
     EstimatorReport,
+    RangeNote,
     RoundoffNote,
 )
 
@@ -93,11 +96,11 @@ def _c(key: Any) -> str:
     return f"c({key_text(key)})" if isinstance(key, tuple) else f"c_{key}"
 
 
-def _scales_text(scale: Mapping[Any, float]) -> str:
-    hints = _hints(scale, {k: 0.0 for k in scale})
+def _scales_text(scale: Mapping[Any, float], uncertainty: Mapping[Any, float] | None = None) -> str:
+    hints = _hints(scale, {k: 0.0 for k in scale} if uncertainty is None else uncertainty)
     text = ", ".join(f"{_c(k)} = {c:.6g}" for k, c in scale.items())
     named = sorted(set(hints.values()))
-    return text + (f" ({'; '.join(named)})" if named else "")
+    return text + (f" ({SCALE_HINT_LEAD} {'; '.join(named)})" if named else "")
 
 
 def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
@@ -127,6 +130,50 @@ def _roundoff_text(report: EstimatorReport, note: RoundoffNote) -> str:
     )
 
 
+def _partial_text(report: EstimatorReport) -> str:
+    """The line a partial check adds before the region (empty for a full check)."""
+    if not report.partial:
+        return ""
+    return (
+        f"Partial: less was checked than asked, so this is not a pass. Not checked: "
+        f"{'; '.join(report.unchecked)}; a bias only there would go unseen. assert_unbiased "
+        "and assert_scaled fail on it unless allow_partial=True; the command line exits 1.\n"
+    )
+
+
+def _range_text(note: RangeNote) -> str:
+    """What the verdict is at representable magnitudes, for a counterexample outside them."""
+    under = note.direction == "underflows"
+    limit = RANGE_LIMITS[0] if under else RANGE_LIMITS[1]
+    what = "smallest normal number" if under else "largest number"
+    becomes = "flush to zero" if under else "overflow to infinity"
+    verdict = note.verdict.upper()
+    if note.verdict in ("unbiased", "scaled") and note.scale is not None:
+        verdict += f": {_scales_text(note.scale, note.scale_uncertainty)}"
+    elif note.verdict == "error":
+        verdict += " (no verdict between unbiased and scaled at those magnitudes)"
+    if note.verdict == "biased":
+        headline = (
+            f"  At representable magnitudes the verdict is BIASED too: not {note.dtype}'s range alone."
+        )
+    else:
+        headline = (
+            f"  Biased only where {note.dtype} {note.direction}; at representable magnitudes: {verdict}."
+        )
+    return "\n".join(
+        [
+            f"Range? The scores of this counterexample reach at most {note.largest:.3g} in size, "
+            f"{'below' if under else 'above'} {note.dtype}'s {what} ({limit:.3g}): in {note.dtype} "
+            f"(or bfloat16, which has its range) they {becomes}.",
+            headline,
+            f"  (A second run with every problem whose scores lie outside {note.dtype}'s normal "
+            "range rescaled into it by a power of two.) The verdict stays BIASED: fn takes "
+            "float64 rewards, and at these magnitudes its E[g] is not the multiple of grad J "
+            "it is elsewhere.",
+        ]
+    )
+
+
 def _message(report: EstimatorReport) -> str:
     head = f"Estimator {report.name!r}"
     mode = "batched" if report.batched else "per-group"
@@ -147,22 +194,23 @@ def _message(report: EstimatorReport) -> str:
         else " (grad J: the gradient of the mean objective over prompts, grad J_p / P for "
         "prompt p's logits)"
     )
+    partial = " (PARTIAL CHECK)" if report.partial else ""
     if report.verdict == "unbiased":
         return (
-            f"{head} is UNBIASED: E[g] = grad J{target} exactly (to round-off) on every problem "
-            f"checked: {checked}.\n{region}"
+            f"{head} is UNBIASED{partial}: E[g] = grad J{target} exactly (to round-off) on every "
+            f"problem checked: {checked}.\n{_partial_text(report)}{region}"
         )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
         per = "group size" if report.num_prompts is None else "(k, P)"
         lines = [
-            f"{head} is SCALED: E[g] = c grad J{target} with a fixed c > 0 per {per}, on every "
-            f"problem checked ({checked}):"
+            f"{head} is SCALED{partial}: E[g] = c grad J{target} with a fixed c > 0 per {per}, on "
+            f"every problem checked ({checked}):"
         ]
         hints = _hints(report.scale, report.scale_uncertainty)
         for k, c in report.scale.items():
             unc = report.scale_uncertainty[k]
-            hint = f" = {hints[k]}" if k in hints else ""
+            hint = f", which {SCALE_HINT_LEAD} {hints[k]}" if k in hints else ""
             name = "c" if isinstance(k, tuple) else "c_k"
             lines.append(f"  {key_text(k)}: {name} = {c:.12g} (+- {unc:.1g}){hint}")
         cname = _constant_name(report)
@@ -170,7 +218,7 @@ def _message(report: EstimatorReport) -> str:
             f"It ascends J, but its step is rescaled by {cname}; it is not an unbiased estimate "
             f"of grad J. Divide by {cname} (or fix the baseline) to make it unbiased."
         )
-        lines.append(region)
+        lines.append(_partial_text(report) + region)
         return "\n".join(lines)
     if report.verdict == "biased":
         cex = report.counterexample
@@ -210,6 +258,8 @@ def _message(report: EstimatorReport) -> str:
         ]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
+        if cex.out_of_range is not None:
+            lines.append(_range_text(cex.out_of_range))
         lines += [
             _repro(report, cex.logits, cex.scores, cex.k, cex.num_prompts),
             f"Checked: {checked}.",

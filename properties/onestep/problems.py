@@ -89,7 +89,9 @@ class Evaluation:
     ``floor`` is a lower bound on every coordinate of ``tolerance`` (its constant
     part), so that ``max|E - c G| <= floor`` settles a check without computing the rest.
     ``key`` is ``k`` (what one scale constant is measured for); ``order`` is the
-    problem's position in the battery (simplest first; generated problems come after).
+    problem's position in the battery (simplest first; generated problems come after) and
+    ``source`` where it came from: the checker sets both (``_Run._evaluate``) before
+    anything reads them, so they have no default (reading them unset raises).
     """
 
     __slots__ = (
@@ -109,6 +111,9 @@ class Evaluation:
         "weights",
     )
 
+    order: int
+    source: str
+
     def __init__(
         self,
         logits: FloatArray,
@@ -127,8 +132,6 @@ class Evaluation:
         self.mean, self.gradient, self.p, self.weights = mean, gradient, p, weights
         self._g, self.eps_out, self.rtol, self.atol = g, eps_out, rtol, atol
         self._tolerance: FloatArray | None = None
-        self.order = 0
-        self.source = "battery"
 
     @property
     def key(self) -> int:

@@ -119,6 +119,26 @@ def max_n_for_prompts(k: int, num_prompts: int) -> int:
     return n
 
 
+def unchecked_n(keys: tuple[Key, ...]) -> tuple[str, ...]:
+    """Where :func:`max_n_for_prompts` is below ``MAX_N``: the ``n`` left out, with the reason.
+
+    >>> unchecked_n(((2, 1), (4, 2)))
+    ('n=3..5 at k=4, P=2 (n**(k*P) = 6561 joint batches at n=3, over the budget of 1024 calls per problem)',)
+    """
+    out = []
+    for k, num in keys:
+        top = max_n_for_prompts(k, num)
+        if top >= MAX_N:
+            continue
+        first = top + 1
+        ns = f"n={first}" if first == MAX_N else f"n={first}..{MAX_N}"
+        out.append(
+            f"{ns} at {key_text((k, num))} (n**(k*P) = {first ** (k * num)} joint batches at "
+            f"n={first}, over the budget of {MAX_BATCHES_PER_PROBLEM} calls per problem)"
+        )
+    return tuple(out)
+
+
 def prompt_index(num_prompts: int, k: int) -> IntArray:
     """``group``: the prompt of each row, ``np.repeat(np.arange(P), k)``.
 
@@ -571,18 +591,29 @@ def generated_prompt_problems(keys: tuple[Key, ...]) -> st.SearchStrategy[Prompt
 
 
 PROMPT_SCALES: tuple[tuple[str, Callable[[int, int], float]], ...] = (
-    ("P*k, a sum over all P*k rows of the batch instead of a mean", lambda k, p: float(k * p)),
-    ("P, a sum over prompts (of per-prompt means) instead of a mean over prompts", lambda k, p: float(p)),
     (
-        "(Pk-1)/(Pk), the self-inclusive mean reward of the whole batch as baseline",
+        "P*k, the scale of a sum over all P*k rows of the batch instead of a mean",
+        lambda k, p: float(k * p),
+    ),
+    (
+        "P, the scale of a sum over prompts (of per-prompt means) instead of a mean over prompts",
+        lambda k, p: float(p),
+    ),
+    (
+        "(Pk-1)/(Pk), the scale of the self-inclusive mean reward of the whole batch as baseline",
         lambda k, p: (k * p - 1) / (k * p),
     ),
-    ("(k-1)/k, the self-inclusive group mean", lambda k, p: (k - 1) / k),
-    ("k, a sum over the group instead of a mean", lambda k, p: float(k)),
-    ("P(k-1)/k, the self-inclusive group mean and a sum over prompts", lambda k, p: p * (k - 1) / k),
+    ("(k-1)/k, the scale of a self-inclusive group mean", lambda k, p: (k - 1) / k),
+    ("k, the scale of a sum over the group instead of a mean", lambda k, p: float(k)),
+    (
+        "P(k-1)/k, the scale of a self-inclusive group mean and a sum over prompts",
+        lambda k, p: p * (k - 1) / k,
+    ),
     ("1/P", lambda k, p: 1.0 / p),
 )
-"""Scale formulas :math:`f(k, P)` worth naming when measured constants match them."""
+"""Scale formulas :math:`f(k, P)` worth naming when measured constants match them (printed
+after :data:`properties.judging.verdict.SCALE_HINT_LEAD`: the value matches, the cause is
+not shown)."""
 
 
 def prompt_scale_hints(
@@ -634,4 +665,5 @@ __all__ = [
     "prompt_index",
     "prompt_scale_hints",
     "prompts_battery",
+    "unchecked_n",
 ]

@@ -65,6 +65,40 @@ class RoundoffNote:
         }
 
 
+@dataclass(frozen=True)
+class RangeNote:
+    """A counterexample whose scores lie outside float32's (and bfloat16's) normal range.
+
+    ``largest`` is its largest ``|score|``, ``direction`` ``"underflows"`` (below the
+    smallest normal number: float32 flushes such scores to zero) or ``"overflows"``, and
+    ``dtype`` the working dtype whose range that is (:data:`properties.judging.verdict.RANGE_DTYPE`).
+    ``verdict``/``scale`` (with its uncertainty) are what the checker concludes at
+    representable magnitudes: a
+    second full run in which every problem whose scores lie outside that range is first
+    rescaled into it by a power of two.  The report's verdict itself stays strict.
+    """
+
+    largest: float
+    direction: str
+    dtype: str
+    verdict: Verdict
+    scale: dict[Any, float] | None
+    scale_uncertainty: dict[Any, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "largest": self.largest,
+            "direction": self.direction,
+            "dtype": self.dtype,
+            "verdict": self.verdict,
+            "scale": None if self.scale is None else {_key_str(k): c for k, c in self.scale.items()},
+            "scale_uncertainty": None
+            if self.scale_uncertainty is None
+            else {_key_str(k): c for k, c in self.scale_uncertainty.items()},
+        }
+
+
 def _key_str(key: Any) -> str:
     """A scale key in JSON: ``"2"`` for ``k = 2``, ``"k=2, P=1"`` for a multi-prompt key."""
     return key_text(key) if isinstance(key, tuple) else str(key)
@@ -78,7 +112,9 @@ class Counterexample:
     on this problem (``None`` when :math:`G = 0`); ``residual`` is :math:`E - cG` (:math:`E`
     when :math:`G = 0`); ``reference_multiple`` is the :math:`c_k` measured on the
     reference problem; ``discrepancy`` is :math:`E - c_k G`, compared with ``tolerance``;
-    ``roundoff`` is set when the discrepancy is within a coarser dtype's round-off.
+    ``roundoff`` is set when the discrepancy is within a coarser dtype's round-off, and
+    ``out_of_range`` when the scores lie outside float32's normal range (in ``to_dict``
+    only when set).
     With ``num_prompts`` ``P`` (the multi-prompt protocol) ``logits``, ``scores`` and the
     vectors are ``(P, n)``: row ``p`` is prompt ``p``'s problem and coordinates, and the
     gradient is :math:`\nabla J_p / P` (the mean objective over prompts).
@@ -100,10 +136,11 @@ class Counterexample:
     found_by: str
     roundoff: RoundoffNote | None = None
     num_prompts: int | None = None
+    out_of_range: RangeNote | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``num_prompts`` only in the multi-prompt protocol)."""
-        out = {
+        out: dict[str, Any] = {
             "logits": self.logits.tolist(),
             "scores": self.scores.tolist(),
             "k": self.k,
@@ -123,6 +160,8 @@ class Counterexample:
         }
         if self.num_prompts is not None:
             out["num_prompts"] = self.num_prompts
+        if self.out_of_range is not None:
+            out["out_of_range"] = self.out_of_range.to_dict()
         return out
 
 
@@ -271,6 +310,13 @@ class EstimatorReport:
     estimator was called (``"one-step"`` here; other checkers use other values);
     ``num_prompts`` is the ``P`` checked in the multi-prompt protocol (``None``: one
     group per call or batch row), and then ``scale`` is keyed by ``(k, P)``.
+
+    ``partial`` is ``True`` when a passing verdict (``unbiased``/``scaled``) covers less
+    than was asked: ``unchecked`` then lists what was not checked, each entry with its
+    reason (e.g. the call budget capped ``n`` for a ``(k, P)``).  A partial pass is no
+    pass: ``ok`` is ``False``, :func:`assert_unbiased`/:func:`assert_scaled` fail unless
+    given ``allow_partial=True``, and the command line exits 1.  Both fields are in
+    ``to_dict`` only when ``partial``.
     """
 
     name: str
@@ -292,18 +338,20 @@ class EstimatorReport:
     protocol: str = "one-step"
     timing: dict[str, float] = field(default_factory=dict, repr=False)
     num_prompts: tuple[int, ...] | None = None
+    partial: bool = False
+    unchecked: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """``True`` iff the verdict is ``"unbiased"``."""
-        return self.verdict == "unbiased"
+        """``True`` iff the verdict is ``"unbiased"`` on all that was asked (not ``partial``)."""
+        return self.verdict == "unbiased" and not self.partial
 
     def __str__(self) -> str:
         return self.message
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
-        out = {
+        out: dict[str, Any] = {
             "name": self.name,
             "verdict": self.verdict,
             "protocol": self.protocol,
@@ -327,6 +375,9 @@ class EstimatorReport:
         }
         if self.num_prompts is not None:
             out["num_prompts"] = list(self.num_prompts)
+        if self.partial:
+            out["partial"] = True
+            out["unchecked"] = list(self.unchecked)
         return out
 
     def to_json(self) -> str:

@@ -13,15 +13,19 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.types import FloatArray
+from properties.judging.user_code import replay_detail
 from properties.judging.verdict import (
+    RANGE_DTYPE,
     REFERENCE_MIN_SIGNAL,
     ROUNDOFF_DTYPES,
     Mismatch,
     ReferenceBook,
     decide,
     explained_by,
+    into_range,
     judge,
     norm,
+    outside_range,
     relative_residual,
     ulps,
 )
@@ -50,12 +54,14 @@ from properties.onestep.prompts import (
     joint_inputs,
     key_text,
     prompts_battery,
+    unchecked_n,
 )
 from properties.onestep.results import (
     _DTYPE_NAMES,
     CheckedRegion,
     Counterexample,
     EstimatorError,
+    RangeNote,
     RoundoffNote,
 )
 from properties.strategies import PolicyProblem
@@ -149,8 +155,14 @@ class _Run:
         rtol: float | None,
         atol: float,
         progress: Callable[[int, int], None] | None,
+        rescale: bool = False,
     ) -> None:
         self.fn, self.ks, self.batched = fn, ks, batched
+        # rescale: the range note's re-check, every problem whose scores lie outside
+        # float32's normal range is first rescaled into it
+        self.rescale = rescale
+        # mismatches that vanish once their problem is rescaled into float32's range
+        self.range_only: list[Mismatch[Evaluation]] = []
         self.seed, self.max_examples, self.rtol, self.atol = seed, max_examples, rtol, atol
         self.guard = GuardedEstimator(fn, batched=batched)
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
@@ -178,6 +190,10 @@ class _Run:
         """The most samples in one group or batch (``max k``), for the round-off note's ``rtol``."""
         return max(self.ks)
 
+    def unchecked(self) -> tuple[str, ...]:
+        """What was asked but not checked, each with its reason (none in this protocol)."""
+        return ()
+
     # -- bookkeeping ----------------------------------------------------------------
     def _tick(self) -> None:
         if self.progress is None:
@@ -200,6 +216,8 @@ class _Run:
         rows: bool,
     ) -> Evaluation:
         start, inside = time.perf_counter(), self.guard.user_seconds
+        if self.rescale and outside_range(scores) is not None:
+            scores = into_range(scores)[0]
         try:
             ev = self._compute(theta, scores, k, determinism=determinism, rows=rows)
         finally:
@@ -305,6 +323,8 @@ class _Run:
             judging = time.perf_counter()
             found = judge(ev, ref)
             self.clock["judging"] += time.perf_counter() - judging
+            if found is not None and outside_range(ev.scores) is not None:
+                found = self._at_representable_magnitudes(found)
             if found is not None:
                 raise _Mismatch(found)
 
@@ -327,13 +347,45 @@ class _Run:
         except Flaky as exc:
             self.error = EstimatorError.without_call(
                 "nondeterministic",
-                "gave different verdicts when Hypothesis replayed the same problem "
-                f"({type(exc).__name__}); the exact checker needs a deterministic function "
-                "of (logits, samples, rewards): an estimator with its own randomness or "
-                "hidden state needs a sampling check (properties.stats)",
+                replay_detail(
+                    type(exc).__name__,
+                    outcome="verdicts",
+                    inputs="(logits, samples, rewards)",
+                    advice=": an estimator with its own randomness or hidden state needs a "
+                    "sampling check (properties.stats)",
+                ),
                 hint="",
                 found_by="hypothesis",
             )
+
+    def _at_representable_magnitudes(self, found: Mismatch[Evaluation]) -> Mismatch[Evaluation] | None:
+        """A mismatch on scores outside float32's range, judged again rescaled into it.
+
+        If the rescaled problem is a mismatch too, that one (the bias is there at normal
+        magnitudes); else ``None``, and the mismatch is kept aside in ``range_only``, so
+        that Hypothesis does not shrink toward scores that float32 flushes to zero.
+        """
+        ev = found.evaluation
+        again = self._evaluate(
+            ev.logits, into_range(ev.scores)[0], ev.k, source="hypothesis",
+            order=ev.order, determinism=False, rows=False,
+        )
+        judging = time.perf_counter()
+        rescaled = judge(again, found.reference)
+        self.clock["judging"] += time.perf_counter() - judging
+        if rescaled is None:
+            self.range_only.append(found)
+        return rescaled
+
+    def take_range_only(self) -> None:
+        """No other counterexample: the simplest one kept aside (fewest answers, smallest
+        ``k``, first found) is the counterexample; its report carries a :class:`RangeNote`."""
+        if self.mismatch is not None or self.error is not None or not self.range_only:
+            return
+        m = min(self.range_only, key=lambda x: (x.evaluation.scores.size, x.evaluation.k, x.evaluation.order))
+        self.mismatch = m
+        self.mismatches.append(m)
+        self.found_by = "hypothesis (not shrunk: its scores lie outside float32's range)"
 
     def confirm(self) -> None:
         """Re-evaluate the counterexample: a result that moves is ``nondeterministic``."""
@@ -421,6 +473,10 @@ class _PromptsRun(_Run):
     def largest_factor(self) -> int:
         return max(k * p for k, p in self._keys)
 
+    def unchecked(self) -> tuple[str, ...]:
+        """The ``n`` up to ``MAX_N`` that the call budget left out, per ``(k, P)``."""
+        return unchecked_n(self._keys)
+
     def _compute(
         self, theta: FloatArray, scores: FloatArray, k: int, *, determinism: bool, rows: bool
     ) -> Evaluation:
@@ -491,10 +547,7 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
         run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
         rtol=rtol, atol=atol, progress=None, prompts=run.prompts,
     )
-    for key in ("evaluation", "judging", "generation"):
-        run.clock[key] += again.clock[key]
-    run.guard.calls += again.guard.calls
-    run.guard.user_seconds += again.guard.user_seconds
+    _add_costs(run, again)
     decision = _decide(again)
     scale = _keyed(decision.scale)
     relative = relative_residual(m)
@@ -507,6 +560,36 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
         verdict=decision.verdict,
         scale=scale,
     )
+
+
+def _range_note(run: _Run, m: Mismatch[Evaluation]) -> RangeNote | None:
+    """A :class:`RangeNote` if the counterexample's scores lie outside float32's normal range:
+    the verdict of a second run with every such problem rescaled into that range."""
+    direction = outside_range(m.evaluation.scores)
+    if direction is None:
+        return None
+    again = _check(
+        run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
+        rtol=run.rtol, atol=run.atol, progress=None, prompts=run.prompts, rescale=True,
+    )
+    _add_costs(run, again)
+    decision = _decide(again)
+    return RangeNote(
+        largest=float(np.max(np.abs(m.evaluation.scores))),
+        direction=direction,
+        dtype=RANGE_DTYPE,
+        verdict=decision.verdict,
+        scale=_keyed(decision.scale),
+        scale_uncertainty=_keyed(decision.uncertainty),
+    )
+
+
+def _add_costs(run: _Run, again: _Run) -> None:
+    """Count a second run's time and calls in the first one's report."""
+    for key in ("evaluation", "judging", "generation"):
+        run.clock[key] += again.clock[key]
+    run.guard.calls += again.guard.calls
+    run.guard.user_seconds += again.guard.user_seconds
 
 
 def _round_up(x: float) -> float:
@@ -542,7 +625,9 @@ def _keyed(values: Mapping[Any, float] | None) -> dict[Any, float] | None:
     }
 
 
-def _counterexample(run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | None) -> Counterexample:
+def _counterexample(
+    run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | None, out_of_range: RangeNote | None = None
+) -> Counterexample:
     ev, ref = m.evaluation, m.reference
     return Counterexample(
         logits=ev.logits.copy(),
@@ -561,6 +646,7 @@ def _counterexample(run: _Run, m: Mismatch[Evaluation], note: RoundoffNote | Non
         found_by=run.found_by if ev.source in ("battery", "hypothesis") else f"{run.found_by} ({ev.source})",
         roundoff=note,
         num_prompts=ev.num_prompts if isinstance(ev, PromptsEvaluation) else None,
+        out_of_range=out_of_range,
     )
 
 
@@ -575,20 +661,22 @@ def _check(
     atol: float,
     progress: Callable[[int, int], None] | None,
     prompts: tuple[int, ...] | None = None,
+    rescale: bool = False,
 ) -> _Run:
     run = (
         _Run(
             fn, ks, batched=batched, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
-            progress=progress,
+            progress=progress, rescale=rescale,
         )
         if prompts is None
         else _PromptsRun(
             fn, ks, prompts, seed=seed, max_examples=max_examples, rtol=rtol, atol=atol,
-            progress=progress,
+            progress=progress, rescale=rescale,
         )
     )
     run.run_battery()
     if run.error is None and run.mismatch is None and max_examples > 0:
         run.run_hypothesis()
+        run.take_range_only()
     run.confirm()
     return run

@@ -50,7 +50,7 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import MAX_VOCAB
 from impl.types import FloatArray
-from properties.judging.user_code import name_of
+from properties.judging.user_code import name_of, replay_detail
 from properties.judging.verdict import (
     decide,
 )
@@ -402,8 +402,7 @@ def _make_report(
     elif run.flaky is not None:
         error = SequenceError.without_call(
             "nondeterministic",
-            f"gave different results when Hypothesis replayed the same problem ({run.flaky}); "
-            "the exact checker needs a deterministic function of the batch",
+            replay_detail(run.flaky, outcome="results", inputs="the batch"),
             hint="",
             found_by="hypothesis",
         )
