@@ -4,6 +4,8 @@ The public surface:
 
 * :func:`check_estimator` / :func:`assert_unbiased` / :func:`assert_scaled`: exact
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
+* :func:`compare_estimators`: several estimators on the same problems, with their exact
+  variance and mean squared error relative to plain REINFORCE (:class:`Comparison`).
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
 * :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
   the same verdicts for token-level policy-gradient losses over sequences
@@ -26,6 +28,7 @@ from properties.onestep.checker import (
     check_estimator,
     from_torch_surrogate,
 )
+from properties.onestep.compare import Comparison, compare_estimators
 from properties.report.page import write_check_report, write_report
 from properties.sequence.batch import SequenceBatch
 from properties.sequence.checker import (
@@ -39,6 +42,7 @@ from properties.sequence.checker import (
 __all__ = [
     "CLAIM_IDS",
     "ClaimResult",
+    "Comparison",
     "EstimatorCheckFailure",
     "EstimatorReport",
     "RunConfig",
@@ -52,6 +56,7 @@ __all__ = [
     "check_estimator",
     "check_sequence_loss",
     "check_token_weights",
+    "compare_estimators",
     "from_torch_surrogate",
     "run_claim",
     "run_claims",
