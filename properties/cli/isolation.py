@@ -142,6 +142,7 @@ CHECK_KINDS: dict[str, CheckKind] = {
     "token-weights": CheckKind(
         engine="properties.sequence.checker:check_token_weights", noun="Weight function"
     ),
+    "variance": CheckKind(engine="properties.onestep.compare:profile_estimator", noun="Estimator"),
 }
 """The kinds of check the command line can run in a child process, by name."""
 

@@ -142,7 +142,8 @@ def profile_estimator(
     if report.verdict == "error":
         return EstimatorProfile(
             report.name, report.verdict, scale, report.message, None,
-            "no variance: the check ended in an error",
+            "no variance: the check ended in an error"
+            + ("" if report.error is None else f" ({report.error.kind})"),
         )
     try:
         found = estimator_moments(fn, chosen, ks, batched=batched)
@@ -253,12 +254,11 @@ class Comparison:
 
     def table(self) -> str:
         """The comparison as one text table, a line per estimator and ``k``."""
-        head = (
-            f"Compared on {self.source or 'the given problems'}. Ratios are the {self.aggregate} "
-            "over the problems of (estimator / plain REINFORCE) at the same problem and k; "
-            "MSE = |bias|^2 + variance."
-        )
-        lines = [head]
+        lines = [
+            f"Compared on {self.source or 'the given problems'}.",
+            f"Ratios: the {self.aggregate} over the problems of (estimator / plain REINFORCE) at "
+            "the same problem and k; MSE = |bias|^2 + variance.",
+        ]
         for k in self.group_sizes:
             ref = self.reference_variance.get(k)
             skipped = self.problems_skipped.get(k, 0)
@@ -360,16 +360,24 @@ def comparison_from_profiles(
     )
 
 
-def describe_source(num_problems: int, problem_seed: int, given: bool, count: int) -> str:
-    """How the comparison problems were chosen, for the table's first line.
+def describe_source(
+    problems: Sequence[ComparisonProblem], problem_seed: int | None = None
+) -> str:
+    """How the comparison problems were chosen, for the table's first line (``problem_seed``:
+    the seeded set of :func:`~properties.onestep.variance.comparison_problems`; ``None``:
+    given by the caller).
 
-    >>> describe_source(8, 0, False, 8)
-    '8 seeded problems (problem_seed=0: n = 2..5, logits ~ N(0, 1), rewards ~ U[0, 1])'
+    >>> from properties.onestep.variance import comparison_problems
+    >>> describe_source(comparison_problems(3), 0)
+    '3 seeded problems (problem_seed=0: n in {2, 3, 4}, logits ~ N(0, 1), rewards ~ U[0, 1])'
+    >>> describe_source(comparison_problems(3))
+    '3 given problems (n in {2, 3, 4})'
     """
-    if given:
-        return f"{count} given problems"
+    sizes = "{" + ", ".join(str(n) for n in sorted({p.n for p in problems})) + "}"
+    if problem_seed is None:
+        return f"{len(problems)} given problems (n in {sizes})"
     return (
-        f"{num_problems} seeded problems (problem_seed={problem_seed}: n = 2..5, "
+        f"{len(problems)} seeded problems (problem_seed={problem_seed}: n in {sizes}, "
         "logits ~ N(0, 1), rewards ~ U[0, 1])"
     )
 
@@ -422,7 +430,7 @@ def compare_estimators(
         )
         for fn, name, flag in zip(fns, shown, flags, strict=True)
     ]
-    source = describe_source(num_problems, problem_seed, problems is not None, len(chosen))
+    source = describe_source(chosen, None if problems is not None else problem_seed)
     return comparison_from_profiles(profiles, ks, chosen, source=source)
 
 
