@@ -293,3 +293,29 @@ def test_comparison_type_is_exported() -> None:
     result = compare_estimators([reinforce], batched=True, group_sizes=(2,), max_examples=0,
                                 num_problems=1)
     assert isinstance(result, Comparison)
+
+
+def _fails_off_the_battery(logits, samples, rewards):  # type: ignore[no-untyped-def]
+    """REINFORCE that raises on five answers with rewards strictly inside (0, 1): never in
+    the battery, always in the fourth comparison problem."""
+    if logits.size == 5 and np.all((rewards > 0) & (rewards < 1)):
+        raise RuntimeError("not here")
+    return reinforce(logits, samples, rewards)
+
+
+def _noisy_off_the_battery(logits, samples, rewards):  # type: ignore[no-untyped-def]
+    """REINFORCE plus fresh noise on five answers with rewards inside (0, 1)."""
+    g = reinforce(logits, samples, rewards)
+    if logits.size == 5 and np.all((rewards > 0) & (rewards < 1)):
+        g = g + np.random.default_rng().normal(size=g.shape) * 1e-3
+    return g
+
+
+@pytest.mark.parametrize("fn", [_fails_off_the_battery, _noisy_off_the_battery])
+def test_an_estimator_that_misbehaves_only_on_the_comparison_problems_gets_no_variance(fn) -> None:  # type: ignore[no-untyped-def]
+    result = compare_estimators([fn], batched=True, group_sizes=(2,), max_examples=0)
+    row = result.rows[0]
+    assert row.verdict == "unbiased"  # the battery never sees it
+    assert row.variance_ratio == {2: None} and row.mse_ratio == {2: None}
+    assert "no variance: on a comparison problem" in row.note
+    assert not result.complete

@@ -234,7 +234,10 @@ def estimator_moments(
 ) -> dict[int, tuple[Moments, ...]]:
     """Exact :class:`Moments` of ``fn`` on every problem at every ``k`` (those of :func:`problems_at`).
 
-    Raises :class:`properties.onestep.guard.EstimatorFault` when ``fn`` misbehaves.
+    Every problem is evaluated twice, and a batched ``fn`` also on shuffled rows and
+    sub-batches: a variance of an estimator that is not a deterministic function of its
+    own group would mean nothing.  Raises :class:`properties.onestep.guard.EstimatorFault`
+    when ``fn`` misbehaves (kind ``nondeterministic`` for that).
 
     >>> from impl.estimators import reinforce
     >>> m = estimator_moments(reinforce, comparison_problems(2), (2,), batched=True)
@@ -245,7 +248,12 @@ def estimator_moments(
     out: dict[int, tuple[Moments, ...]] = {}
     for k in group_sizes:
         out[k] = tuple(
-            moments(evaluate(guard, p.logits, p.scores, k, rtol=None, atol=0.0))
+            moments(
+                evaluate(
+                    guard, p.logits, p.scores, k, rtol=None, atol=0.0,
+                    check_determinism=True, check_rows=batched,
+                )
+            )
             for p in problems_at(problems, k)
         )
     return out
