@@ -269,6 +269,9 @@ def test_profile_round_trips_through_json() -> None:
     [
         {"group_sizes": ()},
         {"group_sizes": (0,)},
+        {"group_sizes": (2.5,)},
+        {"group_sizes": (True, 2)},
+        {"group_sizes": "23"},
         {"num_problems": 0},
         {"problem_seed": -1},
         {"problems": [([0.0], [1.0])]},
@@ -317,5 +320,8 @@ def test_an_estimator_that_misbehaves_only_on_the_comparison_problems_gets_no_va
     row = result.rows[0]
     assert row.verdict == "unbiased"  # the battery never sees it
     assert row.variance_ratio == {2: None} and row.mse_ratio == {2: None}
-    assert "no variance: on a comparison problem" in row.note
+    assert "no variance: on a comparison problem (logits [" in row.note
+    assert ("(raised): raised RuntimeError: not here" in row.note) or (
+        "(nondeterministic): returned" in row.note
+    )
     assert not result.complete

@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from impl.errors import InvalidArgument, describe
 from impl.estimators import reinforce
 from properties.judging.user_code import name_of
@@ -150,7 +152,8 @@ def profile_estimator(
     except EstimatorFault as fault:
         return EstimatorProfile(
             report.name, report.verdict, scale, report.message, None,
-            f"no variance: on a comparison problem the estimator {fault}",
+            f"no variance: on a comparison problem (logits {fault.logits.tolist()}) the "
+            f"estimator misbehaved ({fault.kind}): {fault.detail}",
         )
     return EstimatorProfile(report.name, report.verdict, scale, report.message, found)
 
@@ -161,10 +164,16 @@ def _validate(
     from properties.onestep.checker import MAX_GROUP_SIZE
 
     try:
-        ks = tuple(sorted({int(k) for k in group_sizes if not isinstance(k, bool)}))
-    except (TypeError, ValueError):
-        ks = ()
-    if not ks or ks[0] < 1 or ks[-1] > MAX_GROUP_SIZE:
+        given = () if isinstance(group_sizes, str | bytes) else tuple(group_sizes)
+    except TypeError:
+        given = ()
+    ks = tuple(sorted({int(k) for k in given}))
+    if (
+        not given
+        or any(isinstance(k, bool) or not isinstance(k, int | np.integer) for k in given)
+        or ks[0] < 1
+        or ks[-1] > MAX_GROUP_SIZE
+    ):
         raise InvalidArgument(
             f"Expected group sizes 1 <= k <= {MAX_GROUP_SIZE} but got {describe('group_sizes', group_sizes)}"
         )
