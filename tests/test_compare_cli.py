@@ -94,3 +94,15 @@ def test_a_missing_function_is_bad_usage(user_file: Path, capsys: pytest.Capture
     assert main(["compare", f"{user_file}:nothere", "--max-examples", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "has no attribute 'nothere'" in err[0]
+
+
+def test_compare_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "compare" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["compare", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--problems" in out and "--json" in out
