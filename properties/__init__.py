@@ -5,7 +5,8 @@ The public surface:
 * :func:`check_estimator` / :func:`assert_unbiased` / :func:`assert_scaled`: exact
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
 * :func:`compare_estimators`: several estimators on the same problems, with their exact
-  variance and mean squared error relative to plain REINFORCE (:class:`Comparison`).
+  variance and mean squared error relative to plain REINFORCE (:class:`Comparison`;
+  :func:`write_compare_report` draws it as an HTML page).
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
 * :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
   the same verdicts for token-level policy-gradient losses over sequences
@@ -29,6 +30,7 @@ from properties.onestep.checker import (
     from_torch_surrogate,
 )
 from properties.onestep.compare import Comparison, compare_estimators
+from properties.report.compare_page import write_compare_report
 from properties.report.page import write_check_report, write_report
 from properties.sequence.batch import SequenceBatch
 from properties.sequence.checker import (
@@ -61,5 +63,6 @@ __all__ = [
     "run_claim",
     "run_claims",
     "write_check_report",
+    "write_compare_report",
     "write_report",
 ]

@@ -10,6 +10,10 @@ parent then evaluates plain REINFORCE (our own code) on the same problems and pr
 table of :class:`properties.onestep.compare.Comparison`: verdict, constant :math:`c_k`,
 variance ratio and MSE ratio per ``k`` (geometric means over the problems).
 
+``--report DIR`` also writes the HTML page of the comparison
+(:func:`properties.report.compare_page.write_compare_report`: variance and MSE ratios
+against ``k``), in the parent (it runs no user code).
+
 Exit status: 0 when every estimator got a verdict and a variance at every ``k``; 1 when
 some did not (an ``"error"`` verdict, a hang, an import failure: the table says which);
 2 for bad usage (one line on stderr); 130 when interrupted.
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +87,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--problem-seed", type=int, default=0, help="seed of those problems (default 0)"
     )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    from properties.cli.report import report_dir
+
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        type=report_dir,
+        default=None,
+        help="also write an HTML page with the variance and MSE against k into DIR (needs matplotlib)",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -195,4 +209,14 @@ def run(args: argparse.Namespace) -> int:
     source = describe_source(problems, args.problem_seed)
     result = comparison_from_profiles(profiles, ks, problems, source=source)
     print(result.to_json() if args.json else result.table())
+    if args.report is not None:
+        sys.stdout.flush()
+        from properties.report.compare_page import write_compare_report
+        from properties.report.figures import ReportUnavailable
+
+        try:
+            out = write_compare_report(args.report, result)
+        except (ReportUnavailable, InvalidArgument, OSError) as exc:
+            raise UsageError(f"{_PREFIX}--report: {str(exc).splitlines()[0]}") from None
+        print(f"{_PREFIX}wrote {out / 'index.html'}", file=sys.stderr)
     return 0 if result.complete else 1
