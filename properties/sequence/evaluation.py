@@ -364,6 +364,7 @@ def summarise(
             problem=problem,
         )
     centred = flat - mean.ravel()
+    variance = float(w @ np.einsum("ij,ij->i", centred, centred))  # two-pass: never negative
     return Evaluation(
         problem,
         mean,
@@ -374,8 +375,8 @@ def summarise(
         atol=atol,
         token_weights=token_weights,
         direct=direct,
-        variance=float(w @ np.einsum("ij,ij->i", centred, centred)),
-        second_moment=float(w @ np.einsum("ij,ij->i", flat, flat)),
+        variance=variance,
+        second_moment=variance + float(mean.ravel() @ mean.ravel()),
     )
 
 
