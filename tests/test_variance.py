@@ -200,6 +200,9 @@ def test_compare_ranks_reinforce_rloo_and_group_mean_as_theory_says() -> None:
         gm, lo = centred.rows[2].variance_ratio[k], centred.rows[1].variance_ratio[k]
         assert gm is not None and lo is not None
         assert gm / lo == pytest.approx(((k - 1) / k) ** 2, rel=1e-10)
+        # rescaled by c_k = (k-1)/k the group mean is RLOO exactly
+        assert centred.rows[2].rescaled_variance_ratio[k] == pytest.approx(lo, rel=1e-10)
+        assert centred.rows[1].rescaled_variance_ratio[k] == pytest.approx(lo, rel=1e-12)
 
 
 def test_compare_reports_verdict_constant_and_mse_of_a_scaled_estimator() -> None:
@@ -215,7 +218,7 @@ def test_compare_reports_verdict_constant_and_mse_of_a_scaled_estimator() -> Non
         v, e = gm.variance_ratio[k], gm.mse_ratio[k]
         assert v is not None and e is not None and e > v  # the bias adds to the MSE
     text = str(result)
-    assert "geometric mean" in text and "8 seeded problems" in text
+    assert "geometric mean" in text and "8 seeded problems" in text and "var/c_k^2" in text
     assert "gm" in text and "scaled" in text and "0.5" in text
     data = json.loads(result.to_json())
     assert data["rows"][1]["verdict"] == "scaled" and data["aggregate"] == "geometric mean"

@@ -200,7 +200,8 @@ class ComparisonRow:
     """One estimator in a :class:`Comparison`: verdict, :math:`c_k`, and the ratios per ``k``.
 
     ``variance_ratio[k]`` and ``mse_ratio[k]`` are ``None`` when there was no variance
-    (``note`` says why) or no problem had a non-zero reference variance.
+    (``note`` says why) or no problem had a non-zero reference variance;
+    :attr:`rescaled_variance_ratio` divides the variance ratio by :math:`c_k^2`.
     """
 
     name: str
@@ -210,6 +211,21 @@ class ComparisonRow:
     mse_ratio: dict[int, float | None]
     note: str = ""
 
+    @property
+    def rescaled_variance_ratio(self) -> dict[int, float | None]:
+        r"""The variance ratio of :math:`g / c_k`, the estimator rescaled to be unbiased
+        (``None`` where :math:`c_k` or the ratio is unknown: biased, error).
+
+        A scaled estimator's lower variance may be only its smaller scale: the
+        self-inclusive group mean is :math:`\frac{k-1}{k}` RLOO, so its rescaled ratio is
+        RLOO's ratio exactly.  What a learning rate tuned for it sees is this ratio.
+        """
+        out: dict[int, float | None] = {}
+        for k, v in self.variance_ratio.items():
+            c = None if self.scale is None else self.scale.get(k)
+            out[k] = None if v is None or c is None or c == 0.0 else v / (c * c)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
         return {
@@ -218,6 +234,9 @@ class ComparisonRow:
             "scale": None if self.scale is None else {str(k): c for k, c in self.scale.items()},
             "variance_ratio": {str(k): v for k, v in self.variance_ratio.items()},
             "mse_ratio": {str(k): v for k, v in self.mse_ratio.items()},
+            "rescaled_variance_ratio": {
+                str(k): v for k, v in self.rescaled_variance_ratio.items()
+            },
             "note": self.note,
         }
 
@@ -266,7 +285,8 @@ class Comparison:
         lines = [
             f"Compared on {self.source or 'the given problems'}.",
             f"Ratios: the {self.aggregate} over the problems of (estimator / plain REINFORCE) at "
-            "the same problem and k; MSE = |bias|^2 + variance.",
+            "the same problem and k; MSE = |bias|^2 + variance; var/c_k^2: the variance ratio "
+            "of g / c_k (rescaled to be unbiased).",
         ]
         for k in self.group_sizes:
             ref = self.reference_variance.get(k)
@@ -279,7 +299,7 @@ class Comparison:
         width = max([len("estimator")] + [len(r.name) for r in self.rows])
         lines.append(
             f"{'estimator':<{width}}  {'verdict':<8}  {'k':>2}  {'c_k':>8}  "
-            f"{'var ratio':>10}  {'MSE ratio':>10}"
+            f"{'var ratio':>10}  {'MSE ratio':>10}  {'var/c_k^2':>10}"
         )
         for row in self.rows:
             for i, k in enumerate(self.group_sizes):
@@ -287,7 +307,8 @@ class Comparison:
                 lines.append(
                     f"{row.name if i == 0 else '':<{width}}  {row.verdict if i == 0 else '':<8}  "
                     f"{k:>2}  {_num(c):>8}  {_num(row.variance_ratio.get(k)):>10}  "
-                    f"{_num(row.mse_ratio.get(k)):>10}"
+                    f"{_num(row.mse_ratio.get(k)):>10}  "
+                    f"{_num(row.rescaled_variance_ratio.get(k)):>10}"
                 )
             if row.note:
                 lines.append(f"{'':<{width}}  ({row.note})")

@@ -79,14 +79,17 @@ def write_compare_report(out_dir: str | os.PathLike[str], comparison: Comparison
                         f"<td>{esc(v)}</td>"
                         for v in (
                             row.name, row.verdict, k, _num(c), _num(row.variance_ratio.get(k)),
-                            _num(row.mse_ratio.get(k)),
+                            _num(row.mse_ratio.get(k)), _num(row.rescaled_variance_ratio.get(k)),
                         )
                     )
                     + "</tr>"
                 )
         head = "".join(
             f"<th>{h}</th>"
-            for h in ("estimator", "verdict", "k", "c_k", "variance ratio", "MSE ratio")
+            for h in (
+                "estimator", "verdict", "k", "c_k", "variance ratio", "MSE ratio",
+                "variance ratio of g / c_k",
+            )
         )
         body = f'<table id="verdicts"><tr>{head}</tr>{"".join(cells)}</table>\n'
         caption = (
