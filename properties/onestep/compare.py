@@ -436,8 +436,11 @@ def compare_estimators(
     ``k``, as the geometric mean over the problems.  An estimator whose check ends in
     ``"error"`` gets no variance (its row says so and :attr:`Comparison.complete` is false).
 
-    Raises :class:`impl.errors.InvalidArgument` for bad arguments (never for misbehaving
-    estimators).
+    The one-step protocol only (one group per call, or per batch row with ``batched``):
+    the multi-prompt protocol (``num_prompts``) and sequence losses are not compared yet
+    (for a sequence loss, :func:`properties.sequence.variance.sequence_moments` gives the
+    exact variance on one problem).  Raises :class:`impl.errors.InvalidArgument` for bad
+    arguments (never for misbehaving estimators).
     """
     fns = list(estimators)
     if not fns or not all(callable(f) for f in fns):
