@@ -6,7 +6,8 @@ The public surface:
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
 * :func:`compare_estimators`: several estimators on the same problems, with their exact
   variance and mean squared error relative to plain REINFORCE (:class:`Comparison`;
-  :func:`write_compare_report` draws it as an HTML page).
+  :func:`write_compare_report` draws it as an HTML page); :func:`compare_sequence_losses`
+  the same for sequence losses and token weights.
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
 * :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
   the same verdicts for token-level policy-gradient losses over sequences
@@ -40,6 +41,7 @@ from properties.sequence.checker import (
     check_sequence_loss,
     check_token_weights,
 )
+from properties.sequence.compare import compare_sequence_losses
 
 __all__ = [
     "CLAIM_IDS",
@@ -59,6 +61,7 @@ __all__ = [
     "check_sequence_loss",
     "check_token_weights",
     "compare_estimators",
+    "compare_sequence_losses",
     "from_torch_surrogate",
     "run_claim",
     "run_claims",

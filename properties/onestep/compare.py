@@ -33,7 +33,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -195,6 +195,15 @@ def _validate(
     return ks, chosen
 
 
+class ListedProblem(Protocol):
+    """A comparison problem: one-step (:class:`~properties.onestep.variance.ComparisonProblem`)
+    or sequence; ``to_list()`` gives its arrays as plain lists for the JSON."""
+
+    def to_list(self) -> list[Any]:
+        """The problem's arrays as plain lists."""
+        ...
+
+
 @dataclass(frozen=True)
 class ComparisonRow:
     """One estimator in a :class:`Comparison`: verdict, :math:`c_k`, and the ratios per ``k``.
@@ -257,7 +266,7 @@ class Comparison:
     reference_variance: dict[int, float | None]
     problems_used: dict[int, int]
     problems_skipped: dict[int, int]
-    problems: tuple[ComparisonProblem, ...] = field(repr=False)
+    problems: tuple[ListedProblem, ...] = field(repr=False)
     source: str = ""
     aggregate: str = AGGREGATE
 
@@ -359,6 +368,20 @@ def comparison_from_profiles(
     """
     ks = tuple(group_sizes)
     reference = estimator_moments(reinforce, problems, ks, batched=True)
+    return comparison_against(profiles, reference, ks, problems, source=source)
+
+
+def comparison_against(
+    profiles: Sequence[EstimatorProfile],
+    reference: dict[int, tuple[Moments, ...]],
+    group_sizes: Sequence[int],
+    problems: Sequence[ListedProblem],
+    *,
+    source: str = "",
+) -> Comparison:
+    """The :class:`Comparison` of the profiles against the ``reference`` moments (the same
+    problems at every ``k``, in the same order): the builder for any protocol."""
+    ks = tuple(group_sizes)
     rows = []
     used: dict[int, int] = {}
     skipped: dict[int, int] = {}
@@ -473,7 +496,9 @@ __all__ = [
     "Comparison",
     "ComparisonRow",
     "EstimatorProfile",
+    "ListedProblem",
     "compare_estimators",
+    "comparison_against",
     "comparison_from_profiles",
     "describe_source",
     "profile_estimator",
