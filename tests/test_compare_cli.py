@@ -106,3 +106,73 @@ def test_compare_is_listed_in_the_help(capsys: pytest.CaptureFixture[str]) -> No
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "--problems" in out and "--json" in out
+
+
+SEQUENCE_CODE = '''
+def rloo(b):
+    k = b.rewards.shape[0]
+    loo = (b.rewards.sum() - b.rewards) / (k - 1)
+    return -((b.rewards - loo)[:, None] * b.log_probs * b.mask).sum() / k
+
+def rloo_weights(rewards, mask, log_probs):
+    k = rewards.shape[0]
+    return (rewards - (rewards.sum() - rewards) / (k - 1))[:, None] * mask / k
+'''
+
+
+@pytest.mark.torch
+def test_compare_sequence_matches_the_in_process_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("torch")
+    from properties import compare_sequence_losses
+
+    path = tmp_path / "losses.py"
+    path.write_text(SEQUENCE_CODE)
+    status = main([
+        "compare", f"{path}:rloo", "--sequence", "--group-sizes", "2", "--max-examples", "0",
+        "--problems", "2", "--reference", "token-mean", "--json",
+    ])
+    data = json.loads(capsys.readouterr().out)
+    assert status == 0
+    namespace: dict[str, object] = {}
+    exec(SEQUENCE_CODE, namespace)  # the same functions, in-process
+    here = compare_sequence_losses(
+        [namespace["rloo"]], group_sizes=(2,), max_examples=0, num_problems=2,  # type: ignore[list-item]
+        reference="token-mean",
+    ).to_dict()
+    assert data["rows"][0]["verdict"] == "unbiased"
+    assert data["rows"][0]["variance_ratio"] == pytest.approx(here["rows"][0]["variance_ratio"], rel=1e-12)
+    assert "aggregation 'token-mean'" in data["source"]
+    status = main([
+        "compare", f"{path}:rloo_weights", "--weights", "--group-sizes", "2", "--max-examples", "0",
+        "--problems", "2", "--reference", "token-mean", "--json",
+    ])
+    weights = json.loads(capsys.readouterr().out)
+    assert status == 0
+    assert weights["rows"][0]["variance_ratio"] == pytest.approx(
+        data["rows"][0]["variance_ratio"], rel=1e-10
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["catalogue:rloo", "--sequence"], "drop --sequence"),
+        (["catalogue:rloo", "--reference", "token-mean"], "--reference needs --sequence"),
+        (["{f}", "--sequence", "--reference", "avg"], "reference='avg'"),
+        (["{f}", "--sequence", "--batched"], "--batched applies to --weights"),
+        (["{f}", "--sequence", "--vocab-size", "1"], "vocab_size=1"),
+        (["{f}", "--sequence", "--kl-coef", "-1"], "--kl-coef must be"),
+    ],
+)
+def test_bad_sequence_usage_exits_2_with_one_line(
+    argv: list[str], says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "losses.py"
+    path.write_text(SEQUENCE_CODE)
+    assert main(["compare", *(a.format(f=f"{path}:rloo") for a in argv)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], lines

@@ -10,6 +10,11 @@ parent then evaluates plain REINFORCE (our own code) on the same problems and pr
 table of :class:`properties.onestep.compare.Comparison`: verdict, constant :math:`c_k`,
 variance ratio and MSE ratio per ``k`` (geometric means over the problems).
 
+``--sequence`` (PyTorch losses) and ``--weights`` (NumPy token weights) compare sequence
+losses instead (:func:`properties.sequence.compare.compare_sequence_losses`, engine
+``profile_sequence_loss`` in the child, the ``--reference`` REINFORCE in the parent), on
+``--problems`` seeded problems of one shape (``--vocab-size``, ``--max-len``).
+
 ``--report DIR`` also writes the HTML page of the comparison
 (:func:`properties.report.compare_page.write_compare_report`: variance and MSE ratios
 against ``k``), in the parent (it runs no user code).
@@ -60,9 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--group-sizes",
-        default=",".join(map(str, DEFAULT_GROUP_SIZES)),
+        default=None,
         metavar="K,K,...",
-        help=f"comma-separated group sizes k (default {','.join(map(str, DEFAULT_GROUP_SIZES))})",
+        help=f"comma-separated group sizes k (default {','.join(map(str, DEFAULT_GROUP_SIZES))}; "
+        "with --sequence 2,3)",
     )
     parser.add_argument(
         "--batched",
@@ -87,6 +93,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--problem-seed", type=int, default=0, help="seed of those problems (default 0)"
     )
     parser.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    group = parser.add_argument_group("sequence losses (properties.sequence.compare)")
+    group.add_argument(
+        "--sequence", action="store_true",
+        help="the FUNCs are PyTorch losses FUNC(batch: properties.SequenceBatch) -> scalar",
+    )
+    group.add_argument(
+        "--weights", action="store_true",
+        help="the FUNCs are NumPy token weights FUNC(rewards, mask, log_probs) (implies --sequence)",
+    )
+    group.add_argument(
+        "--reference", default="sum", metavar="AGG",
+        help="aggregation of the REINFORCE reference: sum, token-mean or max-len (default sum)",
+    )
+    group.add_argument("--vocab-size", type=int, default=3, metavar="V", help="tokens (default 3)")
+    group.add_argument("--max-len", type=int, default=2, metavar="T", help="length cap (default 2)")
+    group.add_argument("--kl-coef", type=float, default=0.0, metavar="BETA", help="beta (default 0)")
     from properties.cli.report import report_dir
 
     parser.add_argument(
@@ -128,12 +150,14 @@ def _seconds(value: float, option: str) -> float:
     return value
 
 
-def _request(target: str, batched: bool, kwargs: dict[str, Any]) -> CheckRequest:
+def _request(target: str, batched: bool, kwargs: dict[str, Any], kind: str = "variance") -> CheckRequest:
     """The child's request for one target (bad usage raises :class:`UsageError`)."""
     try:
         form, head, attr = split_target(target)
     except ValueError as exc:
         raise UsageError(f"{_PREFIX}{exc}") from None
+    if form == "catalogue" and kind != "variance":
+        raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop --sequence")
     if form == "catalogue":
         from impl.catalogue import MULTI_PROMPT_CATALOGUE, get
 
@@ -153,9 +177,29 @@ def _request(target: str, batched: bool, kwargs: dict[str, Any]) -> CheckRequest
             raise UsageError(f"{_PREFIX}no such file {head!r}")
         target = f"{path.resolve()}:{attr}"
     return CheckRequest(
-        kind="variance", target=target, name=target if form != "file" else f"{head}:{attr}",
+        kind=kind, target=target, name=target if form != "file" else f"{head}:{attr}",
         kwargs=dict(kwargs, batched=batched),
     )
+
+
+def _sequence_shape(args: argparse.Namespace, ks: tuple[int, ...]) -> dict[str, Any]:
+    """The sequence comparison's shape from the command line (bad values: :class:`UsageError`)."""
+    from properties.sequence.compare import validate_arguments
+
+    if not math.isfinite(args.kl_coef) or args.kl_coef < 0:
+        raise UsageError(f"{_PREFIX}--kl-coef must be a finite number >= 0 but got {args.kl_coef!r}")
+    try:
+        validate_arguments(
+            "sequence-loss", args.reference, ks, args.vocab_size, args.max_len, args.problems,
+            args.problem_seed,
+        )
+    except InvalidArgument as exc:
+        raise UsageError(f"{_PREFIX}{exc}") from None
+    return {
+        "group_sizes": ks, "vocab_size": args.vocab_size, "max_len": args.max_len,
+        "kl_coef": float(args.kl_coef), "num_problems": args.problems,
+        "problem_seed": args.problem_seed,
+    }
 
 
 def _profile(outcome: IsolatedOutcome, name: str) -> EstimatorProfile:
@@ -188,7 +232,9 @@ def run(args: argparse.Namespace) -> int:
         total_seconds=_seconds(args.timeout, "--timeout"),
         call_seconds=_seconds(args.call_timeout, "--call-timeout"),
     )
-    ks = _group_sizes(args.group_sizes)
+    sequence = bool(args.sequence or args.weights)
+    default = "2,3" if sequence else ",".join(map(str, DEFAULT_GROUP_SIZES))
+    ks = _group_sizes(default if args.group_sizes is None else args.group_sizes)
     kwargs: dict[str, Any] = {
         "group_sizes": ks,
         "seed": args.seed,
@@ -196,7 +242,17 @@ def run(args: argparse.Namespace) -> int:
         "num_problems": args.problems,
         "problem_seed": args.problem_seed,
     }
-    requests = [_request(t, bool(args.batched), kwargs) for t in args.targets]
+    kind = "variance"
+    if sequence:
+        if args.batched and not args.weights:
+            raise UsageError(f"{_PREFIX}--batched applies to --weights (a PyTorch loss gets one batch)")
+        kind = "weights-variance" if args.weights else "sequence-variance"
+        shape = _sequence_shape(args, ks)
+        kwargs |= shape
+        kwargs["protocol"] = "token-weights" if args.weights else "sequence-loss"
+    elif args.reference != "sum":
+        raise UsageError(f"{_PREFIX}--reference needs --sequence or --weights")
+    requests = [_request(t, bool(args.batched), kwargs, kind) for t in args.targets]
     profiles = []
     for request in requests:
         outcome = run_isolated(request, limits)
@@ -205,9 +261,14 @@ def run(args: argparse.Namespace) -> int:
         if outcome.status == "interrupted":
             raise Interrupted(f"{_PREFIX}{outcome.message}")
         profiles.append(_profile(outcome, request.name))
-    problems = comparison_problems(args.problems, args.problem_seed)
-    source = describe_source(problems, args.problem_seed)
-    result = comparison_from_profiles(profiles, ks, problems, source=source)
+    if sequence:
+        from properties.sequence.compare import sequence_comparison
+
+        result = sequence_comparison(profiles, reference=args.reference, **shape)
+    else:
+        problems = comparison_problems(args.problems, args.problem_seed)
+        source = describe_source(problems, args.problem_seed)
+        result = comparison_from_profiles(profiles, ks, problems, source=source)
     print(result.to_json() if args.json else result.table())
     if args.report is not None:
         sys.stdout.flush()

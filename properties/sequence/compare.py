@@ -149,6 +149,16 @@ def _validate(
 ) -> tuple[int, ...]:
     if not fns or not all(callable(f) for f in fns):
         raise InvalidArgument(f"Expected a non-empty sequence of callables but got {describe('fns', fns)}")
+    return validate_arguments(
+        protocol, reference, group_sizes, vocab_size, max_len, num_problems, problem_seed
+    )
+
+
+def validate_arguments(
+    protocol: Any, reference: Any, group_sizes: Any, vocab_size: Any, max_len: Any,
+    num_problems: Any, problem_seed: Any,
+) -> tuple[int, ...]:
+    """The sorted group sizes, or :class:`impl.errors.InvalidArgument` naming the bad argument."""
     if protocol not in ("sequence-loss", "token-weights"):
         raise InvalidArgument(
             f"Expected protocol='sequence-loss' or 'token-weights' but got {describe('protocol', protocol)}"
@@ -181,6 +191,79 @@ def _validate(
             "batches at the largest k; compare smaller shapes or groups"
         )
     return ks
+
+
+def profile_sequence_loss(
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    protocol: str = "sequence-loss",
+    batched: bool = False,
+    group_sizes: Iterable[int] = DEFAULT_COMPARE_SIZES,
+    vocab_size: int = DEFAULT_COMPARE_VOCAB,
+    max_len: int = DEFAULT_COMPARE_LEN,
+    kl_coef: float = 0.0,
+    seed: int = 0,
+    max_examples: int = DEFAULT_MAX_EXAMPLES,
+    num_problems: int = DEFAULT_NUM_PROBLEMS,
+    problem_seed: int = 0,
+) -> EstimatorProfile:
+    """One function's check and exact moments on the comparison problems (the arguments of
+    :func:`compare_sequence_losses`; the engine of ``ida-verify compare --sequence``, run in
+    a child process per function)."""
+    ks = _validate([fn], protocol, "sum", group_sizes, vocab_size, max_len, num_problems, problem_seed)
+    problems = sequence_problems(vocab_size, max_len, num_problems, problem_seed)
+    options: dict[str, Any] = {
+        "group_sizes": ks, "vocab_size": vocab_size, "max_len": max_len, "kl_coef": kl_coef,
+        "seed": seed, "max_examples": max_examples, "name": name,
+    }
+    if protocol == "sequence-loss":
+        report = check_sequence_loss(fn, **options)
+    else:
+        report = check_token_weights(fn, batched=batched, **options)
+    scale = (
+        None
+        if report.scale is None
+        else {k: c for (k, t, p), c in report.scale.items() if t == max_len and p == 1}
+    )
+    if report.verdict == "error":
+        kind = "" if report.error is None else f" ({report.error.kind})"
+        return EstimatorProfile(
+            report.name, report.verdict, scale, report.message, None,
+            f"no variance: the check ended in an error{kind}",
+        )
+    try:
+        found = _moments(fn, problems, ks, protocol, batched, kl_coef)
+    except InvalidArgument as exc:
+        return EstimatorProfile(
+            report.name, report.verdict, scale, report.message, None,
+            f"no variance: on a comparison problem {exc}",
+        )
+    return EstimatorProfile(report.name, report.verdict, scale, report.message, found)
+
+
+def sequence_comparison(
+    profiles: Sequence[EstimatorProfile],
+    *,
+    reference: str = "sum",
+    group_sizes: Iterable[int] = DEFAULT_COMPARE_SIZES,
+    vocab_size: int = DEFAULT_COMPARE_VOCAB,
+    max_len: int = DEFAULT_COMPARE_LEN,
+    kl_coef: float = 0.0,
+    num_problems: int = DEFAULT_NUM_PROBLEMS,
+    problem_seed: int = 0,
+) -> Comparison:
+    """The :class:`Comparison` of the profiles against the ``reference`` REINFORCE, evaluated
+    here on the same problems (our own code: the command line runs this in the parent)."""
+    ks = tuple(sorted(set(group_sizes)))
+    problems = sequence_problems(vocab_size, max_len, num_problems, problem_seed)
+    ref = _moments(REFERENCES[reference], problems, ks, "token-weights", False, kl_coef)
+    source = (
+        f"{num_problems} seeded sequence problems (problem_seed={problem_seed}: V={vocab_size}, "
+        f"T={max_len}, one prompt, logits ~ N(0, 1), rewards ~ U[0, 1]; reference: REINFORCE, "
+        f"aggregation {reference!r})"
+    )
+    return comparison_against(profiles, ref, ks, problems, source=source)
 
 
 def compare_sequence_losses(
@@ -216,45 +299,18 @@ def compare_sequence_losses(
     shown = [name_of(f) for f in fns] if names is None else [str(n) for n in names]
     if len(shown) != len(fns):
         raise InvalidArgument(f"Expected one name per function but got {describe('names', names)}")
-    problems = sequence_problems(vocab_size, max_len, num_problems, problem_seed)
-    options: dict[str, Any] = {
+    shape: dict[str, Any] = {
         "group_sizes": ks, "vocab_size": vocab_size, "max_len": max_len, "kl_coef": kl_coef,
-        "seed": seed, "max_examples": max_examples,
+        "num_problems": num_problems, "problem_seed": problem_seed,
     }
-    profiles = []
-    for fn, name in zip(fns, shown, strict=True):
-        if protocol == "sequence-loss":
-            report = check_sequence_loss(fn, name=name, **options)
-        else:
-            report = check_token_weights(fn, name=name, batched=batched, **options)
-        scale = (
-            None
-            if report.scale is None
-            else {k: c for (k, t, p), c in report.scale.items() if t == max_len and p == 1}
+    profiles = [
+        profile_sequence_loss(
+            fn, name=name, protocol=protocol, batched=batched, seed=seed,
+            max_examples=max_examples, **shape,
         )
-        if report.verdict == "error":
-            kind = "" if report.error is None else f" ({report.error.kind})"
-            profiles.append(EstimatorProfile(
-                report.name, report.verdict, scale, report.message, None,
-                f"no variance: the check ended in an error{kind}",
-            ))
-            continue
-        try:
-            found = _moments(fn, problems, ks, protocol, batched, kl_coef)
-        except InvalidArgument as exc:
-            profiles.append(EstimatorProfile(
-                report.name, report.verdict, scale, report.message, None,
-                f"no variance: on a comparison problem {exc}",
-            ))
-            continue
-        profiles.append(EstimatorProfile(report.name, report.verdict, scale, report.message, found))
-    ref = _moments(REFERENCES[reference], problems, ks, "token-weights", False, kl_coef)
-    source = (
-        f"{num_problems} seeded sequence problems (problem_seed={problem_seed}: V={vocab_size}, "
-        f"T={max_len}, one prompt, logits ~ N(0, 1), rewards ~ U[0, 1]; reference: REINFORCE, "
-        f"aggregation {reference!r})"
-    )
-    return comparison_against(profiles, ref, ks, problems, source=source)
+        for fn, name in zip(fns, shown, strict=True)
+    ]
+    return sequence_comparison(profiles, reference=reference, **shape)
 
 
 __all__ = [
@@ -265,5 +321,8 @@ __all__ = [
     "REFERENCES",
     "SequenceComparisonProblem",
     "compare_sequence_losses",
+    "profile_sequence_loss",
+    "sequence_comparison",
     "sequence_problems",
+    "validate_arguments",
 ]
