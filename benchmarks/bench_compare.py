@@ -9,7 +9,8 @@ default ``max_examples`` and the default 8 seeded problems), split into the thre
 problems, REINFORCE included), then the table itself.  The same for the per-group
 (``batched=False``) forms of the three estimators.  With ``--cli``, also the time of
 ``ida-verify compare catalogue:reinforce catalogue:rloo catalogue:group-mean-baseline``
-(three child processes).  Run ``uptime`` alongside: the figures scale with load.
+(three child processes); and :func:`properties.compare_sequence_losses` on three
+PyTorch losses.  Run ``uptime`` alongside: the figures scale with load.
 """
 
 from __future__ import annotations
@@ -71,6 +72,27 @@ def bench(batched: bool, repeat: int) -> None:
     )
 
 
+def bench_sequence(repeat: int) -> None:
+    """The same for three PyTorch sequence losses (REINFORCE, RLOO, group mean), defaults."""
+    from properties import compare_sequence_losses
+
+    def reinforce_loss(b: Any) -> Any:
+        return -(b.rewards[:, None] * b.log_probs * b.mask).sum() / b.rewards.shape[0]
+
+    def rloo_loss(b: Any) -> Any:
+        k = b.rewards.shape[0]
+        loo = (b.rewards.sum() - b.rewards) / (k - 1)
+        return -((b.rewards - loo)[:, None] * b.log_probs * b.mask).sum() / k
+
+    def group_mean_loss(b: Any) -> Any:
+        a = b.rewards - b.rewards.mean()
+        return -(a[:, None] * b.log_probs * b.mask).sum() / b.rewards.shape[0]
+
+    losses = [reinforce_loss, rloo_loss, group_mean_loss]
+    seconds = timed(lambda: compare_sequence_losses(losses), repeat)
+    print(f"compare_sequence_losses, 3 PyTorch losses (V=3, T=2, k=2,3): median {seconds:.2f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -79,6 +101,7 @@ def main() -> int:
     bench(True, args.repeat)
     bench(False, args.repeat)
     print(compare_estimators(list(ESTIMATORS), batched=True))
+    bench_sequence(args.repeat)
     if args.cli:
         root = Path(__file__).resolve().parents[1]
         argv = [
