@@ -328,3 +328,12 @@ def test_an_estimator_that_misbehaves_only_on_the_comparison_problems_gets_no_va
         "(nondeterministic): returned" in row.note
     )
     assert not result.complete
+
+
+def test_a_hostile_iterable_of_estimators_is_invalid_argument() -> None:
+    class Hostile:
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            raise SystemExit("gotcha")
+
+    with pytest.raises(InvalidArgument):
+        compare_estimators(Hostile())  # type: ignore[arg-type]

@@ -465,7 +465,12 @@ def compare_estimators(
     exact variance on one problem).  Raises :class:`impl.errors.InvalidArgument` for bad
     arguments (never for misbehaving estimators).
     """
-    fns = list(estimators)
+    try:
+        fns = [] if isinstance(estimators, str | bytes) else list(estimators)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile iterable: say what it was, not its traceback
+        fns = []
     if not fns or not all(callable(f) for f in fns):
         raise InvalidArgument(
             f"Expected a non-empty sequence of callables but got {describe('estimators', estimators)}"
