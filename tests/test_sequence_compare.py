@@ -108,3 +108,12 @@ def test_the_problems_are_seeded_and_the_references_named() -> None:
     a, b = sequence_problems(3, 2, 2, seed=4), sequence_problems(3, 2, 2, seed=4)
     assert all(np.array_equal(x.theta, y.theta) for x, y in zip(a, b, strict=True))
     assert sorted(REFERENCES) == ["max-len", "sum", "token-mean"]
+
+
+def test_a_hostile_iterable_of_losses_is_invalid_argument() -> None:
+    class Hostile:
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            raise SystemExit("gotcha")
+
+    with pytest.raises(InvalidArgument):
+        compare_sequence_losses(Hostile())  # type: ignore[arg-type]

@@ -294,7 +294,12 @@ def compare_sequence_losses(
     says why, and :attr:`Comparison.complete` is false).  Raises
     :class:`impl.errors.InvalidArgument` for bad arguments.
     """
-    fns = list(fns)
+    try:
+        fns = [] if isinstance(fns, str | bytes) else list(fns)
+    except KeyboardInterrupt:
+        raise
+    except BaseException:  # a hostile iterable: say what it was, not its traceback
+        fns = []
     ks = _validate(fns, protocol, reference, group_sizes, vocab_size, max_len, num_problems, problem_seed)
     shown = [name_of(f) for f in fns] if names is None else [str(n) for n in names]
     if len(shown) != len(fns):
