@@ -4,6 +4,10 @@ The public surface:
 
 * :func:`check_estimator` / :func:`assert_unbiased` / :func:`assert_scaled`: exact
   verdicts on a user's REINFORCE-style estimator (:class:`EstimatorReport`).
+* :func:`compare_estimators`: several estimators on the same problems, with their exact
+  variance and mean squared error relative to plain REINFORCE (:class:`Comparison`;
+  :func:`write_compare_report` draws it as an HTML page); :func:`compare_sequence_losses`
+  the same for sequence losses and token weights.
 * :func:`from_torch_surrogate`: adapt a PyTorch surrogate loss into an estimator.
 * :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
   the same verdicts for token-level policy-gradient losses over sequences
@@ -26,6 +30,8 @@ from properties.onestep.checker import (
     check_estimator,
     from_torch_surrogate,
 )
+from properties.onestep.compare import Comparison, compare_estimators
+from properties.report.compare_page import write_compare_report
 from properties.report.page import write_check_report, write_report
 from properties.sequence.batch import SequenceBatch
 from properties.sequence.checker import (
@@ -35,10 +41,12 @@ from properties.sequence.checker import (
     check_sequence_loss,
     check_token_weights,
 )
+from properties.sequence.compare import compare_sequence_losses
 
 __all__ = [
     "CLAIM_IDS",
     "ClaimResult",
+    "Comparison",
     "EstimatorCheckFailure",
     "EstimatorReport",
     "RunConfig",
@@ -52,9 +60,12 @@ __all__ = [
     "check_estimator",
     "check_sequence_loss",
     "check_token_weights",
+    "compare_estimators",
+    "compare_sequence_losses",
     "from_torch_surrogate",
     "run_claim",
     "run_claims",
     "write_check_report",
+    "write_compare_report",
     "write_report",
 ]

@@ -142,6 +142,13 @@ CHECK_KINDS: dict[str, CheckKind] = {
     "token-weights": CheckKind(
         engine="properties.sequence.checker:check_token_weights", noun="Weight function"
     ),
+    "variance": CheckKind(engine="properties.onestep.compare:profile_estimator", noun="Estimator"),
+    "sequence-variance": CheckKind(
+        engine="properties.sequence.compare:profile_sequence_loss", noun="Loss"
+    ),
+    "weights-variance": CheckKind(
+        engine="properties.sequence.compare:profile_sequence_loss", noun="Weight function"
+    ),
 }
 """The kinds of check the command line can run in a child process, by name."""
 

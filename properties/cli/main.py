@@ -22,6 +22,8 @@ COMMANDS: dict[str, str] = {
     "claims": "check every claim of CLAIMS.md and print the ledger",
     "prove": "print and check the symbolic proofs in spec/",
     "check": "check a user's gradient estimator for bias (PATH.py:FUNC or module:FUNC)",
+    "compare": "compare estimators on the same problems: verdict, constant, exact variance and MSE "
+    "against REINFORCE",
     "report": "write the claims ledger and its figures as an HTML page (needs matplotlib)",
 }
 

@@ -1,6 +1,7 @@
 """HTML reports with figures: the claims ledger and one estimator check.
 
 * :mod:`~properties.report.page`: :func:`write_report`, :func:`write_check_report`, atomic output;
+* :mod:`~properties.report.compare_page`: :func:`write_compare_report`, a comparison's page;
 * :mod:`~properties.report.figures`: the figures' data (from :mod:`impl`), drawing and captions;
 * :mod:`~properties.report.html`: the page's HTML and the JSON beside it.
 
@@ -9,7 +10,8 @@ matplotlib (the ``report`` extra) is imported only when a page is written.
 
 from __future__ import annotations
 
+from properties.report.compare_page import write_compare_report
 from properties.report.figures import ReportUnavailable
 from properties.report.page import write_check_report, write_report
 
-__all__ = ["ReportUnavailable", "write_check_report", "write_report"]
+__all__ = ["ReportUnavailable", "write_check_report", "write_compare_report", "write_report"]

@@ -59,6 +59,7 @@ from properties.onestep.results import (
     RoundoffNote,
 )
 from properties.sequence.evaluation import (
+    Evaluation,
     Sandbox,
     SequenceFault,
     TokenWeights,
@@ -509,6 +510,27 @@ def sequence_expectation(
     >>> E[0, 0].tolist(), G[0, 0].tolist()
     ([-0.25, 0.25], [-0.25, 0.25])
     """
+    ev = evaluate_one(
+        fn, theta=theta, rewards=rewards, k=k, ref_theta=ref_theta, old_theta=old_theta,
+        kl_coef=kl_coef, protocol=protocol, batched=batched,
+    )
+    return ev.mean, ev.gradient
+
+
+def evaluate_one(
+    fn: Callable[..., Any],
+    *,
+    theta: Any,
+    rewards: Any,
+    k: int,
+    ref_theta: Any = None,
+    old_theta: Any = None,
+    kl_coef: float = 0.0,
+    protocol: str = "sequence-loss",
+    batched: bool = False,
+) -> Evaluation:
+    """The exact evaluation of ``fn`` on one problem (arguments of :func:`sequence_expectation`),
+    with its variance (``Evaluation.variance``)."""
     th = np.asarray(theta, dtype=np.float64)
     if th.ndim != 3 or th.shape[2] < 2:
         raise InvalidArgument(
@@ -566,7 +588,7 @@ def sequence_expectation(
         raise InvalidArgument(
             f"Expected protocol='sequence-loss' or 'token-weights' but got {describe('protocol', protocol)}"
         )
-    return ev.mean, ev.gradient
+    return ev  # type: ignore[no-any-return]
 
 
 def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> SequenceReport:
@@ -629,6 +651,7 @@ __all__ = [
     "assert_sequence_unbiased",
     "check_sequence_loss",
     "check_token_weights",
+    "evaluate_one",
     "key_text",
     "sequence_expectation",
 ]

@@ -204,7 +204,9 @@ class Evaluation:
 
     ``mean`` :math:`E[g]` and ``gradient`` :math:`\\nabla J`, both ``(P, N+1, V)``;
     ``magnitude`` :math:`E|g|`; ``largest`` :math:`\\max_b|g_b|`; ``eps_out`` the round-off
-    unit of the user's arithmetic; ``token_weights`` ``(P, R, T)`` the expected weight
+    unit of the user's arithmetic; ``variance`` the trace of the covariance of :math:`g`,
+    :math:`\\sum_b w_b |g_b - E g|^2`, and ``second_moment`` :math:`E|g|^2` (see
+    :mod:`properties.onestep.variance`); ``token_weights`` ``(P, R, T)`` the expected weight
     :math:`\\omega(y, t)` on each position (``None`` when unavailable); ``direct`` whether
     the loss also reads ``logits`` other than through ``log_probs`` (then the weights do not
     tell the whole story).
@@ -222,8 +224,12 @@ class Evaluation:
         atol: float,
         token_weights: FloatArray | None,
         direct: bool,
+        variance: float = math.nan,
+        second_moment: float = math.nan,
     ) -> None:
         self.problem = problem
+        self.variance = variance
+        self.second_moment = second_moment
         self.mean = mean
         self.magnitude = magnitude
         self.largest = largest
@@ -357,6 +363,8 @@ def summarise(
             f"gave gradients so large (up to {largest:.3g}) that E[g] overflows float64",
             problem=problem,
         )
+    centred = flat - mean.ravel()
+    variance = float(w @ np.einsum("ij,ij->i", centred, centred))  # two-pass: never negative
     return Evaluation(
         problem,
         mean,
@@ -367,6 +375,8 @@ def summarise(
         atol=atol,
         token_weights=token_weights,
         direct=direct,
+        variance=variance,
+        second_moment=variance + float(mean.ravel() @ mean.ravel()),
     )
 
 
