@@ -29,7 +29,7 @@ import contextlib
 import functools
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch  # type: ignore[import-not-found,unused-ignore]  # this module is imported lazily
@@ -298,7 +298,7 @@ class TorchLoss:
         self.used = [False]
 
     # -- hooks (the trainer protocol, properties.trainer, overrides them) ------------
-    input_names: dict[str, str] = {"table": "the reward table (via reward_fn)"}
+    input_names: ClassVar[dict[str, str]] = {"table": "the reward table (via reward_fn)"}
     """How a mutated input is named in the fault (default ``batch.<field>``)."""
 
     mutation_advice = (
@@ -718,9 +718,9 @@ def _reads_logits_directly(x: FloatArray, tokens: Any, gx: FloatArray, glp: Floa
 
 __all__ = [
     "CHUNK_ELEMENTS",
-    "Inputs",
     "DIRECT_TOLERANCE",
     "TORCH_THREADS",
+    "Inputs",
     "ModeChanged",
     "TorchLoss",
     "torch_threads",

@@ -26,7 +26,7 @@ computed on the whole batch before the split, as trainers do.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch  # type: ignore[import-not-found,unused-ignore]  # this module is imported lazily
@@ -121,7 +121,7 @@ class TrainerLoss(TorchLoss):
     against :math:`\nabla J`) or ``"one-call"`` (against the same loss without the split).
     """
 
-    input_names = {
+    input_names: ClassVar[dict[str, str]] = {
         "tokens": 'inputs["completion_ids"]',
         "mask": 'inputs["completion_mask"]',
         "rewards": 'inputs["rewards"]',
