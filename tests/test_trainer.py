@@ -40,7 +40,7 @@ def _ids(layout: PromptLayout, p: int) -> tuple[Any, Any, Any]:
     return torch.from_numpy(ids), torch.from_numpy(mask), space
 
 
-@pytest.mark.parametrize(("v", "t", "p"), [(2, 1, 1), (3, 3, 2), (2, 3, 3), (4, 2, 2)])
+@pytest.mark.parametrize(("v", "t", "p"), [(2, 1, 1), (3, 3, 2), (2, 3, 3), (4, 2, 2), (6, 5, 1)])
 def test_each_completion_position_reads_the_node_of_its_prefix(v: int, t: int, p: int) -> None:
     layout = PromptLayout(v, t, p)
     space = response_space(v, t)

@@ -174,15 +174,14 @@ class TabularCausalLM(torch.nn.Module):  # type: ignore[misc,unused-ignore]
             & (eos == 0)
             & (n_resp < self.layout.max_len)
         )
-        # node code: digits (token - 1) in base V-1, most significant first (impl.sequence)
-        digit = torch.where(response, ids - 1, torch.zeros_like(ids)).clamp(min=0)
-        power = (n_resp[..., :, None] - n_resp[..., None, :]).clamp(min=0, max=self.layout.max_len)
-        upto = torch.ones(ids.shape[-1], ids.shape[-1], dtype=torch.bool).tril()
-        weight = (upto & response[..., None, :]).long() * torch.pow(
-            torch.full_like(power, v - 1), power
-        )
-        code = (weight * digit[..., None, :]).sum(-1)
+        # node code: digits (token - 1) in base b = V-1, most significant first (impl.sequence):
+        # code_t = sum_{j <= t} d_j b^(n_t - n_j) = b^n_t cumsum(d_j b^-n_j), exact after rounding
+        # while the context is live (n_t < T <= 8, b <= 26: below 2^53 with room to spare)
         depth = n_resp.clamp(max=self.layout.max_len - 1)
+        base = float(v - 1)
+        digit = torch.where(response, ids - 1, torch.zeros_like(ids)).clamp(min=0)
+        scaled = digit.double() * torch.pow(base, -depth.double())
+        code = (torch.cumsum(scaled, -1) * torch.pow(base, depth.double())).round().long()
         node = torch.where(valid, self._offsets[depth] + code, torch.full_like(ids, self.end_node))
         return row_prompt[..., None] * self.num_rows + node
 
