@@ -7,8 +7,8 @@ Needs trl, which the project does not depend on: install it in a separate venv, 
     PYTHONPATH=. .venv-trl/bin/python benchmarks/trl_compute_loss.py dr_grpo dapo
 
 ``_compute_loss`` is called unbound on a stub ``self`` (``object.__new__(GRPOTrainer)`` with the
-attributes it reads, :func:`stub`); the model is the checker's ``TabularCausalLM`` seen as a
-backbone (one-hot node embedding) and a linear LM head (the table), so that TRL's own
+attributes it reads, :func:`stub`); the model is the checker's ``TabularCausalLM``, which is
+also a backbone (one-hot node embedding) and a linear LM head (the table), so that TRL's own
 ``add_fused_lm_head`` patches it and ``_get_per_token_logps_and_entropies`` runs unchanged.
 TRL's fused head computes the log-probabilities in float32, so the strict (float64) verdict
 is "biased" with a round-off note giving the verdict at float32 precision.
@@ -23,13 +23,11 @@ import types
 from collections import defaultdict
 from typing import Any
 
-import torch
 from trl import GRPOTrainer
 from trl.trainer.utils import add_fused_lm_head
 
 from impl.trainer_catalogue import group_mean_advantages
 from properties import check_trainer_loss
-from properties.trainer.model import PROMPT_LOGIT, TabularCausalLM
 
 
 class _Accelerator:
@@ -51,64 +49,6 @@ class _Accelerator:
 
     def reduce(self, x: Any, reduction: str = "sum") -> Any:
         return x
-
-
-class _TextConfig:
-    model_type = "tabular"
-    final_logit_softcapping = None
-    logit_scale = None
-    output_router_logits = False
-
-    def get_text_config(self) -> _TextConfig:
-        return self
-
-
-class _Backbone(torch.nn.Module):
-    """``last_hidden_state`` = one-hot of the node each position reads."""
-
-    def __init__(self, lm: TabularCausalLM) -> None:
-        super().__init__()
-        object.__setattr__(self, "lm", lm)
-
-    def forward(self, input_ids: Any = None, attention_mask: Any = None, **_: Any) -> Any:
-        lm = self.lm
-        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
-        rows = lm.table.reshape(-1, lm.layout.vocab_size).shape[0]
-        hidden = torch.nn.functional.one_hot(lm.nodes(input_ids, mask), rows).to(lm.table.dtype)
-        return types.SimpleNamespace(last_hidden_state=hidden)
-
-
-class _Head:
-    """The LM head: ``weight`` ``(V + P, P (N+1))``, the table (times the temperature) transposed."""
-
-    bias = None
-
-    def __init__(self, lm: TabularCausalLM) -> None:
-        self.lm = lm
-
-    @property
-    def weight(self) -> Any:
-        lm = self.lm
-        flat = lm.table.reshape(-1, lm.layout.vocab_size) * lm.temperature
-        fixed = torch.full((lm.layout.num_prompts, flat.shape[0]), PROMPT_LOGIT, dtype=flat.dtype)
-        return torch.cat([flat.T, fixed])
-
-
-class HFModel(torch.nn.Module):
-    """The checker's model with the parts ``add_fused_lm_head`` patches."""
-
-    def __init__(self, lm: TabularCausalLM) -> None:
-        super().__init__()
-        object.__setattr__(self, "lm", lm)
-        self.config = _TextConfig()
-        self.base_model = _Backbone(lm)
-        self._head = _Head(lm)
-
-    def get_output_embeddings(self) -> _Head:
-        return self._head
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        return self.lm(*args, **kwargs)
 
 
 def stub(loss_type: str, micro_batches: int, dp_size: int, temperature: float, beta: float = 0.0) -> Any:
@@ -144,9 +84,8 @@ def trl_loss(loss_type: str, micro_batches: int = 1, dp_size: int = 1, temperatu
 
     def fn(model: Any, inputs: dict[str, Any]) -> Any:
         trainer.max_completion_length = inputs["max_completion_length"]
-        hf = HFModel(model)
-        add_fused_lm_head(hf, temperature=trainer.temperature, outputs=("log_probs", "entropy"))
-        return GRPOTrainer._compute_loss(trainer, hf, dict(inputs))
+        add_fused_lm_head(model, temperature=trainer.temperature, outputs=("log_probs", "entropy"))
+        return GRPOTrainer._compute_loss(trainer, model, dict(inputs))
 
     fn.__name__ = f"trl_{loss_type}"
     return fn

@@ -25,6 +25,8 @@ trainer-reinforce-micro-dp             unbiased  -                            M 
 trl-dr-grpo                            scaled    (k-1)/(kT)                   TRL dr_grpo
 trl-dr-grpo-accumulated                scaled    (k-1)/(kT)                   M = 2
 trl-dr-grpo-temperature                scaled    (k-1)/(kT)                   temperature 0.7
+trainer-kl-k1-in-reward                unbiased  -                            beta = 0.1
+trl-kl-k3-in-loss                      biased    -                            beta = 0.1
 double-shift                           biased    -
 temperature-in-loss-only               biased    -                            loss / 0.7
 temperature-missing-in-loss            biased    -                            temperature 0.7
@@ -62,6 +64,9 @@ TEMPERATURE = 0.7
 PPO_CLIP = 0.2
 """TRL's ``epsilon`` (clip range ``[1 - eps, 1 + eps]``)."""
 
+KL_COEF = 0.1
+"""The ``beta`` of the KL entries."""
+
 
 @dataclass(frozen=True)
 class TrainerSettings:
@@ -71,6 +76,7 @@ class TrainerSettings:
     vocab_size: int = 3
     max_len: int = 3
     num_prompts: tuple[int, ...] = (1, 2)
+    kl_coef: float = 0.0
     micro_batches: int = 1
     dp_size: int = 1
     temperature: float = 1.0
@@ -88,6 +94,7 @@ class TrainerSettings:
             "vocab_size": self.vocab_size,
             "max_len": self.max_len,
             "num_prompts": self.num_prompts,
+            "kl_coef": self.kl_coef,
             "micro_batches": self.micro_batches,
             "dp_size": self.dp_size,
             "temperature": self.temperature,
@@ -191,6 +198,31 @@ def _trl_dr_grpo(model: Any, inputs: dict[str, Any]) -> Any:
     catalogue's ``dr-grpo-trl``, :math:`c = (k-1)/(kT)`; split into ``M`` micro-batches of
     ``B/M`` rows each divided by ``M``, the sum is the same."""
     return _dr_grpo_loss(_per_token_logps(model, inputs), inputs)
+
+
+def _kl_k1_in_reward(model: Any, inputs: dict[str, Any]) -> Any:
+    r"""REINFORCE on :math:`R - \beta D` with the detached sequence log-ratio to the reference
+    (``beta = inputs["beta"]``): the sequence catalogue's ``kl-k1-in-reward``, unbiased."""
+    logps = _per_token_logps(model, inputs)
+    mask = inputs["completion_mask"]
+    kl = ((logps.detach() - inputs["ref_per_token_logps"]) * mask).sum(-1)
+    per_seq = (logps * mask).sum(-1)
+    adv = inputs["rewards"] - inputs["beta"] * kl
+    return -(adv * per_seq).sum() / inputs["global_batch_size"] * inputs["dp_size"]
+
+
+def _kl_k3_in_loss(model: Any, inputs: dict[str, Any]) -> Any:
+    """TRL's ``beta * (exp(ref - logp) - (ref - logp) - 1)`` per token added to REINFORCE: the
+    k3 estimator's gradient is not the sequence KL's (the sequence catalogue's ``kl-k3-in-loss``)."""
+    import torch  # type: ignore[import-not-found,unused-ignore]  # optional, lazy
+
+    logps = _per_token_logps(model, inputs)
+    mask = inputs["completion_mask"]
+    ref = inputs["ref_per_token_logps"]
+    per_token_kl = torch.exp(ref - logps) - (ref - logps) - 1
+    per_seq = (logps * mask).sum(-1)
+    loss = -(inputs["rewards"] * per_seq).sum() + inputs["beta"] * (per_token_kl * mask).sum()
+    return loss / inputs["global_batch_size"] * inputs["dp_size"]
 
 
 # --------------------------------------------------------------------------- plumbing bugs
@@ -319,6 +351,7 @@ def _dr_grpo_scale(k: int, t: int, p: int) -> float:
 _ON = TrainerSettings()
 _GRPO = TrainerSettings(advantages=group_mean_advantages)
 _P2 = TrainerSettings(num_prompts=(2,))
+_KL = TrainerSettings(kl_coef=KL_COEF)
 _M2 = TrainerSettings(group_sizes=(2, 4), micro_batches=2)
 _M2_ONE = TrainerSettings(group_sizes=(2, 4), micro_batches=2, against="one-call")
 
@@ -350,6 +383,10 @@ TRAINER_CATALOGUE: tuple[TrainerEntry, ...] = (
     _e("trl-dr-grpo-temperature", _trl_dr_grpo, "scaled", "correct",
        "sampled at temperature 0.7, logits divided by it in the loss.",
        TrainerSettings(temperature=TEMPERATURE, advantages=group_mean_advantages), _dr_grpo_scale),
+    _e("trainer-kl-k1-in-reward", _kl_k1_in_reward, "unbiased", "kl",
+       "k1 sequence KL to the reference subtracted from the reward (beta = 0.1).", _KL),
+    _e("trl-kl-k3-in-loss", _kl_k3_in_loss, "biased", "kl",
+       "TRL's k3 per-token KL in the loss (beta = 0.1).", _KL),
     _e("double-shift", _double_shift, "biased", "plumbing",
        "logits shifted twice: each token scored by the context one token early."),
     _e("temperature-in-loss-only", _temperature_in_loss_only, "biased", "plumbing",
@@ -398,6 +435,7 @@ def get(name: str) -> TrainerEntry:
 
 
 __all__ = [
+    "KL_COEF",
     "PPO_CLIP",
     "TEMPERATURE",
     "TRAINER_CATALOGUE",

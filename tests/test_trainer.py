@@ -298,3 +298,16 @@ def test_assert_forms_raise_on_the_wrong_verdict() -> None:
         assert_trainer_unbiased(get("double-shift").fn, max_len=2, max_examples=FEW)
     with pytest.raises(EstimatorCheckFailure):
         assert_trainer_scaled(_reinforce, lambda k, t, p: 2.0, max_len=2, max_examples=FEW)
+
+
+def test_the_backbone_and_head_give_the_same_logits_as_the_forward() -> None:
+    """Code that patches the LM head (TRL's add_fused_lm_head) computes hidden @ weight.T."""
+    layout = PromptLayout(3, 2, 2)
+    space = response_space(3, 2)
+    theta = torch.from_numpy(np.random.default_rng(1).normal(size=space.theta_shape(2)))
+    model = TabularCausalLM(theta, layout, temperature=0.7)
+    ids, mask, _ = _ids(layout, 1)
+    hidden = model.base_model(input_ids=ids, attention_mask=mask).last_hidden_state
+    head = model.get_output_embeddings()
+    assert head.bias is None and model.config.get_text_config().logit_scale is None
+    torch.testing.assert_close(hidden @ head.weight.T, model(input_ids=ids, attention_mask=mask).logits)

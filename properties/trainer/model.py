@@ -116,13 +116,59 @@ class CausalLMOutput:
         return self.logits
 
 
+class _Config:
+    model_type = "tabular"
+    final_logit_softcapping = None
+    logit_scale = None
+    output_router_logits = False
+
+    def get_text_config(self) -> _Config:
+        return self
+
+
+class _Backbone:
+    def __init__(self, lm: TabularCausalLM) -> None:
+        self.lm = lm
+
+    def __call__(self, input_ids: Any = None, attention_mask: Any = None, **_: Any) -> Any:
+        lm = self.lm
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        rows = lm.num_rows * lm.layout.num_prompts
+        hidden = torch.nn.functional.one_hot(lm.nodes(input_ids, mask), rows).to(lm.table.dtype)
+        return CausalLMHidden(last_hidden_state=hidden)
+
+
+class _Head:
+    bias = None
+
+    def __init__(self, lm: TabularCausalLM) -> None:
+        self.lm = lm
+
+    @property
+    def weight(self) -> Any:
+        lm = self.lm
+        flat = lm.table.reshape(-1, lm.layout.vocab_size) * lm.temperature
+        fixed = torch.full((lm.layout.num_prompts, flat.shape[0]), PROMPT_LOGIT, dtype=flat.dtype)
+        return torch.cat([flat.T, fixed])
+
+
+@dataclass
+class CausalLMHidden:
+    """What the backbone returns: ``last_hidden_state`` ``(B, L, P (N+1))``."""
+
+    last_hidden_state: Any
+
+
 class TabularCausalLM(torch.nn.Module):  # type: ignore[misc,unused-ignore]
     r"""The tabular policy ``theta`` ``(P, N+1, V)`` as a Hugging Face-style causal LM.
 
     ``forward(input_ids (B, L), attention_mask=None, logits_to_keep=0, **ignored)``
     returns :class:`CausalLMOutput` with ``logits`` ``(B, L, V + P)`` (the last
     ``logits_to_keep`` positions when it is positive; an index tensor selects positions).
-    ``theta`` is the parameter ``table`` (a leaf the checker supplies per batch).
+    ``theta`` is the parameter ``table`` (a leaf the checker supplies per batch).  As a
+    backbone and a linear head (``base_model``, ``get_output_embeddings()``, ``config``) it is
+    the same function, so that code which patches a model's head (TRL's ``add_fused_lm_head``)
+    runs on it.
     """
 
     def __init__(
@@ -146,6 +192,21 @@ class TabularCausalLM(torch.nn.Module):  # type: ignore[misc,unused-ignore]
         self._lengths = torch.tensor(
             [prompt_length(p) for p in range(layout.num_prompts)], dtype=torch.int64
         )
+
+    # -- the parts libraries patch (e.g. TRL's add_fused_lm_head): a backbone and a linear head --
+    @property
+    def config(self) -> _Config:
+        """A minimal model config (``get_text_config()``, no logit scaling or soft-capping)."""
+        return _Config()
+
+    @property
+    def base_model(self) -> _Backbone:
+        """The backbone: ``last_hidden_state`` ``(B, L, P (N+1))``, one-hot of the node each position reads."""
+        return _Backbone(self)
+
+    def get_output_embeddings(self) -> _Head:
+        """The LM head: ``weight`` ``(V + P, P (N+1))``, so that ``hidden @ weight.T`` are the logits."""
+        return _Head(self)
 
     def nodes(self, input_ids: Any, attention_mask: Any) -> Any:
         """The row of ``table.reshape(P * (N+1), V)`` each position reads, ``(B, L)``."""
@@ -228,6 +289,7 @@ __all__ = [
     "MAX_TEMPERATURE",
     "PROMPT_BASE_LENGTH",
     "PROMPT_LOGIT",
+    "CausalLMHidden",
     "CausalLMOutput",
     "PromptLayout",
     "TabularCausalLM",
