@@ -12,6 +12,9 @@ The public surface:
 * :func:`check_sequence_loss` / :func:`check_token_weights` (and ``assert_sequence_*``):
   the same verdicts for token-level policy-gradient losses over sequences
   (:class:`SequenceBatch`, :class:`SequenceReport`).
+* :func:`check_trainer_loss` (and ``assert_trainer_*``): the same verdicts for a trainer's
+  ``compute_loss(model, inputs)``, run on a tabular causal LM with TRL's inputs,
+  micro-batches and data-parallel ranks (:mod:`properties.trainer`).
 * :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
 * :func:`write_report` / :func:`write_check_report`: the ledger, or one estimator's
   verdict, as an HTML page with figures (needs the ``report`` extra, matplotlib).
@@ -42,6 +45,11 @@ from properties.sequence.checker import (
     check_token_weights,
 )
 from properties.sequence.compare import compare_sequence_losses
+from properties.trainer.checker import (
+    assert_trainer_scaled,
+    assert_trainer_unbiased,
+    check_trainer_loss,
+)
 
 __all__ = [
     "CLAIM_IDS",
@@ -56,10 +64,13 @@ __all__ = [
     "assert_scaled",
     "assert_sequence_scaled",
     "assert_sequence_unbiased",
+    "assert_trainer_scaled",
+    "assert_trainer_unbiased",
     "assert_unbiased",
     "check_estimator",
     "check_sequence_loss",
     "check_token_weights",
+    "check_trainer_loss",
     "compare_estimators",
     "compare_sequence_losses",
     "from_torch_surrogate",

@@ -25,6 +25,7 @@ FLOORS = {
     "properties.judging": 1,
     "properties.onestep": 2,
     "properties.sequence": 3,
+    "properties.trainer": 3.5,
     "properties.claims": 4,
     "properties.report": 5,
     "properties.cli": 6,
@@ -59,7 +60,7 @@ def _imports(path: Path, known: set[str]) -> set[str]:
     return out
 
 
-def _floor(module: str) -> int:
+def _floor(module: str) -> float:
     best = max((k for k in FLOORS if module == k or module.startswith(k + ".")), key=len)
     return FLOORS[best]
 

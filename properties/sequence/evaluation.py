@@ -240,6 +240,7 @@ class Evaluation:
         self._token_weights: FloatArray | None = None
         self.direct = direct
         self._tolerance: FloatArray | None = None
+        self.target: FloatArray | None = None
 
     @property
     def token_weights(self) -> FloatArray | None:
@@ -252,8 +253,8 @@ class Evaluation:
 
     @property
     def gradient(self) -> FloatArray:
-        """The exact :math:`\\nabla J`."""
-        return self.problem.gradient
+        """The exact :math:`\\nabla J` (or the ``target`` a check compares with instead)."""
+        return self.problem.gradient if self.target is None else self.target
 
     @property
     def key(self) -> Key:

@@ -90,6 +90,12 @@ def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:
         parts.append(f"kl_coef={cex.kl_coef!r}")
     if report.protocol == "token-weights":
         parts.append(f"protocol='token-weights', batched={report.batched}")
+    if report.protocol == "trainer-loss":
+        s = report.settings
+        parts += [
+            f"{n}={s[n]!r}" for n in ("micro_batches", "dp_size", "temperature", "against") if n in s
+        ]
+        return "  E, G = trainer_expectation(fn, " + ", ".join(parts) + ")"
     return "  E, G = sequence_expectation(fn, " + ", ".join(parts) + ")"
 
 
@@ -98,6 +104,8 @@ def _rerun(report: SequenceReport) -> str:
     fn = (
         "check_sequence_loss(loss_fn"
         if report.protocol == "sequence-loss"
+        else "check_trainer_loss(fn"
+        if report.protocol == "trainer-loss"
         else f"check_token_weights(fn, batched={report.batched}"
     )
     parts = [
@@ -110,6 +118,7 @@ def _rerun(report: SequenceReport) -> str:
         f"seed={s['seed']}",
         f"max_examples={s['max_examples']}",
     ]
+    parts += [f"{n}={s[n]}" for n in ("micro_batches", "dp_size", "temperature", "against") if n in s]
     return f"  rerun: properties.{fn}, " + ", ".join(parts) + ")"
 
 
@@ -236,7 +245,7 @@ def _span(shapes: tuple[str, ...]) -> str:
 
 
 def _message(report: SequenceReport, run: _Run) -> str:
-    what = "Loss" if report.protocol == "sequence-loss" else "Weight function"
+    what = "Weight function" if report.protocol == "token-weights" else "Loss"
     head = f"{what} {report.name!r}"
     info = report.run
     assert info is not None
@@ -294,7 +303,9 @@ def _message(report: SequenceReport, run: _Run) -> str:
             lines.append(_roundoff_text(report, cex.roundoff))
         lines += [
             "Reproduce:",
-            "  import numpy as np; from properties.sequence.checker import sequence_expectation",
+            "  import numpy as np; from properties.trainer import trainer_expectation"
+            if report.protocol == "trainer-loss"
+            else "  import numpy as np; from properties.sequence.checker import sequence_expectation",
             _repro(report, cex),
             _rerun(report),
             f"Checked: {checked}.",

@@ -26,9 +26,10 @@ it; ``vmap``'s results on two batches are compared with plain calls.
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch  # type: ignore[import-not-found,unused-ignore]  # this module is imported lazily
@@ -296,6 +297,39 @@ class TorchLoss:
         self.direct = False
         self.used = [False]
 
+    # -- hooks (the trainer protocol, properties.trainer, overrides them) ------------
+    input_names: ClassVar[dict[str, str]] = {"table": "the reward table (via reward_fn)"}
+    """How a mutated input is named in the fault (default ``batch.<field>``)."""
+
+    mutation_advice = (
+        "a loss must not modify the batch it is given "
+        "(copy first: adv = batch.rewards - baseline, not batch.rewards -= baseline)"
+    )
+    """The advice of the mutated-input fault."""
+
+    def _new_inputs(self, problems: list[SequenceProblem], data: ShapeData) -> _Inputs:
+        """The NumPy sources of every batch; ``inputs.x`` holds the leaf of each batch."""
+        return _Inputs(problems, data)
+
+    def _prepare(
+        self, t: dict[str, Any], x: Any, lp: Any, inputs: _Inputs, kl_coef: float
+    ) -> Callable[[], Any]:
+        """The user's call on one batch (tensors ``t``, leaf ``x``, ``log_probs`` ``lp``), not yet made."""
+        return functools.partial(self.fn, _make_batch(t, x, lp, inputs, kl_coef))
+
+    def _per_batch(self, data: ShapeData, gx: Any, problems: int) -> FloatArray:
+        """Per-batch estimates ``(M G, P, N+1, V)`` from the gradients of the leaves."""
+        return _scatter(data, gx, problems)
+
+    def _token_weights(self, glp: FloatArray) -> FloatArray | None:
+        """Per-batch token weights ``(G, B, T)`` from ``dL/dlog_probs`` (``None``: not available)."""
+        out: FloatArray = -glp
+        return out
+
+    def _reads_directly(self, x: Any, tokens: Any, gx: Any, glp: Any) -> bool:
+        """Whether the loss reads the leaf other than through ``log_probs`` (on the probe batch)."""
+        return _reads_logits_directly(x.detach().numpy(), tokens.numpy(), gx.numpy(), glp.numpy())
+
     # -- one plain call ---------------------------------------------------------
     def _plain(
         self, inputs: _Inputs, i: int, kl_coef: float, *, spy: bool = False
@@ -308,16 +342,16 @@ class TorchLoss:
         x = torch.tensor(inputs.x[i : i + 1], requires_grad=True)
         lp = _log_probs(x, inputs, i, i + 1, t["tokens"])
         lp_before = lp.detach().clone()
-        batch = _make_batch(t1, x[0], lp[0], inputs, kl_coef)
+        call = self._prepare(t1, x[0], lp[0], inputs, kl_coef)
         spy_mode = _DtypeSpy() if spy else None
         try:
             start = time.perf_counter()
             with self.sandbox.guard("a plain call on one batch"):
                 if spy_mode is not None:
                     with spy_mode:
-                        out = self.fn(batch)
+                        out = call()
                 else:
-                    out = self.fn(batch)
+                    out = call()
             elapsed = time.perf_counter() - start
         except SequenceFault as fault:
             fault.problem, fault.batch = problem, b
@@ -329,9 +363,7 @@ class TorchLoss:
             self.probe_seconds = elapsed
             self.dtypes = {str(d).replace("torch.", "") for d in spy_mode.dtypes}
             self.eps_internal = max([EPS64, *(output_eps(d) for d in spy_mode.dtypes)])
-            self.direct = _reads_logits_directly(
-                x.detach().numpy(), t["tokens"].numpy(), gx.numpy(), glp.numpy()
-            )
+            self.direct = self._reads_directly(x, t["tokens"], gx, glp)
         return loss.detach(), gx[0], glp[0]
 
     def _check_batch_mutation(
@@ -370,14 +402,10 @@ class TorchLoss:
             changed.append("log_probs")
         if changed:
             problem, b = inputs.locate(lo)
-            which = " and ".join(
-                f"batch.{n}" if n != "table" else "the reward table (via reward_fn)"
-                for n in changed
-            )
+            which = " and ".join(self.input_names.get(n, f"batch.{n}") for n in changed)
             raise SequenceFault(
                 "mutated-input",
-                f"changed {which} in place; a loss must not modify the batch it is given "
-                "(copy first: adv = batch.rewards - baseline, not batch.rewards -= baseline)",
+                f"changed {which} in place; {self.mutation_advice}",
                 problem=problem,
                 batch=b if single else None,
             )
@@ -454,7 +482,7 @@ class TorchLoss:
         gx = torch.zeros_like(x) if gx is None else gx.detach()
         glp = torch.zeros_like(lp) if glp is None else glp.detach()
         if not bool(torch.isfinite(gx.sum())):
-            rows = gx.reshape(gx.shape[0], -1) if gx.dim() == 4 else gx.reshape(1, -1)
+            rows = gx.reshape(gx.shape[0], -1)
             bad = ~torch.isfinite(rows).all(dim=1)
             if bool(bad.any()):
                 j = int(bad.nonzero()[0, 0])
@@ -479,7 +507,7 @@ class TorchLoss:
         def one(xb: Any, lpb: Any, *rest: Any) -> Any:
             tb = dict(zip(names, rest, strict=True))
             tb["group"] = group
-            return self.fn(_make_batch(tb, xb, lpb, inputs, kl_coef))
+            return self._prepare(tb, xb, lpb, inputs, kl_coef)()
 
         problem, _ = inputs.locate(lo)
         try:
@@ -517,14 +545,13 @@ class TorchLoss:
             for i in range(hi - lo)
         ]
         xs, lps = x.unbind(0), lp.unbind(0)
-        batches = [_make_batch(views[i], xs[i], lps[i], inputs, kl_coef) for i in range(hi - lo)]
-        fn = self.fn
+        calls = [self._prepare(views[i], xs[i], lps[i], inputs, kl_coef) for i in range(hi - lo)]
         append = losses.append
         try:
             # one guard for the whole loop (redirecting output per call would double its cost)
             with self.sandbox.guard("a call on one batch", calls=hi - lo):
-                for batch in batches:
-                    append(fn(batch))
+                for call in calls:
+                    append(call())
         except SequenceFault as fault:
             fault.problem, fault.batch = inputs.locate(lo + len(losses))
             raise
@@ -581,7 +608,7 @@ class TorchLoss:
     ) -> list[Evaluation]:
         """One :class:`Evaluation` per problem (all of one shape); raises :class:`ModeChanged` on a fallback."""
         data = shape_data(problems[0].shape)
-        inputs = _Inputs(problems, data)
+        inputs = self._new_inputs(problems, data)
         inputs.used = self.used
         s = data.shape
         kl = problems[0].kl_coef
@@ -606,7 +633,7 @@ class TorchLoss:
         self.batches_evaluated += total
         gx_all = torch.cat(gxs) if len(gxs) > 1 else gxs[0]
         glp_all = (torch.cat(glps) if len(glps) > 1 else glps[0]).numpy()
-        per_batch = _scatter(data, gx_all, len(problems))
+        per_batch = self._per_batch(data, gx_all, len(problems))
         # the tolerance follows the loss's own dtype (issue 9: the verdict stays strict); the
         # dtypes seen inside the loss only feed the round-off note of a counterexample
         eps = max(output_eps(x.dtype) for x in losses)
@@ -620,7 +647,7 @@ class TorchLoss:
                     eps,
                     rtol=rtol,
                     atol=atol,
-                    token_weights=-glp_all[sl],
+                    token_weights=self._token_weights(glp_all[sl]),
                     direct=self.direct,
                 )
             )
@@ -693,7 +720,11 @@ __all__ = [
     "CHUNK_ELEMENTS",
     "DIRECT_TOLERANCE",
     "TORCH_THREADS",
+    "Inputs",
     "ModeChanged",
     "TorchLoss",
     "torch_threads",
 ]
+
+Inputs = _Inputs
+"""The NumPy sources of every batch of one shape (for subclasses of :class:`TorchLoss`)."""
