@@ -35,7 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
-from properties.cli.check_sequence import add_sequence_arguments, int_list, sequence_kwargs
+from properties.cli.check_sequence import (
+    add_sequence_arguments,
+    check_option_kinds,
+    int_list,
+    sequence_kwargs,
+)
 from properties.cli.isolation import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
@@ -43,7 +48,7 @@ from properties.cli.isolation import (
     Limits,
     run_isolated,
 )
-from properties.cli.loading import split_target
+from properties.cli.loading import no_catalogue_entry, split_target
 from properties.cli.main import Interrupted, UsageError
 from properties.onestep.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
 
@@ -70,11 +75,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FUNC takes samples/rewards of shape (B, k) and returns (B, n) (faster)",
     )
     parser.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    from properties.sequence.checker import DEFAULT_MAX_EXAMPLES as SEQUENCE_MAX_EXAMPLES
+
     parser.add_argument(
         "--max-examples",
         type=int,
-        default=DEFAULT_MAX_EXAMPLES,
-        help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
+        default=None,
+        metavar="N",
+        help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES}, and "
+        f"{SEQUENCE_MAX_EXAMPLES} with --sequence or --weights: the defaults of check_estimator "
+        "and check_sequence_loss)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     from properties.cli.report import report_dir
@@ -140,6 +150,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
         form, head, attr = split_target(args.target)
     except ValueError as exc:
         raise UsageError(f"{_PREFIX}{exc}") from None
+    check_option_kinds(args)
     batched = bool(args.batched)
     default_ks: tuple[int, ...] = DEFAULT_GROUP_SIZES
     target, name = args.target, attr
@@ -158,8 +169,8 @@ def _request(args: argparse.Namespace) -> CheckRequest:
         else:
             try:
                 entry = get(attr)
-            except InvalidArgument as exc:
-                raise UsageError(f"{_PREFIX}{exc}") from None
+            except InvalidArgument:
+                raise UsageError(f"{_PREFIX}{no_catalogue_entry(attr)}") from None
             if prompts_text is not None and not (args.sequence or args.weights):
                 raise UsageError(
                     f"{_PREFIX}catalogue:{attr} is a batched estimator; --num-prompts needs an "
@@ -187,7 +198,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     kwargs: dict[str, Any] = {
         "group_sizes": ks,
         "seed": args.seed,
-        "max_examples": args.max_examples,
+        "max_examples": DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples,
         "batched": batched,
     }
     if prompts_text is not None:
@@ -218,7 +229,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ida-verify check``; return the exit status (0 unbiased, 1 otherwise, 2 usage)."""
-    if args.max_examples < 0:
+    if args.max_examples is not None and args.max_examples < 0:
         raise UsageError(f"{_PREFIX}--max-examples must be >= 0 but got {args.max_examples}")
     if args.seed < 0:
         raise UsageError(f"{_PREFIX}--seed must be >= 0 but got {args.seed}")

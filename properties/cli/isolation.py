@@ -86,6 +86,7 @@ from properties.cli.loading import (
     _LoadFailed,
     _Usage,
     load_target,
+    protocol_mismatch,
 )
 from properties.cli.state import (
     _CALL_START,
@@ -354,6 +355,9 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
         )
     except KeyboardInterrupt:
         return _interrupted(f"while {_loading(request, state)}")
+    mismatch = protocol_mismatch(fn, request.kind, request.target, request.kwargs)
+    if mismatch is not None:  # e.g. a sequence loss without --sequence: bad usage
+        return {"status": "usage", "message": mismatch}
     timed = TimedCall(fn, state, noun=noun)
     state[_PHASE] = CHECKING
     try:
@@ -376,6 +380,8 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
                 f"it raised {exception_text(exc)} {where}, which escaped the checker",
                 "",
             )
+        if isinstance(exc, InvalidArgument):  # the engine refused its arguments (no PyTorch, ...)
+            return {"status": "usage", "message": str(exc).replace("\n", " ")}
         traceback.print_exc()
         return _error_payload(
             request, state, "internal",
