@@ -20,10 +20,17 @@ verdict (kinds ``timeout``, ``exited``), and so is an import that raises
 (``import-failed``); whatever user code prints goes to stderr, so stdout carries only the
 report (``--json`` stays parseable).
 
+``module:FUNC`` is imported as ``python -m`` would, the current directory first on
+``sys.path``.  ``--max-examples`` defaults to the API's: ``check_estimator``'s for one-step
+estimators, ``check_sequence_loss``'s with ``--sequence`` or ``--weights``.
+
 Exit status: 0 for ``unbiased`` (only ever after a finished check), 1 for any other
-verdict, 2 for bad usage (no such file, module, function or catalogue entry; not callable;
-bad options), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
-with one line on stderr.
+verdict, 2 for bad usage (no such file, module, function or catalogue entry, with the
+closest names; not callable; bad options; an option the requested check would ignore,
+such as ``--kl-coef`` without ``--sequence``; a ``FUNC`` whose signature fits another
+protocol than the one asked for, with the option it needs; ``--sequence`` without
+PyTorch; sizes that fit no shape in the sequence checker's batch budget), 130 when
+interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code), with one line on stderr.
 """
 
 from __future__ import annotations

@@ -32,7 +32,10 @@ it in its own process.  :func:`run_isolated` does this:
   from user code, at import or inside a call, is kind ``exited`` too; an import that
   raises, or a module ``__getattr__`` that raises on ``FUNC``, is kind ``import-failed``
   (the user's code misbehaved: a verdict, exit status 1).  A missing file, module or
-  function stays bad usage (exit status 2).
+  function stays bad usage (exit status 2), and so do a ``FUNC`` whose signature fits
+  another kind of check (:func:`properties.cli.loading.protocol_mismatch`) and an
+  :class:`impl.errors.InvalidArgument` from the engine itself (no PyTorch, no shape
+  within the batch budget), which is about the arguments, not about the user's code.
 * **KeyboardInterrupt.**  The child is started with SIGINT blocked, so Ctrl-C in a terminal
   (which signals the whole foreground process group) reaches only the parent, which kills
   the child and reports ``interrupted`` (the command exits 130 with one line on stderr).
