@@ -144,6 +144,7 @@ def test_no_shape_after_the_vmap_fallback_is_bad_usage(
 ) -> None:
     """k = 9 fits the vmap budget (512 batches) but not the per-batch one (256)."""
     argv = ["check", f"{more}:looped", "--sequence", "--group-sizes", "9", "--max-examples", "0"]
+    argv += ["--max-len", "1", "--vocab-size", "2"]
     line = _one_usage_line(argv, capsys)
     assert "batch budget" in line and "once per batch" in line and "bug in ida-verify" not in line
 

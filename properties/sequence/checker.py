@@ -149,17 +149,28 @@ def smallest_over_budget(
     return (k, p, batches) if batches > budget else None
 
 
-def _require_some_shape(opts: dict[str, Any], budget: int, how: str) -> None:
-    """:class:`impl.errors.InvalidArgument` when no shape fits ``budget`` (nothing could be checked)."""
+def _require_some_shape(opts: dict[str, Any], budget: int, how: str, *, fallback: bool = False) -> None:
+    """:class:`impl.errors.InvalidArgument` when no shape fits ``budget`` (nothing could be checked).
+
+    After the ``vmap`` fallback (``fallback=True``) the message names no Python parameter:
+    the command line passes it on as its own one line.
+    """
     over = smallest_over_budget(opts["group_sizes"], opts["num_prompts"], budget)
-    if over is not None:
-        k, p, batches = over
+    if over is None:
+        return
+    k, p, batches = over
+    smallest = f"the smallest shape, V=2, T=1, k={k}, P={p}, has {batches} batches"
+    if fallback:
         raise InvalidArgument(
-            f"Expected group_sizes and num_prompts with at least one shape within the batch "
-            f"budget ({budget} batches per problem, {how}) but got group_sizes="
-            f"{opts['group_sizes']}, num_prompts={opts['num_prompts']}: the smallest shape, "
-            f"V=2, T=1, k={k}, P={p}, has {batches} batches; use smaller group sizes or fewer prompts"
+            f"no shape fits the batch budget of {budget} batches per problem of a loss called "
+            f"once per batch ({how}): {smallest}; use smaller group sizes or fewer prompts"
         )
+    raise InvalidArgument(
+        f"Expected group_sizes and num_prompts with at least one shape within the batch "
+        f"budget ({budget} batches per problem, {how}) but got group_sizes="
+        f"{opts['group_sizes']}, num_prompts={opts['num_prompts']}: {smallest}; use smaller "
+        "group sizes or fewer prompts"
+    )
 
 
 def _int_tuple(name: str, value: Any, low: int, high: int) -> tuple[int, ...]:
@@ -475,8 +486,8 @@ def _make_report(
         _require_some_shape(
             opts,
             info.batch_budget,
-            f"the loss called once per batch, as torch.func.vmap could not run it "
-            f"({info.fallback_reason or 'see the evaluation mode'})",
+            info.fallback_reason or "torch.func.vmap could not run it",
+            fallback=True,
         )
         raise InvalidArgument(  # pragma: no cover - the smallest shape fits whenever any does
             "no shape within the batch budget: nothing could be checked"
