@@ -372,3 +372,29 @@ def test_check_report_caption_names_only_the_bars_drawn(
     caption = (out / "index.html").read_text(encoding="utf-8").split("<figcaption>", 1)[1]
     caption = caption.split("</figcaption>", 1)[0]
     assert ("grey" in caption) == grey_drawn, caption
+
+
+def test_a_one_step_estimator_under_weights_asks_did_you_mean(
+    user_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both protocols take three arrays; it used to be "ERROR (raised): IndexError ..."."""
+    line = _usage_line(["check", f"{user_file}:reinforce", "--weights", *QUICK], capsys)
+    assert "without --weights?" in line
+
+
+def test_token_weights_without_weights_ask_did_you_mean(
+    user_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = _usage_line(["check", f"{user_file}:weights", *QUICK], capsys)
+    assert "did you mean --weights?" in line
+
+
+def test_a_catalogue_entry_below_its_min_k_is_bad_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """rloo is defined for k >= 2; --group-sizes 1 used to blame it ("ERROR (raised)", exit 1)."""
+    line = _usage_line(["check", "catalogue:rloo", "--group-sizes", "1,2", "--max-examples", "1"], capsys)
+    assert "k >= 2" in line and "--group-sizes" in line
+
+
+def test_catalogue_with_weights_names_the_option_given(capsys: pytest.CaptureFixture[str]) -> None:
+    line = _usage_line(["check", "catalogue:rloo", "--weights"], capsys)
+    assert line.endswith("drop --weights")

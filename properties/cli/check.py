@@ -160,6 +160,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     check_option_kinds(args)
     batched = bool(args.batched)
     default_ks: tuple[int, ...] = DEFAULT_GROUP_SIZES
+    min_k = 1  # a catalogue entry's smallest group size
     target, name = args.target, attr
     prompts_text: str | None = args.num_prompts
     if form == "catalogue":
@@ -171,6 +172,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
                 raise UsageError(f"{_PREFIX}catalogue:{attr} uses the multi-prompt protocol; drop --batched")
             found = pooled[attr]
             batched, default_ks, name = False, tuple(range(found.min_k, 5)), f"catalogue:{found.name}"
+            min_k = found.min_k
             if prompts_text is None:
                 prompts_text = ",".join(str(p) for p in found.num_prompts)
         else:
@@ -184,6 +186,7 @@ def _request(args: argparse.Namespace) -> CheckRequest:
                     "estimator of the multi-prompt protocol"
                 )
             batched, default_ks, name = True, tuple(range(entry.min_k, 5)), f"catalogue:{entry.name}"
+            min_k = entry.min_k
     elif form == "file":
         path = Path(head)
         if not path.is_file():
@@ -192,7 +195,8 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     ks = _group_sizes(args.group_sizes) if args.group_sizes is not None else default_ks
     if args.sequence or args.weights:
         if form == "catalogue":
-            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop --sequence")
+            option = "--weights" if args.weights else "--sequence"
+            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop {option}")
         if args.report is not None:
             raise UsageError(f"{_PREFIX}--report is not available for --sequence checks yet")
         return CheckRequest(
@@ -201,6 +205,11 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             name=name,
             kwargs=sequence_kwargs(args, ks),
             progress=_show_progress(args),
+        )
+    if min(ks) < min_k:
+        raise UsageError(
+            f"{_PREFIX}{name} is defined for group sizes k >= {min_k} only (the catalogue's "
+            f"min_k): drop {','.join(str(k) for k in ks if k < min_k)} from --group-sizes"
         )
     kwargs: dict[str, Any] = {
         "group_sizes": ks,

@@ -239,8 +239,17 @@ _ADVICE = {
     ("pooled", "sequence"): "did you mean --sequence?",
     ("pooled", "estimator"): "did you mean to check it without --num-prompts?",
     ("pooled", "token-weights"): "did you mean --weights?",
+    ("estimator", "token-weights"): "did you mean --weights?",
+    ("token-weights", "estimator"): "did you mean to check it without --weights?",
 }
 """What to suggest, by ``(requested protocol, protocol FUNC's signature fits)``."""
+
+_NAMES = {
+    "estimator": ("logits", "samples", "rewards"),
+    "token-weights": ("rewards", "mask", "log_probs"),
+}
+"""The documented parameter names of the two protocols of three positional arguments: a
+signature with exactly the other protocol's names is taken to mean that protocol."""
 
 
 def _binds(signature: inspect.Signature, count: int) -> bool:
@@ -258,8 +267,10 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
     Only a signature that ``inspect.signature`` reads, and that refuses the call, counts:
     ``*args``, unreadable signatures and callables that fit no protocol are left to the
     check, whose ``"error"`` verdict then names what the call raised.  Three positional
-    parameters fit both one-step estimators and token weights: a first parameter named
-    ``rewards`` points to ``--weights``.
+    parameters fit both one-step estimators and token weights: exactly the other
+    protocol's documented names (``logits, samples, rewards`` or ``rewards, mask,
+    log_probs``) count as a mismatch, and a first parameter named ``rewards`` points to
+    ``--weights`` rather than to a one-step check.
 
     >>> print(protocol_mismatch(lambda batch: 0, "estimator", "f.py:loss", {}))  # doctest: +ELLIPSIS
     'loss' takes (batch), but ida-verify check calls a one-step estimator as ...: did you mean --sequence?
@@ -273,17 +284,21 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
         return None
     try:
         signature = inspect.signature(fn)
-        if _binds(signature, _ARITY[own]):
-            return None
         params = [str(p) for p in signature.parameters.values()]
-        first = next(iter(signature.parameters), "")
+        names = tuple(signature.parameters)
+        fits = _binds(signature, _ARITY[own])
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException:  # a builtin, or a hostile __signature__: let the check find out
         return None
-    three = "token-weights" if first == "rewards" else "estimator"
-    for other in ("sequence", three, "pooled"):
-        if _ARITY[other] != _ARITY[own] and _binds(signature, _ARITY[other]):
+    three = "token-weights" if names[:1] == ("rewards",) else "estimator"
+    if fits:
+        named = [p for p, n in _NAMES.items() if p != own and own in _NAMES and names[:3] == n]
+        candidates = named
+    else:
+        candidates = [p for p in ("sequence", three, "pooled") if _ARITY[p] != _ARITY[own]]
+    for other in candidates:
+        if _binds(signature, _ARITY[other]):
             advice = _ADVICE.get((own, other))
             if advice is None:
                 return None
