@@ -398,3 +398,29 @@ def test_a_catalogue_entry_below_its_min_k_is_bad_usage(capsys: pytest.CaptureFi
 def test_catalogue_with_weights_names_the_option_given(capsys: pytest.CaptureFixture[str]) -> None:
     line = _usage_line(["check", "catalogue:rloo", "--weights"], capsys)
     assert line.endswith("drop --weights")
+
+
+POOLED_LEAVE_ONE_OUT = '''
+import numpy as np
+
+def rloo(logits, samples, rewards, group):
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    g = -p * 0.0
+    for j in range(len(samples)):
+        mine = group == group[j]
+        baseline = (rewards[mine].sum() - rewards[j]) / (mine.sum() - 1)
+        e = -p[j].copy()
+        e[samples[j]] += 1.0
+        g[j] = (rewards[j] - baseline) * e / mine.sum()
+    return g
+'''
+
+
+def test_pooled_leave_one_out_at_k_1_gets_the_hint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "pooled_loo.py"
+    path.write_text(POOLED_LEAVE_ONE_OUT)
+    with np.errstate(all="ignore"):
+        status = main(["check", f"{path}:rloo", "--num-prompts", "1,2", "--group-sizes", "1,2", "--max-examples", "1"])
+    out = capsys.readouterr().out
+    assert status == 1 and "ERROR (non-finite)" in out and "leave-one-out needs k >= 2" in out
