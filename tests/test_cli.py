@@ -424,3 +424,12 @@ def test_pooled_leave_one_out_at_k_1_gets_the_hint(tmp_path: Path, capsys: pytes
         status = main(["check", f"{path}:rloo", "--num-prompts", "1,2", "--group-sizes", "1,2", "--max-examples", "1"])
     out = capsys.readouterr().out
     assert status == 1 and "ERROR (non-finite)" in out and "leave-one-out needs k >= 2" in out
+
+
+@pytest.mark.parametrize("extra", [["--seed", str(2**70)], ["--max-examples", str(10**7)]])
+def test_sequence_limits_are_bad_usage_naming_the_option(
+    user_file: Path, extra: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """They used to be an internal error ("a bug in ida-verify") naming seed=... (type=int)."""
+    line = _usage_line(["check", f"{user_file}:weights", "--weights", *extra], capsys)
+    assert line.startswith(f"ida-verify check: {extra[0]} ") and "type=int" not in line

@@ -153,7 +153,9 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         DEFAULT_MAX_LEN,
         DEFAULT_VOCAB_SIZE,
         MAX_LEN_LIMIT,
+        MAX_MAX_EXAMPLES,
         MAX_NUM_PROMPTS,
+        MAX_SEED,
         batch_budget,
         smallest_over_budget,
     )
@@ -169,6 +171,13 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         raise UsageError(
             f"{_PREFIX}--max-len must be between 1 and {MAX_LEN_LIMIT} but got {max_len}"
         )
+    max_examples = DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples
+    if max_examples > MAX_MAX_EXAMPLES:
+        raise UsageError(
+            f"{_PREFIX}--max-examples must be at most {MAX_MAX_EXAMPLES} for sequence checks but got {max_examples}"
+        )
+    if args.seed > MAX_SEED:
+        raise UsageError(f"{_PREFIX}--seed must be at most {MAX_SEED} for sequence checks but got {args.seed}")
     if not (math.isfinite(kl_coef) and kl_coef >= 0):
         raise UsageError(f"{_PREFIX}--kl-coef must be a finite number >= 0 but got {kl_coef!r}")
     prompts = int_list(
@@ -195,7 +204,7 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         "off_policy": bool(args.off_policy),
         "num_prompts": prompts,
         "seed": args.seed,
-        "max_examples": DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples,
+        "max_examples": max_examples,
     }
     if weights:
         out["batched"] = batched

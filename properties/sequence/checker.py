@@ -113,6 +113,12 @@ MAX_NUM_PROMPTS = 4
 MAX_LEN_LIMIT = 8
 """Largest ``max_len`` accepted."""
 
+MAX_SEED = 2**64
+"""Largest ``seed`` accepted."""
+
+MAX_MAX_EXAMPLES = 10**6
+"""Largest ``max_examples`` accepted."""
+
 
 # --------------------------------------------------------------------------- evidence
 
@@ -210,8 +216,8 @@ def _validate(
     for name, value, low, high in (
         ("vocab_size", vocab_size, 2, MAX_VOCAB),
         ("max_len", max_len, 1, MAX_LEN_LIMIT),
-        ("seed", seed, 0, 2**64),
-        ("max_examples", max_examples, 0, 10**6),
+        ("seed", seed, 0, MAX_SEED),
+        ("max_examples", max_examples, 0, MAX_MAX_EXAMPLES),
     ):
         if (
             isinstance(value, bool)
@@ -678,7 +684,9 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "MAX_GROUP_SIZE",
     "MAX_LEN_LIMIT",
+    "MAX_MAX_EXAMPLES",
     "MAX_NUM_PROMPTS",
+    "MAX_SEED",
     "SequenceCounterexample",
     "SequenceError",
     "SequenceReport",
