@@ -25,7 +25,9 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     from properties.sequence.checker import DEFAULT_MAX_LEN, DEFAULT_VOCAB_SIZE
 
     group = parser.add_argument_group(
-        "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)"
+        "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)",
+        "--vocab-size, --max-len, --kl-coef and --off-policy need --sequence or --weights "
+        "(without them they are bad usage, never ignored)",
     )
     group.add_argument(
         "--sequence",
