@@ -433,3 +433,27 @@ def test_sequence_limits_are_bad_usage_naming_the_option(
     """They used to be an internal error ("a bug in ida-verify") naming seed=... (type=int)."""
     line = _usage_line(["check", f"{user_file}:weights", "--weights", *extra], capsys)
     assert line.startswith(f"ida-verify check: {extra[0]} ") and "type=int" not in line
+
+
+HOSTILE_SIGNATURE = '''
+import sys
+
+class Loss:
+    @property
+    def __signature__(self):
+        sys.exit(3)
+
+    def __call__(self, batch):
+        return 0.0
+
+loss = Loss()
+'''
+
+
+def test_a_signature_that_exits_is_left_to_the_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Reading the signature must not turn user code's sys.exit into an internal error."""
+    path = tmp_path / "hostile_signature.py"
+    path.write_text(HOSTILE_SIGNATURE)
+    status = main(["check", f"{path}:loss", *QUICK])
+    out = capsys.readouterr().out
+    assert status == 1 and "ERROR" in out and "internal" not in out and "bug in ida-verify" not in out

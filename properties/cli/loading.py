@@ -287,9 +287,9 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
         params = [str(p) for p in signature.parameters.values()]
         names = tuple(signature.parameters)
         fits = _binds(signature, _ARITY[own])
-    except (SystemExit, KeyboardInterrupt):
+    except KeyboardInterrupt:
         raise
-    except BaseException:  # a builtin, or a hostile __signature__: let the check find out
+    except BaseException:  # a builtin, or a hostile __signature__ (sys.exit included): the check finds out
         return None
     three = "token-weights" if names[:1] == ("rewards",) else "estimator"
     if fits:
