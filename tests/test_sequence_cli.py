@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,72 @@ def test_bad_usage_exits_2(
     assert main(["check", f"{losses}:reinforce", "--sequence", *extra]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("ida-verify check: ")
+
+
+# --------------------------------------------------------------------------- issue 15
+
+
+ONE_STEP_AND_LOOPED = """
+import numpy as np
+
+def estimator(logits, samples, rewards):
+    return np.zeros_like(logits)
+
+def looped(b):  # .item() keeps torch.func.vmap from running it: called once per batch
+    scale = 1.0 + 0.0 * float(b.rewards.sum().item())
+    return -scale * (b.rewards * (b.log_probs * b.mask).sum(-1)).mean()
+"""
+
+
+@pytest.fixture
+def more(tmp_path: Path) -> Path:
+    path = tmp_path / "more.py"
+    path.write_text(ONE_STEP_AND_LOOPED)
+    return path
+
+
+def _one_usage_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith("ida-verify check: ")
+    return lines[0]
+
+
+def test_a_one_step_estimator_under_sequence_asks_did_you_mean(
+    more: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be "ERROR (raised): TypeError ... (at .../isolation.py ...)", exit 1."""
+    line = _one_usage_line(["check", f"{more}:estimator", "--sequence", *FAST], capsys)
+    assert "without --sequence?" in line and "TypeError" not in line
+
+
+def test_group_sizes_that_fit_no_shape_are_bad_usage(
+    losses: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be "ERROR (imprecise): it no shape fits the batch budget", exit 1."""
+    argv = ["check", f"{losses}:reinforce", "--sequence", "--group-sizes", "12", "--num-prompts", "2"]
+    line = _one_usage_line(argv, capsys)
+    assert "fits no shape" in line and "imprecise" not in line
+
+
+def test_no_shape_after_the_vmap_fallback_is_bad_usage(
+    more: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """k = 9 fits the vmap budget (512 batches) but not the per-batch one (256)."""
+    argv = ["check", f"{more}:looped", "--sequence", "--group-sizes", "9", "--max-examples", "0"]
+    argv += ["--max-len", "1", "--vocab-size", "2"]
+    line = _one_usage_line(argv, capsys)
+    assert "batch budget" in line and "once per batch" in line and "bug in ida-verify" not in line
+
+
+def test_the_api_raises_invalid_argument_when_no_shape_fits() -> None:
+    from impl.errors import InvalidArgument
+    from properties import check_sequence_loss
+
+    def loss(b: Any) -> Any:
+        return -(b.rewards * (b.log_probs * b.mask).sum(-1)).mean()
+
+    with pytest.raises(InvalidArgument, match="batch budget"):
+        check_sequence_loss(loss, group_sizes=(12,), num_prompts=(2,))

@@ -20,10 +20,18 @@ verdict (kinds ``timeout``, ``exited``), and so is an import that raises
 (``import-failed``); whatever user code prints goes to stderr, so stdout carries only the
 report (``--json`` stays parseable).
 
+``module:FUNC`` is imported as ``python -m`` would, the current directory first on
+``sys.path``.  ``--max-examples`` defaults to the API's: ``check_estimator``'s for one-step
+estimators, ``check_sequence_loss``'s with ``--sequence`` or ``--weights``.
+
 Exit status: 0 for ``unbiased`` (only ever after a finished check that covered all that
 was asked), 1 for any other verdict or a partial check, 2 for bad usage (no such file,
-module, function or catalogue entry; not callable; bad options), 130 when interrupted
-(Ctrl-C, or ``KeyboardInterrupt`` raised by user code), with one line on stderr.
+module, function or catalogue entry, with the closest names; not callable; bad options; an
+option the requested check would ignore, such as ``--kl-coef`` without ``--sequence``; a
+``FUNC`` whose signature fits another protocol than the one asked for, with the option it
+needs; ``--sequence`` without PyTorch; sizes that fit no shape in the sequence checker's
+batch budget), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
+with one line on stderr.
 """
 
 from __future__ import annotations
@@ -35,7 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
-from properties.cli.check_sequence import add_sequence_arguments, int_list, sequence_kwargs
+from properties.cli.check_sequence import (
+    add_sequence_arguments,
+    check_option_kinds,
+    int_list,
+    sequence_kwargs,
+)
 from properties.cli.isolation import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
@@ -43,7 +56,7 @@ from properties.cli.isolation import (
     Limits,
     run_isolated,
 )
-from properties.cli.loading import split_target
+from properties.cli.loading import no_catalogue_entry, split_target
 from properties.cli.main import Interrupted, UsageError
 from properties.onestep.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
 
@@ -70,11 +83,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="FUNC takes samples/rewards of shape (B, k) and returns (B, n) (faster)",
     )
     parser.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    from properties.sequence.checker import DEFAULT_MAX_EXAMPLES as SEQUENCE_MAX_EXAMPLES
+
     parser.add_argument(
         "--max-examples",
         type=int,
-        default=DEFAULT_MAX_EXAMPLES,
-        help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES})",
+        default=None,
+        metavar="N",
+        help=f"generated problems after the fixed battery (default {DEFAULT_MAX_EXAMPLES}, and "
+        f"{SEQUENCE_MAX_EXAMPLES} with --sequence or --weights: the defaults of check_estimator "
+        "and check_sequence_loss)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     from properties.cli.report import report_dir
@@ -140,8 +158,10 @@ def _request(args: argparse.Namespace) -> CheckRequest:
         form, head, attr = split_target(args.target)
     except ValueError as exc:
         raise UsageError(f"{_PREFIX}{exc}") from None
+    check_option_kinds(args)
     batched = bool(args.batched)
     default_ks: tuple[int, ...] = DEFAULT_GROUP_SIZES
+    min_k = 1  # a catalogue entry's smallest group size
     target, name = args.target, attr
     prompts_text: str | None = args.num_prompts
     if form == "catalogue":
@@ -153,19 +173,21 @@ def _request(args: argparse.Namespace) -> CheckRequest:
                 raise UsageError(f"{_PREFIX}catalogue:{attr} uses the multi-prompt protocol; drop --batched")
             found = pooled[attr]
             batched, default_ks, name = False, tuple(range(found.min_k, 5)), f"catalogue:{found.name}"
+            min_k = found.min_k
             if prompts_text is None:
                 prompts_text = ",".join(str(p) for p in found.num_prompts)
         else:
             try:
                 entry = get(attr)
-            except InvalidArgument as exc:
-                raise UsageError(f"{_PREFIX}{exc}") from None
+            except InvalidArgument:
+                raise UsageError(f"{_PREFIX}{no_catalogue_entry(attr)}") from None
             if prompts_text is not None and not (args.sequence or args.weights):
                 raise UsageError(
                     f"{_PREFIX}catalogue:{attr} is a batched estimator; --num-prompts needs an "
                     "estimator of the multi-prompt protocol"
                 )
             batched, default_ks, name = True, tuple(range(entry.min_k, 5)), f"catalogue:{entry.name}"
+            min_k = entry.min_k
     elif form == "file":
         path = Path(head)
         if not path.is_file():
@@ -174,7 +196,8 @@ def _request(args: argparse.Namespace) -> CheckRequest:
     ks = _group_sizes(args.group_sizes) if args.group_sizes is not None else default_ks
     if args.sequence or args.weights:
         if form == "catalogue":
-            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop --sequence")
+            option = "--weights" if args.weights else "--sequence"
+            raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop {option}")
         if args.report is not None:
             raise UsageError(f"{_PREFIX}--report is not available for --sequence checks yet")
         return CheckRequest(
@@ -184,10 +207,15 @@ def _request(args: argparse.Namespace) -> CheckRequest:
             kwargs=sequence_kwargs(args, ks),
             progress=_show_progress(args),
         )
+    if min(ks) < min_k:
+        raise UsageError(
+            f"{_PREFIX}{name} is defined for group sizes k >= {min_k} only (the catalogue's "
+            f"min_k): drop {','.join(str(k) for k in ks if k < min_k)} from --group-sizes"
+        )
     kwargs: dict[str, Any] = {
         "group_sizes": ks,
         "seed": args.seed,
-        "max_examples": args.max_examples,
+        "max_examples": DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples,
         "batched": batched,
     }
     if prompts_text is not None:
@@ -218,7 +246,7 @@ def _show_progress(args: argparse.Namespace) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``ida-verify check``; return the exit status (0 unbiased and full, 1 otherwise, 2 usage)."""
-    if args.max_examples < 0:
+    if args.max_examples is not None and args.max_examples < 0:
         raise UsageError(f"{_PREFIX}--max-examples must be >= 0 but got {args.max_examples}")
     if args.seed < 0:
         raise UsageError(f"{_PREFIX}--seed must be >= 0 but got {args.seed}")

@@ -25,7 +25,9 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     from properties.sequence.checker import DEFAULT_MAX_LEN, DEFAULT_VOCAB_SIZE
 
     group = parser.add_argument_group(
-        "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)"
+        "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)",
+        "--vocab-size, --max-len, --kl-coef and --off-policy need --sequence or --weights "
+        "(without them they are bad usage, never ignored)",
     )
     group.add_argument(
         "--sequence",
@@ -41,21 +43,21 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--vocab-size",
         type=int,
-        default=DEFAULT_VOCAB_SIZE,
+        default=None,
         metavar="V",
         help=f"largest vocabulary tried, EOS included (default {DEFAULT_VOCAB_SIZE}; 2 is tried too)",
     )
     group.add_argument(
         "--max-len",
         type=int,
-        default=DEFAULT_MAX_LEN,
+        default=None,
         metavar="T",
         help=f"largest response length cap tried (default {DEFAULT_MAX_LEN}; 1..T are tried)",
     )
     group.add_argument(
         "--kl-coef",
         type=float,
-        default=0.0,
+        default=None,
         metavar="BETA",
         help="beta of the objective E[R] - beta KL(pi || pi_ref) (default 0)",
     )
@@ -88,37 +90,134 @@ def int_list(text: str, option: str, low: int, high: int, example: str = "1,2") 
     return values
 
 
+SEQUENCE_ONLY_OPTIONS = ("--vocab-size", "--max-len", "--kl-coef", "--off-policy")
+"""Options that only a sequence check reads (``--sequence`` or ``--weights``)."""
+
+
+def sequence_only_given(args: argparse.Namespace) -> list[str]:
+    """The sequence-only options given on the command line (their defaults are ``None``/``False``)."""
+    given = {
+        "--vocab-size": args.vocab_size is not None,
+        "--max-len": args.max_len is not None,
+        "--kl-coef": args.kl_coef is not None,
+        "--off-policy": bool(args.off_policy),
+    }
+    return [option for option in SEQUENCE_ONLY_OPTIONS if given[option]]
+
+
+def check_option_kinds(args: argparse.Namespace) -> None:
+    """Refuse, as bad usage, an option that the requested kind of check would ignore.
+
+    A sequence option without ``--sequence``/``--weights`` (a user who sets ``--kl-coef``
+    believes a KL term was checked), and ``--batched`` with ``--sequence`` alone (a loss is
+    evaluated on many batches at once already; ``--batched`` shapes the arrays of
+    ``--weights`` and of one-step estimators).
+    """
+    sequence = bool(args.sequence or args.weights)
+    given = sequence_only_given(args)
+    if given and not sequence:
+        raise UsageError(
+            f"{_PREFIX}{' and '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
+            "sequence checks: add --sequence "
+            f"(a PyTorch loss) or --weights (NumPy token weights), or drop {' and '.join(given)}"
+        )
+    if args.sequence and args.batched and not args.weights:
+        raise UsageError(
+            f"{_PREFIX}--batched does not apply to --sequence losses (they are evaluated on "
+            "many batches at once already): drop --batched, or use --weights --batched"
+        )
+
+
+TORCH_HINT = "pip install 'ida-verify[torch]' (from a clone: pip install '.[torch]')"
+"""How to install PyTorch, the extra ``--sequence`` needs (the wording of the README)."""
+
+
+def require_torch() -> None:
+    """Bad usage (one line) when PyTorch cannot be found, before any child process starts.
+
+    Looks the module up without importing it (importing torch takes seconds); a torch that
+    is found but fails to import is reported by the checker itself, also as bad usage.
+    """
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise UsageError(f"{_PREFIX}--sequence needs PyTorch, which is not installed: {TORCH_HINT}")
+
+
 def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> dict[str, Any]:
     """The keyword arguments of the sequence checkers from the command line (bad usage: :class:`UsageError`)."""
-    from properties.sequence.checker import MAX_LEN_LIMIT, MAX_NUM_PROMPTS
+    from properties.sequence.checker import (
+        DEFAULT_MAX_EXAMPLES,
+        DEFAULT_MAX_LEN,
+        DEFAULT_VOCAB_SIZE,
+        MAX_LEN_LIMIT,
+        MAX_MAX_EXAMPLES,
+        MAX_NUM_PROMPTS,
+        MAX_SEED,
+        batch_budget,
+        smallest_over_budget,
+    )
 
-    if not 2 <= args.vocab_size <= MAX_VOCAB:
+    vocab_size = DEFAULT_VOCAB_SIZE if args.vocab_size is None else args.vocab_size
+    max_len = DEFAULT_MAX_LEN if args.max_len is None else args.max_len
+    kl_coef = 0.0 if args.kl_coef is None else args.kl_coef
+    if not 2 <= vocab_size <= MAX_VOCAB:
         raise UsageError(
-            f"{_PREFIX}--vocab-size must be between 2 and {MAX_VOCAB} but got {args.vocab_size}"
+            f"{_PREFIX}--vocab-size must be between 2 and {MAX_VOCAB} but got {vocab_size}"
         )
-    if not 1 <= args.max_len <= MAX_LEN_LIMIT:
+    if not 1 <= max_len <= MAX_LEN_LIMIT:
         raise UsageError(
-            f"{_PREFIX}--max-len must be between 1 and {MAX_LEN_LIMIT} but got {args.max_len}"
+            f"{_PREFIX}--max-len must be between 1 and {MAX_LEN_LIMIT} but got {max_len}"
         )
-    if not (math.isfinite(args.kl_coef) and args.kl_coef >= 0):
+    max_examples = DEFAULT_MAX_EXAMPLES if args.max_examples is None else args.max_examples
+    if max_examples > MAX_MAX_EXAMPLES:
         raise UsageError(
-            f"{_PREFIX}--kl-coef must be a finite number >= 0 but got {args.kl_coef!r}"
+            f"{_PREFIX}--max-examples must be at most {MAX_MAX_EXAMPLES} for sequence checks but got {max_examples}"
+        )
+    if args.seed > MAX_SEED:
+        raise UsageError(f"{_PREFIX}--seed must be at most {MAX_SEED} for sequence checks but got {args.seed}")
+    if not (math.isfinite(kl_coef) and kl_coef >= 0):
+        raise UsageError(f"{_PREFIX}--kl-coef must be a finite number >= 0 but got {kl_coef!r}")
+    prompts = int_list(
+        "1" if args.num_prompts is None else args.num_prompts, "--num-prompts", 1, MAX_NUM_PROMPTS
+    )
+    weights, batched = bool(args.weights), bool(args.batched)
+    if not weights:
+        require_torch()
+    budget = batch_budget(weights=weights, batched=batched)
+    over = smallest_over_budget(group_sizes, prompts, budget)
+    if over is not None:
+        k, p, batches = over
+        raise UsageError(
+            f"{_PREFIX}--group-sizes {','.join(map(str, group_sizes))} with --num-prompts "
+            f"{','.join(map(str, prompts))} fits no shape in the batch budget ({budget} batches "
+            f"per problem): the smallest, V=2, T=1, k={k}, P={p}, has {batches} batches; "
+            "use smaller group sizes or fewer prompts"
         )
     out: dict[str, Any] = {
         "group_sizes": group_sizes,
-        "vocab_size": args.vocab_size,
-        "max_len": args.max_len,
-        "kl_coef": args.kl_coef,
+        "vocab_size": vocab_size,
+        "max_len": max_len,
+        "kl_coef": kl_coef,
         "off_policy": bool(args.off_policy),
-        "num_prompts": int_list(
-            "1" if args.num_prompts is None else args.num_prompts, "--num-prompts", 1, MAX_NUM_PROMPTS
-        ),
+        "num_prompts": prompts,
         "seed": args.seed,
-        "max_examples": args.max_examples,
+        "max_examples": max_examples,
     }
-    if args.weights:
-        out["batched"] = bool(args.batched)
+    if weights:
+        out["batched"] = batched
     return out
 
 
-__all__ = ["add_sequence_arguments", "sequence_kwargs"]
+__all__ = [
+    "SEQUENCE_ONLY_OPTIONS",
+    "TORCH_HINT",
+    "add_sequence_arguments",
+    "check_option_kinds",
+    "require_torch",
+    "sequence_kwargs",
+]

@@ -32,7 +32,10 @@ it in its own process.  :func:`run_isolated` does this:
   from user code, at import or inside a call, is kind ``exited`` too; an import that
   raises, or a module ``__getattr__`` that raises on ``FUNC``, is kind ``import-failed``
   (the user's code misbehaved: a verdict, exit status 1).  A missing file, module or
-  function stays bad usage (exit status 2).
+  function stays bad usage (exit status 2), and so do a ``FUNC`` whose signature fits
+  another kind of check (:func:`properties.cli.loading.protocol_mismatch`) and an
+  :class:`impl.errors.InvalidArgument` from the engine itself (no PyTorch, no shape
+  within the batch budget), which is about the arguments, not about the user's code.
 * **KeyboardInterrupt.**  The child is started with SIGINT blocked, so Ctrl-C in a terminal
   (which signals the whole foreground process group) reaches only the parent, which kills
   the child and reports ``interrupted`` (the command exits 130 with one line on stderr).
@@ -86,6 +89,7 @@ from properties.cli.loading import (
     _LoadFailed,
     _Usage,
     load_target,
+    protocol_mismatch,
 )
 from properties.cli.state import (
     _CALL_START,
@@ -361,6 +365,9 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
         )
     except KeyboardInterrupt:
         return _interrupted(f"while {_loading(request, state)}")
+    mismatch = protocol_mismatch(fn, request.kind, request.target, request.kwargs)
+    if mismatch is not None:  # e.g. a sequence loss without --sequence: bad usage
+        return {"status": "usage", "message": mismatch}
     timed = TimedCall(fn, state, noun=noun)
     state[_PHASE] = CHECKING
     try:
@@ -383,6 +390,8 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
                 f"it raised {exception_text(exc)} {where}, which escaped the checker",
                 "",
             )
+        if isinstance(exc, InvalidArgument):  # the engine refused its arguments (no PyTorch, ...)
+            return {"status": "usage", "message": str(exc).replace("\n", " ")}
         traceback.print_exc()
         return _error_payload(
             request, state, "internal",

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--out",
         required=True,
         metavar="DIR",
+        type=_out_dir,
         help="directory to write (new, empty, or a previous report, which is replaced "
         "only once the new one is complete)",
     )
@@ -69,18 +70,33 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok == len(claims) else 1
 
 
+def _out_dir(text: str) -> str:
+    """argparse ``type`` of ``--out DIR``: a ``DIR`` that must not be replaced is bad usage, in
+    the option's words (not the API's ``out_dir=... (type=str)``)."""
+    from properties.cli.main import UsageError
+    from properties.report.page import out_dir_problem
+
+    problem = out_dir_problem(text, "--out")
+    if problem is not None:
+        raise UsageError(f"ida-verify report: {problem}")
+    return text
+
+
 def report_dir(text: str) -> str:
     """argparse ``type`` of ``--report DIR`` (``ida-verify check``): fail before the work starts.
 
-    Refuses, as a usage error, a missing matplotlib and a ``DIR`` that must not be replaced.
+    Refuses, as a usage error (one line naming ``--report``), a missing matplotlib and a
+    ``DIR`` that must not be replaced.
     """
-    from impl.errors import InvalidArgument
+    from properties.cli.main import UsageError
     from properties.report.figures import require_matplotlib
-    from properties.report.page import ReportUnavailable, check_out_dir
+    from properties.report.page import ReportUnavailable, out_dir_problem
 
     try:
         require_matplotlib()
-        check_out_dir(text)
-    except (ReportUnavailable, InvalidArgument) as exc:
-        raise argparse.ArgumentTypeError(str(exc).replace("\n", " ")) from None
+    except ReportUnavailable as exc:
+        raise UsageError(f"ida-verify check: --report: {exc}".replace("\n", " ")) from None
+    problem = out_dir_problem(text, "--report")
+    if problem is not None:
+        raise UsageError(f"ida-verify check: {problem}")
     return text

@@ -111,6 +111,14 @@ def mutated_detail(changed: list[str], how: str) -> str:
     )
 
 
+LEAVE_ONE_OUT_HINT = (
+    "at k = 1 a group has no other sample, so a leave-one-out baseline (the mean of the "
+    "other k - 1 rewards) is 0/0: leave-one-out needs k >= 2; leave k = 1 out of group_sizes "
+    "(--group-sizes 2,3,4 on the command line), or give k = 1 a baseline of its own"
+)
+"""The hint of a non-finite result at ``k = 1``, where leave-one-out baselines divide by zero."""
+
+
 class EstimatorFault(Exception):
     """The estimator misbehaved on a concrete input (raised, bad output, mutation, ...).
 
@@ -585,6 +593,7 @@ class GuardedEstimator:
             f"{samples[row].tolist()!r}, rewards={rewards[row].tolist()!r}",
             logits,
             *self._row(samples, rewards, row),
+            hint=LEAVE_ONE_OUT_HINT if samples.shape[-1] == 1 else "",
         )
 
     def _row(self, samples: IntArray, rewards: FloatArray, row: int) -> tuple[IntArray, FloatArray]:
@@ -693,6 +702,7 @@ __all__ = [
     "EPS64",
     "FAULT_KINDS",
     "KEPT_CALLS",
+    "LEAVE_ONE_OUT_HINT",
     "SUB_BATCH_ROWS",
     "EstimatorFault",
     "GuardedEstimator",

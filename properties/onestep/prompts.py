@@ -49,6 +49,7 @@ from properties.judging.user_code import UserCodeError
 from properties.judging.verdict import HINT_MATCH_FLOOR, HINT_MATCH_UNCERTAINTIES
 from properties.onestep.guard import (
     EPS64,
+    LEAVE_ONE_OUT_HINT,
     EstimatorFault,
     GuardedEstimator,
     _looks_like_shape_trouble,
@@ -400,6 +401,7 @@ class PromptsGuard(GuardedEstimator):
             f"returned non-finite values (per-prompt sums {g[i].tolist()!r}) for the batch "
             f"samples={xs[i].tolist()!r}, rewards={rs[i].tolist()!r}, group={group.tolist()!r}",
             (logits, xs[i], rs[i], group),
+            hint=LEAVE_ONE_OUT_HINT if np.bincount(np.asarray(group)).min() == 1 else "",
         )
 
     def check_deterministic4(

@@ -249,7 +249,8 @@ def _limited_data() -> dict[str, Any]:
 
 
 class ReportUnavailable(ImportError):
-    """matplotlib, which draws the figures, is not installed (``pip install 'ida-verify[report]'``)."""
+    """matplotlib, which draws the figures, is not installed (``pip install 'ida-verify[report]'``;
+    from a clone: ``pip install '.[report]'``)."""
 
 
 def require_matplotlib() -> None:
@@ -260,7 +261,7 @@ def require_matplotlib() -> None:
     except ImportError:
         raise ReportUnavailable(
             "drawing the report needs matplotlib, which is not installed: "
-            "pip install 'ida-verify[report]' (or pip install matplotlib)"
+            "pip install 'ida-verify[report]' (from a clone: pip install '.[report]')"
         ) from None
 
 

@@ -14,7 +14,8 @@ no half-written report, and an existing report in ``out_dir`` is replaced only o
 new one is complete.  A directory that is not empty and holds no ida-verify report is
 never replaced (:class:`impl.errors.InvalidArgument`).
 
-matplotlib is an optional extra (``pip install 'ida-verify[report]'``), imported only
+matplotlib is an optional extra (``pip install 'ida-verify[report]'``; from a clone:
+``pip install '.[report]'``), imported only
 when a report is written and drawn with the Agg canvas (headless, no pyplot state); where
 it is missing the writers raise :class:`ReportUnavailable` before doing any work.
 """
@@ -54,6 +55,38 @@ MANIFEST = "manifest.json"
 # --------------------------------------------------------------------------- atomic output
 
 
+def _out_dir_fault(out: Path) -> str | None:
+    """Why the absolute path ``out`` may not receive a report (a key of :data:`_OUT_DIR_TEXT`)."""
+    if not out.name or out.name in (".", ".."):
+        return "unnamed"
+    if out.is_symlink():
+        return "symlink"
+    if out.exists() and not out.is_dir():
+        return "file"
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        return "occupied"
+    return None
+
+
+_OUT_DIR_TEXT = {
+    "unnamed": ("Expected out_dir to name a directory to write but got {got}", "names no directory to write"),
+    "symlink": (
+        "Expected out_dir to be a directory, not a symbolic link (replacing it would "
+        "replace the link) but got {got}",
+        "is a symbolic link, not a directory (replacing it would replace the link)",
+    ),
+    "file": ("Expected out_dir to be a directory but got a file: {got}", "is a file, not a directory"),
+    "occupied": (
+        f"Expected out_dir to be new, empty or a previous ida-verify report (with {MANIFEST}), "
+        "refusing to replace what is there: {got}",
+        f"is neither new, empty nor a previous ida-verify report (with {MANIFEST}): refusing to "
+        "replace what is there",
+    ),
+}
+"""Each refusal as the API says it (naming ``out_dir``) and as the command line says it
+(after the option and the path)."""
+
+
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     """The absolute path of ``out_dir``, or :class:`impl.errors.InvalidArgument` if it may not receive a report.
 
@@ -66,25 +99,22 @@ def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     '/no/such/report'
     """
     out = Path(os.path.abspath(out_dir))
-    if not out.name or out.name in (".", ".."):
-        raise InvalidArgument(
-            f"Expected out_dir to name a directory to write but got {describe('out_dir', str(out))}"
-        )
-    if out.is_symlink():
-        raise InvalidArgument(
-            f"Expected out_dir to be a directory, not a symbolic link (replacing it would "
-            f"replace the link) but got {describe('out_dir', str(out))}"
-        )
-    if out.exists() and not out.is_dir():
-        raise InvalidArgument(
-            f"Expected out_dir to be a directory but got a file: {describe('out_dir', str(out))}"
-        )
-    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
-        raise InvalidArgument(
-            f"Expected out_dir to be new, empty or a previous ida-verify report (with {MANIFEST}), "
-            f"refusing to replace what is there: {describe('out_dir', str(out))}"
-        )
+    fault = _out_dir_fault(out)
+    if fault is not None:
+        raise InvalidArgument(_OUT_DIR_TEXT[fault][0].format(got=describe("out_dir", str(out))))
     return out
+
+
+def out_dir_problem(out_dir: str, option: str) -> str | None:
+    """:func:`check_out_dir`'s refusal in the command line's words (naming ``option``), or ``None``.
+
+    >>> out_dir_problem("/", "--out")
+    "--out '/' names no directory to write"
+    >>> out_dir_problem("/no/such/report", "--out") is None
+    True
+    """
+    fault = _out_dir_fault(Path(os.path.abspath(out_dir)))
+    return None if fault is None else f"{option} {out_dir!r} {_OUT_DIR_TEXT[fault][1]}"
 
 
 def _publish(
@@ -354,7 +384,7 @@ def _plot_check(panels: list[dict[str, Any]], verdict: str, path: Path) -> None:
         if panel["expectation"] is not None:
             series.append(("estimator's E[g] (exact)", panel["expectation"], "tab:red"))
         series.append(("grad J", g, "tab:blue"))
-        if not math.isclose(panel["multiple"], 1.0):
+        if _grey(panel):
             series.append(
                 (f"c_k grad J (c_k = {panel['multiple']:.4g})", panel["multiple"] * g, "tab:gray")
             )
@@ -378,6 +408,41 @@ def _plot_check(panels: list[dict[str, Any]], verdict: str, path: Path) -> None:
         ax.set_visible(False)
     fig.suptitle(f"verdict: {verdict}", fontsize=11)
     save_png(fig, path)
+
+
+def _grey(panel: dict[str, Any]) -> bool:
+    """Whether :func:`_plot_check` draws the grey ``c_k grad J`` bars of ``panel``."""
+    return not math.isclose(panel["multiple"], 1.0)
+
+
+def check_caption(panels: list[dict[str, Any]], verdict: str) -> str:
+    """The caption of the check figure, naming only the bars that :func:`_plot_check` draws.
+
+    >>> print(check_caption([{"multiple": 1.0, "expectation": [0.0]}], "unbiased"))
+    Bars per coordinate i: the estimator's exact expectation E[g]_i (red; a finite sum over all
+    n^k sample groups) and the true gradient grad J_i (blue). The red and blue bars are equal:
+    E[g] = grad J.
+    >>> "grey" in check_caption([{"multiple": 0.5, "expectation": [0.0]}], "scaled")
+    True
+    """
+    red = any(p["expectation"] is not None for p in panels)
+    grey = any(_grey(p) for p in panels)
+    bars = ["the true gradient grad J_i (blue)"]
+    if red:
+        bars.insert(0, "the estimator's exact expectation E[g]_i (red; a finite sum over all n^k sample groups)")
+    if grey:
+        bars.append("c_k grad J_i (grey) where c_k ≠ 1")
+    text = "Bars per coordinate i: " + (", ".join(bars[:-1]) + " and " if len(bars) > 1 else "") + bars[-1] + "."
+    if not red:
+        return text + " E[g] is not drawn (see the note of each panel)."
+    if verdict == "unbiased":
+        return text + " The red and blue bars are equal: E[g] = grad J."
+    if verdict == "scaled":
+        return text + " The red bars equal the grey ones, the same multiple c_k of grad J on every problem."
+    if verdict == "biased":
+        other = "the blue and the grey ones" if grey else "the blue ones"
+        return text + f" The red bars differ from {other} somewhere, which the counterexample shows."
+    return text
 
 
 def write_check_report(
@@ -446,18 +511,11 @@ def write_check_report(
             f'<table id="verdicts" class="kv">{rows}</table>\n'
         )
         if panels:
-            caption = (
-                "Bars per coordinate i: the estimator's exact expectation E[g]_i (a finite sum "
-                "over all n^k sample groups), the true gradient grad J_i, and c_k grad J_i where "
-                "c_k ≠ 1. An unbiased estimator's red and blue bars are equal; a scaled one's "
-                "red bars equal the grey ones, the same multiple of grad J on every problem; a "
-                "biased one's differ from both somewhere, which the counterexample shows. "
-                + " ".join(
-                    f"{p['title']}: logits {vec(p['logits'])}, scores {vec(p['scores'])}"
-                    + (f" ({p['note']})" if p["note"] else "")
-                    + "."
-                    for p in panels
-                )
+            caption = check_caption(panels, report.verdict) + " " + " ".join(
+                f"{p['title']}: logits {vec(p['logits'])}, scores {vec(p['scores'])}"
+                + (f" ({p['note']})" if p["note"] else "")
+                + "."
+                for p in panels
             )
             body += figure_html("check", "E[g] against grad J, per coordinate", caption)
         elif report.verdict != "error":
@@ -481,7 +539,9 @@ __all__ = [
     "DISPLAY_SCORES",
     "MANIFEST",
     "ReportUnavailable",
+    "check_caption",
     "check_out_dir",
+    "out_dir_problem",
     "write_check_report",
     "write_report",
 ]

@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from impl.errors import InvalidArgument, describe
-from impl.sequence import MAX_VOCAB
+from impl.sequence import MAX_VOCAB, num_responses
 from impl.types import FloatArray
 from properties.judging.user_code import name_of, replay_detail
 from properties.judging.verdict import (
@@ -114,6 +114,12 @@ MAX_NUM_PROMPTS = 4
 MAX_LEN_LIMIT = 8
 """Largest ``max_len`` accepted."""
 
+MAX_SEED = 2**64
+"""Largest ``seed`` accepted."""
+
+MAX_MAX_EXAMPLES = 10**6
+"""Largest ``max_examples`` accepted."""
+
 
 # --------------------------------------------------------------------------- evidence
 
@@ -122,6 +128,56 @@ MAX_LEN_LIMIT = 8
 
 
 # --------------------------------------------------------------------------- validation
+
+
+def batch_budget(*, weights: bool, batched: bool = False) -> int:
+    """The largest number of batches per problem a check plans for at first: a PyTorch loss
+    (``weights=False``) starts under ``vmap``, token weights are looped unless ``batched``.
+
+    >>> batch_budget(weights=False), batch_budget(weights=True), batch_budget(weights=True, batched=True)
+    (8192, 256, 8192)
+    """
+    return MAX_BATCHES_LOOPED if weights and not batched else MAX_BATCHES_VECTORISED
+
+
+def smallest_over_budget(
+    group_sizes: Iterable[int], num_prompts: Iterable[int], budget: int
+) -> tuple[int, int, int] | None:
+    """``(k, P, batches)`` of the smallest shape (``V = 2``, ``T = 1``) when even it has more
+    than ``budget`` batches, so that no shape at all can be checked; ``None`` otherwise.
+
+    >>> smallest_over_budget((12,), (2,), 8192)
+    (12, 2, 16777216)
+    >>> smallest_over_budget((2, 12), (1,), 8192) is None
+    True
+    """
+    k, p = min(group_sizes), min(num_prompts)
+    batches = num_responses(2, 1) ** (k * p)
+    return (k, p, batches) if batches > budget else None
+
+
+def _require_some_shape(opts: dict[str, Any], budget: int, how: str, *, fallback: bool = False) -> None:
+    """:class:`impl.errors.InvalidArgument` when no shape fits ``budget`` (nothing could be checked).
+
+    After the ``vmap`` fallback (``fallback=True``) the message names no Python parameter:
+    the command line passes it on as its own one line.
+    """
+    over = smallest_over_budget(opts["group_sizes"], opts["num_prompts"], budget)
+    if over is None:
+        return
+    k, p, batches = over
+    smallest = f"the smallest shape, V=2, T=1, k={k}, P={p}, has {batches} batches"
+    if fallback:
+        raise InvalidArgument(
+            f"no shape fits the batch budget of {budget} batches per problem of a loss called "
+            f"once per batch ({how}): {smallest}; use smaller group sizes or fewer prompts"
+        )
+    raise InvalidArgument(
+        f"Expected group_sizes and num_prompts with at least one shape within the batch "
+        f"budget ({budget} batches per problem, {how}) but got group_sizes="
+        f"{opts['group_sizes']}, num_prompts={opts['num_prompts']}: {smallest}; use smaller "
+        "group sizes or fewer prompts"
+    )
 
 
 def _int_tuple(name: str, value: Any, low: int, high: int) -> tuple[int, ...]:
@@ -161,8 +217,8 @@ def _validate(
     for name, value, low, high in (
         ("vocab_size", vocab_size, 2, MAX_VOCAB),
         ("max_len", max_len, 1, MAX_LEN_LIMIT),
-        ("seed", seed, 0, 2**64),
-        ("max_examples", max_examples, 0, 10**6),
+        ("seed", seed, 0, MAX_SEED),
+        ("max_examples", max_examples, 0, MAX_MAX_EXAMPLES),
     ):
         if (
             isinstance(value, bool)
@@ -258,10 +314,14 @@ def check_sequence_loss(
         rtol,
         atol,
     )
+    _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     try:
         import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
-    except ImportError:  # pragma: no cover - torch is installed wherever this is tested
-        raise InvalidArgument("check_sequence_loss needs PyTorch (pip install torch)") from None
+    except ImportError:
+        raise InvalidArgument(
+            "check_sequence_loss needs PyTorch, which is not installed: "
+            "pip install 'ida-verify[torch]' (from a clone: pip install '.[torch]')"
+        ) from None
     from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
 
     start = time.perf_counter()
@@ -350,10 +410,11 @@ def check_token_weights(
         raise InvalidArgument(
             f"Expected batched=True or False but got {describe('batched', batched)}"
         )
+    budget = batch_budget(weights=True, batched=batched)
+    _require_some_shape(opts, budget, "batched" if batched else "one call per batch")
     start = time.perf_counter()
     sandbox = Sandbox()
     evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
-    budget = MAX_BATCHES_VECTORISED if batched else MAX_BATCHES_LOOPED
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
     info = SequenceRun(
@@ -427,12 +488,15 @@ def _make_report(
             found_by="the battery (scale reference)",
         )
     if not keys and error is None:
-        verdict = "error"
-        error = SequenceError.without_call(
-            "imprecise",
-            "no shape fits the batch budget: nothing was checked",
-            hint="use smaller group_sizes, num_prompts, vocab_size or max_len",
-            found_by="planning",
+        # only after the vmap fallback: _require_some_shape refused the rest beforehand
+        _require_some_shape(
+            opts,
+            info.batch_budget,
+            info.fallback_reason or "torch.func.vmap could not run it",
+            fallback=True,
+        )
+        raise InvalidArgument(  # pragma: no cover - the smallest shape fits whenever any does
+            "no shape within the batch budget: nothing could be checked"
         )
     from properties.onestep.results import CheckedRegion
 
@@ -641,7 +705,9 @@ __all__ = [
     "DEFAULT_VOCAB_SIZE",
     "MAX_GROUP_SIZE",
     "MAX_LEN_LIMIT",
+    "MAX_MAX_EXAMPLES",
     "MAX_NUM_PROMPTS",
+    "MAX_SEED",
     "SequenceCounterexample",
     "SequenceError",
     "SequenceReport",
@@ -649,9 +715,11 @@ __all__ = [
     "WeightRow",
     "assert_sequence_scaled",
     "assert_sequence_unbiased",
+    "batch_budget",
     "check_sequence_loss",
     "check_token_weights",
     "evaluate_one",
     "key_text",
     "sequence_expectation",
+    "smallest_over_budget",
 ]
