@@ -130,19 +130,49 @@ class Proof:
 
     @property
     def scope(self) -> Scope:
-        """``"general"`` if every derivation step holds in general, else ``"bounded"``.
+        """``"general"`` if there is a derivation and every derivation step holds in general.
 
-        Cross-check steps must check (``ok``) but do not limit the scope.
+        Cross-check steps must check (``ok``) but do not limit the scope; nor do they make
+        one: a proof whose steps are all bounded cross-checks (no derivation at all) is
+        ``"bounded"``, a finite check and not a proof for every size.
+
+        >>> step = check_cases("two cases", [("a", 1, 1), ("b", 2, 2)], bound="n <= 2",
+        ...                    role="cross-check")
+        >>> Proof("x", "a finite check only", (step,), 0.0).scope
+        'bounded'
         """
         derivation = [s for s in self.steps if s.role == "derivation"]
-        return "general" if all(s.scope == "general" for s in derivation) else "bounded"
+        general = bool(derivation) and all(s.scope == "general" for s in derivation)
+        return "general" if general else "bounded"
 
     @property
     def bounds(self) -> tuple[str, ...]:
-        """The bounds of the bounded derivation steps (empty for a general proof)."""
-        return tuple(
-            s.bound for s in self.steps if s.bound is not None and s.role == "derivation"
-        )
+        """The bounds that limit the proof's scope (empty for a general proof).
+
+        Those of the bounded derivation steps; with no derivation step at all, those of the
+        cross-checks (then the proof is only as wide as they are).
+        """
+        derivation = [s for s in self.steps if s.role == "derivation"]
+        limiting = derivation if derivation else list(self.steps)
+        return tuple(s.bound for s in limiting if s.bound is not None)
+
+    @property
+    def proved(self) -> bool:
+        """True iff ``ok`` and ``scope == "general"``: a proof for every size.
+
+        A bounded proof that checks is a finite check (``"checked for n <= 4"``), not a
+        proof of the general statement.
+        """
+        return self.ok and self.scope == "general"
+
+    @property
+    def status(self) -> str:
+        """``"PROVED"``, ``"CHECKED only for <bounds>"`` (ok but bounded) or ``"NOT PROVED"``."""
+        if not self.ok:
+            return "NOT PROVED"
+        if self.scope == "general":
+            return "PROVED"
+        return "CHECKED only for " + ("; ".join(self.bounds) or "a bounded range")
 
     @property
     def failed(self) -> tuple[Step, ...]:
@@ -151,9 +181,10 @@ class Proof:
 
     def render(self) -> str:
         """The proof as readable text (header, statement, numbered steps)."""
-        verdict = "PROVED" if self.ok else "NOT PROVED"
         scope = "general" if self.scope == "general" else "bounded (" + "; ".join(self.bounds) + ")"
-        head = f"{self.claim_id}: {verdict}  [{scope}; {self.seconds:.2f} s]"
+        head = f"{self.claim_id}: {self.status}  [{scope}; {self.seconds:.2f} s]"
+        if self.ok and not self.proved:
+            head += "  (no general derivation: not a proof for every size)"
         body = [head, f"  statement: {self.statement}"]
         body += [f"  note: {note}" for note in self.notes]
         body += [step.render(i + 1) for i, step in enumerate(self.steps)]
@@ -165,6 +196,7 @@ class Proof:
             "claim": self.claim_id,
             "ok": self.ok,
             "scope": self.scope,
+            "proved": self.proved,
             "bounds": list(self.bounds),
             "statement": self.statement,
             "seconds": round(self.seconds, 4),

@@ -202,3 +202,51 @@ def test_claims_bad_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ida-verify")
+
+
+# --- issue 15: a finite check is not a proof; the documented counterexamples agree -------------
+
+
+def _bounded_only_limited_search(**_: object) -> object:
+    """A cut-down copy of the limited-search proof: only its bounded cross-check is left."""
+    import dataclasses
+
+    from spec.proofs import prove_limited_search_imitation
+
+    full = prove_limited_search_imitation()
+    return dataclasses.replace(full, steps=tuple(s for s in full.steps if s.role == "cross-check"))
+
+
+def test_a_bounded_only_proof_is_not_proved_in_the_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import types
+
+    import spec
+    from properties.claims.ledger import render_table
+
+    claim = spec.get_claim("limited-search-imitation")
+    registry = dict(spec.CLAIMS)
+    registry[claim.id] = dataclasses.replace(claim, prover=_bounded_only_limited_search)
+    monkeypatch.setattr(spec.claims._registry, "CLAIMS", types.MappingProxyType(registry))
+    result = C.run_claim(claim.id, C.RunConfig(max_examples=2))
+    assert result.verdict == "failed" and not result.as_expected
+    proof = result.evidence["proof"]
+    assert proof["ok"] is True and proof["proved"] is False and proof["scope"] == "bounded"
+    line = render_table([result], seconds=0.0)
+    assert "general n" not in line
+    assert "sympy checked only for n <= 4, k <= 3 (1 steps, bounded: NOT a proof)" in line
+
+
+@pytest.mark.parametrize(
+    "claim_id",
+    ["indicator-reward-stochastic-demonstrator", "rl-equals-imitation-under-limited-search"],
+)
+def test_the_documented_counterexample_is_the_one_the_ledger_finds(claim_id: str) -> None:
+    """`prove` (the registry's documented counterexample) and `claims` (Hypothesis, shrunk)
+    show the same case, as the README does."""
+    import spec
+
+    documented = spec.get_claim(claim_id).refute()
+    assert documented.refutes
+    found = C.run_claim(claim_id, _config()).evidence["exact_confirmation"]["report"]
+    assert found == documented.report()

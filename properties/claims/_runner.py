@@ -7,8 +7,10 @@ statements and proofs of a family ``F`` are in ``spec/claims/F.py``.
 
 Verdicts (never hard-coded; each comes from what the checks found):
 
-* expected ``proved``: ``proved`` iff the SymPy derivation in :mod:`spec` checks
-  **and** no numeric property finds a violation; otherwise ``failed``.
+* expected ``proved``: ``proved`` iff the SymPy derivation in :mod:`spec` checks, holds
+  for every size (scope ``general``: a proof whose steps are bounded only is a finite
+  check, "checked only for n <= N") **and** no numeric property finds a violation;
+  otherwise ``failed``.
 * expected ``holds``: ``holds`` iff no property finds a violation; otherwise ``failed``.
 * expected ``refuted``: ``refuted`` iff Hypothesis finds a counterexample to the
   claimed equivalence, shrinks it, and :mod:`spec` confirms it exactly in
@@ -50,6 +52,7 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
     info = {
         "kind": "sympy derivation",
         "ok": proof.ok,
+        "proved": proof.proved,
         "scope": proof.scope,
         "bounds": list(proof.bounds),
         "steps": len(proof.steps),
@@ -57,7 +60,12 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
     }
     if not proof.ok:
         info["failed_steps"] = [s.description for s in proof.failed]
-    return bool(proof.ok), info, claim
+    elif not proof.proved:
+        info["not_proved"] = (
+            "checked only for " + "; ".join(proof.bounds) + ": no general derivation"
+        )
+    # a bounded-only proof is a finite check, not a proof: the claim is not "proved"
+    return bool(proof.proved), info, claim
 
 
 def _statement(claim_id: str) -> str:

@@ -14,10 +14,15 @@ def _evidence_line(r: ClaimResult) -> str:
     parts = []
     proof = ev.get("proof")
     if proof:
-        scope = (
-            "general n" if proof["scope"] == "general" else "bounded: " + "; ".join(proof["bounds"])
-        )
-        parts.append(f"sympy {'ok' if proof['ok'] else 'FAILED'} ({proof['steps']} steps, {scope})")
+        steps = f"{proof['steps']} steps"
+        if not proof["ok"]:
+            scope = "general n" if proof["scope"] == "general" else "bounded: " + "; ".join(proof["bounds"])
+            parts.append(f"sympy FAILED ({steps}, {scope})")
+        elif proof["scope"] == "general":
+            parts.append(f"sympy ok ({steps}, general n)")
+        else:
+            bounds = "; ".join(proof["bounds"])
+            parts.append(f"sympy checked only for {bounds} ({steps}, bounded: NOT a proof)")
     props = ev.get("properties", [])
     if props:
         examples = sum(p["examples"] for p in props)

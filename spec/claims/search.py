@@ -255,7 +255,7 @@ CLAIMS: tuple[Claim, ...] = (
         Eq(_rl_mass, 1 - (1 - _QA) ** k),
         ("best-of-k overseer with proposal q",),
         counterexample=partial(
-            confirm_limited_search_counterexample, [0, 1], [Fraction(1, 2), Fraction(1, 2)], 2
+            confirm_limited_search_counterexample, [0, 1], [Fraction(1, 2), Fraction(1, 2)], 1
         ),
         parameterisation="tabular softmax: exact RL ascent on the score against the imitation "
         "limit B_k(q)",
