@@ -19,7 +19,7 @@ from properties import claims as C
 from properties.claims import _runner as C_RUNNER
 from properties.claims import indicator, rl
 from properties.claims import search as search_family
-from properties.claims._common import _exact_mismatch
+from properties.claims._common import StatOutcome, _exact_mismatch
 from properties.claims._violations import Violation, search
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
@@ -250,3 +250,81 @@ def test_the_documented_counterexample_is_the_one_the_ledger_finds(claim_id: str
     assert documented.refutes
     found = C.run_claim(claim_id, _config()).evidence["exact_confirmation"]["report"]
     assert found == documented.report()
+
+
+# --- issue 15: every registered property catches a planted violation, through its own code ----
+
+
+_PROPERTIES = [
+    (c.id, p) for c in C.CLAIM_CHECKS for p in (*c.properties, *c.statistical)
+]
+
+
+def test_every_registered_property_has_a_planted_violation() -> None:
+    assert len(_PROPERTIES) == 22
+    missing = [(cid, p.name) for cid, p in _PROPERTIES if p.planted is None]
+    assert not missing
+
+
+@pytest.mark.parametrize("claim_id", C.CLAIM_IDS)
+def test_every_planted_violation_is_caught_by_the_registered_check(claim_id: str) -> None:
+    """The very rows the ledger computes: each property's registered check (or run) is called
+    on its planted violation and must report it, and passes the unperturbed case."""
+    from properties.claims._planted import planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == claim_id)
+    rows = planted_rows(spec, seed=0)
+    expected = len(spec.properties) + len(spec.statistical) + (spec.counterexample is not None)
+    assert len(rows) == expected
+    assert all(r["caught"] and r["problem"] is None for r in rows), rows
+
+
+def test_a_property_that_returns_none_is_an_error_in_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy of issue 15: `_check_self_inclusive` returning None made the claim "proved"."""
+    from properties.claims import estimators
+
+    monkeypatch.setattr(estimators._check_self_inclusive, "__code__", (lambda pb: None).__code__)
+    result = C.run_claim("self-inclusive-baseline-scales", C.RunConfig(max_examples=3))
+    assert result.verdict == "error" and not result.as_expected
+    assert result.counterexample is not None
+    assert result.counterexample["vacuous property"].startswith("group mean including x_j")
+    assert "missed its planted violation" in result.counterexample["problem"]
+    assert main(["claims", "--max-examples", "3", "self-inclusive-baseline-scales"]) == 1
+    out = capsys.readouterr().out
+    assert "error" in out and "0/1 planted violations caught (VACUOUS: group mean" in out
+
+
+def test_a_statistical_property_that_never_rejects_is_vacuous(monkeypatch: pytest.MonkeyPatch) -> None:
+    from properties.claims._planted import planted_rows
+
+    never = lambda seed: StatOutcome(3, 0, 1e-3, "none", "never rejects")  # noqa: E731
+    monkeypatch.setattr(search_family._sampled_limited_search, "__code__", never.__code__)
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "limited-search-imitation")
+    rows = planted_rows(spec, seed=0)
+    assert [r["caught"] for r in rows] == [True, False]
+
+
+def test_a_property_without_a_planted_violation_is_an_error() -> None:
+    import dataclasses
+
+    from properties.claims._planted import NO_PLANTED, planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "reinforce-raises-above-average")
+    bare = dataclasses.replace(spec.properties[0], planted=None)
+    rows = planted_rows(dataclasses.replace(spec, properties=(bare,)), seed=0)
+    assert rows[0]["problem"] == NO_PLANTED and not rows[0]["caught"]
+
+
+def test_a_counterexample_search_that_accepts_everything_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The search and the exact confirmation must both pass over a case where the claim holds."""
+    from properties.claims._planted import planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "indicator-reward-stochastic-demonstrator")
+    assert spec.counterexample is not None
+    always = lambda q: Violation("anything goes")  # noqa: E731
+    monkeypatch.setattr(spec.counterexample.check, "__code__", always.__code__)
+    assert planted_rows(spec, seed=0)[-1]["caught"] is False

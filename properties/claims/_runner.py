@@ -15,6 +15,10 @@ Verdicts (never hard-coded; each comes from what the checks found):
 * expected ``refuted``: ``refuted`` iff Hypothesis finds a counterexample to the
   claimed equivalence, shrinks it, and :mod:`spec` confirms it exactly in
   rationals; otherwise ``holds`` (which differs from the expectation).
+* whatever the expectation: ``error`` if a property missed its planted violation (or has
+  none, or a statistical property ran no test), or a counterexample search or its
+  confirmation accepts a case where the claim holds (:mod:`properties.claims._planted`):
+  a check that checks nothing is not a pass.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 from properties.claims import amplification, estimators, imitation, indicator, rl
 from properties.claims import search as search_family
 from properties.claims._common import ClaimResult, ClaimSpec, RunConfig, Verdict
+from properties.claims._planted import planted_rows
 from properties.claims._violations import SearchOutcome, search
 
 FAMILIES: tuple[ModuleType, ...] = (estimators, rl, imitation, indicator, search_family, amplification)
@@ -145,6 +150,16 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
     if stat_rows:
         evidence["statistical"] = stat_rows
 
+    # every property must catch its planted violation, or its silence proves nothing
+    planted = planted_rows(spec_claim, config.seed)
+    planted += [
+        {"property": row["name"], "planted": None, "caught": False, "problem": "ran no test"}
+        for row in stat_rows
+        if row["tests"] == 0
+    ]
+    evidence["planted"] = planted
+    vacuous = [row for row in planted if row["problem"] is not None]
+
     verdict: Verdict
     if spec_claim.counterexample is not None:
         prop = spec_claim.counterexample
@@ -170,6 +185,13 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
             verdict = "failed" if failed else "holds"
     else:
         verdict = "failed" if failed else spec_claim.expected
+    if vacuous:
+        verdict = "error"
+        counterexample = {
+            "vacuous property": vacuous[0]["property"],
+            "problem": vacuous[0]["problem"],
+            **({} if counterexample is None else {"also found": counterexample}),
+        }
     evidence["seconds"] = round(time.perf_counter() - start, 3)
     return ClaimResult(
         claim_id, _statement(claim_id), spec_claim.expected, verdict, evidence, counterexample

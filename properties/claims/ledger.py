@@ -31,6 +31,12 @@ def _evidence_line(r: ClaimResult) -> str:
         parts.append(
             f"{st['tests']} calibrated tests, {st['rejections']} rejections (family alpha {st['family_alpha']})"
         )
+    planted = ev.get("planted", [])
+    if planted:
+        caught = sum(bool(row["caught"]) for row in planted)
+        text = f"{caught}/{len(planted)} planted violations caught"
+        missed = [row["property"] for row in planted if not row["caught"]]
+        parts.append(text if not missed else f"{text} (VACUOUS: {missed[0]})")
     search = ev.get("counterexample_search")
     if search:
         parts.append(f"counterexample after {search['examples']} examples")
