@@ -11,6 +11,11 @@ cached, so a broken derivation (or a perturbed statement) shows up as
 A step that SymPy can only check for finitely many sizes (``n <= 4``, ``k <= 6``)
 says so: ``scope="bounded"`` with the bound as text.
 
+Steps of a chain of equalities are marked with :func:`chain`: each then starts where the
+previous one ended (its left-hand side is the previous right-hand side), and
+:func:`make_proof` checks that it does, so a step whose left side was typed in rather
+than carried over from the step before fails ("chain broken").
+
 >>> from sympy import symbols, sin, cos
 >>> x = symbols("x", real=True)
 >>> check_identity("Pythagoras", sin(x)**2 + cos(x)**2, 1).ok
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sympy
@@ -85,12 +90,19 @@ class Step:
     detail: str
     seconds: float
     role: Role = "derivation"
+    lhs: Any = field(default=None, compare=False, repr=False)
+    """The left-hand side (a SymPy expression) of an identity step, else ``None``."""
+    rhs: Any = field(default=None, compare=False, repr=False)
+    """The right-hand side (a SymPy expression) of an identity step, else ``None``."""
+    follows: bool = False
+    """Marked by :func:`chain`: this step must start where the previous step ended."""
 
     def render(self, number: int) -> str:
         """One readable paragraph: status, description, what was checked, scope."""
         status = "ok  " if self.ok else "FAIL"
         where = "general (every n, k)" if self.scope == "general" else f"bounded: {self.bound}"
         tag = " (cross-check)" if self.role == "cross-check" else ""
+        tag += f" (continues step {number - 1})" if self.follows else ""
         lines = [
             f"  [{status}] {number}.{tag} {self.description}",
             f"         {self.kind}: {self.claim}",
@@ -110,6 +122,7 @@ class Step:
             "detail": self.detail,
             "seconds": round(self.seconds, 4),
             "role": self.role,
+            "follows": self.follows,
         }
 
 
@@ -208,7 +221,9 @@ class Proof:
         """Raise :class:`ProofFailed` (with the readable proof) unless ``ok``."""
         if not self.ok:
             failed = ", ".join(str(self.steps.index(s) + 1) for s in self.failed) or "none"
-            raise ProofFailed(f"proof of {self.claim_id} failed at step(s) {failed}\n{self.render()}")
+            raise ProofFailed(
+                f"proof of {self.claim_id} failed at step(s) {failed}\n{self.render()}"
+            )
 
 
 def _timed(
@@ -219,6 +234,7 @@ def _timed(
     scope: Scope,
     bound: str | None,
     role: Role = "derivation",
+    sides: tuple[Expr, Expr] | None = None,
 ) -> Step:
     if scope == "bounded" and not bound:
         raise SpecError(f"a bounded step needs its bound but got bound={bound!r} (type=str)")
@@ -239,6 +255,8 @@ def _timed(
         detail=detail,
         seconds=time.perf_counter() - start,
         role=role,
+        lhs=None if sides is None else sides[0],
+        rhs=None if sides is None else sides[1],
     )
 
 
@@ -257,8 +275,12 @@ def check_identity(
     bound: str | None = None,
     doit: bool = False,
     assume: dict[Expr, Expr] | None = None,
+    given: dict[Expr, Expr] | None = None,
 ) -> Step:
     """Check ``lhs = rhs`` by ``simplify(lhs - rhs) == 0`` (after ``doit()`` if asked).
+
+    ``given`` is a substitution applied *before* ``doit()``: the result of an earlier step
+    (``E[score] -> 0``), so that it is used where it was derived and not typed into a side.
 
     ``assume`` is a substitution that states a hypothesis or names a quantity (the
     normalisation ``sum_i p_i -> 1``, or both spellings ``sum_i e^theta_i`` and
@@ -276,17 +298,60 @@ def check_identity(
 
     def run() -> tuple[bool, str]:
         diff = sympy.sympify(lhs) - sympy.sympify(rhs)
+        if given:
+            diff = diff.xreplace(given)  # structural: also inside sums over a bound index
         if doit:
             diff = diff.doit()
         if assume:
-            diff = diff.subs(assume)
+            diff = diff.subs(assume).xreplace(assume)
         residual = sympy.simplify(diff)
         if assume:
-            residual = sympy.simplify(residual.subs(assume))
+            residual = sympy.simplify(residual.subs(assume).xreplace(assume))
         using = f" using {_show(assume)}" if assume else ""
+        using += f" given {_show(given)}" if given else ""
         return bool(residual == 0), f"simplify(lhs - rhs) = {_show(residual)}{using}"
 
-    return _timed(description, kind, f"{_show(lhs)} = {_show(rhs)}", run, scope, bound)
+    sides = (sympy.sympify(lhs), sympy.sympify(rhs))
+    return _timed(description, kind, f"{_show(lhs)} = {_show(rhs)}", run, scope, bound, sides=sides)
+
+
+def chain(steps: Sequence[Step]) -> list[Step]:
+    """Mark ``steps`` as one chain of equalities: each must start where the previous ended.
+
+    :func:`make_proof` checks every link: a marked step whose left-hand side is not the
+    previous step's right-hand side (up to ``simplify``) fails, "chain broken".
+
+    >>> from sympy import Symbol
+    >>> x = Symbol("x", real=True)
+    >>> ok = chain([check_identity("a", (x + 1)**2, x**2 + 2*x + 1),
+    ...             check_identity("b", x**2 + 2*x + 1, x*(x + 2) + 1)])
+    >>> make_proof("c", "a chain", lambda: ok).ok
+    True
+    >>> typed = chain([check_identity("a", (x + 1)**2, x**2 + 2*x + 1),
+    ...                check_identity("b", x**2, x*x)])
+    >>> proof = make_proof("c", "a chain whose second step starts elsewhere", lambda: typed)
+    >>> proof.ok, "chain broken" in proof.steps[1].detail
+    (False, True)
+    """
+    return [s if n == 0 else replace(s, follows=True) for n, s in enumerate(steps)]
+
+
+def _link(step: Step, previous: Step | None, number: int) -> Step:
+    """``step`` as is if it is not chained or starts where ``previous`` ended; else failed."""
+    if not step.follows:
+        return step
+    if previous is None or previous.rhs is None or step.lhs is None:
+        why = "it has no previous identity step to continue"
+    else:
+        try:
+            joined = step.lhs == previous.rhs or is_zero(step.lhs - previous.rhs)
+        except Exception as exc:  # reported as a broken link
+            joined, why = False, f"comparing the two raised {type(exc).__name__}: {exc}"
+        else:
+            why = f"it starts at {_show(step.lhs)} but step {number - 1} ended at {_show(previous.rhs)}"
+        if joined:
+            return step
+    return replace(step, ok=False, detail=f"{step.detail}; chain broken: {why}")
 
 
 Sign = Literal["positive", "negative", "nonnegative", "nonpositive", "nonzero", "zero"]
@@ -472,7 +537,8 @@ def make_proof(
     """
     start = time.perf_counter()
     try:
-        steps = tuple(build())
+        built = list(build())
+        steps = tuple(_link(s, built[n - 1] if n > 0 else None, n + 1) for n, s in enumerate(built))
     except Exception as exc:  # reported as a failed step
         steps = (
             Step(
@@ -505,6 +571,7 @@ __all__ = [
     "SpecError",
     "Step",
     "StepKind",
+    "chain",
     "check_cases",
     "check_factorisation",
     "check_identity",

@@ -20,7 +20,9 @@ from typing import Any
 
 from properties.claims._common import ClaimSpec, Planted, Property, StatProperty
 
-NO_PLANTED = "no planted violation is registered, so its silence cannot be told from a vacuous check"
+NO_PLANTED = (
+    "no planted violation is registered, so its silence cannot be told from a vacuous check"
+)
 """The problem reported for a property without a :class:`Planted` violation."""
 
 
@@ -38,7 +40,9 @@ def rebound(module_name: str, replace: Mapping[str, Any]) -> Iterator[None]:
     module = sys.modules[module_name]
     missing = [name for name in replace if not hasattr(module, name)]
     if missing:
-        raise AttributeError(f"module {module_name} has no name {missing[0]!r} to plant a violation in")
+        raise AttributeError(
+            f"module {module_name} has no name {missing[0]!r} to plant a violation in"
+        )
     saved = {name: getattr(module, name) for name in replace}
     try:
         for name, value in replace.items():
@@ -112,7 +116,9 @@ def planted_rows(spec: ClaimSpec, seed: int) -> list[dict[str, Any]]:
             else:
                 problem = None
                 if found is not None:
-                    problem = f"calls a case where the claim holds a counterexample: {found.message}"
+                    problem = (
+                        f"calls a case where the claim holds a counterexample: {found.message}"
+                    )
                 elif confirmed:
                     problem = "the exact confirmation confirms a case where the claim holds"
         rows.append(
