@@ -328,3 +328,38 @@ def test_a_counterexample_search_that_accepts_everything_is_an_error(
     always = lambda q: Violation("anything goes")  # noqa: E731
     monkeypatch.setattr(spec.counterexample.check, "__code__", always.__code__)
     assert planted_rows(spec, seed=0)[-1]["caught"] is False
+
+
+# --- issue 15: the sequence proofs run in the ledger ---------------------------------------------
+
+
+def test_the_ledger_names_every_sequence_proof() -> None:
+    from spec.sequence import SEQUENCE_PROOFS
+
+    assert list(C.SEQUENCE_PROOF_IDS) == list(SEQUENCE_PROOFS)
+
+
+def test_the_ledger_runs_the_sequence_proofs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", "--json", "sequence-kl-gradient"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["claims"] == []
+    [row] = data["sequence_proofs"]
+    assert row["id"] == "sequence-kl-gradient" and row["verdict"] == "proved"
+    assert row["proof"]["proved"] is True and row["proof"]["scope"] == "general"
+
+
+def test_a_failing_sequence_proof_fails_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    import spec.sequence
+
+    wrong = dict(spec.sequence.SEQUENCE_PROOFS)
+    wrong["sequence-kl-gradient"] = lambda: spec.sequence.prove_sequence_kl_gradient(
+        weight=lambda lp, lr: lp
+    )
+    monkeypatch.setattr(spec.sequence, "SEQUENCE_PROOFS", types.MappingProxyType(wrong))
+    assert main(["claims", "sequence-kl-gradient"]) == 1
+    out = capsys.readouterr().out
+    assert "sequence-kl-gradient" in out and "failed" in out and "0/1 sequence proofs proved" in out

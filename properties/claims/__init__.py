@@ -18,15 +18,24 @@ from __future__ import annotations
 
 from properties.claims._common import ClaimResult, ClaimSpec, RunConfig
 from properties.claims._markdown import claims_markdown
-from properties.claims._runner import CLAIM_CHECKS, CLAIM_IDS, run_claim, run_claims
+from properties.claims._runner import (
+    CLAIM_CHECKS,
+    CLAIM_IDS,
+    SEQUENCE_PROOF_IDS,
+    run_claim,
+    run_claims,
+    run_sequence_proofs,
+)
 
 __all__ = [
     "CLAIM_CHECKS",
     "CLAIM_IDS",
+    "SEQUENCE_PROOF_IDS",
     "ClaimResult",
     "ClaimSpec",
     "RunConfig",
     "claims_markdown",
     "run_claim",
     "run_claims",
+    "run_sequence_proofs",
 ]

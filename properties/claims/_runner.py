@@ -54,7 +54,14 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
 
     claim = spec.get_claim(claim_id)
     proof = claim.prove()
-    info = {
+    info = _proof_row(proof)
+    # a bounded-only proof is a finite check, not a proof: the claim is not "proved"
+    return bool(proof.proved), info, claim
+
+
+def _proof_row(proof: Any) -> dict[str, Any]:
+    """The ledger's evidence of one SymPy proof: ok, proved (general), scope, steps, time."""
+    info: dict[str, Any] = {
         "kind": "sympy derivation",
         "ok": proof.ok,
         "proved": proof.proved,
@@ -66,11 +73,28 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
     if not proof.ok:
         info["failed_steps"] = [s.description for s in proof.failed]
     elif not proof.proved:
-        info["not_proved"] = (
-            "checked only for " + "; ".join(proof.bounds) + ": no general derivation"
-        )
-    # a bounded-only proof is a finite check, not a proof: the claim is not "proved"
-    return bool(proof.proved), info, claim
+        info["not_proved"] = "checked only for " + "; ".join(proof.bounds) + ": no general derivation"
+    return info
+
+
+SEQUENCE_PROOF_IDS: tuple[str, ...] = ("sequence-score-function", "sequence-kl-gradient")
+"""The sequence-level proofs behind the sequence checker (:data:`spec.sequence.SEQUENCE_PROOFS`,
+named here so that the ledger's start-up does not import SymPy; a test holds the two equal)."""
+
+
+def run_sequence_proofs(ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Prove the sequence-level identities (:mod:`spec.sequence`); one ledger row each.
+
+    A row's ``verdict`` is ``"proved"`` only for a proof that checks for every size.
+    """
+    from spec.sequence import SEQUENCE_PROOFS
+
+    rows = []
+    for proof_id in ids if ids is not None else SEQUENCE_PROOF_IDS:
+        info = _proof_row(SEQUENCE_PROOFS[proof_id]())
+        verdict = "proved" if info["proved"] else "failed"
+        rows.append({"id": proof_id, "verdict": verdict, "expected": "proved", "proof": info})
+    return rows
 
 
 def _statement(claim_id: str) -> str:
@@ -218,9 +242,11 @@ def run_claims(
 __all__ = [
     "CLAIM_CHECKS",
     "CLAIM_IDS",
+    "SEQUENCE_PROOF_IDS",
     "ClaimResult",
     "ClaimSpec",
     "RunConfig",
     "run_claim",
     "run_claims",
+    "run_sequence_proofs",
 ]
