@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 import re
 from fractions import Fraction
@@ -277,7 +278,7 @@ def test_no_identity_step_prints_as_x_equals_x() -> None:
 def test_chained_steps_start_where_the_last_ended() -> None:
     chained = 0
     for proof in _all_proofs():
-        for before, step in zip(proof.steps, proof.steps[1:]):
+        for before, step in itertools.pairwise(proof.steps):
             if step.follows:
                 chained += 1
                 assert step.ok and before.rhs is not None and step.lhs is not None
