@@ -2,7 +2,10 @@
 
 :func:`run_claim` checks one claim and returns its ledger row (:class:`ClaimResult`);
 :func:`run_claims` checks several, reporting progress through an optional
-``progress(i, total, claim_id)`` callback.  :data:`CLAIM_CHECKS` holds how each claim is
+``progress(i, total, claim_id)`` callback; :func:`run_sequence_proofs` proves the
+sequence-level identities of :mod:`spec.sequence` (the ledger runs them after the
+claims).  Every property must first catch its planted violation
+(:mod:`properties.claims._planted`).  :data:`CLAIM_CHECKS` holds how each claim is
 checked (:class:`ClaimSpec`), in ledger order, gathered from one module per claim family:
 
 * :mod:`properties.claims.estimators`, :mod:`properties.claims.rl`,

@@ -30,6 +30,9 @@ NO_PLANTED = (
 def rebound(module_name: str, replace: Mapping[str, Any]) -> Iterator[None]:
     """Rebind the names ``replace`` in module ``module_name`` inside the block, then restore them.
 
+    The ledger runs one claim at a time in one thread; a rebinding is visible to any other
+    thread that calls into the module meanwhile, so it is not for concurrent use.
+
     >>> import properties.claims._common as common
     >>> with rebound("properties.claims._common", {"EXACT_RTOL": 0.5}):
     ...     common.EXACT_RTOL
