@@ -11,6 +11,11 @@ cached, so a broken derivation (or a perturbed statement) shows up as
 A step that SymPy can only check for finitely many sizes (``n <= 4``, ``k <= 6``)
 says so: ``scope="bounded"`` with the bound as text.
 
+Steps of a chain of equalities are marked with :func:`chain`: each then starts where the
+previous one ended (its left-hand side is the previous right-hand side), and
+:func:`make_proof` checks that it does, so a step whose left side was typed in rather
+than carried over from the step before fails ("chain broken").
+
 >>> from sympy import symbols, sin, cos
 >>> x = symbols("x", real=True)
 >>> check_identity("Pythagoras", sin(x)**2 + cos(x)**2, 1).ok
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sympy
@@ -85,12 +90,19 @@ class Step:
     detail: str
     seconds: float
     role: Role = "derivation"
+    lhs: Any = field(default=None, compare=False, repr=False)
+    """The left-hand side (a SymPy expression) of an identity step, else ``None``."""
+    rhs: Any = field(default=None, compare=False, repr=False)
+    """The right-hand side (a SymPy expression) of an identity step, else ``None``."""
+    follows: bool = False
+    """Marked by :func:`chain`: this step must start where the previous step ended."""
 
     def render(self, number: int) -> str:
         """One readable paragraph: status, description, what was checked, scope."""
         status = "ok  " if self.ok else "FAIL"
         where = "general (every n, k)" if self.scope == "general" else f"bounded: {self.bound}"
         tag = " (cross-check)" if self.role == "cross-check" else ""
+        tag += f" (continues step {number - 1})" if self.follows else ""
         lines = [
             f"  [{status}] {number}.{tag} {self.description}",
             f"         {self.kind}: {self.claim}",
@@ -110,6 +122,7 @@ class Step:
             "detail": self.detail,
             "seconds": round(self.seconds, 4),
             "role": self.role,
+            "follows": self.follows,
         }
 
 
@@ -130,19 +143,49 @@ class Proof:
 
     @property
     def scope(self) -> Scope:
-        """``"general"`` if every derivation step holds in general, else ``"bounded"``.
+        """``"general"`` if there is a derivation and every derivation step holds in general.
 
-        Cross-check steps must check (``ok``) but do not limit the scope.
+        Cross-check steps must check (``ok``) but do not limit the scope; nor do they make
+        one: a proof whose steps are all bounded cross-checks (no derivation at all) is
+        ``"bounded"``, a finite check and not a proof for every size.
+
+        >>> step = check_cases("two cases", [("a", 1, 1), ("b", 2, 2)], bound="n <= 2",
+        ...                    role="cross-check")
+        >>> Proof("x", "a finite check only", (step,), 0.0).scope
+        'bounded'
         """
         derivation = [s for s in self.steps if s.role == "derivation"]
-        return "general" if all(s.scope == "general" for s in derivation) else "bounded"
+        general = bool(derivation) and all(s.scope == "general" for s in derivation)
+        return "general" if general else "bounded"
 
     @property
     def bounds(self) -> tuple[str, ...]:
-        """The bounds of the bounded derivation steps (empty for a general proof)."""
-        return tuple(
-            s.bound for s in self.steps if s.bound is not None and s.role == "derivation"
-        )
+        """The bounds that limit the proof's scope (empty for a general proof).
+
+        Those of the bounded derivation steps; with no derivation step at all, those of the
+        cross-checks (then the proof is only as wide as they are).
+        """
+        derivation = [s for s in self.steps if s.role == "derivation"]
+        limiting = derivation if derivation else list(self.steps)
+        return tuple(s.bound for s in limiting if s.bound is not None)
+
+    @property
+    def proved(self) -> bool:
+        """True iff ``ok`` and ``scope == "general"``: a proof for every size.
+
+        A bounded proof that checks is a finite check (``"checked for n <= 4"``), not a
+        proof of the general statement.
+        """
+        return self.ok and self.scope == "general"
+
+    @property
+    def status(self) -> str:
+        """``"PROVED"``, ``"CHECKED only for <bounds>"`` (ok but bounded) or ``"NOT PROVED"``."""
+        if not self.ok:
+            return "NOT PROVED"
+        if self.scope == "general":
+            return "PROVED"
+        return "CHECKED only for " + ("; ".join(self.bounds) or "a bounded range")
 
     @property
     def failed(self) -> tuple[Step, ...]:
@@ -151,9 +194,10 @@ class Proof:
 
     def render(self) -> str:
         """The proof as readable text (header, statement, numbered steps)."""
-        verdict = "PROVED" if self.ok else "NOT PROVED"
         scope = "general" if self.scope == "general" else "bounded (" + "; ".join(self.bounds) + ")"
-        head = f"{self.claim_id}: {verdict}  [{scope}; {self.seconds:.2f} s]"
+        head = f"{self.claim_id}: {self.status}  [{scope}; {self.seconds:.2f} s]"
+        if self.ok and not self.proved:
+            head += "  (no general derivation: not a proof for every size)"
         body = [head, f"  statement: {self.statement}"]
         body += [f"  note: {note}" for note in self.notes]
         body += [step.render(i + 1) for i, step in enumerate(self.steps)]
@@ -165,6 +209,7 @@ class Proof:
             "claim": self.claim_id,
             "ok": self.ok,
             "scope": self.scope,
+            "proved": self.proved,
             "bounds": list(self.bounds),
             "statement": self.statement,
             "seconds": round(self.seconds, 4),
@@ -176,7 +221,9 @@ class Proof:
         """Raise :class:`ProofFailed` (with the readable proof) unless ``ok``."""
         if not self.ok:
             failed = ", ".join(str(self.steps.index(s) + 1) for s in self.failed) or "none"
-            raise ProofFailed(f"proof of {self.claim_id} failed at step(s) {failed}\n{self.render()}")
+            raise ProofFailed(
+                f"proof of {self.claim_id} failed at step(s) {failed}\n{self.render()}"
+            )
 
 
 def _timed(
@@ -187,6 +234,7 @@ def _timed(
     scope: Scope,
     bound: str | None,
     role: Role = "derivation",
+    sides: tuple[Expr, Expr] | None = None,
 ) -> Step:
     if scope == "bounded" and not bound:
         raise SpecError(f"a bounded step needs its bound but got bound={bound!r} (type=str)")
@@ -207,6 +255,8 @@ def _timed(
         detail=detail,
         seconds=time.perf_counter() - start,
         role=role,
+        lhs=None if sides is None else sides[0],
+        rhs=None if sides is None else sides[1],
     )
 
 
@@ -225,8 +275,12 @@ def check_identity(
     bound: str | None = None,
     doit: bool = False,
     assume: dict[Expr, Expr] | None = None,
+    given: dict[Expr, Expr] | None = None,
 ) -> Step:
     """Check ``lhs = rhs`` by ``simplify(lhs - rhs) == 0`` (after ``doit()`` if asked).
+
+    ``given`` is a substitution applied *before* ``doit()``: the result of an earlier step
+    (``E[score] -> 0``), so that it is used where it was derived and not typed into a side.
 
     ``assume`` is a substitution that states a hypothesis or names a quantity (the
     normalisation ``sum_i p_i -> 1``, or both spellings ``sum_i e^theta_i`` and
@@ -244,17 +298,61 @@ def check_identity(
 
     def run() -> tuple[bool, str]:
         diff = sympy.sympify(lhs) - sympy.sympify(rhs)
+        if given:
+            diff = diff.xreplace(given)  # structural: also inside sums over a bound index
         if doit:
             diff = diff.doit()
         if assume:
-            diff = diff.subs(assume)
-        residual = sympy.simplify(diff)
+            diff = diff.subs(assume).xreplace(assume)
+        # expand() == 0 already shows the identity (and is much faster than simplify on sums)
+        residual = sympy.Integer(0) if sympy.expand(diff) == 0 else sympy.simplify(diff)
         if assume:
-            residual = sympy.simplify(residual.subs(assume))
+            residual = sympy.simplify(residual.subs(assume).xreplace(assume))
         using = f" using {_show(assume)}" if assume else ""
+        using += f" given {_show(given)}" if given else ""
         return bool(residual == 0), f"simplify(lhs - rhs) = {_show(residual)}{using}"
 
-    return _timed(description, kind, f"{_show(lhs)} = {_show(rhs)}", run, scope, bound)
+    sides = (sympy.sympify(lhs), sympy.sympify(rhs))
+    return _timed(description, kind, f"{_show(lhs)} = {_show(rhs)}", run, scope, bound, sides=sides)
+
+
+def chain(steps: Sequence[Step]) -> list[Step]:
+    """Mark ``steps`` as one chain of equalities: each must start where the previous ended.
+
+    :func:`make_proof` checks every link: a marked step whose left-hand side is not the
+    previous step's right-hand side (up to ``simplify``) fails, "chain broken".
+
+    >>> from sympy import Symbol
+    >>> x = Symbol("x", real=True)
+    >>> ok = chain([check_identity("a", (x + 1)**2, x**2 + 2*x + 1),
+    ...             check_identity("b", x**2 + 2*x + 1, x*(x + 2) + 1)])
+    >>> make_proof("c", "a chain", lambda: ok).ok
+    True
+    >>> typed = chain([check_identity("a", (x + 1)**2, x**2 + 2*x + 1),
+    ...                check_identity("b", x**2, x*x)])
+    >>> proof = make_proof("c", "a chain whose second step starts elsewhere", lambda: typed)
+    >>> proof.ok, "chain broken" in proof.steps[1].detail
+    (False, True)
+    """
+    return [s if n == 0 else replace(s, follows=True) for n, s in enumerate(steps)]
+
+
+def _link(step: Step, previous: Step | None, number: int) -> Step:
+    """``step`` as is if it is not chained or starts where ``previous`` ended; else failed."""
+    if not step.follows:
+        return step
+    if previous is None or previous.rhs is None or step.lhs is None:
+        why = "it has no previous identity step to continue"
+    else:
+        try:
+            joined = step.lhs == previous.rhs or is_zero(step.lhs - previous.rhs)
+        except Exception as exc:  # reported as a broken link
+            joined, why = False, f"comparing the two raised {type(exc).__name__}: {exc}"
+        else:
+            why = f"it starts at {_show(step.lhs)} but step {number - 1} ended at {_show(previous.rhs)}"
+        if joined:
+            return step
+    return replace(step, ok=False, detail=f"{step.detail}; chain broken: {why}")
 
 
 Sign = Literal["positive", "negative", "nonnegative", "nonpositive", "nonzero", "zero"]
@@ -440,7 +538,8 @@ def make_proof(
     """
     start = time.perf_counter()
     try:
-        steps = tuple(build())
+        built = list(build())
+        steps = tuple(_link(s, built[n - 1] if n > 0 else None, n + 1) for n, s in enumerate(built))
     except Exception as exc:  # reported as a failed step
         steps = (
             Step(
@@ -473,6 +572,7 @@ __all__ = [
     "SpecError",
     "Step",
     "StepKind",
+    "chain",
     "check_cases",
     "check_factorisation",
     "check_identity",

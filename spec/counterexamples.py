@@ -14,9 +14,9 @@ rounded, so "differ" is exact.
   :math:`1-(1-q(A^*))^k`.
 
 >>> from fractions import Fraction
->>> r = confirm_indicator_counterexample([Fraction(2, 3), Fraction(1, 3)])
+>>> r = confirm_indicator_counterexample([Fraction(1, 3), Fraction(2, 3)])
 >>> r.refutes, r.rl_optimum, r.imitation_optimum
-(True, (1, 0), (2/3, 1/3))
+(True, (0, 1), (1/3, 2/3))
 >>> r = confirm_limited_search_counterexample([0, 1], ["1/2", "1/2"], 2)
 >>> r.refutes, r.rl_astar_mass, r.imitation_astar_mass
 (True, 1, 3/4)
@@ -100,9 +100,12 @@ class IndicatorCounterexample:
     of every maximiser.  ``imitation_optimum``: ``q``.  ``rl_value_sup`` = :math:`\max q`;
     ``rl_value_at_imitation_optimum`` = :math:`q\cdot q`.  The RL expected gradient
     :math:`p_m(q_m - q\cdot p)` and the imitation gradient :math:`q_m - p_m` at :math:`p = q`.
-    ``refutes``: the optimal sets differ, i.e. ``q`` is not a point mass.
     ``imitation_optimum_is_rl_optimal``: ``q`` maximises :math:`q\cdot p` (true exactly when
-    ``q`` is uniform on its support).
+    ``q`` is uniform on its support, a point mass included).  ``refutes``: the claimed
+    equivalence fails at ``q``: imitation's optimum ``q`` is not optimal for RL
+    (:math:`q\cdot q < \max q`) and RL's expected gradient at :math:`p = q` is not zero, both
+    computed exactly.  A uniform demonstrator does not refute it (``q`` is one of RL's
+    optima there, and RL's gradient vanishes), nor does a point mass.
     """
 
     q: tuple[sympy.Rational, ...]
@@ -139,8 +142,9 @@ def confirm_indicator_counterexample(
     >>> r = confirm_indicator_counterexample([1, 0, 0])
     >>> r.refutes, r.rl_gradient_at_imitation_optimum
     (False, (0, 0, 0))
-    >>> confirm_indicator_counterexample(["1/2", "1/2"]).imitation_optimum_is_rl_optimal
-    True
+    >>> uniform = confirm_indicator_counterexample(["1/2", "1/2"])
+    >>> uniform.imitation_optimum_is_rl_optimal, uniform.refutes
+    (True, False)
     """
     qq = _distribution(q, "q", normalise=normalise)
     size = len(qq)
@@ -150,7 +154,8 @@ def confirm_indicator_counterexample(
     value_at_q = sum((v * v for v in qq), sympy.Integer(0))
     grad_rl = tuple(qq[x] * (qq[x] - value_at_q) for x in range(size))
     grad_im = tuple(qq[x] - qq[x] for x in range(size))
-    point_mass = top == 1
+    rl_optimal = bool(value_at_q == top)
+    moves = any(g != 0 for g in grad_rl)
     return IndicatorCounterexample(
         q=qq,
         rl_optimum=rl_opt,
@@ -160,8 +165,8 @@ def confirm_indicator_counterexample(
         rl_value_at_imitation_optimum=value_at_q,
         rl_gradient_at_imitation_optimum=grad_rl,
         imitation_gradient_at_imitation_optimum=grad_im,
-        imitation_optimum_is_rl_optimal=bool(value_at_q == top),
-        refutes=not point_mass,
+        imitation_optimum_is_rl_optimal=rl_optimal,
+        refutes=bool(not rl_optimal and moves),
     )
 
 
@@ -232,7 +237,9 @@ class LimitedSearchCounterexample:
     :math:`B_k(q)` and ``imitation_astar_mass`` its :math:`A^*` mass, which equals
     ``closed_form_astar_mass`` = :math:`1 - (1 - q(A^*))^k`.  ``enumerated`` is
     :math:`B_k(q)` by enumerating all :math:`n^k` groups (``None`` above
-    :data:`MAX_ENUMERATION`).  ``refutes``: the :math:`A^*` masses differ.
+    :data:`MAX_ENUMERATION`).  ``refutes``: the :math:`A^*` masses differ and the result is
+    ``consistent`` (the closed form, and the enumeration where run, agree with the rank
+    formula), so the refutation is exactly confirmed.
     """
 
     scores: tuple[sympy.Rational, ...]
@@ -288,6 +295,8 @@ def confirm_limited_search_counterexample(
     mass = sum((law[x] for x in astar), sympy.Integer(0))
     q_astar = sum((qq[x] for x in astar), sympy.Integer(0))
     enumerated = _enumerate_best_of_k(s, qq, kk) if len(s) ** kk <= MAX_ENUMERATION else None
+    closed_form = 1 - (1 - q_astar) ** kk
+    consistent = closed_form == mass and (enumerated is None or enumerated == law)
     return LimitedSearchCounterexample(
         scores=s,
         q=qq,
@@ -297,9 +306,9 @@ def confirm_limited_search_counterexample(
         rl_astar_mass=sympy.Integer(1),
         imitation_optimum=law,
         imitation_astar_mass=mass,
-        closed_form_astar_mass=1 - (1 - q_astar) ** kk,
+        closed_form_astar_mass=closed_form,
         enumerated=enumerated,
-        refutes=bool(mass != 1),
+        refutes=bool(mass != 1 and consistent),
     )
 
 

@@ -46,10 +46,11 @@ from sympy import (
     Sum,
     Symbol,
     diff,
+    exp,
     log,
 )
 
-from spec._core import Expr, Proof, Step, check_cases, check_identity, make_proof
+from spec._core import Expr, Proof, Step, chain, check_cases, check_identity, make_proof
 from spec.symbols import N_COORD, i, m, n, softmax_p, theta, vartheta
 
 V = Symbol("V", integer=True, positive=True)
@@ -104,29 +105,96 @@ def _log_ratio(lp: Expr, lr: Expr) -> Expr:
 
 
 def _normalisation_steps() -> list[Step]:
+    """sum_y pi(y) = 1 by induction over T: each subtree sums to 1, and the root's softmax does.
+
+    The root's sum is derived from the softmax itself, not assumed.
+    """
     z = Function("Z_sub")
-    return [
-        check_identity(
-            "normalisation, induction step over T: sum_v pi(v) Z^(v) = sum_v pi(v) once every "
-            "subtree sums to 1 (Z^(v) = 1: the induction hypothesis, or a finished response)",
-            Sum(first(v, vartheta) * z(v), (v, 0, V - 1)).xreplace({z(v): 1}),
-            Sum(first(v, vartheta), (v, 0, V - 1)),
-        ),
-        check_identity(
-            "... = 1, the root's softmax summing to 1 (the base case T = 1 is this sum alone)",
-            Sum(first(v, vartheta), (v, 0, V - 1)),
-            1,
-            assume={Sum(first(v, vartheta), (v, 0, V - 1)): 1},
-        ),
-    ]
+    root_logits = IndexedBase("theta_root", real=True)
+    softmax_root = exp(root_logits[v]) / Sum(exp(root_logits[v]), (v, 0, V - 1))
+    return chain(
+        [
+            check_identity(
+                "normalisation, induction step over T: sum_v pi(v) Z^(v) = sum_v pi(v) once every "
+                "subtree sums to 1 (Z^(v) = 1: the induction hypothesis at cap T - 1, or a "
+                "finished response)",
+                Sum(first(v, vartheta) * z(v), (v, 0, V - 1)),
+                Sum(first(v, vartheta), (v, 0, V - 1)),
+                assume={z(v): 1},
+            ),
+            check_identity(
+                "... = 1: the root's softmax pi(v) = e^theta_v / sum_u e^theta_u sums to 1 for "
+                "every V (the base case T = 1 is this sum alone)",
+                Sum(first(v, vartheta), (v, 0, V - 1)),
+                1,
+                given={first(v, vartheta): softmax_root},
+            ),
+        ]
+    )
+
+
+def _statement(
+    policy: Callable[[Expr], Expr], value: Callable[[Expr], Expr], size: Expr
+) -> tuple[Expr, Expr]:
+    r"""The score-function identity for one (sub)tree: :math:`(\partial E[R], E[R\,\partial\log\pi])`.
+
+    ``policy(y)`` and ``value(y)`` are the probability and reward of response ``y`` of the
+    ``size`` responses.  The induction hypothesis is this statement at cap ``T - 1``; the
+    proof applies it to each subtree by calling it with the subtree's policy and reward.
+    """
+    return (
+        Derivative(Sum(policy(y) * value(y), (y, 0, size - 1)), vartheta),
+        Sum(policy(y) * value(y) * diff(log(policy(y)), vartheta), (y, 0, size - 1)),
+    )
 
 
 def _score_induction_steps(continuation_score: ContinuationScore) -> list[Step]:
     p, q = first(v, vartheta), sub(v, y, vartheta)
     r = reward(v, y)
     dlp, dlq = diff(log(p), vartheta), diff(log(q), vartheta)
+    e_sub, g_sub = sub_value(v, vartheta), sub_score(v, vartheta)
     inner_value = Sum(q * r, (y, 0, M[v] - 1))
     inner_score = Sum(q * r * dlq, (y, 0, M[v] - 1))
+    # the hypothesis (cap T - 1) for the subtree below v: its policy, its rewards, its size
+    inst_lhs, inst_rhs = _statement(lambda yy: sub(v, yy, vartheta), lambda yy: reward(v, yy), M[v])
+    instance = check_identity(
+        "subtree instance: the statement at cap T - 1 for the subtree below v (policy "
+        "pi_sub(v, .), rewards R(v, .), M[v] continuations) says d E^(v) = G^(v), with "
+        "E^(v) = sum_y pi_sub R and G^(v) = sum_y pi_sub R d log pi_sub",
+        Derivative(e_sub, vartheta) - g_sub,
+        inst_lhs - inst_rhs,
+        given={e_sub: inner_value, g_sub: inner_score},
+    )
+    hypothesis = sympy.solve(instance.lhs, Derivative(e_sub, vartheta))
+    if len(hypothesis) != 1:
+        raise ValueError(
+            f"the subtree instance {instance.lhs} = 0 does not give d E^(v): {hypothesis}"
+        )
+    finished_lhs, finished_rhs = _statement(
+        lambda yy: sympy.Integer(1), lambda yy: reward(v, yy), 1
+    )
+    base_lhs, base_rhs = _statement(lambda vv: first(vv, vartheta), lambda vv: reward(vv, 0), V)
+    split = check_identity(
+        "E_T[R d log pi] splits by the first token (linearity of the finite sums over "
+        "every V and every subtree size M[v])",
+        Sum(Sum(p * q * r * continuation_score(dlp, dlq), (y, 0, M[v] - 1)), (v, 0, V - 1)),
+        Sum(p * dlp * inner_value + p * inner_score, (v, 0, V - 1)),
+    )
+    named = check_identity(
+        "= sum_v pi(v) (d log pi(v) E^(v) + G^(v)), naming the subtree's expected reward "
+        "E^(v) and score term G^(v)",
+        split.rhs,
+        Sum(p * (dlp * e_sub + g_sub), (v, 0, V - 1)),
+        given={e_sub: inner_value, g_sub: inner_score},
+    )
+    induction = check_identity(
+        "induction step: = d sum_v pi(v) E^(v) = d E_T[R] (the product rule d(pi E) = "
+        "pi d log pi E + pi d E, and the subtree instance d E^(v) = G^(v))",
+        named.rhs,
+        Derivative(Sum(p * e_sub, (v, 0, V - 1)), vartheta),
+        doit=True,
+        assume={Derivative(e_sub, vartheta): hypothesis[0]},
+    )
     return [
         check_identity(
             "autoregressive factorisation: pi(v y) = pi(v) pi_sub(v, y), so "
@@ -135,39 +203,22 @@ def _score_induction_steps(continuation_score: ContinuationScore) -> list[Step]:
             continuation_score(dlp, dlq),
         ),
         check_identity(
-            "E_T[R d log pi] splits by the first token (linearity of the finite sums over "
-            "every V and every subtree size M[v])",
-            Sum(Sum(p * q * r * continuation_score(dlp, dlq), (y, 0, M[v] - 1)), (v, 0, V - 1)),
-            Sum(p * dlp * inner_value + p * inner_score, (v, 0, V - 1)),
-        ),
-        check_identity(
-            "a finished response (first token EOS, or the cap reached): one continuation of "
-            "probability 1, so E^(v) = R(v) and G^(v) = 0 = d E^(v): the hypothesis holds there",
-            diff(reward(v, 0), vartheta),
-            0,
-        ),
-        check_identity(
-            "induction step: d E_T[R] = sum_v (d pi(v) E^(v) + pi(v) d E^(v)), and with the "
-            "hypothesis d E^(v) = G^(v) (cap T - 1) this is sum_v pi(v) (d log pi(v) E^(v) + G^(v))",
-            Derivative(Sum(first(v, vartheta) * sub_value(v, vartheta), (v, 0, V - 1)), vartheta)
-            .doit()
-            .xreplace({Derivative(sub_value(v, vartheta), vartheta): sub_score(v, vartheta)}),
-            Sum(
-                first(v, vartheta)
-                * (
-                    diff(log(first(v, vartheta)), vartheta) * sub_value(v, vartheta)
-                    + sub_score(v, vartheta)
-                ),
-                (v, 0, V - 1),
-            ),
-        ),
-        check_identity(
-            "base case T = 1 (every response is one token): sum_v pi(v) R(v) d log pi(v) = "
-            "d sum_v pi(v) R(v), for every V",
-            Sum(p * reward(v, 0) * dlp, (v, 0, V - 1)),
-            Derivative(Sum(p * reward(v, 0), (v, 0, V - 1)), vartheta),
+            "a finished response (first token EOS, or the cap reached) is a subtree of one "
+            "continuation of probability 1: the statement holds there (R does not depend on "
+            "the parameters)",
+            finished_lhs,
+            finished_rhs,
             doit=True,
         ),
+        check_identity(
+            "base case T = 1 (every response is one token): the statement for the root's "
+            "softmax and rewards R(v), for every V",
+            base_lhs,
+            base_rhs,
+            doit=True,
+        ),
+        instance,
+        *chain([split, named, induction]),
     ]
 
 
@@ -184,8 +235,9 @@ def _softmax_token_score_steps() -> list[Step]:
         check_identity(
             "a position at another node (logits phi) does not depend on theta[node, m]: "
             "so d log pi(y) / d theta[n, m] sums delta - pi over the positions at node n only",
-            diff(log(sympy.exp(phi[i]) / other), theta[m]),
+            Derivative(log(sympy.exp(phi[i]) / other), theta[m]),
             0,
+            doit=True,
         ),
     ]
 
@@ -198,24 +250,30 @@ def _kl_steps(weight: KlWeight) -> list[Step]:
             "d KL = sum_y d pi(y) (log pi(y) - log ref(y)) + sum_y pi(y) d log pi(y) "
             "(a finite sum differentiated termwise, the product rule; ref does not depend on "
             "the parameters), over any finite set",
-            Sum(diff(p * (log(p) - log(ref[i])), vartheta), (i, 0, n - 1)),
+            Sum(Derivative(p * (log(p) - log(ref[i])), vartheta), (i, 0, n - 1)),
             Sum(
                 p * diff(log(p), vartheta) * weight(log(p), log(ref[i])) + diff(p, vartheta),
                 (i, 0, n - 1),
             ),
-        ),
-        check_identity(
-            "... and sum_y d pi(y) = d sum_y pi(y) (termwise differentiation of the finite sum)",
-            Sum(diff(p, vartheta), (i, 0, n - 1)),
-            Derivative(norm, vartheta),
             doit=True,
         ),
-        check_identity(
-            "the second term is d (sum_y pi(y)) = d 1 = 0 (normalisation, proved by induction "
-            "over T for the autoregressive policy)",
-            Derivative(norm, vartheta),
-            0,
-            assume={norm: 1},
+        *chain(
+            [
+                check_identity(
+                    "... and sum_y d pi(y) = d sum_y pi(y) (termwise differentiation of the "
+                    "finite sum)",
+                    Sum(diff(p, vartheta), (i, 0, n - 1)),
+                    Derivative(norm, vartheta),
+                    doit=True,
+                ),
+                check_identity(
+                    "the second term is d (sum_y pi(y)) = d 1 = 0 (normalisation, proved by "
+                    "induction over T for the autoregressive policy: steps 1-2)",
+                    Derivative(norm, vartheta),
+                    0,
+                    assume={norm: 1},
+                ),
+            ]
         ),
     ]
 

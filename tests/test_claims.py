@@ -19,7 +19,7 @@ from properties import claims as C
 from properties.claims import _runner as C_RUNNER
 from properties.claims import indicator, rl
 from properties.claims import search as search_family
-from properties.claims._common import _exact_mismatch
+from properties.claims._common import StatOutcome, _exact_mismatch
 from properties.claims._violations import Violation, search
 from properties.cli import main
 from properties.strategies import PolicyProblem, policy_problems
@@ -101,19 +101,17 @@ def test_dropping_the_k_minus_1_over_k_factor_is_caught() -> None:
 
 
 def test_self_inclusive_baseline_is_caught_by_the_baseline_property() -> None:
-    def self_inclusive_as_if_invariant(pb: PolicyProblem) -> Violation | None:
-        return _exact_mismatch(
-            group_mean_baseline, pb, policy_gradient(pb.logits, pb.scores), "baseline"
-        )
+    """The registered baseline property, its leave-one-out mean swapped for the self-inclusive
+    group mean, finds the bias in a Hypothesis search (not only on its planted case)."""
+    from properties.claims import estimators
+    from properties.claims._planted import rebound
 
-    out = search(
-        "planted",
-        policy_problems(min_k=2, max_k=4),
-        self_inclusive_as_if_invariant,
-        max_examples=100,
-        seed=3,
-    )
-    assert out.found
+    prop = next(c for c in C.CLAIM_CHECKS if c.id == "baseline-invariant").properties[0]
+    assert prop.check is estimators._check_baselines
+    with rebound(prop.check.__module__, {"rloo": group_mean_baseline}):
+        out = search("planted", prop.strategy, prop.check, max_examples=100, seed=3)
+    assert out.found and out.violation is not None
+    assert out.violation.message.startswith("leave-one-out mean")
 
 
 def test_missing_minus_p_term_is_caught() -> None:
@@ -202,3 +200,164 @@ def test_claims_bad_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("ida-verify")
+
+
+# --- issue 15: a finite check is not a proof; the documented counterexamples agree -------------
+
+
+def _bounded_only_limited_search(**_: object) -> object:
+    """A cut-down copy of the limited-search proof: only its bounded cross-check is left."""
+    import dataclasses
+
+    from spec.proofs import prove_limited_search_imitation
+
+    full = prove_limited_search_imitation()
+    return dataclasses.replace(full, steps=tuple(s for s in full.steps if s.role == "cross-check"))
+
+
+def test_a_bounded_only_proof_is_not_proved_in_the_ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dataclasses
+    import types
+
+    import spec
+    from properties.claims.ledger import render_table
+
+    claim = spec.get_claim("limited-search-imitation")
+    registry = dict(spec.CLAIMS)
+    registry[claim.id] = dataclasses.replace(claim, prover=_bounded_only_limited_search)
+    monkeypatch.setattr(spec.claims._registry, "CLAIMS", types.MappingProxyType(registry))
+    result = C.run_claim(claim.id, C.RunConfig(max_examples=2))
+    assert result.verdict == "failed" and not result.as_expected
+    proof = result.evidence["proof"]
+    assert proof["ok"] is True and proof["proved"] is False and proof["scope"] == "bounded"
+    line = render_table([result], seconds=0.0)
+    assert "general n" not in line
+    assert "sympy checked only for n <= 4, k <= 3 (1 steps, bounded: NOT a proof)" in line
+
+
+@pytest.mark.parametrize(
+    "claim_id",
+    ["indicator-reward-stochastic-demonstrator", "rl-equals-imitation-under-limited-search"],
+)
+def test_the_documented_counterexample_is_the_one_the_ledger_finds(claim_id: str) -> None:
+    """`prove` (the registry's documented counterexample) and `claims` (Hypothesis, shrunk)
+    show the same case, as the README does."""
+    import spec
+
+    documented = spec.get_claim(claim_id).refute()
+    assert documented.refutes
+    found = C.run_claim(claim_id, _config()).evidence["exact_confirmation"]["report"]
+    assert found == documented.report()
+
+
+# --- issue 15: every registered property catches a planted violation, through its own code ----
+
+
+_PROPERTIES = [
+    (c.id, p) for c in C.CLAIM_CHECKS for p in (*c.properties, *c.statistical)
+]
+
+
+def test_every_registered_property_has_a_planted_violation() -> None:
+    assert len(_PROPERTIES) == 22
+    missing = [(cid, p.name) for cid, p in _PROPERTIES if p.planted is None]
+    assert not missing
+
+
+@pytest.mark.parametrize("claim_id", C.CLAIM_IDS)
+def test_every_planted_violation_is_caught_by_the_registered_check(claim_id: str) -> None:
+    """The very rows the ledger computes: each property's registered check (or run) is called
+    on its planted violation and must report it, and passes the unperturbed case."""
+    from properties.claims._planted import planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == claim_id)
+    rows = planted_rows(spec, seed=0)
+    expected = len(spec.properties) + len(spec.statistical) + (spec.counterexample is not None)
+    assert len(rows) == expected
+    assert all(r["caught"] and r["problem"] is None for r in rows), rows
+
+
+def test_a_property_that_returns_none_is_an_error_in_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The copy of issue 15: `_check_self_inclusive` returning None made the claim "proved"."""
+    from properties.claims import estimators
+
+    monkeypatch.setattr(estimators._check_self_inclusive, "__code__", (lambda pb: None).__code__)
+    result = C.run_claim("self-inclusive-baseline-scales", C.RunConfig(max_examples=3))
+    assert result.verdict == "error" and not result.as_expected
+    assert result.counterexample is not None
+    assert result.counterexample["vacuous property"].startswith("group mean including x_j")
+    assert "missed its planted violation" in result.counterexample["problem"]
+    assert main(["claims", "--max-examples", "3", "self-inclusive-baseline-scales"]) == 1
+    out = capsys.readouterr().out
+    assert "error" in out and "0/1 planted violations caught (VACUOUS: group mean" in out
+
+
+def test_a_statistical_property_that_never_rejects_is_vacuous(monkeypatch: pytest.MonkeyPatch) -> None:
+    from properties.claims._planted import planted_rows
+
+    never = lambda seed: StatOutcome(3, 0, 1e-3, "none", "never rejects")  # noqa: E731
+    monkeypatch.setattr(search_family._sampled_limited_search, "__code__", never.__code__)
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "limited-search-imitation")
+    rows = planted_rows(spec, seed=0)
+    assert [r["caught"] for r in rows] == [True, False]
+
+
+def test_a_property_without_a_planted_violation_is_an_error() -> None:
+    import dataclasses
+
+    from properties.claims._planted import NO_PLANTED, planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "reinforce-raises-above-average")
+    bare = dataclasses.replace(spec.properties[0], planted=None)
+    rows = planted_rows(dataclasses.replace(spec, properties=(bare,)), seed=0)
+    assert rows[0]["problem"] == NO_PLANTED and not rows[0]["caught"]
+
+
+def test_a_counterexample_search_that_accepts_everything_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The search and the exact confirmation must both pass over a case where the claim holds."""
+    from properties.claims._planted import planted_rows
+
+    spec = next(c for c in C.CLAIM_CHECKS if c.id == "indicator-reward-stochastic-demonstrator")
+    assert spec.counterexample is not None
+    always = lambda q: Violation("anything goes")  # noqa: E731
+    monkeypatch.setattr(spec.counterexample.check, "__code__", always.__code__)
+    assert planted_rows(spec, seed=0)[-1]["caught"] is False
+
+
+# --- issue 15: the sequence proofs run in the ledger ---------------------------------------------
+
+
+def test_the_ledger_names_every_sequence_proof() -> None:
+    from spec.sequence import SEQUENCE_PROOFS
+
+    assert list(C.SEQUENCE_PROOF_IDS) == list(SEQUENCE_PROOFS)
+
+
+def test_the_ledger_runs_the_sequence_proofs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["claims", "--json", "sequence-kl-gradient"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["claims"] == []
+    [row] = data["sequence_proofs"]
+    assert row["id"] == "sequence-kl-gradient" and row["verdict"] == "proved"
+    assert row["proof"]["proved"] is True and row["proof"]["scope"] == "general"
+
+
+def test_a_failing_sequence_proof_fails_the_ledger(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import types
+
+    import spec.sequence
+
+    wrong = dict(spec.sequence.SEQUENCE_PROOFS)
+    wrong["sequence-kl-gradient"] = lambda: spec.sequence.prove_sequence_kl_gradient(
+        weight=lambda lp, lr: lp
+    )
+    monkeypatch.setattr(spec.sequence, "SEQUENCE_PROOFS", types.MappingProxyType(wrong))
+    assert main(["claims", "sequence-kl-gradient"]) == 1
+    out = capsys.readouterr().out
+    assert "sequence-kl-gradient" in out and "failed" in out and "0/1 sequence proofs proved" in out

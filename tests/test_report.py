@@ -567,3 +567,21 @@ def test_the_check_report_in_chromium_loads_its_figure(tmp_path: Path) -> None:
     assert attrs["data-images-total"] == "1" and attrs["data-images-loaded"] == "1"
     assert attrs["data-verdicts-visible"] == "yes"
     assert _colour_pixels(shot, BADGE["biased"]) > 300
+
+
+def test_evidence_of_a_bounded_only_proof_and_a_vacuous_property_is_not_a_pass() -> None:
+    """Issue 15: a finite check reads as such, and a missed planted violation is shown."""
+    from properties.report.html import evidence_summary
+
+    summary, details = evidence_summary(
+        {
+            "proof": {"ok": True, "scope": "bounded", "bounds": ["n <= 4, k <= 3"], "steps": 1},
+            "planted": [
+                {"property": "p", "caught": False, "problem": "missed its planted violation"},
+                {"property": "q", "caught": True, "problem": None},
+            ],
+        }
+    )
+    assert "checked only for n <= 4, k <= 3" in summary and "checks" not in summary
+    assert "1/2 planted violations caught (VACUOUS)" in summary
+    assert details == ["vacuous: p: missed its planted violation"]

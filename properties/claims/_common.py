@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
@@ -25,7 +25,9 @@ from impl.types import Estimator, FloatArray
 from properties.claims._violations import Violation, readable
 from properties.strategies import PolicyProblem, logits, policy_problems, score_tables
 
-Verdict = Literal["proved", "holds", "refuted", "failed"]
+Verdict = Literal["proved", "holds", "refuted", "failed", "error"]
+"""``failed``: the checks disagree with the expected verdict; ``error``: a check is vacuous
+(it missed its planted violation, or ran no test), so its silence proves nothing."""
 
 
 EXACT_RTOL = 1e-11
@@ -49,14 +51,37 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class Planted:
+    """A planted violation that a property must catch, run through the property's own code.
+
+    The property's registered ``check`` (``run`` for a :class:`StatProperty`) is called on
+    ``case`` (a seed for a statistical property) with the module-level names in ``replace``
+    rebound, for that call only, in the module that defines the check: a perturbed claimed
+    value (the reference the check compares with) or a wrong candidate (the implementation
+    it exercises).  ``wrong_case``, if given, is a wrong candidate passed as data instead
+    of ``case``.  The planted call must report a violation (a statistical property: a
+    rejection); the same call on ``case`` without the replacement must not.  A property
+    that misses its planted violation checks nothing there, and the ledger calls its claim
+    ``error``, never a pass.
+    """
+
+    label: str
+    replace: Mapping[str, Any]
+    case: Any = None
+    wrong_case: Any = None
+
+
+@dataclass(frozen=True)
 class Property:
-    """A named search for a violation over generated cases."""
+    """A named search for a violation over generated cases, with the violation it must catch."""
 
     name: str
     strategy: st.SearchStrategy[Any]
     check: Callable[[Any], Violation | None]
     examples_factor: float = 1.0
     """Scales ``max_examples`` for this property (trajectory checks are slower)."""
+    planted: Planted | None = None
+    """The planted violation the ledger runs through ``check`` first (``None``: an error)."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +90,8 @@ class StatProperty:
 
     name: str
     run: Callable[[int], StatOutcome]
+    planted: Planted | None = None
+    """The planted violation (``case`` unused: the run's seed) it must reject."""
 
 
 @dataclass(frozen=True)
@@ -116,8 +143,11 @@ class ClaimSpec:
     ``properties`` are Hypothesis searches for a violation and ``statistical`` calibrated
     sampling checks; a "refuted" claim has a ``counterexample`` search instead, and
     ``confirm(case)`` confirms the case it finds exactly (in rationals, with :mod:`spec`),
-    returning whether it refutes the claim and the evidence.  ``implementation`` lists the
-    :mod:`impl` functions the properties exercise (``CLAIMS.md`` names them).
+    returning whether it refutes the claim and the evidence; ``not_a_counterexample`` is a
+    case for which the claim holds, which the search must pass over and ``confirm`` must
+    not confirm (else the search or the confirmation is vacuous: an ``error``).
+    ``implementation`` lists the :mod:`impl` functions the properties exercise
+    (``CLAIMS.md`` names them).
     """
 
     id: str
@@ -127,6 +157,7 @@ class ClaimSpec:
     counterexample: Property | None = None
     confirm: Callable[[Any], tuple[bool, dict[str, Any]]] | None = None
     implementation: tuple[Callable[..., Any], ...] = ()
+    not_a_counterexample: Any = None
 
     def __post_init__(self) -> None:
         if (self.counterexample is None) != (self.confirm is None):
@@ -217,6 +248,7 @@ __all__ = [
     "MONOTONE_SLACK",
     "ClaimResult",
     "ClaimSpec",
+    "Planted",
     "Property",
     "RunConfig",
     "StatOutcome",

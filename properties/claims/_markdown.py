@@ -79,6 +79,13 @@ _VERDICTS = """\
   ledger with its counterexample: knowing where the equivalence breaks is the point.
 * **failed** (never expected): the checks disagree with the expected verdict;
   `ida-verify claims` then exits with status 1.
+* **error** (never expected): a check is vacuous.  Every property carries a planted
+  violation (a perturbed claimed value or a wrong candidate) that the ledger runs through
+  the property's own code first; a property that misses it, has none, or runs no test,
+  and a counterexample search or exact confirmation that accepts a case where the claim
+  holds, make the claim's verdict `error` (exit status 1), never a pass.  A "proved"
+  claim also needs a derivation for every size: a proof whose steps are all bounded is a
+  finite check ("checked only for n <= N"), and the claim is then **failed**.
 """
 
 

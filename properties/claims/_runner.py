@@ -7,12 +7,18 @@ statements and proofs of a family ``F`` are in ``spec/claims/F.py``.
 
 Verdicts (never hard-coded; each comes from what the checks found):
 
-* expected ``proved``: ``proved`` iff the SymPy derivation in :mod:`spec` checks
-  **and** no numeric property finds a violation; otherwise ``failed``.
+* expected ``proved``: ``proved`` iff the SymPy derivation in :mod:`spec` checks, holds
+  for every size (scope ``general``: a proof whose steps are bounded only is a finite
+  check, "checked only for n <= N") **and** no numeric property finds a violation;
+  otherwise ``failed``.
 * expected ``holds``: ``holds`` iff no property finds a violation; otherwise ``failed``.
 * expected ``refuted``: ``refuted`` iff Hypothesis finds a counterexample to the
   claimed equivalence, shrinks it, and :mod:`spec` confirms it exactly in
   rationals; otherwise ``holds`` (which differs from the expectation).
+* whatever the expectation: ``error`` if a property missed its planted violation (or has
+  none, or a statistical property ran no test), or a counterexample search or its
+  confirmation accepts a case where the claim holds (:mod:`properties.claims._planted`):
+  a check that checks nothing is not a pass.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import Any
 from properties.claims import amplification, estimators, imitation, indicator, rl
 from properties.claims import search as search_family
 from properties.claims._common import ClaimResult, ClaimSpec, RunConfig, Verdict
+from properties.claims._planted import planted_rows
 from properties.claims._violations import SearchOutcome, search
 
 FAMILIES: tuple[ModuleType, ...] = (estimators, rl, imitation, indicator, search_family, amplification)
@@ -47,9 +54,17 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
 
     claim = spec.get_claim(claim_id)
     proof = claim.prove()
-    info = {
+    info = _proof_row(proof)
+    # a bounded-only proof is a finite check, not a proof: the claim is not "proved"
+    return bool(proof.proved), info, claim
+
+
+def _proof_row(proof: Any) -> dict[str, Any]:
+    """The ledger's evidence of one SymPy proof: ok, proved (general), scope, steps, time."""
+    info: dict[str, Any] = {
         "kind": "sympy derivation",
         "ok": proof.ok,
+        "proved": proof.proved,
         "scope": proof.scope,
         "bounds": list(proof.bounds),
         "steps": len(proof.steps),
@@ -57,7 +72,29 @@ def _spec_proof(claim_id: str) -> tuple[bool, dict[str, Any], Any]:
     }
     if not proof.ok:
         info["failed_steps"] = [s.description for s in proof.failed]
-    return bool(proof.ok), info, claim
+    elif not proof.proved:
+        info["not_proved"] = "checked only for " + "; ".join(proof.bounds) + ": no general derivation"
+    return info
+
+
+SEQUENCE_PROOF_IDS: tuple[str, ...] = ("sequence-score-function", "sequence-kl-gradient")
+"""The sequence-level proofs behind the sequence checker (:data:`spec.sequence.SEQUENCE_PROOFS`,
+named here so that the ledger's start-up does not import SymPy; a test holds the two equal)."""
+
+
+def run_sequence_proofs(ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """Prove the sequence-level identities (:mod:`spec.sequence`); one ledger row each.
+
+    A row's ``verdict`` is ``"proved"`` only for a proof that checks for every size.
+    """
+    from spec.sequence import SEQUENCE_PROOFS
+
+    rows = []
+    for proof_id in ids if ids is not None else SEQUENCE_PROOF_IDS:
+        info = _proof_row(SEQUENCE_PROOFS[proof_id]())
+        verdict = "proved" if info["proved"] else "failed"
+        rows.append({"id": proof_id, "verdict": verdict, "expected": "proved", "proof": info})
+    return rows
 
 
 def _statement(claim_id: str) -> str:
@@ -137,6 +174,16 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
     if stat_rows:
         evidence["statistical"] = stat_rows
 
+    # every property must catch its planted violation, or its silence proves nothing
+    planted = planted_rows(spec_claim, config.seed)
+    planted += [
+        {"property": row["name"], "planted": None, "caught": False, "problem": "ran no test"}
+        for row in stat_rows
+        if row["tests"] == 0
+    ]
+    evidence["planted"] = planted
+    vacuous = [row for row in planted if row["problem"] is not None]
+
     verdict: Verdict
     if spec_claim.counterexample is not None:
         prop = spec_claim.counterexample
@@ -162,6 +209,13 @@ def run_claim(claim_id: str, config: RunConfig | None = None) -> ClaimResult:
             verdict = "failed" if failed else "holds"
     else:
         verdict = "failed" if failed else spec_claim.expected
+    if vacuous:
+        verdict = "error"
+        counterexample = {
+            "vacuous property": vacuous[0]["property"],
+            "problem": vacuous[0]["problem"],
+            **({} if counterexample is None else {"also found": counterexample}),
+        }
     evidence["seconds"] = round(time.perf_counter() - start, 3)
     return ClaimResult(
         claim_id, _statement(claim_id), spec_claim.expected, verdict, evidence, counterexample
@@ -188,9 +242,11 @@ def run_claims(
 __all__ = [
     "CLAIM_CHECKS",
     "CLAIM_IDS",
+    "SEQUENCE_PROOF_IDS",
     "ClaimResult",
     "ClaimSpec",
     "RunConfig",
     "run_claim",
     "run_claims",
+    "run_sequence_proofs",
 ]

@@ -12,10 +12,18 @@ from typing import Any
 
 import numpy as np
 
+import impl as _impl
 from impl import Problem, amplification_trajectory, sampled_amplification_trajectory
 from impl.types import FloatArray
 from properties import stats
-from properties.claims._common import FAMILY_ALPHA, ClaimSpec, Property, StatOutcome, StatProperty
+from properties.claims._common import (
+    FAMILY_ALPHA,
+    ClaimSpec,
+    Planted,
+    Property,
+    StatOutcome,
+    StatProperty,
+)
 from properties.claims._violations import Violation
 from properties.strategies import search_problems
 
@@ -110,6 +118,20 @@ def _sampled_amplification(seed: int) -> StatOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+def _amplify_k_plus_1(p0: FloatArray, s: FloatArray, k: int, **kwargs: Any) -> Any:
+    """Best-of-(k+1) amplification where best-of-k was asked for."""
+    return _impl.amplification_trajectory(p0, s, k + 1, **kwargs)
+
+
+def _sampled_k_plus_1(p0: FloatArray, s: FloatArray, k: int, **kwargs: Any) -> Any:
+    """Sampled best-of-(k+1) amplification where best-of-k was asked for."""
+    return _impl.sampled_amplification_trajectory(p0, s, k + 1, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -122,12 +144,21 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "p_{t+1} = B_k(p_t): a_t follows 1-(1-a)^k, strictly increasing to 1",
                 search_problems(),
                 _check_amplification,
+                planted=Planted(
+                    "best-of-(k+1) amplification",
+                    {"amplification_trajectory": _amplify_k_plus_1},
+                    (np.array([0.0, 1.0]), np.array([0.5, 0.5]), 2),
+                ),
             ),
         ),
         (
             StatProperty(
                 "sampled amplification follows the recursion (binomial test per step)",
                 _sampled_amplification,
+                Planted(
+                    "sampled best-of-(k+1) amplification",
+                    {"sampled_amplification_trajectory": _sampled_k_plus_1},
+                ),
             ),
         ),
         implementation=(amplification_trajectory, sampled_amplification_trajectory),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+import impl as _impl
 from impl import (
     NoisyOverseer,
     Problem,
@@ -35,6 +36,7 @@ from properties.claims._common import (
     EXACT_RTOL,
     FAMILY_ALPHA,
     ClaimSpec,
+    Planted,
     Property,
     StatOutcome,
     StatProperty,
@@ -274,6 +276,46 @@ def _sampled_noisy_reinforce(seed: int, estimator: Estimator = reinforce) -> Sta
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+_PLANTED_PROBLEM = PolicyProblem(logits=np.array([0.0, 1.0]), scores=np.array([0.0, 2.0]), k=2)
+"""Two answers, unequal logits and scores, groups of two: every claim of the family is
+non-trivial here (grad J != 0, no coordinate at J)."""
+
+
+def _scaled_reinforce(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    """REINFORCE with rewards scaled by 1 + 1e-9: biased by one part in a billion."""
+    return _impl.reinforce(logits, samples, rewards * (1 + 1e-9))
+
+
+def _negated_reinforce(logits: Logits, samples: Samples, rewards: Rewards) -> Gradient:
+    """Gradient descent: REINFORCE with the sign of the update flipped."""
+    return -_impl.reinforce(logits, samples, rewards)
+
+
+def _group_mean_for_any_constant(_: float) -> Estimator:
+    """The self-inclusive group mean where a constant baseline was asked for."""
+    return _impl.group_mean_baseline
+
+
+def _shifted_gradient(logits: Logits, scores: FloatArray) -> Gradient:
+    """A claimed value grad J + 0.1 (twice the bias the z-tests are powered against)."""
+    return _impl.policy_gradient(logits, scores) + 2 * NOISY_EFFECT
+
+
+class _ScoreWithoutNormalisation(_Param):
+    """The squared parameterisation with its score missing the normalisation term."""
+
+    def score(self) -> FloatArray:
+        out: FloatArray = 2.0 * np.diag(1.0 / self.weights)
+        return out
+
+
+_SQUARED = _Param("squared", np.array([1.0, 2.0]), np.eye(2), np.array([0.0, 1.0]))
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -286,18 +328,37 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "E[REINFORCE] = grad J, softmax, exact over all n^k groups",
                 _estimator_problems,
                 _check_reinforce,
+                planted=Planted(
+                    "REINFORCE with rewards scaled by 1 + 1e-9",
+                    {"reinforce": _scaled_reinforce},
+                    _PLANTED_PROBLEM,
+                ),
             ),
             Property(
                 "sum_x p s grad log p = grad J for linear-softmax and squared parameterisations "
                 "(complex-step gradients)",
                 _parameterisations(),
                 _check_any_parameterisation,
+                planted=Planted(
+                    "a squared-parameterisation score without its normalisation term",
+                    {},
+                    _SQUARED,
+                    wrong_case=_ScoreWithoutNormalisation(*vars(_SQUARED).values()),
+                ),
             ),
         ),
         (
             StatProperty(
                 "noisy overseer: the mean of sampled REINFORCE estimates matches grad J (z-test)",
                 _sampled_noisy_reinforce,
+                planted=Planted(
+                    "claimed value grad J + 0.1 (first problem)",
+                    {
+                        "policy_gradient": _shifted_gradient,
+                        "NOISY_PROBLEMS": NOISY_PROBLEMS[:1],
+                        "NOISY_GROUPS": NOISY_GROUPS // 10,
+                    },
+                ),
             ),
         ),
         implementation=(reinforce, policy_gradient, exact_expectation, NoisyOverseer),
@@ -310,11 +371,21 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "constant, leave-one-out, max-of-others and median-of-others baselines: E[g] = grad J",
                 _group_problems,
                 _check_baselines,
+                planted=Planted(
+                    "the self-inclusive group mean in place of leave-one-out",
+                    {"rloo": _impl.group_mean_baseline},
+                    _PLANTED_PROBLEM,
+                ),
             ),
             Property(
                 "constant baseline with k = 1",
                 policy_problems(max_n=5, max_k=1),
                 _check_constant_baseline_k1,
+                planted=Planted(
+                    "a baseline equal to the sample's own reward (the group mean at k = 1)",
+                    {"constant_baseline": _group_mean_for_any_constant},
+                    PolicyProblem(_PLANTED_PROBLEM.logits, _PLANTED_PROBLEM.scores, 1),
+                ),
             ),
         ),
         implementation=(constant_baseline, rloo, group_gradient, exact_expectation),
@@ -327,6 +398,11 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "group mean including x_j: E[g] = (k-1)/k grad J",
                 _estimator_problems,
                 _check_self_inclusive,
+                planted=Planted(
+                    "leave-one-out (unscaled) where the claim says (k-1)/k grad J",
+                    {"group_mean_baseline": _impl.rloo},
+                    _PLANTED_PROBLEM,
+                ),
             ),
         ),
         implementation=(group_mean_baseline, exact_expectation),
@@ -339,6 +415,11 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "sign of the expected logit update = sign(s_i - J)",
                 _moderate_problems(),
                 _check_raises_above_average,
+                planted=Planted(
+                    "the update with its sign flipped (descent)",
+                    {"reinforce": _negated_reinforce},
+                    _PLANTED_PROBLEM,
+                ),
             ),
         ),
         implementation=(reinforce, softmax, exact_expectation),

@@ -9,14 +9,18 @@ overseer against the exact trajectory.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from hypothesis import strategies as st
 
+import impl as _impl
 from impl import imitation_trajectory, sampled_imitation_trajectory, softmax, unbounded_search
 from impl.types import FloatArray
 from properties.claims._common import (
     EXACT_RTOL,
     ClaimSpec,
+    Planted,
     Property,
     _case_seed,
     _max_abs,
@@ -103,6 +107,31 @@ def _check_sampled_imitation_of_xstar(case: tuple[FloatArray, FloatArray]) -> Vi
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+def _twice_softmax(theta: FloatArray) -> FloatArray:
+    """2 softmax(theta): not a distribution."""
+    out: FloatArray = 2.0 * _impl.softmax(theta)
+    return out
+
+
+def _imitate_reversed(theta: FloatArray, target: FloatArray, *, step_size: float, steps: int) -> Any:
+    """Imitation of the demonstrator with its answers reversed."""
+    return _impl.imitation_trajectory(theta, target[::-1], step_size=step_size, steps=steps)
+
+
+def _half_step_sampled(theta: FloatArray, demonstrator: FloatArray, **kwargs: Any) -> Any:
+    """Sampled imitation with half the step size of the exact trajectory."""
+    kwargs["step_size"] = 0.5 * kwargs["step_size"]
+    return _impl.sampled_imitation_trajectory(theta, demonstrator, **kwargs)
+
+
+_Q = np.array([0.25, 0.75])
+_X_STAR_CASE = (np.zeros(2), np.array([0.0, 1.0]))
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -115,12 +144,22 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "Gibbs: KL(q||p) >= 2 TV(q,p)^2 (Pinsker), zero only at p = q",
                 _q_and_theta(),
                 _check_gibbs,
+                planted=Planted(
+                    "p = 2 softmax(theta), not a distribution",
+                    {"softmax": _twice_softmax},
+                    (_Q, np.log(_Q)),
+                ),
             ),
             Property(
                 "imitation ascent converges to q",
                 _q_and_theta(full_support=True),
                 _check_imitation_to_q,
                 0.5,
+                planted=Planted(
+                    "imitation of the reversed demonstrator",
+                    {"imitation_trajectory": _imitate_reversed},
+                    (_Q, np.zeros(2)),
+                ),
             ),
         ),
         implementation=(imitation_trajectory, softmax),
@@ -134,6 +173,11 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 _trajectory_cases(min_distinct=1),
                 _check_imitation_to_xstar,
                 0.5,
+                planted=Planted(
+                    "imitation of the reversed demonstrator (away from X*)",
+                    {"imitation_trajectory": _imitate_reversed},
+                    _X_STAR_CASE,
+                ),
             ),
             Property(
                 "sampled imitation of the unbounded-search overseer equals the exact trajectory "
@@ -141,6 +185,11 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 _trajectory_cases(min_distinct=1),
                 _check_sampled_imitation_of_xstar,
                 0.5,
+                planted=Planted(
+                    "sampled imitation with half the step size",
+                    {"sampled_imitation_trajectory": _half_step_sampled},
+                    _X_STAR_CASE,
+                ),
             ),
         ),
         implementation=(imitation_trajectory, sampled_imitation_trajectory, unbounded_search),

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from hypothesis import strategies as st
 
+import impl as _impl
 from impl import (
     exact_expectation,
     indicator_reward,
@@ -26,6 +27,7 @@ from impl.types import FloatArray
 from properties.claims._common import (
     EXACT_RTOL,
     ClaimSpec,
+    Planted,
     Property,
     _estimator_problems,
     _exact_mismatch,
@@ -123,6 +125,15 @@ def _confirm_indicator(case: Any) -> tuple[bool, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+def _score_reward(_: int) -> Any:
+    """Plain REINFORCE on the score where the reward 1[x = X*] was asked for."""
+    return _impl.reinforce
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -135,6 +146,11 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "E[1[x=X*] grad log p] = p(X*) (e_X* - p) = grad p(X*)",
                 _estimator_problems,
                 _check_indicator_is_imitation,
+                planted=Planted(
+                    "the reward s(x) in place of 1[x = X*]",
+                    {"indicator_reward": _score_reward},
+                    PolicyProblem(np.array([0.0, 1.0]), np.array([0.0, 2.0]), 2),
+                ),
             ),
         ),
         implementation=(indicator_reward, unbounded_search, exact_expectation),
@@ -148,6 +164,7 @@ CHECKS: tuple[ClaimSpec, ...] = (
             _counterexample_indicator_stochastic,
         ),
         confirm=_confirm_indicator,
+        not_a_counterexample=np.array([0.5, 0.5]),
         implementation=(indicator_reward, rl_trajectory, exact_expectation),
     ),
 )

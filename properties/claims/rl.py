@@ -9,12 +9,14 @@ well-conditioned problems), and sampled RLOO ascent with a binomial test.
 
 from __future__ import annotations
 
+import fractions
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 from hypothesis import strategies as st
 
+import impl as _impl
 from impl import Problem, rl_trajectory, sampled_rl_trajectory, smooth_step_size, softmax
 from impl.types import FloatArray
 from properties import stats
@@ -23,6 +25,7 @@ from properties.claims._common import (
     FAMILY_ALPHA,
     MONOTONE_SLACK,
     ClaimSpec,
+    Planted,
     Property,
     StatOutcome,
     StatProperty,
@@ -237,6 +240,39 @@ def _sampled_rl(seed: int) -> StatOutcome:
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+def _off_simplex(weight: int, total: int) -> Fraction:
+    """Weights divided by their sum minus one: an r that is not on the simplex."""
+    return fractions.Fraction(weight, total - 1)
+
+
+def _uniform_policy(theta: FloatArray) -> FloatArray:
+    """A policy that ignores its logits."""
+    out: FloatArray = np.full(theta.size, 1.0 / theta.size)
+    return out
+
+
+def _descent(theta: FloatArray, s: FloatArray, *, step_size: float, steps: int) -> Any:
+    """Exact ascent on -s: RL run the wrong way."""
+    return _impl.rl_trajectory(theta, -s, step_size=step_size, steps=steps)
+
+
+def _negative_step(s: FloatArray) -> float:
+    """The smooth step size with its sign flipped (descent)."""
+    return -_impl.smooth_step_size(s)
+
+
+def _sampled_descent(theta: FloatArray, s: FloatArray, **kwargs: Any) -> Any:
+    """Sampled RLOO ascent on -s."""
+    return _impl.sampled_rl_trajectory(theta, -s, **kwargs)
+
+
+_PLANTED_TRAJECTORY = (np.zeros(3), np.array([0.0, 0.5, 1.0]))
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -249,11 +285,21 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "over the simplex r.s <= max s, with equality iff supp r within A* (exact rationals)",
                 _rational_simplex_cases(),
                 _check_simplex_optimum,
+                planted=Planted(
+                    "r = weights / (sum - 1), off the simplex",
+                    {"Fraction": _off_simplex},
+                    ([0, 1], [1, 1]),
+                ),
             ),
             Property(
                 "finite theta: J < max s unless all scores are equal; sup is max s",
                 _moderate_problems(),
                 _check_finite_theta,
+                planted=Planted(
+                    "a policy that ignores its logits (uniform)",
+                    {"softmax": _uniform_policy},
+                    PolicyProblem(np.zeros(2), np.array([0.0, 1.0]), 1),
+                ),
             ),
         ),
         implementation=(softmax,),
@@ -268,6 +314,7 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 _trajectory_cases(),
                 _check_rl_converges,
                 0.5,
+                planted=Planted("ascent on -s (descent)", {"rl_trajectory": _descent}, _PLANTED_TRAJECTORY),
             ),
             Property(
                 f"exact ascent reaches p_t(A*) >= {RL_TARGET_MASS} (top gap >= "
@@ -275,9 +322,27 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 _trajectory_cases().filter(_well_conditioned),
                 _check_rl_reaches_a_star,
                 0.5,
+                planted=Planted(
+                    "step -eta (descent), within 2,000 steps",
+                    {"smooth_step_size": _negative_step, "RL_MAX_STEPS": 2000},
+                    _PLANTED_TRAJECTORY,
+                ),
             ),
         ),
-        (StatProperty("sampled RLOO ascent converges to A* (binomial test)", _sampled_rl),),
+        (
+            StatProperty(
+                "sampled RLOO ascent converges to A* (binomial test)",
+                _sampled_rl,
+                Planted(
+                    "sampled ascent on -s (first problem, 10 runs)",
+                    {
+                        "sampled_rl_trajectory": _sampled_descent,
+                        "SAMPLED_RL_PROBLEMS": SAMPLED_RL_PROBLEMS[:1],
+                        "SAMPLED_RL_RUNS": 10,
+                    },
+                ),
+            ),
+        ),
         implementation=(rl_trajectory, smooth_step_size, sampled_rl_trajectory),
     ),
 )

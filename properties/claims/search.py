@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+import impl as _impl
 from impl import (
     Problem,
     best_of_k_distribution,
@@ -29,6 +30,7 @@ from properties.claims._common import (
     FAMILY_ALPHA,
     MONOTONE_SLACK,
     ClaimSpec,
+    Planted,
     Property,
     StatOutcome,
     StatProperty,
@@ -231,6 +233,28 @@ def _confirm_limited_search(case: Any) -> tuple[bool, dict[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------
+# planted violations: each property must catch its own, through its registered check
+
+
+def _one_more_candidate(s: FloatArray, q: FloatArray, k: int) -> FloatArray:
+    """B_{k+1}(q) where B_k(q) was asked for."""
+    return _impl.best_of_k_distribution(s, q, k + 1)
+
+
+def _no_search(s: FloatArray, q: FloatArray, k: int) -> FloatArray:
+    """The proposal itself: a 'search' that ignores the scores."""
+    return np.asarray(q, dtype=np.float64)
+
+
+def _sample_one_more(s: FloatArray, q: FloatArray, k: int, size: int, rng: np.random.Generator) -> Any:
+    """Samples of best-of-(k+1) search where best-of-k was asked for."""
+    return _impl.best_of_k_sample(s, q, k + 1, size, rng)
+
+
+_SEARCH_CASE = (np.array([0.0, 1.0]), np.array([0.5, 0.5]), 2)
+
+
+# ---------------------------------------------------------------------------------------------
 # the claims of the family
 
 
@@ -243,12 +267,18 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "B_k(q) closed form = exact enumeration; B_k(A*) = 1-(1-q(A*))^k < 1; imitation -> B_k(q)",
                 search_problems(),
                 _check_limited_search,
+                planted=Planted(
+                    "B_{k+1}(q) in place of B_k(q)",
+                    {"best_of_k_distribution": _one_more_candidate},
+                    _SEARCH_CASE,
+                ),
             ),
         ),
         (
             StatProperty(
                 "sampled search demos fit B_k(q) (exact binomial per answer)",
                 _sampled_limited_search,
+                Planted("demos of best-of-(k+1) search", {"best_of_k_sample": _sample_one_more}),
             ),
         ),
         implementation=(best_of_k_distribution, best_of_k_sample, imitation_trajectory),
@@ -263,6 +293,7 @@ CHECKS: tuple[ClaimSpec, ...] = (
             0.5,
         ),
         confirm=_confirm_limited_search,
+        not_a_counterexample=(np.array([0.0, 1.0]), np.array([0.0, 1.0]), 2),
         implementation=(best_of_k_distribution, rl_trajectory),
     ),
     ClaimSpec(
@@ -273,6 +304,7 @@ CHECKS: tuple[ClaimSpec, ...] = (
                 "B_k(q)(A*) increases to 1 in k; large k returns the tie-rule winner",
                 search_problems(),
                 _check_unbounded_limit,
+                planted=Planted("no search: B_k(q) = q", {"best_of_k_distribution": _no_search}, _SEARCH_CASE),
             ),
         ),
         implementation=(best_of_k_distribution, Problem),

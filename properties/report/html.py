@@ -154,10 +154,17 @@ def evidence_summary(ev: dict[str, Any]) -> tuple[str, list[str]]:
             if proof.get("scope") == "general"
             else "bounded: " + "; ".join(map(str, bounds))
         )
-        parts.append(
-            f"SymPy proof {'checks' if proof.get('ok') else 'FAILED'} "
-            f"({proof.get('steps', '?')} steps, {scope})"
-        )
+        if proof.get("ok") and proof.get("scope") != "general":
+            # a bounded-only proof is a finite check, not a proof (issue 15)
+            parts.append(
+                f"SymPy: checked only for {'; '.join(map(str, bounds))} "
+                f"({proof.get('steps', '?')} steps; not a proof for every size)"
+            )
+        else:
+            parts.append(
+                f"SymPy proof {'checks' if proof.get('ok') else 'FAILED'} "
+                f"({proof.get('steps', '?')} steps, {scope})"
+            )
     props = ev.get("properties") or []
     if props:
         examples = sum(int(p.get("examples", 0)) for p in props)
@@ -180,6 +187,15 @@ def evidence_summary(ev: dict[str, Any]) -> tuple[str, list[str]]:
             f"statistical: {st.get('name', '?')}: {st.get('detail', '')}; power "
             f"{st.get('power', '?')}"
         )
+    planted = ev.get("planted") or []
+    if planted:
+        missed = [row for row in planted if not row.get("caught")]
+        parts.append(
+            f"{len(planted) - len(missed)}/{len(planted)} planted violations caught"
+            + (" (VACUOUS)" if missed else "")
+        )
+        for row in missed:
+            details.append(f"vacuous: {row.get('property', '?')}: {row.get('problem', '')}")
     search = ev.get("counterexample_search")
     if isinstance(search, dict):
         parts.append(f"counterexample search, {search.get('examples', '?')} examples")

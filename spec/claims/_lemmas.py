@@ -17,7 +17,7 @@ from collections.abc import Callable
 import sympy
 from sympy import Derivative, IndexedBase, Product, Sum, Symbol, diff, log
 
-from spec._core import Expr, Step, check_identity, check_predicate, check_sign, check_solve
+from spec._core import Expr, Step, chain, check_identity, check_sign, check_solve
 from spec.symbols import N_COORD, F, i, j, k, m, n
 
 Q = Symbol("Q", positive=True)
@@ -32,6 +32,70 @@ def astar_mass(qa: Expr, kk: Expr) -> Expr:
     return 1 - (1 - qa) ** kk
 
 
+def imitation_stationary_steps(optimum: Callable[[Expr], Expr]) -> list[Step]:
+    """The Lagrangian's stationary point on the simplex is the candidate ``optimum(q_m)``.
+
+    The multiplier is solved from the normalisation (not set by hand): the stationary
+    point p_m = q_m / lambda sums to 1/lambda, and 1/lambda = 1 gives lambda; the last step
+    substitutes that solution.
+    """
+    pq = IndexedBase("p", positive=True)
+    qq = IndexedBase("q", positive=True)
+    lam = Symbol("lambda", positive=True)
+    pm = Symbol("p_m", positive=True)
+    qm = Symbol("q_m", positive=True)
+    lagrangian = Sum(qq[i] * log(pq[i]), (i, 0, N_COORD - 1)) - lam * (
+        Sum(pq[i], (i, 0, N_COORD - 1)) - 1
+    )
+    sum_q = Sum(qq[i], (i, 0, N_COORD - 1))
+    first = check_identity(
+        "Lagrangian L = sum_i q_i log p_i - lambda (sum_i p_i - 1): dL/dp_m = q_m/p_m - lambda",
+        Derivative(lagrangian, pq[m]),
+        qq[m] / pq[m] - lam,
+        doit=True,
+    )
+    gradient = first.rhs.subs({qq[m]: qm, pq[m]: pm})  # dL/dp_m as derived, in scalars
+    stationary = sympy.solve(gradient, pm)
+    if len(stationary) != 1:
+        raise ValueError(f"expected one stationary point of dL/dp_m = {gradient}, got {stationary}")
+    total = sympy.simplify(Sum(stationary[0].subs(qm, qq[i]), (i, 0, N_COORD - 1))).subs(sum_q, 1)
+    multiplier = sympy.solve(sympy.Eq(total, 1), lam)
+    if len(multiplier) != 1:
+        raise ValueError(f"expected one multiplier from {total} = 1, got {multiplier}")
+    return [
+        first,
+        check_solve(
+            "stationary point: dL/dp_m = 0 (step 1) gives p_m = q_m/lambda",
+            gradient,
+            pm,
+            [qm / lam],
+        ),
+        *chain(
+            [
+                check_identity(
+                    "the stationary point sums to sum_i q_i / lambda = 1/lambda (sum_i q_i = 1)",
+                    Sum(stationary[0].subs(qm, qq[i]), (i, 0, N_COORD - 1)),
+                    total,
+                    assume={sum_q: 1},
+                ),
+                check_identity(
+                    f"normalisation sum_i p_i = 1 fixes the multiplier: solve(... = 1, lambda) "
+                    f"gives lambda = {multiplier[0]}, and then the sum is 1",
+                    total,
+                    1,
+                    assume={lam: multiplier[0]},
+                ),
+            ]
+        ),
+        check_identity(
+            "the stationary point with the solved multiplier is the candidate optimum",
+            stationary[0],
+            optimum(qm),
+            assume={lam: multiplier[0]},
+        ),
+    ]
+
+
 def imitation_optimum_steps(optimum: Callable[[Expr], Expr]) -> list[Step]:
     """argmax of sum_i q_i log p_i over the simplex is p = q (Lagrangian + Gibbs), general n.
 
@@ -39,47 +103,10 @@ def imitation_optimum_steps(optimum: Callable[[Expr], Expr]) -> list[Step]:
     """
     pq = IndexedBase("p", positive=True)
     qq = IndexedBase("q", positive=True)
-    lam = Symbol("lambda", positive=True)
-    pm = Symbol("p_m", positive=True)
-    qm = Symbol("q_m", positive=True)
     x = Symbol("x", positive=True)
-    lagrangian = Sum(qq[i] * log(pq[i]), (i, 0, N_COORD - 1)) - lam * (
-        Sum(pq[i], (i, 0, N_COORD - 1)) - 1
-    )
-    stationary = qm / lam
-    sum_q = Sum(qq[i], (i, 0, N_COORD - 1))
-
-    def lagrange_multiplier() -> tuple[bool, str]:
-        # sum_i q_i / lambda = 1 with sum_i q_i = 1  =>  lambda = 1
-        normalised = sympy.simplify(Sum(qq[i] / lam, (i, 0, N_COORD - 1))).subs(sum_q, 1)
-        sols = sympy.solve(sympy.Eq(normalised, 1), lam)
-        return sols == [1], f"sum_i q_i/lambda = {normalised}; lambda in {sols}"
-
     gibbs_f = x - 1 - log(x)
     return [
-        check_identity(
-            "Lagrangian L = sum_i q_i log p_i - lambda (sum_i p_i - 1): dL/dp_m = q_m/p_m - lambda",
-            Derivative(lagrangian, pq[m]),
-            qq[m] / pq[m] - lam,
-            doit=True,
-        ),
-        check_solve(
-            "stationary point: q_m/p_m - lambda = 0 gives p_m = q_m/lambda",
-            qm / pm - lam,
-            pm,
-            [stationary],
-        ),
-        check_predicate(
-            "normalisation sum_i p_i = 1 fixes the multiplier: lambda = sum_i q_i = 1",
-            "solve(sum_i q_i/lambda = 1, lambda) = [1]",
-            lagrange_multiplier,
-            kind="solve",
-        ),
-        check_identity(
-            "the stationary point is the candidate optimum: p_m = q_m",
-            stationary.subs(lam, 1),
-            optimum(qm),
-        ),
+        *imitation_stationary_steps(optimum),
         check_solve(
             "Gibbs: f(x) = x - 1 - log x has f'(x) = 1 - 1/x = 0 only at x = 1",
             diff(gibbs_f, x),
@@ -92,7 +119,7 @@ def imitation_optimum_steps(optimum: Callable[[Expr], Expr]) -> list[Step]:
             diff(gibbs_f, x, 2),
             "positive",
         ),
-        check_identity("f(1) = 0", gibbs_f.subs(x, 1), 0),
+        check_identity("f(1) = 0", gibbs_f, 0, given={x: 1}),
         check_identity(
             "sum_i q_i log p_i - sum_i q_i log q_i = sum_i q_i log(p_i/q_i)",
             Sum(qq[i] * log(pq[i]), (i, 0, n - 1)) - Sum(qq[i] * log(qq[i]), (i, 0, n - 1)),
@@ -116,7 +143,7 @@ def best_of_k_steps(mass: Callable[[Expr, Expr], Expr]) -> list[Step]:
     a = Symbol("a", integer=True, positive=True)  # |A*|: the a top ranks
     fj = Symbol("F_j", nonnegative=True)
     x = Symbol("x", positive=True)
-    return [
+    steps = [
         check_identity(
             "P(best of k is among the j lowest ranks) = P(all k iid candidates are) = F_j^k",
             Product(fj, (c, 1, k)),
@@ -132,8 +159,9 @@ def best_of_k_steps(mass: Callable[[Expr, Expr], Expr]) -> list[Step]:
         ),
         check_identity(
             "with F_0 = 0 and F_n = 1 the total mass is 1",
-            (F[n] ** k - F[0] ** k).subs({F[n]: 1, F[0]: 0}),
+            F[n] ** k - F[0] ** k,
             1,
+            given={F[n]: 1, F[0]: 0},
         ),
         check_sign(
             "x -> x^k is increasing on x > 0 (derivative k x^(k-1) > 0), and F_j >= F_{j-1}, "
@@ -151,10 +179,20 @@ def best_of_k_steps(mass: Callable[[Expr, Expr], Expr]) -> list[Step]:
         ),
         check_identity(
             "with F_n = 1 and F_{n-a} = 1 - q(A*): B_k(q)(A*) = 1 - (1 - q(A*))^k",
-            (F[n] ** k - F[n - a] ** k).subs({F[n]: 1, F[n - a]: 1 - Q}),
+            F[n] ** k - F[n - a] ** k,
             mass(Q, k),
+            given={F[n]: 1, F[n - a]: 1 - Q},
         ),
     ]
+    # the total mass continues the first telescoping sum, the A* mass the second
+    return [*steps[:1], *chain(steps[1:3]), steps[3], *chain(steps[4:6])]
 
 
-__all__ = ["B", "Q", "astar_mass", "best_of_k_steps", "imitation_optimum_steps"]
+__all__ = [
+    "B",
+    "Q",
+    "astar_mass",
+    "best_of_k_steps",
+    "imitation_optimum_steps",
+    "imitation_stationary_steps",
+]

@@ -34,9 +34,10 @@ from spec._core import (
 )
 from spec.claims._claim import Claim
 from spec.claims._lemmas import B as _b
+from spec.claims._lemmas import Q as _q_astar
 from spec.claims._lemmas import astar_mass as _default_astar_mass
 from spec.claims._lemmas import best_of_k_steps as _best_of_k_steps
-from spec.claims._lemmas import imitation_optimum_steps as _imitation_optimum_steps
+from spec.claims._lemmas import imitation_stationary_steps as _imitation_stationary_steps
 from spec.symbols import k
 
 # --------------------------------------------------------------------------- the proofs
@@ -88,13 +89,15 @@ def prove_iterated_amplification_converges(
         return value is True, f"log(kappa + 2) > 0: {value}"
 
     def build() -> list[Step]:
-        steps = _imitation_optimum_steps(lambda qm: qm)[:4]
+        steps = _imitation_stationary_steps(lambda qm: qm)
         steps += _best_of_k_steps(_default_astar_mass)[4:]
         steps += [
             check_identity(
-                "a_{t+1} = B_k(p_t)(A*) = 1 - (1 - a_t)^k is the candidate map",
-                _default_astar_mass(a, kk),
+                "a_{t+1} = B_k(p_t)(A*): the A* mass of best-of-k (the step before) with the "
+                "proposal p_t, so q(A*) = a_t, is the candidate map",
+                steps[-1].rhs,
                 f,
+                given={_q_astar: a, k: kk},
             ),
             check_sign(
                 "f is strictly increasing on (0, 1): f'(a) > 0 (b = 1 - a > 0, k >= 2)",
@@ -103,8 +106,9 @@ def prove_iterated_amplification_converges(
             ),
             check_identity(
                 "h(b) = (f(a) - a)/b at a = 1 - b satisfies h(1) = 0",
-                ((fb - (1 - _b)) / _b).subs(_b, 1),
+                (fb - (1 - _b)) / _b,
                 0,
+                given={_b: 1},
             ),
             check_sign(
                 "h'(b) < 0 for b > 0, so h(b) > h(1) = 0 for 0 < b < 1: f(a) > a on (0, 1)",
@@ -116,7 +120,7 @@ def prove_iterated_amplification_converges(
                 1 - fb,
                 "positive",
             ),
-            check_identity("1 is a fixed point: f(1) = 1", f.subs(a, 1), 1),
+            check_identity("1 is a fixed point: f(1) = 1", f, 1, given={a: 1}),
             check_identity(
                 "recursion: 1 - a_t = b_0^(k^t) solves 1 - a_{t+1} = (1 - a_t)^k",
                 1 - amplify(1 - b0 ** (kk**t), kk),
@@ -165,9 +169,7 @@ CLAIMS: tuple[Claim, ...] = (
         "p_{t+1} = B_k(p_t), a_{t+1} = 1-(1-a_t)^k strictly increasing to 1 for k >= 2, "
         "0 < a_0 < 1",
         "proved",
-        sympy.And(
-            Eq(_a_t(_t + 1), 1 - (1 - _a_t(_t)) ** k), Eq(Limit(_a_t(_t), _t, oo), 1)
-        ),
+        sympy.And(Eq(_a_t(_t + 1), 1 - (1 - _a_t(_t)) ** k), Eq(Limit(_a_t(_t), _t, oo), 1)),
         ("k >= 2", "0 < a_0 < 1", "distillation reaches the imitation optimum"),
         prover=prove_iterated_amplification_converges,
         parameterisation="a model that can represent B_k(p_t) exactly (tabular), distilled to "

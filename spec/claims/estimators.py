@@ -44,6 +44,7 @@ from spec._core import (
     Expr,
     Proof,
     Step,
+    chain,
     check_cases,
     check_factorisation,
     check_identity,
@@ -78,44 +79,65 @@ def _default_score(x: Expr, coord: Expr) -> Expr:
 
 
 def _score_function_steps() -> list[Step]:
-    """E_p[s grad log p] = grad J for any parameterisation p(i, vartheta), general n."""
+    """E_p[s grad log p] = grad J for any parameterisation p(i, vartheta), general n.
+
+    Steps 2 and 3 are one chain: E[s score] = sum_i s_i dp_i = dJ.
+    """
     pi = general_p(i)
     return [
         check_identity(
             "score-function identity, one answer: p_i * d/dvartheta log p_i = d/dvartheta p_i",
-            pi * diff(log(pi), vartheta),
+            pi * Derivative(log(pi), vartheta),
             diff(pi, vartheta),
-        ),
-        check_identity(
-            "summed over the n answers (linearity of the finite sum)",
-            Sum(pi * s[i] * diff(log(pi), vartheta), (i, 0, n - 1)),
-            Sum(s[i] * diff(pi, vartheta), (i, 0, n - 1)),
-        ),
-        check_identity(
-            "a finite sum is differentiated termwise: sum_i s_i dp_i/dvartheta = dJ/dvartheta",
-            Sum(s[i] * diff(pi, vartheta), (i, 0, n - 1)),
-            Derivative(Sum(pi * s[i], (i, 0, n - 1)), vartheta),
             doit=True,
+        ),
+        *chain(
+            [
+                check_identity(
+                    "summed over the n answers (linearity of the finite sum)",
+                    Sum(pi * s[i] * Derivative(log(pi), vartheta), (i, 0, n - 1)),
+                    Sum(s[i] * diff(pi, vartheta), (i, 0, n - 1)),
+                    doit=True,
+                ),
+                check_identity(
+                    "a finite sum is differentiated termwise: sum_i s_i dp_i/dvartheta = dJ/dvartheta",
+                    Sum(s[i] * diff(pi, vartheta), (i, 0, n - 1)),
+                    Derivative(Sum(pi * s[i], (i, 0, n - 1)), vartheta),
+                    doit=True,
+                ),
+            ]
         ),
     ]
 
 
+E_SCORE = Sum(general_p(i) * diff(log(general_p(i)), vartheta), (i, 0, n - 1))
+r""":math:`E[\partial\log p(x)] = \sum_i p_i\,\partial\log p_i`, the mean score."""
+
+
 def _mean_score_zero_steps() -> list[Step]:
-    """E_p[grad log p] = 0 for any normalised parameterisation, general n."""
+    """E_p[grad log p] = 0 for any normalised parameterisation, general n.
+
+    Steps 1 and 2 are one chain, ending at 0: the value later steps use for E[score].
+    """
     pi = general_p(i)
     total = Sum(pi, (i, 0, n - 1))
     return [
-        check_identity(
-            "E[d/dvartheta log p(x)] = sum_i dp_i/dvartheta = d/dvartheta sum_i p_i",
-            Sum(pi * diff(log(pi), vartheta), (i, 0, n - 1)),
-            Derivative(total, vartheta),
-            doit=True,
-        ),
-        check_identity(
-            "normalisation: sum_i p(i, vartheta) = 1 for every vartheta, so its derivative is 0",
-            diff(total.subs(total, 1), vartheta),
-            0,
-            kind="assumption",
+        *chain(
+            [
+                check_identity(
+                    "E[d/dvartheta log p(x)] = sum_i dp_i/dvartheta = d/dvartheta sum_i p_i",
+                    E_SCORE,
+                    Derivative(total, vartheta),
+                    doit=True,
+                ),
+                check_identity(
+                    "normalisation: sum_i p(i, vartheta) = 1 for every vartheta (the hypothesis), so its "
+                    "derivative is 0",
+                    Derivative(total, vartheta),
+                    0,
+                    assume={total: 1},
+                ),
+            ]
         ),
         check_identity(
             "the same for softmax, coordinate m: sum_i p_i (delta_im - p_m) = 0",
@@ -220,6 +242,7 @@ def prove_baseline_invariant(
 
     def build() -> list[Step]:
         steps = _score_function_steps()[1:]
+        grad_j = steps[-1].rhs  # dJ/dvartheta, where the score-function chain ended
         steps.append(
             check_factorisation(
                 "independence of x_j and the other samples: E[b(x_-j) score(x_j)] = "
@@ -231,15 +254,18 @@ def prove_baseline_invariant(
                 i,
             )
         )
-        steps += _mean_score_zero_steps()
+        mean_zero = _mean_score_zero_steps()
+        steps += mean_zero
         e_b = Sum(prob[c] * bval[c], (c, 0, big_r - 1))
-        e_score = Symbol("E_score")
-        grad = Symbol("gradJ")
         steps.append(
             check_identity(
-                "E[(s(x_j) - b) score(x_j)] = grad J - E[b] * E[score] = grad J (E[score] = 0)",
-                (grad - e_b * e_score).subs(e_score, 0),
-                grad,
+                "E[(s(x_j) - b) score(x_j)] = E[s score] - E[b] E[score] (independence) "
+                "= grad J, with E[score] = 0 from step "
+                f"{len(steps) - len(mean_zero) + 2}",
+                Sum(pi * s[i] * score, (i, 0, n - 1)) - e_b * E_SCORE,
+                grad_j,
+                doit=True,
+                given={E_SCORE: mean_zero[1].rhs},
             )
         )
 
@@ -297,7 +323,7 @@ def prove_self_inclusive_baseline_scales(
     sv = IndexedBase("s_x", real=True)  # s(x_1), ..., s(x_k)
     jj = Symbol("j", integer=True, positive=True)
     others = Sum(sv[i], (i, 1, k)) - sv[jj]
-    g_sym, mu, e_score = sympy.symbols("G mu E_score")
+    g_sym, mu, e_score, o_sym = sympy.symbols("G mu E_score O")
     a_idx, b_idx = sympy.symbols("a b", integer=True)
     pa, pb = general_p(a_idx), general_p(b_idx)
 
@@ -353,14 +379,21 @@ def prove_self_inclusive_baseline_scales(
                 doit=True,
             ),
         ]
-        steps += _mean_score_zero_steps()
+        others_term = steps[-1].rhs  # E[sum_{i != j} s_i score_j], derived in step 3
+        mean_zero = _mean_score_zero_steps()
+        steps += mean_zero
         steps += _score_function_steps()[1:]
+        # the group mean is s_j - (1/k) (s_j + O), O = sum_{i != j} s_i; take E[. score_j]
+        # term by term: s_j -> G = E[s score] = grad J, O -> step 3's (k - 1) mu E[score]
+        centred = sv[jj] - (sv[jj] + o_sym) / k
+        expected = centred.subs({sv[jj]: g_sym, o_sym: others_term})
         steps.append(
             check_identity(
-                "E[(s_j - mean) score_j] = ((k-1)/k) G - (1/k)(k-1) mu E[score], E[score] = 0, "
-                "G = E[s score] = grad J: the candidate factor times grad J",
-                ((k - 1) / k * g_sym - (k - 1) * mu * e_score / k).subs(e_score, 0),
+                "E[(s_j - (1/k)(s_j + O)) score_j] with E[s_j score_j] = G = grad J and step 3's "
+                "E[O score_j], E[score] = 0 (step 5): the candidate factor times grad J",
+                expected,
                 factor * g_sym,
+                given={e_score: mean_zero[1].rhs},
             )
         )
         steps.append(enumeration())
@@ -384,38 +417,58 @@ def prove_reinforce_raises_above_average(*, gradient: Expr | None = None) -> Pro
     """
     cand = softmax_p(m) * (s[m] - softmax_J()) if gradient is None else sympy.sympify(gradient)
     zsym = Symbol("Z", positive=True)
-    pm = Symbol("p_m", positive=True)
-    dev = Symbol("d", real=True)
 
     def p_positive() -> tuple[bool, str]:
         term = exp(theta[j]).is_positive
         ratio = (exp(theta[m]) / zsym).is_positive
-        return term is True and ratio is True, f"exp(theta_j) > 0: {term}; e^theta_m / Z > 0: {ratio}"
+        return (
+            term is True and ratio is True,
+            f"exp(theta_j) > 0: {term}; e^theta_m / Z > 0: {ratio}",
+        )
 
     def build() -> list[Step]:
-        return [
-            check_identity(
-                "E[g]_m = sum_i p_i s_i (delta_im - p_m) is the candidate expected update",
-                Sum(softmax_p(i) * s[i] * (KroneckerDelta(i, m) - softmax_p(m)), (i, 0, N_COORD - 1)),
-                cand,
-                doit=True,
-            ),
-            check_identity(
-                "the candidate equals p_m (s_m - J)",
-                cand,
-                softmax_p(m) * (s[m] - softmax_J()),
-            ),
+        steps = chain(
+            [
+                check_identity(
+                    "E[g]_m = sum_i p_i s_i (delta_im - p_m) is the candidate expected update",
+                    Sum(
+                        softmax_p(i) * s[i] * (KroneckerDelta(i, m) - softmax_p(m)),
+                        (i, 0, N_COORD - 1),
+                    ),
+                    cand,
+                    doit=True,
+                ),
+                check_identity(
+                    "the candidate is dJ/dtheta_m (direct differentiation of J = sum_i p_i s_i)",
+                    cand,
+                    Derivative(softmax_J(), theta[m]),
+                    doit=True,
+                    assume=PARTITION,
+                ),
+                check_identity(
+                    "dJ/dtheta_m = p_m (s_m - J) (direct differentiation)",
+                    Derivative(softmax_J(), theta[m]),
+                    softmax_p(m) * (s[m] - softmax_J()),
+                    doit=True,
+                    assume=PARTITION,
+                ),
+            ]
+        )
+        steps.append(
             check_predicate(
                 "p_m > 0: each e^theta_j > 0 and Z = sum of n >= 1 of them > 0",
                 "e^theta_m / Z > 0",
                 p_positive,
-            ),
+            )
+        )
+        steps.append(
             check_identity(
-                "sign(p_m (s_m - J)) = sign(s_m - J) for p_m > 0",
-                sign(pm * dev),
-                sign(dev),
-            ),
-        ]
+                "sign(E[g]_m) = sign(p_m (s_m - J)) = sign(s_m - J), p_m > 0 (step 4)",
+                sign(steps[2].rhs, evaluate=False),
+                sign(s[m] - softmax_J()),
+            )
+        )
+        return steps
 
     return make_proof(
         "reinforce-raises-above-average",
@@ -460,8 +513,11 @@ CLAIMS: tuple[Claim, ...] = (
             Sum(_P[_c] * general_p(i) * (s[i] - _b[_c]) * _score, (i, 0, n - 1), (_c, 0, _R - 1)),
             Derivative(_J, vartheta),
         ),
-        ("x_j independent of the other samples", "sum_i p(i, vartheta) = 1 for every vartheta",
-         "sum_c P_c = 1 over the R configurations of the other samples"),
+        (
+            "x_j independent of the other samples",
+            "sum_i p(i, vartheta) = 1 for every vartheta",
+            "sum_c P_c = 1 over the R configurations of the other samples",
+        ),
         prover=prove_baseline_invariant,
         parameterisation="any differentiable p(i, vartheta) (the proof); tabular softmax in "
         "the properties; groups of k >= 1 iid samples",

@@ -130,7 +130,7 @@ CLAIMS: tuple[Claim, ...] = (
             _argmax(Sum(q[i] * log(softmax_p(i)), (i, 0, N_COORD - 1))),
         ),
         ("demo ~ q independent of x ~ p",),
-        counterexample=partial(confirm_indicator_counterexample, [Fraction(2, 3), Fraction(1, 3)]),
+        counterexample=partial(confirm_indicator_counterexample, [Fraction(1, 3), Fraction(2, 3)]),
         parameterisation="tabular softmax; exact RL ascent on J = q.p against the imitation "
         "optimum p = q",
         ties="ties in q matter: when q is uniform on its support, q is one of RL's optima "

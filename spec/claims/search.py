@@ -44,9 +44,10 @@ from spec._core import (
 )
 from spec.claims._claim import Claim
 from spec.claims._lemmas import B as _b
+from spec.claims._lemmas import Q as _q_astar
 from spec.claims._lemmas import astar_mass as _default_astar_mass
 from spec.claims._lemmas import best_of_k_steps as _best_of_k_steps
-from spec.claims._lemmas import imitation_optimum_steps as _imitation_optimum_steps
+from spec.claims._lemmas import imitation_stationary_steps as _imitation_stationary_steps
 from spec.counterexamples import confirm_limited_search_counterexample
 from spec.symbols import k, n
 
@@ -108,7 +109,7 @@ def prove_limited_search_imitation(
                 "negative",
             )
         )
-        steps += _imitation_optimum_steps(lambda qm: qm)[:4]
+        steps += _imitation_stationary_steps(lambda qm: qm)
         steps.append(_best_of_k_enumeration(max_n, max_k))
         return steps
 
@@ -136,7 +137,8 @@ def prove_unbounded_search_limit(*, limit_value: Expr = 1, max_n: int = 6) -> Pr
     below = n - 1 - Symbol("r", integer=True, nonnegative=True)
 
     def indicator(x: Expr, jv: Expr) -> Expr:
-        return Piecewise((1, x <= jv), (0, True))
+        # unevaluated, so that the step shows the factor that vanishes rather than 0 = 0
+        return Piecewise((1, sympy.Le(x, jv, evaluate=False)), (0, True), evaluate=False)
 
     c = Symbol("c", positive=True)
     kr = Symbol("k", positive=True)
@@ -151,9 +153,7 @@ def prove_unbounded_search_limit(*, limit_value: Expr = 1, max_n: int = 6) -> Pr
                 return sympy.Mul(*ind).subs(jsym, jv)
 
             for jv in range(1, size + 1):
-                out.append(
-                    (f"n={size}, rank {jv}", cdf(jv) - cdf(jv - 1), 1 if jv == size else 0)
-                )
+                out.append((f"n={size}, rank {jv}", cdf(jv) - cdf(jv - 1), 1 if jv == size else 0))
         return out
 
     def build() -> list[Step]:
@@ -168,8 +168,9 @@ def prove_unbounded_search_limit(*, limit_value: Expr = 1, max_n: int = 6) -> Pr
             ),
             check_identity(
                 "q(A*) = 1: 1 - 0^k = 1 already for every k >= 1 (equals the candidate limit)",
-                _default_astar_mass(sympy.Integer(1), k),
+                _default_astar_mass(_q_astar, k),
                 limit_value,
+                given={_q_astar: 1},
             ),
             check_identity(
                 "B_{k+1}(A*) - B_k(A*) = b^k (1 - b) with b = 1 - q(A*)",
@@ -255,7 +256,7 @@ CLAIMS: tuple[Claim, ...] = (
         Eq(_rl_mass, 1 - (1 - _QA) ** k),
         ("best-of-k overseer with proposal q",),
         counterexample=partial(
-            confirm_limited_search_counterexample, [0, 1], [Fraction(1, 2), Fraction(1, 2)], 2
+            confirm_limited_search_counterexample, [0, 1], [Fraction(1, 2), Fraction(1, 2)], 1
         ),
         parameterisation="tabular softmax: exact RL ascent on the score against the imitation "
         "limit B_k(q)",

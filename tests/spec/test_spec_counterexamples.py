@@ -20,14 +20,14 @@ from spec.counterexamples import MAX_ENUMERATION
 
 
 def test_indicator_known_counterexample_two_thirds() -> None:
-    r = confirm_indicator_counterexample([Fraction(2, 3), Fraction(1, 3)])
+    r = confirm_indicator_counterexample([Fraction(1, 3), Fraction(2, 3)])
     assert r.refutes
-    assert r.rl_optimum == (1, 0)
-    assert r.imitation_optimum == (sympy.Rational(2, 3), sympy.Rational(1, 3))
+    assert r.rl_optimum == (0, 1)
+    assert r.imitation_optimum == (sympy.Rational(1, 3), sympy.Rational(2, 3))
     assert r.rl_value_sup == sympy.Rational(2, 3)
     assert r.rl_value_at_imitation_optimum == sympy.Rational(5, 9)
     # at p = q the RL expected gradient p_m (q_m - q.p) is not zero, imitation's is
-    assert r.rl_gradient_at_imitation_optimum == (sympy.Rational(2, 27), -sympy.Rational(2, 27))
+    assert r.rl_gradient_at_imitation_optimum == (-sympy.Rational(2, 27), sympy.Rational(2, 27))
     assert r.imitation_gradient_at_imitation_optimum == (0, 0)
     assert not r.imitation_optimum_is_rl_optimal
     assert "refutes=True" in r.report()
@@ -40,9 +40,13 @@ def test_indicator_point_mass_is_not_a_counterexample() -> None:
     assert all(g == 0 for g in r.rl_gradient_at_imitation_optimum)
 
 
-def test_indicator_uniform_on_support_differs_as_sets_but_q_is_rl_optimal() -> None:
+def test_indicator_uniform_on_support_is_not_a_refutation() -> None:
+    """q uniform on its support is one of RL's optima (RL's gradient vanishes at p = q):
+    no counterexample, although RL's optimal set is larger than {q} (issue 15)."""
     r = confirm_indicator_counterexample(["1/2", "1/2", 0])
-    assert r.refutes
+    assert not r.refutes
+    assert all(g == 0 for g in r.rl_gradient_at_imitation_optimum)
+    assert not confirm_indicator_counterexample(["1/3", "1/3", "1/3"]).refutes
     assert r.rl_optimal_support == (0, 1)
     assert r.imitation_optimum_is_rl_optimal
     assert r.rl_optimum == (1, 0, 0)
@@ -54,13 +58,15 @@ _exact_q = st.lists(st.integers(0, 6), min_size=2, max_size=5).filter(lambda w: 
 
 
 @given(_exact_q)
-def test_indicator_refutes_exactly_when_q_is_not_a_point_mass(q: list[Fraction]) -> None:
+def test_indicator_refutes_exactly_when_q_is_not_uniform_on_its_support(q: list[Fraction]) -> None:
     r = confirm_indicator_counterexample(q)
-    assert r.refutes == (max(q) != 1)
-    # Sum q^2 <= max q, equality iff q is uniform on its support
+    # Sum q^2 <= max q, equality iff q is uniform on its support (a point mass included)
     assert r.rl_value_at_imitation_optimum <= r.rl_value_sup
     support = [x for x in q if x > 0]
-    assert r.imitation_optimum_is_rl_optimal == (len(set(support)) == 1)
+    uniform = len(set(support)) == 1
+    assert r.imitation_optimum_is_rl_optimal == uniform
+    assert r.refutes == (not uniform)
+    assert r.refutes == any(g != 0 for g in r.rl_gradient_at_imitation_optimum)
 
 
 def test_limited_search_known_counterexample() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 import re
 from fractions import Fraction
@@ -251,3 +252,91 @@ def test_any_wrong_search_exponent_is_not_proved(shift: Fraction) -> None:
         astar_mass=lambda q, k: 1 - (1 - q) ** (k + Rational(shift))
     )
     assert not proof.ok
+
+
+# ---------------------------------------------------------------- issue 15: derived, chained steps
+
+
+def _all_proofs() -> list[Proof]:
+    from spec import prove_sequence
+
+    return [*prove_all(), *prove_sequence()]
+
+
+def test_no_identity_step_prints_as_x_equals_x() -> None:
+    """A step whose right-hand side was typed in (not derived) printed as "gradJ = gradJ",
+    "q_m = q_m", "G*(k - 1)/k = G*(k - 1)/k", "Sum(pi(v)) = Sum(pi(v))": it checked nothing."""
+    tautologies = []
+    for proof in _all_proofs():
+        for number, step in enumerate(proof.steps, start=1):
+            sides = step.claim.split(" = ")
+            if step.kind != "enumeration" and len(sides) == 2 and sides[0] == sides[1]:
+                tautologies.append(f"{proof.claim_id} step {number}: {step.claim[:80]}")
+    assert not tautologies
+
+
+def test_chained_steps_start_where_the_last_ended() -> None:
+    chained = 0
+    for proof in _all_proofs():
+        for before, step in itertools.pairwise(proof.steps):
+            if step.follows:
+                chained += 1
+                assert step.ok and before.rhs is not None and step.lhs is not None
+                assert sympy.simplify(step.lhs - before.rhs) == 0, (proof.claim_id, step.description)
+    assert chained >= 12
+
+
+def test_a_broken_chain_fails_the_proof() -> None:
+    from spec._core import chain, make_proof
+
+    x = Symbol("x", real=True)
+    typed = chain(
+        [
+            check_identity("expand", (x + 1) ** 2, x**2 + 2 * x + 1),
+            check_identity("a true identity that starts elsewhere", x**2 + 1, 1 + x**2),
+        ]
+    )
+    assert all(s.ok for s in typed)  # each step checks on its own
+    proof = make_proof("c", "a chain with a gap", lambda: typed)
+    assert not proof.ok and proof.failed == (proof.steps[1],)
+    assert "chain broken" in proof.steps[1].detail and "step 1 ended at" in proof.steps[1].detail
+    assert "(continues step 1)" in proof.render()
+
+
+def test_the_imitation_multiplier_is_solved_not_set() -> None:
+    """lambda comes from solving the normalisation: a stationary point that sums to 2/lambda
+    (a demonstrator of mass 2) gives lambda = 2, and then p = q is no longer the optimum."""
+    from spec.claims import _lemmas
+
+    steps = _lemmas.imitation_stationary_steps(lambda qm: qm)
+    assert [s.ok for s in steps] == [True] * 5
+    assert "lambda = 1" in steps[3].description and "{lambda: 1}" in steps[4].detail
+    assert steps[4].claim == "q_m/lambda = q_m"
+
+
+def test_the_subtree_instance_of_the_sequence_induction_is_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hypothesis applied to the subtree in a form other than the statement being proved
+    (here: without the log in the score) fails the subtree-instance step."""
+    import spec.sequence as seq
+
+    def wrong_statement(policy: Any, value: Any, size: Any) -> tuple[Any, Any]:
+        y = seq.y
+        return (
+            sympy.Derivative(sympy.Sum(policy(y) * value(y), (y, 0, size - 1)), seq.vartheta),
+            sympy.Sum(policy(y) * value(y) * sympy.diff(policy(y), seq.vartheta), (y, 0, size - 1)),
+        )
+
+    monkeypatch.setattr(seq, "_statement", wrong_statement)
+    proof = seq.prove_sequence_score_function()
+    assert not proof.ok
+    assert any(s.description.startswith("subtree instance") for s in proof.failed)
+
+
+def test_the_sequence_normalisation_is_derived_from_the_softmax() -> None:
+    from spec.sequence import prove_sequence_score_function
+
+    step = prove_sequence_score_function().steps[1]
+    assert step.follows and step.claim == "Sum(pi(v, vartheta), (v, 0, V - 1)) = 1"
+    assert "given {pi(v, vartheta): exp(theta_root[v])" in step.detail
