@@ -245,3 +245,44 @@ def test_the_multi_prompt_protocol_keeps_range_only_mismatches_aside_too() -> No
     note = report.counterexample.out_of_range
     assert note is not None and (note.verdict, note.scale) == ("unbiased", {(2, 2): 1.0})
     assert "at representable magnitudes: UNBIASED: c(k=2, P=2) = 1" in report.message
+
+
+# --------------------------------------------------------------------------- per-group partial
+
+
+def _zeroes_answers_from_2_on(logits: Any, samples: Any, rewards: Any) -> Any:
+    """Leave-one-out REINFORCE that drops every coordinate >= 2: biased only where n >= 3."""
+    logits, samples, rewards = np.asarray(logits), np.asarray(samples), np.asarray(rewards)
+    k = samples.shape[-1]
+    p = _softmax(logits)
+    onehot = np.eye(logits.shape[-1])[samples]  # (B, k, n)
+    baseline = (rewards.sum(-1, keepdims=True) - rewards) / (k - 1)
+    g = (((rewards - baseline)[..., None]) * (onehot - p)).sum(-2) / k
+    g[..., 2:] = 0.0
+    return g
+
+
+def test_a_group_size_whose_budget_caps_n_is_a_partial_check() -> None:
+    """The blind trial's G2: at k = 10 only n = 2 fits the budget, where this bug cannot show.
+
+    Before, the verdict was UNBIASED, assert_unbiased passed and the command line exited 0.
+    """
+    report = check_estimator(_zeroes_answers_from_2_on, batched=True, group_sizes=(10,), max_examples=FEW)
+    assert report.verdict == "unbiased"
+    assert report.partial and report.unchecked and "k=10" in report.unchecked[0]
+    assert "PARTIAL CHECK" in report.message
+    with pytest.raises(EstimatorCheckFailure):
+        assert_unbiased(report)
+    assert assert_unbiased(report, allow_partial=True) is report
+    # where n >= 3 fits, the same estimator is caught
+    small = check_estimator(_zeroes_answers_from_2_on, batched=True, group_sizes=(2,), max_examples=FEW)
+    assert small.verdict == "biased"
+
+
+def test_the_default_group_sizes_are_a_full_per_group_check() -> None:
+    report = check_estimator(_zeroes_answers_from_2_on, batched=True, max_examples=0)
+    assert report.verdict == "biased" and not report.partial
+    from impl.estimators import reinforce
+
+    full = check_estimator(reinforce, batched=True, max_examples=FEW)
+    assert full.verdict == "unbiased" and not full.partial and "partial" not in full.to_dict()

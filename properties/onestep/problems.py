@@ -328,6 +328,30 @@ def max_n_for(k: int) -> int:
     return n
 
 
+def unchecked_group_n(ks: tuple[int, ...]) -> tuple[str, ...]:
+    """Where :func:`max_n_for` is below ``MAX_N``: the ``n`` left out at each ``k``, with the reason.
+
+    A check that asked for ``k`` but could only evaluate small answer sets there is partial.
+
+    >>> unchecked_group_n((2, 3, 4))
+    ()
+    >>> unchecked_group_n((2, 10))
+    ('n=3..5 at k=10 (n**k = 59049 groups at n=3, over the budget of 4096 groups per problem)',)
+    """
+    out = []
+    for k in ks:
+        top = max_n_for(k)
+        if top >= MAX_N:
+            continue
+        first = top + 1
+        ns = f"n={first}" if first == MAX_N else f"n={first}..{MAX_N}"
+        out.append(
+            f"{ns} at k={k} (n**k = {first**k} groups at n={first}, over the budget of "
+            f"{MAX_GROUPS_PER_PROBLEM} groups per problem)"
+        )
+    return tuple(out)
+
+
 _X = EXTREME_LOGIT  # logit gap giving p ~ 1e-12
 
 BATTERY: tuple[tuple[tuple[float, ...], tuple[float, ...]], ...] = (
@@ -596,4 +620,5 @@ __all__ = [
     "max_n_for",
     "pinned_hypothesis",
     "tolerance",
+    "unchecked_group_n",
 ]

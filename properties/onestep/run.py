@@ -44,6 +44,7 @@ from properties.onestep.problems import (
     evaluate,
     generated_problems,
     pinned_hypothesis,
+    unchecked_group_n,
 )
 from properties.onestep.prompts import (
     PromptsEvaluation,
@@ -191,8 +192,8 @@ class _Run:
         return max(self.ks)
 
     def unchecked(self) -> tuple[str, ...]:
-        """What was asked but not checked, each with its reason (none in this protocol)."""
-        return ()
+        """The ``n`` up to ``MAX_N`` that the group budget left out, per ``k``."""
+        return unchecked_group_n(self.ks)
 
     # -- bookkeeping ----------------------------------------------------------------
     def _tick(self) -> None:
