@@ -235,7 +235,7 @@ def section_enumeration() -> list[Any]:
 
 def _plain_seconds(loss: Callable[..., Any], evaluator: TorchLoss, problem: Any) -> float:
     from properties.sequence.problems import shape_data
-    from properties.sequence.torch_loss import _Inputs
+    from properties.sequence.torch_inputs import Inputs as _Inputs
 
     inputs = _Inputs([problem], shape_data(problem.shape))
     inputs.used = [False]

@@ -32,12 +32,9 @@ from typing import Any
 
 import numpy as np
 import torch  # type: ignore[import-not-found,unused-ignore]  # this module is imported lazily
-from torch.overrides import TorchFunctionMode
 
-from impl.sequence import greedy_tokens, node_log_probs, token_log_probs
 from impl.types import FloatArray
 from properties.judging.user_code import safe_text
-from properties.sequence.batch import SequenceBatch
 from properties.sequence.evaluation import (
     DETERMINISM_ULPS,
     EPS64,
@@ -48,6 +45,7 @@ from properties.sequence.evaluation import (
     summarise,
 )
 from properties.sequence.problems import SequenceProblem, ShapeData, shape_data
+from properties.sequence.torch_inputs import DtypeSpy, Inputs, log_probs, make_batch
 
 CHUNK_ELEMENTS = 1 << 21
 """Largest number of logits (``G' B T V``) in one leaf (and so in one ``vmap`` call): 16 MiB."""
@@ -82,196 +80,6 @@ class ModeChanged(Exception):
     """The loss cannot run under ``vmap``: the checker must re-plan with the looped budget."""
 
 
-class _DtypeSpy(TorchFunctionMode):
-    """Records the floating dtypes of every tensor a torch function returns."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dtypes: set[Any] = set()
-
-    def __torch_function__(
-        self,
-        func: Callable[..., Any],
-        types: Any,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-    ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        self._collect(out)
-        return out
-
-    def _collect(self, out: Any) -> None:
-        if isinstance(out, torch.Tensor):
-            if out.dtype.is_floating_point:
-                self.dtypes.add(out.dtype)
-        elif isinstance(out, tuple | list):
-            for item in out:
-                self._collect(item)
-
-
-_MUTABLE = (
-    "tokens",
-    "mask",
-    "rewards",
-    "old_log_probs",
-    "ref_log_probs",
-    "group",
-    "greedy_tokens",
-    "table",
-)
-
-
-class _Inputs:
-    """NumPy sources of every batch's tensors, for all problems of one shape (stacked)."""
-
-    def __init__(self, problems: list[SequenceProblem], data: ShapeData) -> None:
-        s = data.shape
-        space = s.space
-        prompt = data.prompt[None, :]
-        g = data.batches.shape[0]
-        self.g = g
-        self.problems = problems
-        xs, rewards, old, ref, lps, probs, greedy, tables = [], [], [], [], [], [], [], []
-        for pr in problems:
-            flat = pr.theta.reshape(-1, s.vocab_size)
-            xs.append(flat[data.rows])
-            rewards.append(pr.rewards[prompt, data.batches])
-            node_lp = node_log_probs(pr.theta).reshape(-1, s.vocab_size)
-            lp = node_lp[data.rows, data.tokens]
-            lps.append(lp)
-            probs.append(np.exp(node_lp)[data.rows])
-            old.append(
-                lp
-                if pr.old_theta is None
-                else token_log_probs(space, pr.old_theta)[prompt, data.batches]
-            )
-            ref.append(token_log_probs(space, pr.ref_theta)[prompt, data.batches])
-            greedy.append(
-                np.broadcast_to(greedy_tokens(space, pr.theta), (g, s.num_prompts, s.max_len))
-            )
-            tables.append(np.broadcast_to(pr.rewards, (g, *pr.rewards.shape)))
-        m = len(problems)
-        self.x = np.concatenate(xs)
-        self.lp = torch.from_numpy(np.concatenate(lps))
-        self.p = torch.from_numpy(np.concatenate(probs))
-        self.arrays: dict[str, Any] = {
-            "tokens": np.broadcast_to(data.tokens, (m, *data.tokens.shape)).reshape(
-                m * g, s.rows, s.max_len
-            ),
-            "mask": np.broadcast_to(data.mask, (m, *data.mask.shape)).reshape(
-                m * g, s.rows, s.max_len
-            ),
-            "rewards": np.concatenate(rewards),
-            "old_log_probs": np.concatenate(old),
-            "ref_log_probs": np.concatenate(ref),
-            "greedy_tokens": np.concatenate(greedy),
-            "table": np.concatenate(tables),
-        }
-        self.group = data.prompt
-        self.lookup = torch.tensor(space.lookup)
-        self.powers = torch.tensor(
-            space.vocab_size ** np.arange(s.max_len - 1, -1, -1, dtype=np.int64)
-        )
-        self.shape = s
-        self.used = [False]
-
-    def tensors(self, lo: int, hi: int) -> dict[str, Any]:
-        """Fresh tensors for batches ``lo..hi-1``, and private copies to compare them with later."""
-        out = {}
-        self.copies: dict[str, Any] = {}
-        for name, a in self.arrays.items():
-            given = np.array(a[lo:hi])
-            out[name] = torch.from_numpy(given)
-            self.copies[name] = torch.from_numpy(given.copy())
-        out["group"] = torch.from_numpy(self.group.copy())
-        self.copies["group"] = torch.from_numpy(self.group.copy())
-        return out
-
-    def changed(self, given: dict[str, Any], copies: dict[str, Any]) -> list[str]:
-        """Names of the tensors written in place: a bumped version counter (even a write that
-        kept the values, ``rewards -= 0``) or values that differ from the private copies."""
-        names = []
-        for name in _MUTABLE:
-            t, src = given[name], copies[name]
-            if t._version != 0 or tuple(t.shape) != tuple(src.shape) or not torch.equal(t, src):
-                names.append(name)
-        return names
-
-    def locate(self, i: int) -> tuple[SequenceProblem, int]:
-        """The problem and batch index (within the shape) of stacked batch ``i``."""
-        return self.problems[i // self.g], i % self.g
-
-
-def _reward_fn(
-    table: Any, lookup: Any, powers: Any, vocab_size: int, used: list[bool]
-) -> Callable[[Any, Any], Any]:
-    """``reward_fn(tokens (m, T), group (m,)) -> (m,)``: a lookup in the prompt's reward table.
-
-    Token arrays that are not valid padded responses score ``nan`` (the loss then fails
-    as non-finite, naming the call).
-    """
-
-    def reward_fn(tokens: Any, group: Any) -> Any:
-        used[0] = True
-        tok = torch.as_tensor(tokens).long()
-        grp = torch.as_tensor(group).long()
-        in_range = ((tok >= 0) & (tok < vocab_size)).all(-1)
-        idx = lookup[(tok.clamp(0, vocab_size - 1) * powers).sum(-1)]
-        values = table[grp, idx.clamp(min=0)]
-        return torch.where(in_range & (idx >= 0), values, torch.full_like(values, float("nan")))
-
-    return reward_fn
-
-
-def _make_batch(
-    t: dict[str, Any], x: Any, lp: Any, inputs: _Inputs, kl_coef: float
-) -> SequenceBatch:
-    s = inputs.shape
-    return SequenceBatch(
-        logits=x,
-        log_probs=lp,
-        tokens=t["tokens"],
-        mask=t["mask"],
-        rewards=t["rewards"],
-        old_log_probs=t["old_log_probs"],
-        ref_log_probs=t["ref_log_probs"],
-        group=t["group"],
-        greedy_tokens=t["greedy_tokens"],
-        reward_fn=_reward_fn(t["table"], inputs.lookup, inputs.powers, s.vocab_size, inputs.used),
-        num_prompts=s.num_prompts,
-        group_size=s.k,
-        vocab_size=s.vocab_size,
-        max_len=s.max_len,
-        kl_coef=kl_coef,
-    )
-
-
-class _TokenLogProbs(torch.autograd.Function):  # type: ignore[misc,unused-ignore]
-    r"""``log_softmax(X).gather(tokens)`` with its values and ``softmax(X)`` precomputed per node.
-
-    Forward returns the precomputed values; backward is
-    :math:`\partial/\partial X_v = g\,(\delta_{v,y} - \pi_v)`.  The same function of ``X``
-    as ``torch.log_softmax(X, -1).gather(-1, tokens)``, ten times faster on a last axis of
-    2 to 4 tokens (measured), where the generic kernel is dominated by per-row overhead.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Any, values: Any, probs: Any, tokens: Any) -> Any:
-        ctx.save_for_backward(probs, tokens)
-        return values.clone()
-
-    @staticmethod
-    def backward(ctx: Any, grad: Any) -> Any:
-        probs, tokens = ctx.saved_tensors
-        out = -grad.unsqueeze(-1) * probs
-        out.scatter_add_(-1, tokens.unsqueeze(-1), grad.unsqueeze(-1))
-        return out, None, None, None
-
-
-def _log_probs(x: Any, inputs: _Inputs, lo: int, hi: int, tokens: Any) -> Any:
-    return _TokenLogProbs.apply(x, inputs.lp[lo:hi], inputs.p[lo:hi], tokens)  # type: ignore[no-untyped-call]
-
-
 class TorchLoss:
     """A user's ``loss_fn(batch) -> scalar`` behind the sandbox, evaluated on every batch.
 
@@ -298,7 +106,7 @@ class TorchLoss:
 
     # -- one plain call ---------------------------------------------------------
     def _plain(
-        self, inputs: _Inputs, i: int, kl_coef: float, *, spy: bool = False
+        self, inputs: Inputs, i: int, kl_coef: float, *, spy: bool = False
     ) -> tuple[Any, Any, Any]:
         """Loss, dL/dX ``(B, T, V)`` and dL/dlog_probs ``(B, T)`` of stacked batch ``i`` alone."""
         problem, b = inputs.locate(i)
@@ -306,10 +114,10 @@ class TorchLoss:
         copies = inputs.copies
         t1 = {name: (v[0] if name != "group" else v) for name, v in t.items()}
         x = torch.tensor(inputs.x[i : i + 1], requires_grad=True)
-        lp = _log_probs(x, inputs, i, i + 1, t["tokens"])
+        lp = log_probs(x, inputs, i, i + 1, t["tokens"])
         lp_before = lp.detach().clone()
-        batch = _make_batch(t1, x[0], lp[0], inputs, kl_coef)
-        spy_mode = _DtypeSpy() if spy else None
+        batch = make_batch(t1, x[0], lp[0], inputs, kl_coef)
+        spy_mode = DtypeSpy() if spy else None
         try:
             start = time.perf_counter()
             with self.sandbox.guard("a plain call on one batch"):
@@ -336,7 +144,7 @@ class TorchLoss:
 
     def _check_batch_mutation(
         self,
-        inputs: _Inputs,
+        inputs: Inputs,
         t: dict[str, Any],
         copies: dict[str, Any],
         lo: int,
@@ -356,7 +164,7 @@ class TorchLoss:
 
     def _check_mutation(
         self,
-        inputs: _Inputs,
+        inputs: Inputs,
         t: dict[str, Any],
         copies: dict[str, Any],
         lo: int,
@@ -467,19 +275,19 @@ class TorchLoss:
         return gx, glp
 
     # -- many batches -------------------------------------------------------------
-    def _vmapped(self, inputs: _Inputs, lo: int, hi: int, kl_coef: float) -> tuple[Any, Any, Any]:
+    def _vmapped(self, inputs: Inputs, lo: int, hi: int, kl_coef: float) -> tuple[Any, Any, Any]:
         t = inputs.tensors(lo, hi)
         copies = inputs.copies
         group = t.pop("group")
         x = torch.from_numpy(inputs.x[lo:hi]).requires_grad_()
-        lp = _log_probs(x, inputs, lo, hi, t["tokens"])
+        lp = log_probs(x, inputs, lo, hi, t["tokens"])
         lp_before = lp.detach().clone()
         names = list(t)
 
         def one(xb: Any, lpb: Any, *rest: Any) -> Any:
             tb = dict(zip(names, rest, strict=True))
             tb["group"] = group
-            return self.fn(_make_batch(tb, xb, lpb, inputs, kl_coef))
+            return self.fn(make_batch(tb, xb, lpb, inputs, kl_coef))
 
         problem, _ = inputs.locate(lo)
         try:
@@ -504,11 +312,11 @@ class TorchLoss:
         gx, glp = self._grads(loss, x, lp, problem, None)
         return loss.detach(), gx, glp
 
-    def _looped(self, inputs: _Inputs, lo: int, hi: int, kl_coef: float) -> tuple[Any, Any, Any]:
+    def _looped(self, inputs: Inputs, lo: int, hi: int, kl_coef: float) -> tuple[Any, Any, Any]:
         t = inputs.tensors(lo, hi)
         copies = inputs.copies
         x = torch.from_numpy(inputs.x[lo:hi]).requires_grad_()
-        lp = _log_probs(x, inputs, lo, hi, t["tokens"])
+        lp = log_probs(x, inputs, lo, hi, t["tokens"])
         lp_before = lp.detach().clone()
         losses: list[Any] = []
         columns = {name: (v.unbind(0) if name != "group" else None) for name, v in t.items()}
@@ -517,7 +325,7 @@ class TorchLoss:
             for i in range(hi - lo)
         ]
         xs, lps = x.unbind(0), lp.unbind(0)
-        batches = [_make_batch(views[i], xs[i], lps[i], inputs, kl_coef) for i in range(hi - lo)]
+        batches = [make_batch(views[i], xs[i], lps[i], inputs, kl_coef) for i in range(hi - lo)]
         fn = self.fn
         append = losses.append
         try:
@@ -547,7 +355,7 @@ class TorchLoss:
         gx, glp = self._grads(loss, x, lp, *inputs.locate(lo))
         return loss.detach(), gx, glp
 
-    def _probe(self, inputs: _Inputs, kl_coef: float, hi: int) -> None:
+    def _probe(self, inputs: Inputs, kl_coef: float, hi: int) -> None:
         """The first plain call, then (vmap mode) vmap against plain calls on two batches."""
         self._plain(inputs, 0, kl_coef, spy=True)
         self.probed = True
@@ -581,7 +389,7 @@ class TorchLoss:
     ) -> list[Evaluation]:
         """One :class:`Evaluation` per problem (all of one shape); raises :class:`ModeChanged` on a fallback."""
         data = shape_data(problems[0].shape)
-        inputs = _Inputs(problems, data)
+        inputs = Inputs(problems, data)
         inputs.used = self.used
         s = data.shape
         kl = problems[0].kl_coef
@@ -627,7 +435,7 @@ class TorchLoss:
         return out
 
     def _same(
-        self, first: tuple[Any, Any], again: tuple[Any, Any], inputs: _Inputs, lo: int
+        self, first: tuple[Any, Any], again: tuple[Any, Any], inputs: Inputs, lo: int
     ) -> None:
         for a, b in zip(first, again, strict=True):
             if _close(a, b):
