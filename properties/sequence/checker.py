@@ -265,7 +265,7 @@ def check_sequence_loss(
 
     start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TorchLoss(loss_fn, sandbox=sandbox)
+    evaluator = TorchLoss(loss_fn, sandbox=sandbox, seed=opts["seed"])
     budget = MAX_BATCHES_VECTORISED
     with torch_threads():
         while True:

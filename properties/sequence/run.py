@@ -32,6 +32,7 @@ from properties.sequence.evaluation import (
     ROUNDOFF_SAFETY,
     TINY,
     Evaluation,
+    ModeChanged,
     SequenceFault,
 )
 from properties.sequence.problems import (
@@ -146,6 +147,8 @@ class _Run:
         @hypothesis_seed(self.seed)
         @given(generated_problems(self.shapes, kl_coef=self.kl_coef, off_policy=self.off_policy))
         def property_(problem: SequenceProblem) -> None:
+            if "mode" in failure:  # the evaluation mode changed: the run is re-planned
+                return
             try:
                 (ev,) = self.evaluator.evaluate(
                     [problem], rtol=self.rtol, atol=self.atol, check_determinism=False
@@ -153,6 +156,9 @@ class _Run:
             except SequenceFault as fault:
                 failure["last"] = fault
                 raise
+            except ModeChanged as exc:  # not a failure for Hypothesis to shrink (nor flaky)
+                failure["mode"] = exc
+                return
             self._count("hypothesis")
             self.max_eps = max(self.max_eps, ev.eps_out)
             found = self.book.offer(ev)
@@ -168,6 +174,8 @@ class _Run:
             self.fault, self.fault_found_by = fault, "hypothesis (shrunk)"
         except Flaky as exc:
             self.flaky = type(exc).__name__
+        if "mode" in failure:
+            raise failure["mode"]
 
     def confirm(self) -> None:
         """Evaluate the counterexample's problem again: an E[g] that moves is ``nondeterministic``."""
@@ -175,6 +183,13 @@ class _Run:
         if m is None or self.fault is not None:
             return
         ev = m.evaluation
+        confirm = getattr(self.evaluator, "confirm_counterexample", None)
+        if confirm is not None:  # what vmap computed must be what plain calls compute
+            try:
+                confirm(ev.problem)
+            except SequenceFault as fault:
+                self.fault, self.fault_found_by = fault, "re-checking the counterexample"
+                return
         for _ in range(DETERMINISM_RECHECKS):
             try:
                 (again,) = self.evaluator.evaluate(

@@ -9,6 +9,7 @@ loss computes in.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -113,6 +114,7 @@ class Inputs:
         )
         self.shape = s
         self.used = [False]
+        self.origin: Any = None
 
     def tensors(self, lo: int, hi: int) -> dict[str, Any]:
         """Fresh tensors for batches ``lo..hi-1``, and private copies to compare them with later."""
@@ -138,7 +140,20 @@ class Inputs:
 
     def locate(self, i: int) -> tuple[SequenceProblem, int]:
         """The problem and batch index (within the shape) of stacked batch ``i``."""
+        if self.origin is not None:
+            i = int(self.origin[i])
         return self.problems[i // self.g], i % self.g
+
+    def subset(self, index: Any) -> Inputs:
+        """The same inputs restricted to stacked batches ``index`` (in that order); :meth:`locate`
+        still names the original problem and batch."""
+        sub = copy.copy(self)
+        picked = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        sub.x = self.x[index]
+        sub.lp, sub.p = self.lp[picked], self.p[picked]
+        sub.arrays = {name: a[index] for name, a in self.arrays.items()}
+        sub.origin = np.asarray(index if self.origin is None else self.origin[index])
+        return sub
 
 
 def _reward_fn(

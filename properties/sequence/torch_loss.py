@@ -21,12 +21,22 @@ Before either, one plain call on one batch (the *probe*) checks that the loss re
 finite scalar tensor with a gradient, records the floating dtypes it computes in (for the
 round-off note of a counterexample: the tolerance follows the loss's own dtype) and times
 it; ``vmap``'s results on two batches are compared with plain calls.
+
+**Whatever vmap computes is confirmed by plain calls.**  Under ``vmap`` the loss sees
+``log_probs``/``logits`` with ``requires_grad=False``, ``grad_fn=None``, ``is_leaf=True``
+(and batched tensors), so a loss that branches on them is not judged on what it does in
+training.  So :data:`CONFIRM_BATCHES` batches of every problem (a seeded
+``np.random.Generator``) and every batch of a counterexample's problem are evaluated by
+plain calls too; a difference in loss or gradient, or a fault seen only under ``vmap``
+(e.g. a detached loss), falls back to the plain calls, which are judged, and the reason
+says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -39,6 +49,7 @@ from properties.sequence.evaluation import (
     DETERMINISM_ULPS,
     EPS64,
     Evaluation,
+    ModeChanged,
     Sandbox,
     SequenceFault,
     output_eps,
@@ -72,12 +83,15 @@ def torch_threads() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+CONFIRM_BATCHES = 2
+"""Batches of every problem evaluated by a plain call too, when ``vmap`` evaluated them:
+whatever ``vmap`` computes must be confirmed (a loss can tell it runs under ``vmap``:
+``log_probs.requires_grad`` is ``False`` there).  Every batch of a counterexample is
+confirmed too (:meth:`TorchLoss.confirm_counterexample`)."""
+
+
 NARROW_ATTEMPTS = 64
 """Plain calls tried to name the batch of a write seen over many batches at once."""
-
-
-class ModeChanged(Exception):
-    """The loss cannot run under ``vmap``: the checker must re-plan with the looped budget."""
 
 
 class TorchLoss:
@@ -89,9 +103,15 @@ class TorchLoss:
     """
 
     def __init__(
-        self, loss_fn: Callable[..., Any], *, sandbox: Sandbox, use_vmap: bool = True
+        self,
+        loss_fn: Callable[..., Any],
+        *,
+        sandbox: Sandbox,
+        use_vmap: bool = True,
+        seed: int = 0,
     ) -> None:
         self.fn = loss_fn
+        self.seed = seed
         self.sandbox = sandbox
         self.mode = "vmap" if use_vmap else "loop"
         self.fallback_reason: str | None = None if use_vmap else "vmap disabled by the caller"
@@ -305,11 +325,13 @@ class TorchLoss:
             raise ModeChanged(f"vmap returned {type(out).__name__}")
         try:
             loss = self._check_loss(out, problem, None, (hi - lo,))
+            gx, glp = self._grads(loss, x, lp, problem, None)
         except SequenceFault as fault:
-            if fault.batch is not None:
-                fault.problem, fault.batch = inputs.locate(lo + fault.batch)
-            raise
-        gx, glp = self._grads(loss, x, lp, problem, None)
+            # a fault seen only under vmap is not judged: plain calls decide (a loss that returns
+            # val.detach() when log_probs does not require grad is correct, and vmap hides it)
+            raise ModeChanged(
+                f"under torch.func.vmap it {fault.detail}; plain calls are judged instead"
+            ) from None
         return loss.detach(), gx, glp
 
     def _looped(self, inputs: Inputs, lo: int, hi: int, kl_coef: float) -> tuple[Any, Any, Any]:
@@ -364,14 +386,71 @@ class TorchLoss:
         try:
             loss, gx, _glp = self._vmapped(inputs, 0, hi, kl_coef)
         except ModeChanged as exc:
-            self._fallback(f"torch.func.vmap could not run it: {exc}")
+            self._fallback(_reason(exc))
         for i in sorted({0, hi - 1}):
-            pl, pgx, _ = self._plain(inputs, i, kl_coef)
-            if not (_close(pl, loss[i]) and _close(pgx, gx[i])):
-                self._fallback(
-                    "under torch.func.vmap it gave a different loss or gradient than plain calls on "
-                    "the same batch (it must depend on something vmap changes, e.g. global state "
-                    "or the batch dimension)"
+            self._compare(inputs, i, kl_coef, loss[i], gx[i])
+
+    def _compare(self, inputs: Inputs, i: int, kl_coef: float, loss: Any, gx: Any) -> None:
+        """A plain call on stacked batch ``i`` against vmap's ``loss`` and ``gx``: fall back on a difference."""
+        pl, pgx, _ = self._plain(inputs, i, kl_coef)
+        if _close(pl, loss) and _close(pgx, gx):
+            return
+        problem, b = inputs.locate(i)
+        what = "loss" if not _close(pl, loss) else "gradient"
+        self._fallback(
+            f"under torch.func.vmap it gave a different {what} than a plain call on the same batch "
+            f"(loss {float(loss)!r} under vmap, {float(pl)!r} in a plain call; batch {b} of "
+            f"{problem.shape.describe()}, {problem.label}): plain calls are judged instead.  Under "
+            "vmap, log_probs and logits report requires_grad=False and grad_fn=None, so a loss that "
+            "branches on them (or on the batch dimension, or global state) computes something else"
+        )
+
+    def _confirm_sample(self, inputs: Inputs, kl_coef: float, loss: Any, gx: Any) -> None:
+        """Plain calls on :data:`CONFIRM_BATCHES` batches of every problem (drawn from a
+        ``np.random.Generator`` seeded by the problem) must give vmap's loss and gradient."""
+        g = inputs.g
+        index = []
+        for m, problem in enumerate(inputs.problems):
+            rng = np.random.default_rng([self.seed, _fingerprint(problem)])
+            picks = rng.choice(g, size=min(CONFIRM_BATCHES, g), replace=False)
+            index += [m * g + int(b) for b in sorted(picks)]
+        if not index:
+            return
+        # one call per batch, all in one loop and one backward (a plain call each is 10x dearer)
+        pl, pgx, _ = self._looped(inputs.subset(np.array(index)), 0, len(index), kl_coef)
+        picked = torch.tensor(index)
+        bad = ~(_close_rows(loss[picked], pl) & _close_rows(gx[picked], pgx))
+        if bool(bad.any()):
+            i = index[int(bad.nonzero()[0, 0])]
+            self._compare(inputs, i, kl_coef, loss[i], gx[i])
+            self._fallback(  # pragma: no cover - _compare falls back on the same batch
+                "under torch.func.vmap it gave a different loss or gradient than plain calls"
+            )
+
+    def confirm_counterexample(self, problem: SequenceProblem) -> None:
+        """Every batch of a counterexample's problem in plain calls must give vmap's loss and
+        gradient; on a difference the checker falls back (and judges the plain calls)."""
+        if self.mode != "vmap":
+            return
+        data = shape_data(problem.shape)
+        inputs = Inputs([problem], data)
+        inputs.used = self.used
+        total = inputs.x.shape[0]
+        s = data.shape
+        chunk = max(1, CHUNK_ELEMENTS // (s.rows * s.max_len * s.vocab_size))
+        for lo in range(0, total, chunk):
+            hi = min(total, lo + chunk)
+            try:
+                vl, vgx, _ = self._vmapped(inputs, lo, hi, problem.kl_coef)
+            except ModeChanged as exc:
+                self._fallback(_reason(exc))
+            pl, pgx, _ = self._looped(inputs, lo, hi, problem.kl_coef)
+            bad = ~(_close_rows(vl, pl) & _close_rows(vgx, pgx))
+            if bool(bad.any()):
+                j = lo + int(bad.nonzero()[0, 0])
+                self._compare(inputs, j, problem.kl_coef, vl[j - lo], vgx[j - lo])
+                self._fallback(  # pragma: no cover - _compare falls back on the same batch
+                    "under torch.func.vmap it gave a different loss or gradient than plain calls"
                 )
 
     def _fallback(self, reason: str) -> None:
@@ -404,15 +483,17 @@ class TorchLoss:
             try:
                 loss, gx, glp = run(inputs, lo, hi, kl)
             except ModeChanged as exc:
-                self._fallback(f"torch.func.vmap could not run it: {exc}")
+                self._fallback(_reason(exc))
             losses.append(loss)
             gxs.append(gx)
             glps.append(glp)
             if check_determinism and lo == 0:
                 again = run(inputs, lo, hi, kl)
                 self._same((loss, gx), (again[0], again[1]), inputs, lo)
-        self.batches_evaluated += total
         gx_all = torch.cat(gxs) if len(gxs) > 1 else gxs[0]
+        if self.mode == "vmap":
+            self._confirm_sample(inputs, kl, torch.cat(losses), gx_all)
+        self.batches_evaluated += total
         glp_all = (torch.cat(glps) if len(glps) > 1 else glps[0]).numpy()
         per_batch = _scatter(data, gx_all, len(problems))
         # the tolerance follows the loss's own dtype (issue 9: the verdict stays strict); the
@@ -463,6 +544,29 @@ def _close(a: Any, b: Any) -> bool:
     scale = float(a64.abs().max()) if a64.numel() else 0.0
     allowed = DETERMINISM_ULPS * eps * (a64.abs() + b64.abs() + scale)
     return bool(((a64 - b64).abs() <= allowed).all())
+
+
+def _close_rows(a: Any, b: Any) -> Any:
+    """:func:`_close` per leading index (a boolean tensor), each row against its own scale."""
+    a64 = a.detach().to(torch.float64).reshape(a.shape[0], -1)
+    b64 = b.detach().to(torch.float64).reshape(b.shape[0], -1)
+    eps = max(output_eps(a.dtype), output_eps(b.dtype))
+    scale = a64.abs().amax(dim=1, keepdim=True)
+    allowed = DETERMINISM_ULPS * eps * (a64.abs() + b64.abs() + scale)
+    return ((a64 - b64).abs() <= allowed).all(dim=1)
+
+
+def _reason(exc: ModeChanged) -> str:
+    text = str(exc)
+    return text if text.startswith("under ") else f"torch.func.vmap could not run it: {text}"
+
+
+def _fingerprint(problem: SequenceProblem) -> int:
+    """A number that depends only on the problem's values (seeds the choice of confirmed batches)."""
+    parts = [problem.theta, problem.rewards, problem.ref_theta]
+    if problem.old_theta is not None:
+        parts.append(problem.old_theta)
+    return zlib.crc32(b"".join(np.ascontiguousarray(p).tobytes() for p in parts))
 
 
 def _scatter(data: ShapeData, gx: Any, problems: int) -> FloatArray:
