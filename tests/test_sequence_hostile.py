@@ -13,8 +13,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from properties.sequence import torch_loss  # noqa: E402 - after the torch skip
-from properties.sequence.checker import check_sequence_loss  # noqa: E402
+from properties.onestep.checker import EstimatorCheckFailure  # noqa: E402 - after the torch skip
+from properties.sequence import torch_loss  # noqa: E402
+from properties.sequence.checker import (  # noqa: E402
+    assert_sequence_scaled,
+    check_sequence_loss,
+)
 
 pytestmark = pytest.mark.torch
 
@@ -92,3 +96,45 @@ def test_a_counterexample_found_under_vmap_is_confirmed_by_plain_calls(
     assert report.verdict == "unbiased", report.message
     assert report.run is not None and report.run.mode == "loop"
     assert "different loss" in (report.run.fallback_reason or "")
+
+
+# --------------------------------------------------------------------------- 2. the scale key
+
+
+def vocabulary_mean(b: Any) -> Any:
+    """One-hot times log-softmax, averaged over the vocabulary: c = 1/V, fixed for a model."""
+    onehot = torch.nn.functional.one_hot(b.tokens, b.vocab_size).to(b.logits.dtype)
+    per_token = (onehot * torch.log_softmax(b.logits, -1)).mean(-1)
+    return -(b.rewards * (per_token * b.mask).sum(-1)).mean()
+
+
+def test_a_scale_that_depends_on_the_vocabulary_is_scaled_not_biased() -> None:
+    report = check_sequence_loss(vocabulary_mean, **SMALL)
+    assert report.verdict == "scaled", report.message
+    assert report.scale is not None
+    assert set(report.scale) == {(k, t, 1, v) for k in (2, 3) for t in (1, 2) for v in (2, 3)}
+    for (_k, _t, _p, v), c in report.scale.items():
+        assert abs(c - 1.0 / v) < 1e-9
+    assert "per (k, T, P, V)" in report.message
+    assert "k=2, T=1, P=1, V=3: c = 0.333333333333" in report.message
+    assert "has the value of 1/V" in report.message
+    assert_sequence_scaled(report, lambda k, t, p, v: 1.0 / v)
+    with pytest.raises(EstimatorCheckFailure, match="scaled with c"):
+        assert_sequence_scaled(report, lambda k, t, p: 0.5)
+
+
+def reversed_rewards_baseline(b: Any) -> Any:
+    """Reversed rewards as a baseline: c = 2/3 at k = 3 (the value of (k-1)/k, another cause)."""
+    r = b.rewards.view(b.num_prompts, b.group_size)
+    base = r.flip(-1)
+    return -((r - base).reshape(-1) * (b.log_probs * b.mask).sum(-1)).mean()
+
+
+def test_a_scale_hint_names_a_value_not_a_cause() -> None:
+    report = check_sequence_loss(
+        reversed_rewards_baseline, group_sizes=(3,), max_len=1, max_examples=0
+    )
+    assert report.verdict == "scaled", report.message
+    assert "c = 0.666666666667" in report.message
+    assert "has the value of (k-1)/k" in report.message
+    assert "= (k-1)/k, the self-inclusive group mean" not in report.message

@@ -40,6 +40,7 @@ deterministic, wrote into the batch, or printed).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -578,6 +579,17 @@ def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> SequenceRepor
     return check_sequence_loss(fn, **kwargs)
 
 
+def _wanted_scale(scale: Mapping[Any, float] | Callable[..., float], key: Key) -> float:
+    """``scale`` at ``key = (k, T, P, V)``: a callable of 4 (or 3) arguments, or a mapping by either key."""
+    if callable(scale):
+        try:
+            arity = len(inspect.signature(scale).parameters)
+        except (TypeError, ValueError):
+            arity = 3
+        return float(scale(*key) if arity >= 4 else scale(*key[:3]))
+    return float(scale[key] if key in scale else scale[key[:3]])
+
+
 def assert_sequence_unbiased(
     fn: Callable[..., Any] | SequenceReport, **kwargs: Any
 ) -> SequenceReport:
@@ -590,18 +602,21 @@ def assert_sequence_unbiased(
 
 def assert_sequence_scaled(
     fn: Callable[..., Any] | SequenceReport,
-    scale: Mapping[Key, float] | Callable[[int, int, int], float] | None = None,
+    scale: Mapping[Any, float] | Callable[..., float] | None = None,
     **kwargs: Any,
 ) -> SequenceReport:
-    """:func:`check_sequence_loss` (or a report); raises unless ``"scaled"`` (as ``scale(k, T, P)`` if given)."""
+    """:func:`check_sequence_loss` (or a report); raises unless ``"scaled"`` (as ``scale`` if given).
+
+    ``scale`` is ``scale(k, T, P)`` or ``scale(k, T, P, V)`` (a callable of 3 or 4 arguments),
+    or a mapping keyed by ``(k, T, P, V)`` or ``(k, T, P)``.
+    """
     report = _report_or_check(fn, kwargs, "assert_sequence_scaled")
     if report.verdict != "scaled":
         raise EstimatorCheckFailure(report, "scaled")
     if scale is not None:
         assert report.scale is not None and report.scale_uncertainty is not None
         for key, c in report.scale.items():
-            k, t, p = key
-            want = float(scale(k, t, p) if callable(scale) else scale[(k, t, p)])
+            want = _wanted_scale(scale, key)
             allowed = SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[
                 key
             ] + SCALE_MATCH_FLOOR * abs(want)

@@ -22,30 +22,38 @@ from properties.sequence.results import (
 )
 from properties.sequence.run import SCALE_MATCH_FLOOR, SCALE_MATCH_UNCERTAINTIES, _Run
 
-_KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
-    ("(k-1)/k, the self-inclusive group mean", lambda k, t, p: (k - 1) / k),
-    ("1/T, a division by the constant max_len", lambda k, t, p: 1.0 / t),
+_KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int, int], float]], ...] = (
+    ("(k-1)/k (what a self-inclusive group mean as baseline gives)", lambda k, t, p, v: (k - 1) / k),
+    ("1/T (what a division by the constant max_len gives)", lambda k, t, p, v: 1.0 / t),
     (
-        "P, a sum over the prompts where the target is their mean (the RL objective averages over prompts)",
-        lambda k, t, p: float(p),
+        "P (what a sum over the prompts gives, where the target is their mean: the RL objective "
+        "averages over prompts)",
+        lambda k, t, p, v: float(p),
     ),
     (
-        "(Pk-1)/(Pk), a baseline that is the self-inclusive mean of the whole batch",
-        lambda k, t, p: (p * k - 1) / (p * k),
+        "(Pk-1)/(Pk) (what a baseline that is the self-inclusive mean of the whole batch gives)",
+        lambda k, t, p, v: (p * k - 1) / (p * k),
     ),
     (
-        "(k-1)/k * P, the self-inclusive group mean and a sum over the prompts",
-        lambda k, t, p: (k - 1) * p / k,
+        "(k-1)/k * P (what the self-inclusive group mean and a sum over the prompts give)",
+        lambda k, t, p, v: (k - 1) * p / k,
     ),
-    ("P/T, a division by max_len and a sum over the prompts", lambda k, t, p: p / t),
+    ("P/T (what a division by max_len and a sum over the prompts give)", lambda k, t, p, v: p / t),
     (
-        "(k-1)/(k T), the self-inclusive group mean and a division by max_len",
-        lambda k, t, p: (k - 1) / (k * t),
+        "(k-1)/(k T) (what the self-inclusive group mean and a division by max_len give)",
+        lambda k, t, p, v: (k - 1) / (k * t),
     ),
-    ("k, a sum over the group instead of a mean", lambda k, t, p: float(k)),
-    ("k P, a sum over all P*k responses of the batch instead of a mean", lambda k, t, p: float(k * p)),
-    ("1/k", lambda k, t, p: 1.0 / k),
+    ("k (what a sum over the group instead of a mean gives)", lambda k, t, p, v: float(k)),
+    (
+        "k P (what a sum over all P*k responses of the batch instead of a mean gives)",
+        lambda k, t, p, v: float(k * p),
+    ),
+    ("1/k", lambda k, t, p, v: 1.0 / k),
+    ("1/V (what a mean over the vocabulary gives)", lambda k, t, p, v: 1.0 / v),
 )
+"""Formulas a measured scale may have the value of.  The value alone does not show the cause
+(reversed rewards as a baseline also give (k-1)/k at k = 3), so a hint says "has the value
+of", never "is"."""
 
 
 def _fmt(x: float) -> str:
@@ -57,10 +65,14 @@ def _arr(a: Any) -> str:
 
 
 def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, float]) -> str:
-    """The known formula that explains ``key`` and the most other keys (the first on ties).
+    """The known formula whose value ``key``'s scale has, matching the most other keys (the first on ties).
 
-    A formula is named only where it explains two or more keys (or the only one), so that
-    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.
+    A formula is named only where it matches two or more keys (or the only one), so that
+    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.  It names a value, not a
+    cause: "has the value of".
+
+    >>> _scale_hint((3, 2, 1, 3), 2 / 3, 1e-15, {(3, 2, 1, 3): 2 / 3, (2, 2, 1, 3): 0.5})
+    '; has the value of (k-1)/k (what a self-inclusive group mean as baseline gives)'
     """
     slack = max(unc * SCALE_MATCH_UNCERTAINTIES, SCALE_MATCH_FLOOR)
     best, best_count = "", 0
@@ -68,7 +80,10 @@ def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, fl
         matching = [
             kk
             for kk, cc in scale.items()
-            if isinstance(kk, tuple) and abs(cc - f(*kk)) <= slack and abs(cc - 1) > slack
+            if isinstance(kk, tuple)
+            and len(kk) == 4
+            and abs(cc - f(*kk)) <= slack
+            and abs(cc - 1) > slack
         ]
         if (
             isinstance(key, tuple)
@@ -76,7 +91,7 @@ def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, fl
             and (len(matching) >= 2 or len(scale) == 1)
             and len(matching) > best_count
         ):
-            best, best_count = f" = {text}", len(matching)
+            best, best_count = f"; has the value of {text}", len(matching)
     return best
 
 
@@ -258,7 +273,8 @@ def _message(report: SequenceReport, run: _Run) -> str:
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
         lines = [
-            f"{head} is SCALED: E[g] = c grad J with one fixed c > 0 per (k, T, P), on every problem "
+            f"{head} is SCALED: E[g] = c grad J with one fixed c > 0 per (k, T, P, V) (fixed for a "
+            "model), on every problem "
             f"checked ({checked}):"
         ]
         for key, c in sorted(report.scale.items()):

@@ -4,7 +4,8 @@ A *shape* ``(V, T, k, P)`` fixes the response space (:func:`impl.sequence.respon
 and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated.
 A *problem* adds the numbers: the policy ``theta``, the reward table, the reference policy
 (always given: a loss may add a KL term of its own) and, off-policy, the behaviour policy.
-The scale reference is kept per ``key = (k, T, P)``.
+The scale reference is kept per ``key = (k, T, P, V)``: everything a model fixes (a loss may
+scale its gradient by ``1/V``, a mean over the vocabulary, and is then scaled, not biased).
 
 Shapes are kept only when :math:`R^{kP}` fits the batch budget of the evaluation mode
 (:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a batched weight function,
@@ -49,8 +50,11 @@ LOOPED_EXTRA_VOCAB_BATCHES = 81
 LOOPED_FULL_BATTERY_BATCHES = 16
 """In the looped mode, shapes with more batches than this get the reduced battery."""
 
-Key = tuple[int, int, int]
-"""``(k, T, P)``: one scale constant is measured per key."""
+Key = tuple[int, int, int, int]
+"""``(k, T, P, V)``: one scale constant is measured per key (everything fixed for one model)."""
+
+Cell = tuple[int, int, int]
+"""``(k, T, P)``: a group size, length cap and prompt count asked for (checked at some ``V``, or not)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,11 @@ class Shape:
 
     @property
     def key(self) -> Key:
+        """``(k, T, P, V)``."""
+        return (self.k, self.max_len, self.num_prompts, self.vocab_size)
+
+    @property
+    def cell(self) -> Cell:
         """``(k, T, P)``."""
         return (self.k, self.max_len, self.num_prompts)
 
@@ -169,9 +178,9 @@ def plan_shapes(
 
 def unreachable_keys(
     group_sizes: Sequence[int], num_prompts: Sequence[int], max_len: int, shapes: Sequence[Shape]
-) -> list[Key]:
-    """The keys ``(k, T, P)`` asked for but with no shape within budget (not checked)."""
-    have = {s.key for s in shapes}
+) -> list[Cell]:
+    """The ``(k, T, P)`` asked for but with no shape within budget (not checked at any ``V``)."""
+    have = {s.cell for s in shapes}
     return [
         (k, t, p)
         for k in group_sizes
@@ -469,6 +478,7 @@ __all__ = [
     "LOOPED_FULL_BATTERY_BATCHES",
     "MAX_BATCHES_LOOPED",
     "MAX_BATCHES_VECTORISED",
+    "Cell",
     "Key",
     "SequenceProblem",
     "Shape",

@@ -19,19 +19,19 @@ from properties.onestep.results import (
     EstimatorReport,
 )
 from properties.sequence.problems import (
-    Key,
+    Cell,
     Shape,
 )
 
 
 def key_text(key: Hashable) -> str:
-    """``k=2, T=3, P=1`` for a sequence key.
+    """``k=2, T=3, P=1, V=3`` for a sequence key ``(k, T, P, V)`` (or ``(k, T, P)``).
 
-    >>> key_text((2, 3, 1))
-    'k=2, T=3, P=1'
+    >>> key_text((2, 3, 1, 3)), key_text((2, 3, 1))
+    ('k=2, T=3, P=1, V=3', 'k=2, T=3, P=1')
     """
-    if isinstance(key, tuple) and len(key) == 3:
-        return f"k={key[0]}, T={key[1]}, P={key[2]}"
+    if isinstance(key, tuple) and len(key) in (3, 4):
+        return ", ".join(f"{n}={v}" for n, v in zip("kTPV", key, strict=False))
     return str(key)
 
 
@@ -169,7 +169,7 @@ class SequenceRun:
     mode: str
     fallback_reason: str | None
     shapes: tuple[tuple[str, int, int], ...]
-    unchecked: tuple[Key, ...]
+    unchecked: tuple[Cell, ...]
     batch_budget: int
     batches_evaluated: int
     probe_seconds: float | None
@@ -196,8 +196,9 @@ class SequenceRun:
 class SequenceReport(EstimatorReport):
     """An :class:`EstimatorReport` for a sequence check (same verdicts, ``assert_*``, JSON).
 
-    ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P)``; ``run`` says how the check
-    ran (:class:`SequenceRun`); ``settings`` the checker's arguments (for reruns).
+    ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P, V)`` (everything fixed for a
+    model); ``run`` says how the check ran (:class:`SequenceRun`); ``settings`` the checker's
+    arguments (for reruns).
     """
 
     run: SequenceRun | None = None

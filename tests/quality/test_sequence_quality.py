@@ -77,10 +77,10 @@ def _assert_matches(entry: SequenceEntry, report: Any) -> None:
     if entry.expected in ("unbiased", "scaled"):
         assert report.scale, f"{entry.name}: no measured scale in the report"
         for key, c in report.scale.items():
-            assert isinstance(key, tuple) and len(key) == 3, f"scale keys should be (k, T, P), got {key!r}"
-            want = expected_scale(entry, *key)
+            assert isinstance(key, tuple) and len(key) == 4, f"scale keys should be (k, T, P, V), got {key!r}"
+            want = expected_scale(entry, *key[:3])
             assert math.isclose(c, want, rel_tol=SCALE_RTOL, abs_tol=0.0), (
-                f"{entry.name}: c at (k, T, P) = {key} measured {c!r}, expected {want!r}"
+                f"{entry.name}: c at (k, T, P, V) = {key} measured {c!r}, expected {want!r}"
             )
 
 
