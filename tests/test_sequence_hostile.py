@@ -17,7 +17,9 @@ from properties.onestep.checker import EstimatorCheckFailure  # noqa: E402 - aft
 from properties.sequence import torch_loss  # noqa: E402
 from properties.sequence.checker import (  # noqa: E402
     assert_sequence_scaled,
+    assert_sequence_unbiased,
     check_sequence_loss,
+    check_token_weights,
 )
 
 pytestmark = pytest.mark.torch
@@ -138,3 +140,95 @@ def test_a_scale_hint_names_a_value_not_a_cause() -> None:
     assert "c = 0.666666666667" in report.message
     assert "has the value of (k-1)/k" in report.message
     assert "= (k-1)/k, the self-inclusive group mean" not in report.message
+
+
+# --------------------------------------------------------------------------- 3. partial checks
+
+
+def weights_reinforce(rewards: Any, mask: Any, log_probs: Any) -> Any:
+    return rewards[:, None] * mask / rewards.shape[0]
+
+
+def test_a_check_that_dropped_a_requested_shape_is_partial_not_a_pass() -> None:
+    report = check_token_weights(weights_reinforce, group_sizes=(2, 5), max_len=3, max_examples=0)
+    assert report.verdict == "unbiased"  # the verdict's values are kept for old consumers
+    assert report.partial
+    assert report.run is not None and report.run.unchecked == ((5, 3, 1),)
+    assert report.message.startswith(
+        "Weight function 'weights_reinforce' is UNBIASED on the shapes checked; PARTIAL: "
+        "not checked at any V (over the batch budget 256): k=5, T=3, P=1:"
+    )
+    assert report.to_dict()["partial"] is True
+    with pytest.raises(EstimatorCheckFailure, match="the check was partial"):
+        assert_sequence_unbiased(report)
+    assert assert_sequence_unbiased(report, allow_partial=True) is report
+
+
+def test_a_complete_check_is_not_partial() -> None:
+    report = check_sequence_loss(reinforce, **SMALL)
+    assert report.verdict == "unbiased" and not report.partial
+    assert "PARTIAL" not in report.message
+    assert assert_sequence_unbiased(report) is report
+
+
+def test_a_partial_pass_exits_non_zero(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from properties.cli import main
+
+    path = tmp_path / "w.py"
+    path.write_text(
+        "def reinforce(b):\n    return -(b.rewards * (b.log_probs * b.mask).sum(-1)).mean()\n"
+    )
+    argv = ["check", f"{path}:reinforce", "--sequence", "--max-examples", "0", "--max-len", "2"]
+    assert main([*argv, "--group-sizes", "2"]) == 0
+    assert main([*argv, "--group-sizes", "2,12"]) == 1
+    out = capsys.readouterr().out
+    assert "UNBIASED on the shapes checked; PARTIAL" in out
+
+
+# --------------------------------------------------------------------------- 4. the region line
+
+
+def test_the_region_line_lists_exactly_the_shapes_evaluated_and_the_rest() -> None:
+    report = check_sequence_loss(reinforce, max_examples=0)  # defaults: V <= 3, T <= 3, k 2..4
+    assert report.run is not None and report.run.mode == "vmap"
+    evaluated = {text for text, _, _ in report.run.shapes}
+    assert "V=3, T=3, k=4, P=1" not in evaluated and "V=2, T=3, k=4, P=1" in evaluated
+    assert "k=4, P=1: T=1..2 at V=2..3, T=3 at V=2" in report.message
+    assert "not evaluated (over the batch budget 8192): k=4, P=1: T=3 at V=3" in report.message
+    assert not report.partial  # every (k, T, P) was checked at some V
+
+
+def test_the_fallback_region_line_says_which_shapes_plain_calls_evaluated() -> None:
+    def looped(b: Any) -> Any:  # .item(): vmap cannot run it
+        scale = 1.0 + 0.0 * float(b.rewards.sum().item())
+        return -scale * (b.rewards * (b.log_probs * b.mask).sum(-1)).mean()
+
+    report = check_sequence_loss(looped, max_examples=0)
+    assert report.verdict == "unbiased" and report.run is not None
+    assert report.run.mode == "loop"
+    assert "evaluated one batch at a time (plain calls) (fallback:" in report.message
+    assert "V in {" not in report.message
+    evaluated = {text for text, _, _ in report.run.shapes}
+    assert "V=3, T=3, k=2, P=1" in evaluated  # 225 batches: within the looped budget of 256
+    assert ": k=2, P=1: T=1..3 at V=2..3; k=3, P=1: T=1 at V=2..3, T=2..3 at V=2;" in report.message
+    assert report.run.over_budget == "k=3, P=1: T=2..3 at V=3; k=4, P=1: T=2..3 at V=3"
+    assert "not evaluated (over the batch budget 256): k=3, P=1: T=2..3 at V=3;" in report.message
+
+
+def test_a_check_that_cannot_show_length_bias_says_so() -> None:
+    report = check_sequence_loss(length_normalised, group_sizes=(12,), max_examples=0)
+    assert report.verdict == "unbiased" and report.partial
+    assert "only T = 1 was evaluated" in report.message
+    assert "no bias from response lengths" in report.message
+
+
+def test_a_large_vocabulary_is_claimed_only_where_it_was_evaluated() -> None:
+    report = check_sequence_loss(
+        reinforce, vocab_size=12, max_len=4, group_sizes=(2,), max_examples=0
+    )
+    assert report.verdict == "unbiased" and not report.partial
+    assert "k=2, P=1: T=1 at V=2..12, T=2 at V=2..9, T=3 at V=2..5, T=4 at V=2..3" in (
+        report.message
+    )
+    assert report.run is not None
+    assert report.run.over_budget == "k=2, P=1: T=2 at V=10..12, T=3 at V=6..12, T=4 at V=4..12"

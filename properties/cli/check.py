@@ -20,8 +20,10 @@ verdict (kinds ``timeout``, ``exited``), and so is an import that raises
 (``import-failed``); whatever user code prints goes to stderr, so stdout carries only the
 report (``--json`` stays parseable).
 
-Exit status: 0 for ``unbiased`` (only ever after a finished check), 1 for any other
-verdict, 2 for bad usage (no such file, module, function or catalogue entry; not callable;
+Exit status: 0 for ``unbiased`` (only ever after a finished check that covered every
+shape asked for), 1 for any other verdict and for a *partial* ``unbiased`` (a sequence check
+whose report has ``"partial": true``: a requested ``(k, T, P)`` did not fit the batch
+budget), 2 for bad usage (no such file, module, function or catalogue entry; not callable;
 bad options), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
 with one line on stderr.
 """
@@ -237,4 +239,5 @@ def run(args: argparse.Namespace) -> int:
         if outcome.report_error is not None:
             raise UsageError(f"{_PREFIX}--report: {outcome.report_error}")
         print(f"{_PREFIX}wrote {Path(args.report) / 'index.html'}", file=sys.stderr)
-    return 0 if outcome.verdict == "unbiased" else 1
+    partial = bool((outcome.report or {}).get("partial", False))
+    return 0 if outcome.verdict == "unbiased" and not partial else 1

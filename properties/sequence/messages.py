@@ -14,6 +14,8 @@ from properties.judging.verdict import (
 from properties.onestep.results import (
     RoundoffNote,
 )
+from properties.sequence.problems import Shape
+from properties.sequence.region import describe_shapes
 from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
@@ -230,52 +232,87 @@ def _roundoff_text(report: SequenceReport, note: RoundoffNote) -> str:
     )
 
 
-def _span(shapes: tuple[str, ...]) -> str:
-    """The values each of ``V, T, k, P`` took over the checked shapes.
+_PATHS = {
+    "vmap": "by torch.func.vmap (many batches per call; sampled batches confirmed by plain calls)",
+    "loop": "one batch at a time (plain calls)",
+    "batched": "in batched calls (many batches per call)",
+    "per-batch": "one batch at a time",
+}
 
-    >>> _span(("V=2, T=1, k=2, P=1", "V=3, T=2, k=2, P=1", "V=2, T=3, k=4, P=2"))
-    'V in {2, 3}, T in {1, 2, 3}, k in {2, 4}, P in {1, 2}'
-    >>> _span(())
-    'none'
+
+def _checked(report: SequenceReport) -> str:
+    """The region line: exactly the shapes evaluated and how, the value ranges, what was not evaluated."""
+    info = report.run
+    assert info is not None
+    path = _PATHS.get(info.mode, info.mode)
+    if info.fallback_reason:
+        path += f" (fallback: {info.fallback_reason})"
+    shapes = describe_shapes(Shape(*_parse(text)) for text, _, _ in info.shapes)
+    ranges = _ranges_text(info.ranges)
+    checked = (
+        f"{report.problems_checked} problems on {len(info.shapes)} shapes, evaluated {path}: "
+        f"{shapes} (up to {max((g for _, _, g in info.shapes), default=0)} batches each); "
+        f"{ranges}; {report.estimator_calls} calls, seed={report.seed}, "
+        f"max_examples={report.max_examples}, kl_coef={report.settings['kl_coef']}, "
+        f"off_policy={report.settings['off_policy']}, num_prompts={report.settings['num_prompts']}, "
+        f"{report.seconds:.2f} s"
+    )
+    if info.over_budget:
+        checked += f"; not evaluated (over the batch budget {info.batch_budget}): {info.over_budget}"
+    if info.not_reached:
+        checked += f"; not reached (the check stopped at the first failure): {info.not_reached}"
+    for note in info.blind_spots:
+        checked += f"; {note}"
+    return checked
+
+
+def _parse(text: str) -> tuple[int, int, int, int]:
+    """``(V, T, k, P)`` from :meth:`Shape.describe`.
+
+    >>> _parse("V=3, T=2, k=4, P=1")
+    (3, 2, 4, 1)
     """
-    if not shapes:
-        return "none"
-    values: dict[str, set[int]] = {}
-    for text in shapes:
-        for part in text.split(", "):
-            name, _, value = part.partition("=")
-            values.setdefault(name, set()).add(int(value))
-    return ", ".join(
-        f"{name} in {{{', '.join(str(v) for v in sorted(vs))}}}" for name, vs in values.items()
+    v, t, k, p = (int(part.partition("=")[2]) for part in text.split(", "))
+    return v, t, k, p
+
+
+def _ranges_text(ranges: Mapping[str, float | None]) -> str:
+    if ranges.get("logit_min") is None:
+        return "no values"
+    return (
+        f"logits in [{ranges['logit_min']:.3g}, {ranges['logit_max']:.3g}], token log-probs down "
+        f"to {ranges['log_prob_min']:.3g}, rewards in [{ranges['reward_min']:.3g}, "
+        f"{ranges['reward_max']:.3g}]"
+    )
+
+
+def _partial_text(report: SequenceReport) -> str:
+    """`` on the shapes checked; PARTIAL: ...`` for a partial check (empty otherwise)."""
+    info = report.run
+    if info is None or not report.partial:
+        return ""
+    cells = "; ".join(key_text(c) for c in info.unchecked)
+    return (
+        f" on the shapes checked; PARTIAL: not checked at any V (over the batch budget "
+        f"{info.batch_budget}): {cells}"
     )
 
 
 def _message(report: SequenceReport, run: _Run) -> str:
     what = "Loss" if report.protocol == "sequence-loss" else "Weight function"
     head = f"{what} {report.name!r}"
-    info = report.run
-    assert info is not None
-    mode = info.mode + (f" (fallback: {info.fallback_reason})" if info.fallback_reason else "")
-    span = _span(tuple(text for text, _, _ in info.shapes))
-    checked = (
-        f"{report.problems_checked} problems on {len(info.shapes)} shapes ({span}; up to "
-        f"{max((g for _, _, g in info.shapes), default=0)} batches each), evaluation: {mode}, "
-        f"{report.estimator_calls} calls, seed={report.seed}, max_examples={report.max_examples}, "
-        f"kl_coef={report.settings['kl_coef']}, off_policy={report.settings['off_policy']}, "
-        f"num_prompts={report.settings['num_prompts']}, {report.seconds:.2f} s"
-    )
-    if info.unchecked:
-        checked += f"; not checked (over the batch budget {info.batch_budget}): " + "; ".join(
-            key_text(k) for k in info.unchecked
-        )
+    checked = _checked(report)
+    partial = _partial_text(report)
     if report.verdict == "unbiased":
-        return f"{head} is UNBIASED: E[g] = grad J exactly (to round-off) on every problem checked: {checked}."
+        return (
+            f"{head} is UNBIASED{partial}: E[g] = grad J exactly (to round-off) on every problem "
+            f"checked: {checked}."
+        )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
         lines = [
-            f"{head} is SCALED: E[g] = c grad J with one fixed c > 0 per (k, T, P, V) (fixed for a "
-            "model), on every problem "
-            f"checked ({checked}):"
+            f"{head} is SCALED{partial}: E[g] = c grad J with one fixed c > 0 per (k, T, P, V) "
+            f"(fixed for a model), on every problem checked ({checked}):"
         ]
         for key, c in sorted(report.scale.items()):
             unc = report.scale_uncertainty[key]

@@ -43,9 +43,12 @@ MAX_BATCHES_LOOPED = 256
 """... when the user's code runs once per batch (the ``vmap`` fallback, ``batched=False``):
 ``4**4``, so every ``T <= 3`` still appears with ``V = 2`` up to ``k = 4``."""
 
-LOOPED_EXTRA_VOCAB_BATCHES = 81
+LOOPED_EXTRA_VOCAB_BATCHES = 256
 """In the looped mode a vocabulary ``V > 2`` is added to a key only up to this many batches
-(the looped mode costs about 0.3 ms per batch and problem, against ~1 us vectorised)."""
+(the looped mode costs about 0.3 ms per batch and problem, against ~1 us vectorised).  It
+was 81, which left ``V = 3, T = 3`` out at every ``k`` of the defaults (issue 15: 48 of 49
+library losses in the fallback were never evaluated there); at 256 ``V = 3, T = 3, k = 2``
+(225 batches) is evaluated, for about 0.5 s more on the default settings."""
 
 LOOPED_FULL_BATTERY_BATCHES = 16
 """In the looped mode, shapes with more batches than this get the reduced battery."""

@@ -158,11 +158,16 @@ class SequenceError(EstimatorError):
 class SequenceRun:
     """How the check ran: the evaluation mode, the shapes and batches, the costs.
 
-    ``mode`` is ``vmap``/``loop`` (PyTorch) or ``batched``/``per-batch`` (weights);
-    ``fallback_reason`` says why ``vmap`` was not used; ``shapes`` the ``(V, T, k, P)``
-    checked with their response and batch counts; ``unchecked`` the keys over budget;
-    ``probe_seconds`` one plain call of the loss on one batch; ``dtypes`` the floating
-    dtypes the loss computed in.
+    ``mode`` is ``vmap``/``loop`` (PyTorch) or ``batched``/``per-batch`` (weights): the
+    path whose results were judged; ``fallback_reason`` says why ``vmap`` was not used;
+    ``shapes`` exactly the ``(V, T, k, P)`` evaluated, with their response and batch counts;
+    ``unchecked`` the requested ``(k, T, P)`` with no shape within the budget at any ``V``
+    (the check is then *partial*); ``over_budget`` the requested shapes over the budget and
+    ``not_reached`` those within it that the check did not reach (it stopped at a
+    counterexample or an error), both as :func:`properties.sequence.region.describe_shapes`
+    text (empty: none); ``blind_spots`` what the evaluated shapes cannot show; ``ranges`` the
+    logits, token log-probs and rewards the problems held; ``probe_seconds`` one plain call
+    of the loss on one batch; ``dtypes`` the floating dtypes the loss computed in.
     """
 
     protocol: str
@@ -175,6 +180,15 @@ class SequenceRun:
     probe_seconds: float | None
     dtypes: tuple[str, ...]
     problems: dict[str, int]
+    over_budget: str = ""
+    not_reached: str = ""
+    blind_spots: tuple[str, ...] = ()
+    ranges: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """Whether a requested ``(k, T, P)`` was not checked at any ``V``."""
+        return bool(self.unchecked)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
@@ -189,6 +203,11 @@ class SequenceRun:
             "probe_seconds": self.probe_seconds,
             "dtypes": list(self.dtypes),
             "problems": dict(self.problems),
+            "partial": self.partial,
+            "over_budget": self.over_budget,
+            "not_reached": self.not_reached,
+            "blind_spots": list(self.blind_spots),
+            "ranges": dict(self.ranges),
         }
 
 
@@ -203,6 +222,10 @@ class SequenceReport(EstimatorReport):
 
     run: SequenceRun | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    """The check covered less than asked (a requested ``(k, T, P)`` has no shape within the
+    batch budget): an ``unbiased``/``scaled`` verdict then holds only on the shapes checked;
+    ``assert_sequence_*`` fail unless ``allow_partial=True`` and the command line exits 1."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
@@ -217,6 +240,7 @@ class SequenceReport(EstimatorReport):
         )
         out["run"] = None if self.run is None else self.run.to_dict()
         out["settings"] = dict(self.settings)
+        out["partial"] = self.partial
         return out
 
     def to_json(self) -> str:

@@ -41,11 +41,13 @@ from properties.sequence.problems import (
     LOOPED_FULL_BATTERY_BATCHES,
     MAX_BATCHES_LOOPED,
     SequenceProblem,
+    Shape,
     battery,
     generated_problems,
     plan_shapes,
     shape_data,
 )
+from properties.sequence.region import ValueRanges
 from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
@@ -109,6 +111,8 @@ class _Run:
         self.flaky: str | None = None
         self.problems: dict[str, int] = {}
         self.max_eps = EPS64
+        self.evaluated: list[Shape] = []
+        self.ranges = ValueRanges()
 
     def _count(self, source: str, n: int = 1) -> None:
         self.problems[source] = self.problems.get(source, 0) + n
@@ -127,8 +131,10 @@ class _Run:
                 self.fault, self.fault_found_by = fault, "battery"
                 return
             first = False
+            self.evaluated.append(shape)
             self._count("battery", len(evs))
             for ev in evs:
+                self.ranges.add(ev.problem)
                 self.max_eps = max(self.max_eps, ev.eps_out)
                 found = self.book.offer(ev)
                 if found:
@@ -160,6 +166,7 @@ class _Run:
                 failure["mode"] = exc
                 return
             self._count("hypothesis")
+            self.ranges.add(problem)
             self.max_eps = max(self.max_eps, ev.eps_out)
             found = self.book.offer(ev)
             if found:
