@@ -232,3 +232,44 @@ def test_a_large_vocabulary_is_claimed_only_where_it_was_evaluated() -> None:
     )
     assert report.run is not None
     assert report.run.over_budget == "k=2, P=1: T=2 at V=10..12, T=3 at V=6..12, T=4 at V=4..12"
+
+
+# --------------------------------------------------------------------------- 5. extreme logits
+
+
+def float32_log_of_softmax(b: Any) -> Any:
+    """log(softmax(x)) in float32: -inf (then NaN) once a logit gap passes about 103."""
+    x = b.logits.float()
+    lp = torch.log(torch.softmax(x, -1)).gather(-1, b.tokens[..., None])[..., 0].double()
+    return -(b.rewards * (lp * b.mask).sum(-1)).mean()
+
+
+def softmax_without_the_maximum(b: Any) -> Any:
+    """exp(logits) / sum: overflows once the logits are shifted far enough."""
+    e = b.logits.exp()
+    lp = (e / e.sum(-1, keepdim=True)).log().gather(-1, b.tokens[..., None])[..., 0]
+    return -(b.rewards * (lp * b.mask).sum(-1)).mean()
+
+
+@pytest.mark.parametrize(
+    ("loss", "problem"),
+    [
+        (float32_log_of_softmax, "extreme logit gaps"),
+        (softmax_without_the_maximum, "logits shifted by +1000"),
+    ],
+)
+def test_extreme_and_shifted_logits_are_tried(loss: Any, problem: str) -> None:
+    report = check_sequence_loss(loss, **SMALL)
+    assert report.verdict == "error", report.message
+    assert report.error is not None and report.error.kind == "non-finite"
+    assert problem in report.message
+
+
+def test_the_region_line_gives_the_value_ranges() -> None:
+    report = check_sequence_loss(reinforce, **SMALL)
+    assert report.run is not None
+    ranges = report.run.ranges
+    assert ranges["log_prob_min"] is not None and ranges["log_prob_min"] < -200
+    assert ranges["logit_max"] is not None and ranges["logit_max"] > 999
+    assert "token log-probs down to -24" in report.message
+    assert "rewards in [" in report.message

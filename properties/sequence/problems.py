@@ -341,6 +341,39 @@ def _theta_large(space: ResponseSpace, p: int, salt: int) -> FloatArray:
     return out
 
 
+LOGIT_GAP = 240.0
+r"""The logit gap of the extreme-gap battery problem: token log-probabilities down to about
+-240, past a float32 ``log(softmax(x))`` (which gives ``-inf``, then NaN, past a gap of
+about 103), which the moderate problems (down to about -27.7) never reach.
+
+A log-prob clamp at ``c`` changes :math:`E[g]` by at most about :math:`e^{c}\max|R|` (the
+clamped tokens have probability below :math:`e^{c}`, also under importance weighting,
+where :math:`\pi_{old}\cdot\pi/\pi_{old} = \pi`): a clamp at -20 is caught (the
+near-deterministic problem reaches it), a clamp at -30 (:math:`e^{-30} \approx 10^{-13}`)
+lies under the float64 round-off tolerance of the exact sum and is invisible to any exact
+check, and harmless to training."""
+
+LOGIT_SHIFT = 1000.0
+"""The constant added to every logit of the shifted battery problem.  Softmax is
+shift-invariant, so ``grad J`` does not move; a loss that computes ``exp(logits)`` without
+subtracting the maximum overflows (float32 past 88, float64 past 709) and returns NaN."""
+
+
+def _theta_gaps(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    """Every node has one token ``LOGIT_GAP / 2`` above and one as far below the others."""
+    out = _theta_moderate(space, p, salt)
+    v = space.vocab_size
+    for n in range(out.shape[1]):
+        out[:, n, (n + 1) % v] += LOGIT_GAP / 2
+        out[:, n, n % v] -= LOGIT_GAP / 2
+    return out
+
+
+def _theta_shifted(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    out: FloatArray = _theta_moderate(space, p, salt) + LOGIT_SHIFT
+    return out
+
+
 ThetaPattern = Callable[[ResponseSpace, int, int], FloatArray]
 
 BATTERY: tuple[tuple[str, ThetaPattern, RewardPattern, bool], ...] = (
@@ -354,6 +387,8 @@ BATTERY: tuple[tuple[str, ThetaPattern, RewardPattern, bool], ...] = (
     ("grad J = 0 (constant rewards)", _theta_moderate, _constant, False),
     ("truncated responses penalised", _theta_large, _truncation_penalty, False),
     ("large logits, generic rewards", _theta_large, _generic, True),
+    ("extreme logit gaps (log-probs down to -240)", _theta_gaps, _graded, False),
+    ("logits shifted by +1000", _theta_shifted, _graded, False),
 )
 """Hand-picked problems, in this order (names appear in reports): all of them on shapes of
 at most :data:`FULL_BATTERY_BATCHES` batches, the entries marked ``True`` on larger ones
@@ -477,6 +512,8 @@ def generated_problems(
 __all__ = [
     "BATTERY",
     "FULL_BATTERY_BATCHES",
+    "LOGIT_GAP",
+    "LOGIT_SHIFT",
     "LOOPED_EXTRA_VOCAB_BATCHES",
     "LOOPED_FULL_BATTERY_BATCHES",
     "MAX_BATCHES_LOOPED",
