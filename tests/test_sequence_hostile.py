@@ -273,3 +273,20 @@ def test_the_region_line_gives_the_value_ranges() -> None:
     assert ranges["logit_max"] is not None and ranges["logit_max"] > 999
     assert "token log-probs down to -24" in report.message
     assert "rewards in [" in report.message
+
+
+# --------------------------------------------------------------------------- 6. where the error is
+
+
+def float32_eye_baseline(b: Any) -> Any:
+    base = torch.matmul(1 - torch.eye(b.rewards.shape[0]), b.rewards)  # float32 @ float64: raises
+    return -((b.rewards - base) * (b.log_probs * b.mask).sum(-1)).mean()
+
+
+def test_an_error_inside_a_torch_call_names_the_users_line() -> None:
+    report = check_sequence_loss(float32_eye_baseline, group_sizes=(2,), max_examples=0)
+    assert report.verdict == "error" and report.error is not None
+    assert report.error.kind == "raised"
+    line = float32_eye_baseline.__code__.co_firstlineno + 1
+    assert f"test_sequence_hostile.py:{line} in float32_eye_baseline)" in report.message
+    assert "torch_loss.py" not in report.message and "torch_inputs.py" not in report.message
