@@ -16,6 +16,7 @@ torch = pytest.importorskip("torch")
 from properties.onestep.checker import EstimatorCheckFailure  # noqa: E402 - after the torch skip
 from properties.sequence import torch_loss  # noqa: E402
 from properties.sequence.checker import (  # noqa: E402
+    SequenceCounterexample,
     assert_sequence_scaled,
     assert_sequence_unbiased,
     check_sequence_loss,
@@ -290,3 +291,30 @@ def test_an_error_inside_a_torch_call_names_the_users_line() -> None:
     line = float32_eye_baseline.__code__.co_firstlineno + 1
     assert f"test_sequence_hostile.py:{line} in float32_eye_baseline)" in report.message
     assert "torch_loss.py" not in report.message and "torch_inputs.py" not in report.message
+
+
+# --------------------------------------------------------------------------- 7. the weight table
+
+
+def half_weight_when_truncated(b: Any) -> Any:
+    """A response that hit max_len without EOS gets half the weight: biased."""
+    has_eos = ((b.tokens == 0) & (b.mask > 0)).any(-1)
+    w = torch.where(has_eos, 1.0, 0.5).to(b.rewards.dtype)
+    return -(w * b.rewards * (b.log_probs * b.mask).sum(-1)).mean()
+
+
+def test_the_weight_table_shows_the_truncated_response_where_the_misfit_is() -> None:
+    report = check_sequence_loss(half_weight_when_truncated, **SMALL)
+    assert report.verdict == "biased"
+    cex = report.counterexample
+    assert isinstance(cex, SequenceCounterexample) and cex.length_pair
+    shown = [row.response for row in cex.length_pair]
+    assert any(text.endswith("(truncated)") for text in shown), report.message
+    assert "whose weights depart most from REINFORCE's" in report.message
+
+
+def test_a_check_stopped_at_a_counterexample_claims_no_blind_spot() -> None:
+    report = check_sequence_loss(half_weight_when_truncated, **SMALL)
+    assert report.verdict == "biased" and report.run is not None
+    assert report.run.blind_spots == ()
+    assert "not reached (the check stopped at the first failure)" in report.message

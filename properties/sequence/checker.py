@@ -417,7 +417,8 @@ def _run_info(
         not_reached=describe_shapes(s for s in run.shapes if s not in evaluated)
         if any(s not in evaluated for s in run.shapes)
         else "",
-        blind_spots=tuple(blind_spots(run.evaluated, requested)),
+        # what the planned shapes cannot show (a check stopped early lists what it did not reach)
+        blind_spots=tuple(blind_spots(run.shapes, requested)),
         ranges=run.ranges.to_dict(),
     )
 

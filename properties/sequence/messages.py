@@ -186,9 +186,9 @@ def _pair_text(cex: SequenceCounterexample) -> list[str]:
     if not cex.length_pair:
         return []
     lines = [
-        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for two responses "
-        "of different lengths (a REINFORCE-form estimator gives every token of y the same weight "
-        "c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
+        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for the responses "
+        "whose weights depart most from REINFORCE's (a REINFORCE-form estimator gives every token of "
+        "y the same weight c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
     ]
     for row in cex.length_pair:
         weights = ", ".join(_fmt(w) for w in row.weights)
@@ -250,7 +250,8 @@ def _checked(report: SequenceReport) -> str:
     shapes = describe_shapes(Shape(*_parse(text)) for text, _, _ in info.shapes)
     ranges = _ranges_text(info.ranges)
     checked = (
-        f"{report.problems_checked} problems on {len(info.shapes)} shapes, evaluated {path}: "
+        f"{report.problems_checked} problems on {len(info.shapes)} "
+        f"shape{'s' if len(info.shapes) != 1 else ''}, evaluated {path}: "
         f"{shapes} (up to {max((g for _, _, g in info.shapes), default=0)} batches each); "
         f"{ranges}; {report.estimator_calls} calls, seed={report.seed}, "
         f"max_examples={report.max_examples}, kl_coef={report.settings['kl_coef']}, "

@@ -78,8 +78,9 @@ class SequenceCounterexample(Counterexample):
     ``scores`` the reward table, ``k`` the group size); ``shape`` and the policies give the
     problem itself, ``coordinates`` names each entry of ``theta`` as ``(prompt, node
     prefix, token)``, ``responses`` lists the responses as token strings, and
-    ``length_pair`` shows two responses of different lengths with the expected weight
-    their tokens receive (when the loss's weights are available).
+    ``length_pair`` shows the responses whose weights depart most from REINFORCE's form (one
+    of another length for contrast, and a truncated one that shares the misfit) with the
+    expected weight their tokens receive (when the loss's weights are available).
     """
 
     shape: Shape = _NO_SHAPE

@@ -370,8 +370,24 @@ def _coordinates(problem: SequenceProblem) -> tuple[tuple[int, str, str], ...]:
     )
 
 
+MISFIT_SHOWN = 0.5
+"""A response joins the weight table when its misfit is at least this fraction of the largest."""
+
+MAX_WEIGHT_ROWS = 3
+"""At most this many responses in the weight table."""
+
+
 def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
-    """Two responses of different lengths whose tokens get the most different weights (relative to REINFORCE's)."""
+    r"""The responses whose tokens get the weights furthest from REINFORCE's form (the weight table).
+
+    Per prompt, the expected per-token weight :math:`\bar\omega(y)` is compared with
+    :math:`c\,(\pi/\pi_{old})(y) A(y)/P` at the reference multiple ``c`` (only a constant
+    baseline :math:`b\,(\pi/\pi_{old})(y)` is fitted, weighted by :math:`\pi_{old}`), so
+    that the misfit is where the estimator departs from ``c grad J``, not spread by a fitted
+    ``c``.  Shown: the response with the largest misfit, one of another length (the
+    contrast a length bias needs) and any truncated response with a misfit of at least
+    :data:`MISFIT_SHOWN` of the largest (a truncation bug), at most :data:`MAX_WEIGHT_ROWS`.
+    """
     omega = ev.token_weights
     if omega is None:
         return ()
@@ -383,34 +399,42 @@ def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(old > 0, pi / old, 0.0)
     target = ratio * a / pr.shape.num_prompts  # the target is the prompts' mean objective
-    rows = []
+    best: tuple[float, int, list[int]] | None = None
     for p in range(pr.shape.num_prompts):
         visible = old[p] > 1e-12
-        if visible.sum() < 2 or len(set(space.lengths[visible].tolist())) < 2:
+        if visible.sum() < 1:
             continue
         per_token = np.array(
             [np.nanmean(omega[p, r, : space.lengths[r]]) for r in range(space.num_responses)]
         )
-        # fit omega ~ c * target + b * ratio (a constant baseline) over the visible responses, weighted by old
-        design = np.stack([target[p], ratio[p]], axis=1)[visible]
+        rest = per_token[visible] - multiple * target[p][visible]
         w = np.sqrt(old[p][visible])
-        coef, *_ = np.linalg.lstsq(design * w[:, None], per_token[visible] * w, rcond=None)
-        residual = np.full(space.num_responses, 0.0)
-        residual[visible] = per_token[visible] - design @ coef
-        order = np.argsort(-np.abs(residual))
-        first = int(order[0])
-        second = next(
-            (int(r) for r in order if visible[r] and space.lengths[r] != space.lengths[first]), None
-        )
-        if second is None:
+        design = ratio[p][visible][:, None]
+        coef, *_ = np.linalg.lstsq(design * w[:, None], rest * w, rcond=None)
+        residual = np.zeros(space.num_responses)
+        residual[visible] = rest - design[:, 0] * coef[0]
+        order = [int(r) for r in np.argsort(-np.abs(residual)) if visible[r]]
+        top = abs(residual[order[0]])
+        if not top > 0:
             continue
-        score = abs(residual[first]) + abs(residual[second])
-        rows.append((score, p, first, second))
-    if not rows:
+        rows = [order[0]]
+        other = next((r for r in order if space.lengths[r] != space.lengths[order[0]]), None)
+        if other is None and len(order) > 1:
+            other = order[1]
+        if other is not None:
+            rows.append(other)
+        rows += [
+            r
+            for r in order
+            if space.truncated[r] and r not in rows and abs(residual[r]) >= MISFIT_SHOWN * top
+        ]
+        if best is None or top > best[0]:
+            best = (top, p, rows[:MAX_WEIGHT_ROWS])
+    if best is None:
         return ()
-    _, p, first, second = max(rows)
+    _, p, chosen = best
     out = []
-    for r in sorted((first, second), key=lambda r: space.lengths[r]):
+    for r in sorted(chosen, key=lambda r: (space.lengths[r], r)):
         length = int(space.lengths[r])
         out.append(
             WeightRow(
