@@ -18,12 +18,15 @@ of at most ``T`` tokens (:mod:`impl.sequence`), so there are finitely many batch
 is a finite sum, compared with the exact :math:`\nabla J`, :math:`J = \frac1P\sum_p (E_{\pi_p}[R_p]
 - \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p}))` (the mean over the prompts: RL maximises
 the expectation over the prompt distribution).  The verdicts are the one-step
-checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P)``: dividing by the
-constant ``max_len`` is scaled, a weighting by the sampled lengths is biased), ``biased``
+checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P, V)``, everything fixed
+for a model: dividing by the constant ``max_len`` or averaging over the vocabulary is
+scaled, a weighting by the sampled lengths is biased), ``biased``
 (with the smallest counterexample found, responses printed as token strings and the
 expected weight each response's tokens receive), ``error`` (the loss raised, returned a
 non-scalar / non-tensor / non-finite value or one without a gradient, was not
-deterministic, wrote into the batch, or printed).
+deterministic, wrote into the batch, or printed).  A check that could not fit a requested
+``(k, T, P)`` in its batch budget is *partial* (``report.partial``): its verdict holds on
+the shapes checked only, and says so.
 
 >>> import pytest; torch = pytest.importorskip("torch")
 >>> def reinforce(batch):  # token-sum per response, mean over the batch: unbiased (P = 1)

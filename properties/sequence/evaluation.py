@@ -259,7 +259,7 @@ class Evaluation:
 
     @property
     def key(self) -> Key:
-        """``(k, T, P)``."""
+        """``(k, T, P, V)``."""
         return self.problem.shape.key
 
     def _size(self) -> float:
