@@ -318,3 +318,23 @@ def test_a_check_stopped_at_a_counterexample_claims_no_blind_spot() -> None:
     assert report.verdict == "biased" and report.run is not None
     assert report.run.blind_spots == ()
     assert "not reached (the check stopped at the first failure)" in report.message
+
+
+def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from properties.sequence import checker
+
+    real = checker._roundoff_note
+    calls: list[int] = []
+
+    def falls_back_once(run: Any, evaluator: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 1:  # as when the rerun's new problems show vmap and plain calls apart
+            evaluator._fallback("under torch.func.vmap it gave a different loss (test)")
+        return real(run, evaluator, *args, **kwargs)
+
+    monkeypatch.setattr(checker, "_roundoff_note", falls_back_once)
+    report = check_sequence_loss(reinforce, **SMALL)
+    assert report.verdict == "unbiased" and report.run is not None
+    assert report.run.mode == "loop" and len(calls) == 2

@@ -280,13 +280,14 @@ def check_sequence_loss(
         while True:
             try:
                 run = _execute(evaluator, opts, budget)
+                # the note reruns the check: a new problem may show vmap and plain calls apart
+                note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
                 budget = MAX_BATCHES_LOOPED
                 continue
             break
-        note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
     info = _run_info(
         run,
         protocol="pytorch loss",
