@@ -338,3 +338,13 @@ def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
     report = check_sequence_loss(reinforce, **SMALL)
     assert report.verdict == "unbiased" and report.run is not None
     assert report.run.mode == "loop" and len(calls) == 2
+
+
+def test_round_off_of_a_loss_that_cancels_to_zero_is_not_a_vmap_difference() -> None:
+    from impl.sequence_catalogue import SEQUENCE_CATALOGUE
+
+    entry = next(e for e in SEQUENCE_CATALOGUE if e.name == "rloo-group-index-multi-prompt")
+    # on V=3, T=1, k=3 one batch's loss is -7e-17 under vmap and 4e-17 in a plain call
+    report = check_sequence_loss(entry.fn, group_sizes=(3,), max_len=1, max_examples=0)
+    assert report.verdict == "unbiased", report.message
+    assert report.run is not None and report.run.mode == "vmap", report.run.fallback_reason
