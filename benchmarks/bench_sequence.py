@@ -162,7 +162,7 @@ def _right(entry: Any, report: SequenceReport) -> bool:
         return False
     if entry.expected == "scaled" and entry.scale is not None and report.scale is not None:
         return all(
-            abs(c - entry.scale(*key)) <= SCALE_RTOL * abs(entry.scale(*key))
+            abs(c - entry.scale(*key[:3])) <= SCALE_RTOL * abs(entry.scale(*key[:3]))
             for key, c in report.scale.items()
         )
     return True
