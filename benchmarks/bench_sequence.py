@@ -162,7 +162,7 @@ def _right(entry: Any, report: SequenceReport) -> bool:
         return False
     if entry.expected == "scaled" and entry.scale is not None and report.scale is not None:
         return all(
-            abs(c - entry.scale(*key)) <= SCALE_RTOL * abs(entry.scale(*key))
+            abs(c - entry.scale(*key[:3])) <= SCALE_RTOL * abs(entry.scale(*key[:3]))
             for key, c in report.scale.items()
         )
     return True
@@ -235,7 +235,7 @@ def section_enumeration() -> list[Any]:
 
 def _plain_seconds(loss: Callable[..., Any], evaluator: TorchLoss, problem: Any) -> float:
     from properties.sequence.problems import shape_data
-    from properties.sequence.torch_loss import _Inputs
+    from properties.sequence.torch_inputs import Inputs as _Inputs
 
     inputs = _Inputs([problem], shape_data(problem.shape))
     inputs.used = [False]

@@ -195,7 +195,7 @@ def test_float32_internal_arithmetic_is_seen_and_tolerated() -> None:
 def test_scaled_losses_have_one_constant_per_key(loss: Any, scale: Any) -> None:
     report = assert_sequence_scaled(loss, scale, **SMALL)
     assert report.scale is not None
-    assert set(report.scale) == {(k, t, 1) for k in (2, 3) for t in (1, 2)}
+    assert set(report.scale) == {(k, t, 1, v) for k in (2, 3) for t in (1, 2) for v in (2, 3)}
     with pytest.raises(EstimatorCheckFailure, match="scaled with c"):
         assert_sequence_scaled(report, lambda k, t, p: 1.0)
 
@@ -272,7 +272,7 @@ def test_multi_prompt_batches() -> None:
     assert check_sequence_loss(rloo, **opts).verdict == "unbiased"
     # a sum over the prompts where the objective averages them: c = P
     report = assert_sequence_scaled(per_prompt_sum, lambda k, t, p: float(p), **opts)
-    assert "P, a sum over the prompts" in report.message
+    assert "has the value of P (what a sum over the prompts gives" in report.message
     assert check_sequence_loss(remax, **opts).verdict == "unbiased"
     assert check_sequence_loss(batch_whitening, **opts).verdict == "biased"
 

@@ -30,7 +30,8 @@ module, function or catalogue entry, with the closest names; not callable; bad o
 option the requested check would ignore, such as ``--kl-coef`` without ``--sequence``; a
 ``FUNC`` whose signature fits another protocol than the one asked for, with the option it
 needs; ``--sequence`` without PyTorch; sizes that fit no shape in the sequence checker's
-batch budget), 130 when interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
+batch budget; a *partial* check, whose report has ``"partial": true``, exits 1), 130 when
+interrupted (Ctrl-C, or ``KeyboardInterrupt`` raised by user code),
 with one line on stderr.
 """
 

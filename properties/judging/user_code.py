@@ -25,7 +25,9 @@ exited SystemExit
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 MAX_TEXT = 2000
@@ -100,15 +102,30 @@ def safe_text(obj: Any, *, limit: int = MAX_TEXT, use_str: bool = False) -> str:
     return _cut(text, limit)
 
 
+_OURS = str(Path(__file__).resolve().parents[1]) + os.sep
+"""Frames in files under this directory (``properties/``) are the checker's own: its calls
+into user code, and its hooks that run inside user code (the dtype spy of the sequence
+checker wraps every torch call), so they are not where the user's error is."""
+
+
 def _last_frame(exc: BaseException) -> str:
+    """`` (at file:line in function)``: the innermost frame of the traceback that is not the
+    checker's own (:data:`_OURS`), or the innermost one when every frame is ours."""
     try:
         tb = _TRACEBACK.__get__(exc)
         if tb is None:
             return ""
-        while tb.tb_next is not None:
+        chosen = last = tb
+        found = False
+        while tb is not None:
+            if not tb.tb_frame.f_code.co_filename.startswith(_OURS):
+                chosen, found = tb, True
+            last = tb
             tb = tb.tb_next
-        code = tb.tb_frame.f_code
-        return f" (at {code.co_filename}:{tb.tb_lineno} in {code.co_name})"
+        if not found:
+            chosen = last
+        code = chosen.tb_frame.f_code
+        return f" (at {code.co_filename}:{chosen.tb_lineno} in {code.co_name})"
     except KeyboardInterrupt:
         raise
     except BaseException:

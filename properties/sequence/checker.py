@@ -18,12 +18,15 @@ of at most ``T`` tokens (:mod:`impl.sequence`), so there are finitely many batch
 is a finite sum, compared with the exact :math:`\nabla J`, :math:`J = \frac1P\sum_p (E_{\pi_p}[R_p]
 - \beta\,\mathrm{KL}(\pi_p\|\pi_{\mathrm{ref},p}))` (the mean over the prompts: RL maximises
 the expectation over the prompt distribution).  The verdicts are the one-step
-checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P)``: dividing by the
-constant ``max_len`` is scaled, a weighting by the sampled lengths is biased), ``biased``
+checker's: ``unbiased``, ``scaled`` (one constant per ``(k, T, P, V)``, everything fixed
+for a model: dividing by the constant ``max_len`` or averaging over the vocabulary is
+scaled, a weighting by the sampled lengths is biased), ``biased``
 (with the smallest counterexample found, responses printed as token strings and the
 expected weight each response's tokens receive), ``error`` (the loss raised, returned a
 non-scalar / non-tensor / non-finite value or one without a gradient, was not
-deterministic, wrote into the batch, or printed).
+deterministic, wrote into the batch, or printed).  A check that could not fit a requested
+``(k, T, P)`` in its batch budget is *partial* (``report.partial``): its verdict holds on
+the shapes checked only, and says so.
 
 >>> import pytest; torch = pytest.importorskip("torch")
 >>> def reinforce(batch):  # token-sum per response, mean over the batch: unbiased (P = 1)
@@ -40,6 +43,7 @@ deterministic, wrote into the batch, or printed).
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -73,7 +77,12 @@ from properties.sequence.problems import (
     Key,
     SequenceProblem,
     Shape,
-    unreachable_keys,
+)
+from properties.sequence.region import (
+    blind_spots,
+    describe_shapes,
+    requested_shapes,
+    unchecked_cells,
 )
 from properties.sequence.results import (
     SequenceCounterexample,
@@ -326,30 +335,29 @@ def check_sequence_loss(
 
     start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TorchLoss(loss_fn, sandbox=sandbox)
+    evaluator = TorchLoss(loss_fn, sandbox=sandbox, seed=opts["seed"])
     budget = MAX_BATCHES_VECTORISED
     with torch_threads():
         while True:
             try:
                 run = _execute(evaluator, opts, budget)
+                # the note reruns the check: a new problem may show vmap and plain calls apart
+                note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
                 budget = MAX_BATCHES_LOOPED
                 continue
             break
-        note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
-    info = SequenceRun(
+    info = _run_info(
+        run,
         protocol="pytorch loss",
         mode=evaluator.mode,
         fallback_reason=evaluator.fallback_reason,
-        shapes=tuple((s.describe(), s.space.num_responses, s.num_batches) for s in run.shapes),
-        unchecked=tuple(unreachable_keys(run.ks, run.prompts, run.max_len, run.shapes)),
-        batch_budget=budget,
+        budget=budget,
         batches_evaluated=evaluator.batches_evaluated,
         probe_seconds=evaluator.probe_seconds,
         dtypes=tuple(sorted(evaluator.dtypes)),
-        problems=dict(run.problems),
     )
     return _make_report(
         name or name_of(loss_fn),
@@ -417,17 +425,15 @@ def check_token_weights(
     evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
-    info = SequenceRun(
+    info = _run_info(
+        run,
         protocol="token weights",
         mode=evaluator.mode,
         fallback_reason=None,
-        shapes=tuple((s.describe(), s.space.num_responses, s.num_batches) for s in run.shapes),
-        unchecked=tuple(unreachable_keys(run.ks, run.prompts, run.max_len, run.shapes)),
-        batch_budget=budget,
+        budget=budget,
         batches_evaluated=sum(run.problems.values()),
         probe_seconds=None,
         dtypes=(),
-        problems=dict(run.problems),
     )
     return _make_report(
         name or name_of(fn),
@@ -443,6 +449,44 @@ def check_token_weights(
 
 
 # --------------------------------------------------------------------------- the report
+
+
+def _run_info(
+    run: _Run,
+    *,
+    protocol: str,
+    mode: str,
+    fallback_reason: str | None,
+    budget: int,
+    batches_evaluated: int,
+    probe_seconds: float | None,
+    dtypes: tuple[str, ...],
+) -> SequenceRun:
+    """How the check ran: exactly the shapes evaluated, the requested ones that were not, the ranges."""
+    requested = requested_shapes(run.ks, run.prompts, run.vocab_size, run.max_len)
+    planned = set(run.shapes)
+    evaluated = set(run.evaluated)
+    return SequenceRun(
+        protocol=protocol,
+        mode=mode,
+        fallback_reason=fallback_reason,
+        shapes=tuple((s.describe(), s.space.num_responses, s.num_batches) for s in run.evaluated),
+        unchecked=tuple(unchecked_cells(run.shapes, requested)),
+        batch_budget=budget,
+        batches_evaluated=batches_evaluated,
+        probe_seconds=probe_seconds,
+        dtypes=dtypes,
+        problems=dict(run.problems),
+        over_budget=describe_shapes(s for s in requested if s not in planned)
+        if any(s not in planned for s in requested)
+        else "",
+        not_reached=describe_shapes(s for s in run.shapes if s not in evaluated)
+        if any(s not in evaluated for s in run.shapes)
+        else "",
+        # what the planned shapes cannot show (a check stopped early lists what it did not reach)
+        blind_spots=tuple(blind_spots(run.shapes, requested)),
+        ranges=run.ranges.to_dict(),
+    )
 
 
 def _make_report(
@@ -504,15 +548,14 @@ def _make_report(
         group_sizes=run.ks,
         problems=dict(run.problems),
         notes=tuple(
-            [f"shapes (V, T, k, P): {', '.join(s.describe() for s in run.shapes)}"]
+            [f"shapes evaluated ({info.mode}): {describe_shapes(run.evaluated)}"]
             + (
-                [
-                    f"not checked (over the batch budget {info.batch_budget}): "
-                    + "; ".join(key_text(k) for k in info.unchecked)
-                ]
-                if info.unchecked
+                [f"not evaluated (over the batch budget {info.batch_budget}): {info.over_budget}"]
+                if info.over_budget
                 else []
             )
+            + ([f"not reached: {info.not_reached}"] if info.not_reached else [])
+            + list(info.blind_spots)
         ),
     )
     report = SequenceReport(
@@ -535,6 +578,7 @@ def _make_report(
         protocol=protocol,
         run=info,
         settings=dict(opts),
+        partial=info.partial,
     )
     object.__setattr__(report, "message", _message(report, run))
     return report
@@ -663,30 +707,66 @@ def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> SequenceRepor
     return check_sequence_loss(fn, **kwargs)
 
 
+def _refuse_partial(report: SequenceReport, allow_partial: Any, expected: str) -> None:
+    if not isinstance(allow_partial, bool):
+        raise InvalidArgument(
+            f"Expected allow_partial=True or False but got {describe('allow_partial', allow_partial)}"
+        )
+    if report.partial and not allow_partial:
+        raise EstimatorCheckFailure(
+            report,
+            f"{expected} on every shape asked for (the check was partial; pass allow_partial=True "
+            "to accept a verdict on the shapes checked)",
+        )
+
+
+def _wanted_scale(scale: Mapping[Any, float] | Callable[..., float], key: Key) -> float:
+    """``scale`` at ``key = (k, T, P, V)``: a callable of 4 (or 3) arguments, or a mapping by either key."""
+    if callable(scale):
+        try:
+            arity = len(inspect.signature(scale).parameters)
+        except (TypeError, ValueError):
+            arity = 3
+        return float(scale(*key) if arity >= 4 else scale(*key[:3]))
+    return float(scale[key] if key in scale else scale[key[:3]])
+
+
 def assert_sequence_unbiased(
-    fn: Callable[..., Any] | SequenceReport, **kwargs: Any
+    fn: Callable[..., Any] | SequenceReport, *, allow_partial: bool = False, **kwargs: Any
 ) -> SequenceReport:
-    """:func:`check_sequence_loss` (or a finished report); :class:`EstimatorCheckFailure` unless ``"unbiased"``."""
+    """:func:`check_sequence_loss` (or a finished report); :class:`EstimatorCheckFailure` unless ``"unbiased"``.
+
+    A partial check (a requested ``(k, T, P)`` over the batch budget, ``report.partial``)
+    fails too, unless ``allow_partial=True``.
+    """
     report = _report_or_check(fn, kwargs, "assert_sequence_unbiased")
     if report.verdict != "unbiased":
         raise EstimatorCheckFailure(report, "unbiased")
+    _refuse_partial(report, allow_partial, "unbiased")
     return report
 
 
 def assert_sequence_scaled(
     fn: Callable[..., Any] | SequenceReport,
-    scale: Mapping[Key, float] | Callable[[int, int, int], float] | None = None,
+    scale: Mapping[Any, float] | Callable[..., float] | None = None,
+    *,
+    allow_partial: bool = False,
     **kwargs: Any,
 ) -> SequenceReport:
-    """:func:`check_sequence_loss` (or a report); raises unless ``"scaled"`` (as ``scale(k, T, P)`` if given)."""
+    """:func:`check_sequence_loss` (or a report); raises unless ``"scaled"`` (as ``scale`` if given).
+
+    ``scale`` is ``scale(k, T, P)`` or ``scale(k, T, P, V)`` (a callable of 3 or 4 arguments),
+    or a mapping keyed by ``(k, T, P, V)`` or ``(k, T, P)``.  A partial check fails unless
+    ``allow_partial=True``.
+    """
     report = _report_or_check(fn, kwargs, "assert_sequence_scaled")
     if report.verdict != "scaled":
         raise EstimatorCheckFailure(report, "scaled")
+    _refuse_partial(report, allow_partial, "scaled")
     if scale is not None:
         assert report.scale is not None and report.scale_uncertainty is not None
         for key, c in report.scale.items():
-            k, t, p = key
-            want = float(scale(k, t, p) if callable(scale) else scale[(k, t, p)])
+            want = _wanted_scale(scale, key)
             allowed = SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[
                 key
             ] + SCALE_MATCH_FLOOR * abs(want)

@@ -116,6 +116,14 @@ class SequenceFault(Exception):
         self.hint = hint
 
 
+class ModeChanged(Exception):
+    """The loss cannot be judged under ``vmap``: the checker must re-plan with the looped budget.
+
+    Raised when ``vmap`` cannot run the loss, or when what it computes differs from plain
+    calls on the same batches (those are judged instead).
+    """
+
+
 # --------------------------------------------------------------------------- calling user code
 
 
@@ -258,7 +266,7 @@ class Evaluation:
 
     @property
     def key(self) -> Key:
-        """``(k, T, P)``."""
+        """``(k, T, P, V)``."""
         return self.problem.shape.key
 
     def _size(self) -> float:
@@ -640,6 +648,7 @@ __all__ = [
     "FAULT_KINDS",
     "ROUNDOFF_SAFETY",
     "Evaluation",
+    "ModeChanged",
     "Sandbox",
     "SequenceFault",
     "TokenWeights",

@@ -14,6 +14,8 @@ from properties.judging.verdict import (
 from properties.onestep.results import (
     RoundoffNote,
 )
+from properties.sequence.problems import Shape
+from properties.sequence.region import describe_shapes
 from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
@@ -22,30 +24,38 @@ from properties.sequence.results import (
 )
 from properties.sequence.run import SCALE_MATCH_FLOOR, SCALE_MATCH_UNCERTAINTIES, _Run
 
-_KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
-    ("(k-1)/k, the self-inclusive group mean", lambda k, t, p: (k - 1) / k),
-    ("1/T, a division by the constant max_len", lambda k, t, p: 1.0 / t),
+_KNOWN_SCALES: tuple[tuple[str, Callable[[int, int, int, int], float]], ...] = (
+    ("(k-1)/k (what a self-inclusive group mean as baseline gives)", lambda k, t, p, v: (k - 1) / k),
+    ("1/T (what a division by the constant max_len gives)", lambda k, t, p, v: 1.0 / t),
     (
-        "P, a sum over the prompts where the target is their mean (the RL objective averages over prompts)",
-        lambda k, t, p: float(p),
+        "P (what a sum over the prompts gives, where the target is their mean: the RL objective "
+        "averages over prompts)",
+        lambda k, t, p, v: float(p),
     ),
     (
-        "(Pk-1)/(Pk), a baseline that is the self-inclusive mean of the whole batch",
-        lambda k, t, p: (p * k - 1) / (p * k),
+        "(Pk-1)/(Pk) (what a baseline that is the self-inclusive mean of the whole batch gives)",
+        lambda k, t, p, v: (p * k - 1) / (p * k),
     ),
     (
-        "(k-1)/k * P, the self-inclusive group mean and a sum over the prompts",
-        lambda k, t, p: (k - 1) * p / k,
+        "(k-1)/k * P (what the self-inclusive group mean and a sum over the prompts give)",
+        lambda k, t, p, v: (k - 1) * p / k,
     ),
-    ("P/T, a division by max_len and a sum over the prompts", lambda k, t, p: p / t),
+    ("P/T (what a division by max_len and a sum over the prompts give)", lambda k, t, p, v: p / t),
     (
-        "(k-1)/(k T), the self-inclusive group mean and a division by max_len",
-        lambda k, t, p: (k - 1) / (k * t),
+        "(k-1)/(k T) (what the self-inclusive group mean and a division by max_len give)",
+        lambda k, t, p, v: (k - 1) / (k * t),
     ),
-    ("k, a sum over the group instead of a mean", lambda k, t, p: float(k)),
-    ("k P, a sum over all P*k responses of the batch instead of a mean", lambda k, t, p: float(k * p)),
-    ("1/k", lambda k, t, p: 1.0 / k),
+    ("k (what a sum over the group instead of a mean gives)", lambda k, t, p, v: float(k)),
+    (
+        "k P (what a sum over all P*k responses of the batch instead of a mean gives)",
+        lambda k, t, p, v: float(k * p),
+    ),
+    ("1/k", lambda k, t, p, v: 1.0 / k),
+    ("1/V (what a mean over the vocabulary gives)", lambda k, t, p, v: 1.0 / v),
 )
+"""Formulas a measured scale may have the value of.  The value alone does not show the cause
+(reversed rewards as a baseline also give (k-1)/k at k = 3), so a hint says "has the value
+of", never "is"."""
 
 
 def _fmt(x: float) -> str:
@@ -57,10 +67,14 @@ def _arr(a: Any) -> str:
 
 
 def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, float]) -> str:
-    """The known formula that explains ``key`` and the most other keys (the first on ties).
+    """The known formula whose value ``key``'s scale has, matching the most other keys (the first on ties).
 
-    A formula is named only where it explains two or more keys (or the only one), so that
-    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.
+    A formula is named only where it matches two or more keys (or the only one), so that
+    ``k`` at ``P = 1`` and ``k P`` at ``P = 2`` read as one ``k P``.  It names a value, not a
+    cause: "has the value of".
+
+    >>> _scale_hint((3, 2, 1, 3), 2 / 3, 1e-15, {(3, 2, 1, 3): 2 / 3, (2, 2, 1, 3): 0.5})
+    '; has the value of (k-1)/k (what a self-inclusive group mean as baseline gives)'
     """
     slack = max(unc * SCALE_MATCH_UNCERTAINTIES, SCALE_MATCH_FLOOR)
     best, best_count = "", 0
@@ -68,7 +82,10 @@ def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, fl
         matching = [
             kk
             for kk, cc in scale.items()
-            if isinstance(kk, tuple) and abs(cc - f(*kk)) <= slack and abs(cc - 1) > slack
+            if isinstance(kk, tuple)
+            and len(kk) == 4
+            and abs(cc - f(*kk)) <= slack
+            and abs(cc - 1) > slack
         ]
         if (
             isinstance(key, tuple)
@@ -76,7 +93,7 @@ def _scale_hint(key: Hashable, c: float, unc: float, scale: Mapping[Hashable, fl
             and (len(matching) >= 2 or len(scale) == 1)
             and len(matching) > best_count
         ):
-            best, best_count = f" = {text}", len(matching)
+            best, best_count = f"; has the value of {text}", len(matching)
     return best
 
 
@@ -178,9 +195,9 @@ def _pair_text(cex: SequenceCounterexample) -> list[str]:
     if not cex.length_pair:
         return []
     lines = [
-        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for two responses "
-        "of different lengths (a REINFORCE-form estimator gives every token of y the same weight "
-        "c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
+        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for the responses "
+        "whose weights depart most from REINFORCE's (a REINFORCE-form estimator gives every token of "
+        "y the same weight c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
     ]
     for row in cex.length_pair:
         weights = ", ".join(_fmt(w) for w in row.weights)
@@ -224,51 +241,88 @@ def _roundoff_text(report: SequenceReport, note: RoundoffNote) -> str:
     )
 
 
-def _span(shapes: tuple[str, ...]) -> str:
-    """The values each of ``V, T, k, P`` took over the checked shapes.
+_PATHS = {
+    "vmap": "by torch.func.vmap (many batches per call; sampled batches confirmed by plain calls)",
+    "loop": "one batch at a time (plain calls)",
+    "batched": "in batched calls (many batches per call)",
+    "per-batch": "one batch at a time",
+}
 
-    >>> _span(("V=2, T=1, k=2, P=1", "V=3, T=2, k=2, P=1", "V=2, T=3, k=4, P=2"))
-    'V in {2, 3}, T in {1, 2, 3}, k in {2, 4}, P in {1, 2}'
-    >>> _span(())
-    'none'
+
+def _checked(report: SequenceReport) -> str:
+    """The region line: exactly the shapes evaluated and how, the value ranges, what was not evaluated."""
+    info = report.run
+    assert info is not None
+    path = _PATHS.get(info.mode, info.mode)
+    if info.fallback_reason:
+        path += f" (fallback: {info.fallback_reason})"
+    shapes = describe_shapes(Shape(*_parse(text)) for text, _, _ in info.shapes)
+    ranges = _ranges_text(info.ranges)
+    checked = (
+        f"{report.problems_checked} problems on {len(info.shapes)} "
+        f"shape{'s' if len(info.shapes) != 1 else ''}, evaluated {path}: "
+        f"{shapes} (up to {max((g for _, _, g in info.shapes), default=0)} batches each); "
+        f"{ranges}; {report.estimator_calls} calls, seed={report.seed}, "
+        f"max_examples={report.max_examples}, kl_coef={report.settings['kl_coef']}, "
+        f"off_policy={report.settings['off_policy']}, num_prompts={report.settings['num_prompts']}, "
+        f"{report.seconds:.2f} s"
+    )
+    if info.over_budget:
+        checked += f"; not evaluated (over the batch budget {info.batch_budget}): {info.over_budget}"
+    if info.not_reached:
+        checked += f"; not reached (the check stopped at the first failure): {info.not_reached}"
+    for note in info.blind_spots:
+        checked += f"; {note}"
+    return checked
+
+
+def _parse(text: str) -> tuple[int, int, int, int]:
+    """``(V, T, k, P)`` from :meth:`Shape.describe`.
+
+    >>> _parse("V=3, T=2, k=4, P=1")
+    (3, 2, 4, 1)
     """
-    if not shapes:
-        return "none"
-    values: dict[str, set[int]] = {}
-    for text in shapes:
-        for part in text.split(", "):
-            name, _, value = part.partition("=")
-            values.setdefault(name, set()).add(int(value))
-    return ", ".join(
-        f"{name} in {{{', '.join(str(v) for v in sorted(vs))}}}" for name, vs in values.items()
+    v, t, k, p = (int(part.partition("=")[2]) for part in text.split(", "))
+    return v, t, k, p
+
+
+def _ranges_text(ranges: Mapping[str, float | None]) -> str:
+    if ranges.get("logit_min") is None:
+        return "no values"
+    return (
+        f"logits in [{ranges['logit_min']:.3g}, {ranges['logit_max']:.3g}], token log-probs down "
+        f"to {ranges['log_prob_min']:.3g}, rewards in [{ranges['reward_min']:.3g}, "
+        f"{ranges['reward_max']:.3g}]"
+    )
+
+
+def _partial_text(report: SequenceReport) -> str:
+    """`` on the shapes checked; PARTIAL: ...`` for a partial check (empty otherwise)."""
+    info = report.run
+    if info is None or not report.partial:
+        return ""
+    cells = "; ".join(key_text(c) for c in info.unchecked)
+    return (
+        f" on the shapes checked; PARTIAL: not checked at any V (over the batch budget "
+        f"{info.batch_budget}): {cells}"
     )
 
 
 def _message(report: SequenceReport, run: _Run) -> str:
     what = "Weight function" if report.protocol == "token-weights" else "Loss"
     head = f"{what} {report.name!r}"
-    info = report.run
-    assert info is not None
-    mode = info.mode + (f" (fallback: {info.fallback_reason})" if info.fallback_reason else "")
-    span = _span(tuple(text for text, _, _ in info.shapes))
-    checked = (
-        f"{report.problems_checked} problems on {len(info.shapes)} shapes ({span}; up to "
-        f"{max((g for _, _, g in info.shapes), default=0)} batches each), evaluation: {mode}, "
-        f"{report.estimator_calls} calls, seed={report.seed}, max_examples={report.max_examples}, "
-        f"kl_coef={report.settings['kl_coef']}, off_policy={report.settings['off_policy']}, "
-        f"num_prompts={report.settings['num_prompts']}, {report.seconds:.2f} s"
-    )
-    if info.unchecked:
-        checked += f"; not checked (over the batch budget {info.batch_budget}): " + "; ".join(
-            key_text(k) for k in info.unchecked
-        )
+    checked = _checked(report)
+    partial = _partial_text(report)
     if report.verdict == "unbiased":
-        return f"{head} is UNBIASED: E[g] = grad J exactly (to round-off) on every problem checked: {checked}."
+        return (
+            f"{head} is UNBIASED{partial}: E[g] = grad J exactly (to round-off) on every problem "
+            f"checked: {checked}."
+        )
     if report.verdict == "scaled":
         assert report.scale is not None and report.scale_uncertainty is not None
         lines = [
-            f"{head} is SCALED: E[g] = c grad J with one fixed c > 0 per (k, T, P), on every problem "
-            f"checked ({checked}):"
+            f"{head} is SCALED{partial}: E[g] = c grad J with one fixed c > 0 per (k, T, P, V) "
+            f"(fixed for a model), on every problem checked ({checked}):"
         ]
         for key, c in sorted(report.scale.items()):
             unc = report.scale_uncertainty[key]

@@ -4,7 +4,8 @@ A *shape* ``(V, T, k, P)`` fixes the response space (:func:`impl.sequence.respon
 and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated.
 A *problem* adds the numbers: the policy ``theta``, the reward table, the reference policy
 (always given: a loss may add a KL term of its own) and, off-policy, the behaviour policy.
-The scale reference is kept per ``key = (k, T, P)``.
+The scale reference is kept per ``key = (k, T, P, V)``: everything a model fixes (a loss may
+scale its gradient by ``1/V``, a mean over the vocabulary, and is then scaled, not biased).
 
 Shapes are kept only when :math:`R^{kP}` fits the batch budget of the evaluation mode
 (:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a batched weight function,
@@ -42,15 +43,21 @@ MAX_BATCHES_LOOPED = 256
 """... when the user's code runs once per batch (the ``vmap`` fallback, ``batched=False``):
 ``4**4``, so every ``T <= 3`` still appears with ``V = 2`` up to ``k = 4``."""
 
-LOOPED_EXTRA_VOCAB_BATCHES = 81
+LOOPED_EXTRA_VOCAB_BATCHES = 256
 """In the looped mode a vocabulary ``V > 2`` is added to a key only up to this many batches
-(the looped mode costs about 0.3 ms per batch and problem, against ~1 us vectorised)."""
+(the looped mode costs about 0.3 ms per batch and problem, against ~1 us vectorised).  It
+was 81, which left ``V = 3, T = 3`` out at every ``k`` of the defaults (issue 15: 48 of 49
+library losses in the fallback were never evaluated there); at 256 ``V = 3, T = 3, k = 2``
+(225 batches) is evaluated, for about 0.5 s more on the default settings."""
 
 LOOPED_FULL_BATTERY_BATCHES = 16
 """In the looped mode, shapes with more batches than this get the reduced battery."""
 
-Key = tuple[int, int, int]
-"""``(k, T, P)``: one scale constant is measured per key."""
+Key = tuple[int, int, int, int]
+"""``(k, T, P, V)``: one scale constant is measured per key (everything fixed for one model)."""
+
+Cell = tuple[int, int, int]
+"""``(k, T, P)``: a group size, length cap and prompt count asked for (checked at some ``V``, or not)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,11 @@ class Shape:
 
     @property
     def key(self) -> Key:
+        """``(k, T, P, V)``."""
+        return (self.k, self.max_len, self.num_prompts, self.vocab_size)
+
+    @property
+    def cell(self) -> Cell:
         """``(k, T, P)``."""
         return (self.k, self.max_len, self.num_prompts)
 
@@ -169,9 +181,9 @@ def plan_shapes(
 
 def unreachable_keys(
     group_sizes: Sequence[int], num_prompts: Sequence[int], max_len: int, shapes: Sequence[Shape]
-) -> list[Key]:
-    """The keys ``(k, T, P)`` asked for but with no shape within budget (not checked)."""
-    have = {s.key for s in shapes}
+) -> list[Cell]:
+    """The ``(k, T, P)`` asked for but with no shape within budget (not checked at any ``V``)."""
+    have = {s.cell for s in shapes}
     return [
         (k, t, p)
         for k in group_sizes
@@ -329,6 +341,39 @@ def _theta_large(space: ResponseSpace, p: int, salt: int) -> FloatArray:
     return out
 
 
+LOGIT_GAP = 240.0
+r"""The logit gap of the extreme-gap battery problem: token log-probabilities down to about
+-240, past a float32 ``log(softmax(x))`` (which gives ``-inf``, then NaN, past a gap of
+about 103), which the moderate problems (down to about -27.7) never reach.
+
+A log-prob clamp at ``c`` changes :math:`E[g]` by at most about :math:`e^{c}\max|R|` (the
+clamped tokens have probability below :math:`e^{c}`, also under importance weighting,
+where :math:`\pi_{old}\cdot\pi/\pi_{old} = \pi`): a clamp at -20 is caught (the
+near-deterministic problem reaches it), a clamp at -30 (:math:`e^{-30} \approx 10^{-13}`)
+lies under the float64 round-off tolerance of the exact sum and is invisible to any exact
+check, and harmless to training."""
+
+LOGIT_SHIFT = 1000.0
+"""The constant added to every logit of the shifted battery problem.  Softmax is
+shift-invariant, so ``grad J`` does not move; a loss that computes ``exp(logits)`` without
+subtracting the maximum overflows (float32 past 88, float64 past 709) and returns NaN."""
+
+
+def _theta_gaps(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    """Every node has one token ``LOGIT_GAP / 2`` above and one as far below the others."""
+    out = _theta_moderate(space, p, salt)
+    v = space.vocab_size
+    for n in range(out.shape[1]):
+        out[:, n, (n + 1) % v] += LOGIT_GAP / 2
+        out[:, n, n % v] -= LOGIT_GAP / 2
+    return out
+
+
+def _theta_shifted(space: ResponseSpace, p: int, salt: int) -> FloatArray:
+    out: FloatArray = _theta_moderate(space, p, salt) + LOGIT_SHIFT
+    return out
+
+
 ThetaPattern = Callable[[ResponseSpace, int, int], FloatArray]
 
 BATTERY: tuple[tuple[str, ThetaPattern, RewardPattern, bool], ...] = (
@@ -342,6 +387,8 @@ BATTERY: tuple[tuple[str, ThetaPattern, RewardPattern, bool], ...] = (
     ("grad J = 0 (constant rewards)", _theta_moderate, _constant, False),
     ("truncated responses penalised", _theta_large, _truncation_penalty, False),
     ("large logits, generic rewards", _theta_large, _generic, True),
+    ("extreme logit gaps (log-probs down to -240)", _theta_gaps, _graded, False),
+    ("logits shifted by +1000", _theta_shifted, _graded, False),
 )
 """Hand-picked problems, in this order (names appear in reports): all of them on shapes of
 at most :data:`FULL_BATTERY_BATCHES` batches, the entries marked ``True`` on larger ones
@@ -465,10 +512,13 @@ def generated_problems(
 __all__ = [
     "BATTERY",
     "FULL_BATTERY_BATCHES",
+    "LOGIT_GAP",
+    "LOGIT_SHIFT",
     "LOOPED_EXTRA_VOCAB_BATCHES",
     "LOOPED_FULL_BATTERY_BATCHES",
     "MAX_BATCHES_LOOPED",
     "MAX_BATCHES_VECTORISED",
+    "Cell",
     "Key",
     "SequenceProblem",
     "Shape",

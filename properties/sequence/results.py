@@ -19,19 +19,19 @@ from properties.onestep.results import (
     EstimatorReport,
 )
 from properties.sequence.problems import (
-    Key,
+    Cell,
     Shape,
 )
 
 
 def key_text(key: Hashable) -> str:
-    """``k=2, T=3, P=1`` for a sequence key.
+    """``k=2, T=3, P=1, V=3`` for a sequence key ``(k, T, P, V)`` (or ``(k, T, P)``).
 
-    >>> key_text((2, 3, 1))
-    'k=2, T=3, P=1'
+    >>> key_text((2, 3, 1, 3)), key_text((2, 3, 1))
+    ('k=2, T=3, P=1, V=3', 'k=2, T=3, P=1')
     """
-    if isinstance(key, tuple) and len(key) == 3:
-        return f"k={key[0]}, T={key[1]}, P={key[2]}"
+    if isinstance(key, tuple) and len(key) in (3, 4):
+        return ", ".join(f"{n}={v}" for n, v in zip("kTPV", key, strict=False))
     return str(key)
 
 
@@ -78,8 +78,9 @@ class SequenceCounterexample(Counterexample):
     ``scores`` the reward table, ``k`` the group size); ``shape`` and the policies give the
     problem itself, ``coordinates`` names each entry of ``theta`` as ``(prompt, node
     prefix, token)``, ``responses`` lists the responses as token strings, and
-    ``length_pair`` shows two responses of different lengths with the expected weight
-    their tokens receive (when the loss's weights are available).
+    ``length_pair`` shows the responses whose weights depart most from REINFORCE's form (one
+    of another length for contrast, and a truncated one that shares the misfit) with the
+    expected weight their tokens receive (when the loss's weights are available).
     """
 
     shape: Shape = _NO_SHAPE
@@ -158,23 +159,37 @@ class SequenceError(EstimatorError):
 class SequenceRun:
     """How the check ran: the evaluation mode, the shapes and batches, the costs.
 
-    ``mode`` is ``vmap``/``loop`` (PyTorch) or ``batched``/``per-batch`` (weights);
-    ``fallback_reason`` says why ``vmap`` was not used; ``shapes`` the ``(V, T, k, P)``
-    checked with their response and batch counts; ``unchecked`` the keys over budget;
-    ``probe_seconds`` one plain call of the loss on one batch; ``dtypes`` the floating
-    dtypes the loss computed in.
+    ``mode`` is ``vmap``/``loop`` (PyTorch) or ``batched``/``per-batch`` (weights): the
+    path whose results were judged; ``fallback_reason`` says why ``vmap`` was not used;
+    ``shapes`` exactly the ``(V, T, k, P)`` evaluated, with their response and batch counts;
+    ``unchecked`` the requested ``(k, T, P)`` with no shape within the budget at any ``V``
+    (the check is then *partial*); ``over_budget`` the requested shapes over the budget and
+    ``not_reached`` those within it that the check did not reach (it stopped at a
+    counterexample or an error), both as :func:`properties.sequence.region.describe_shapes`
+    text (empty: none); ``blind_spots`` what the evaluated shapes cannot show; ``ranges`` the
+    logits, token log-probs and rewards the problems held; ``probe_seconds`` one plain call
+    of the loss on one batch; ``dtypes`` the floating dtypes the loss computed in.
     """
 
     protocol: str
     mode: str
     fallback_reason: str | None
     shapes: tuple[tuple[str, int, int], ...]
-    unchecked: tuple[Key, ...]
+    unchecked: tuple[Cell, ...]
     batch_budget: int
     batches_evaluated: int
     probe_seconds: float | None
     dtypes: tuple[str, ...]
     problems: dict[str, int]
+    over_budget: str = ""
+    not_reached: str = ""
+    blind_spots: tuple[str, ...] = ()
+    ranges: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def partial(self) -> bool:
+        """Whether a requested ``(k, T, P)`` was not checked at any ``V``."""
+        return bool(self.unchecked)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields."""
@@ -189,6 +204,11 @@ class SequenceRun:
             "probe_seconds": self.probe_seconds,
             "dtypes": list(self.dtypes),
             "problems": dict(self.problems),
+            "partial": self.partial,
+            "over_budget": self.over_budget,
+            "not_reached": self.not_reached,
+            "blind_spots": list(self.blind_spots),
+            "ranges": dict(self.ranges),
         }
 
 
@@ -196,12 +216,17 @@ class SequenceRun:
 class SequenceReport(EstimatorReport):
     """An :class:`EstimatorReport` for a sequence check (same verdicts, ``assert_*``, JSON).
 
-    ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P)``; ``run`` says how the check
-    ran (:class:`SequenceRun`); ``settings`` the checker's arguments (for reruns).
+    ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P, V)`` (everything fixed for a
+    model); ``run`` says how the check ran (:class:`SequenceRun`); ``settings`` the checker's
+    arguments (for reruns).
     """
 
     run: SequenceRun | None = None
     settings: dict[str, Any] = field(default_factory=dict)
+    partial: bool = False
+    """The check covered less than asked (a requested ``(k, T, P)`` has no shape within the
+    batch budget): an ``unbiased``/``scaled`` verdict then holds only on the shapes checked;
+    ``assert_sequence_*`` fail unless ``allow_partial=True`` and the command line exits 1."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
@@ -216,6 +241,7 @@ class SequenceReport(EstimatorReport):
         )
         out["run"] = None if self.run is None else self.run.to_dict()
         out["settings"] = dict(self.settings)
+        out["partial"] = self.partial
         return out
 
     def to_json(self) -> str:

@@ -32,6 +32,7 @@ from properties.sequence.evaluation import (
     ROUNDOFF_SAFETY,
     TINY,
     Evaluation,
+    ModeChanged,
     SequenceFault,
 )
 from properties.sequence.problems import (
@@ -40,11 +41,13 @@ from properties.sequence.problems import (
     LOOPED_FULL_BATTERY_BATCHES,
     MAX_BATCHES_LOOPED,
     SequenceProblem,
+    Shape,
     battery,
     generated_problems,
     plan_shapes,
     shape_data,
 )
+from properties.sequence.region import ValueRanges
 from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
@@ -108,6 +111,8 @@ class _Run:
         self.flaky: str | None = None
         self.problems: dict[str, int] = {}
         self.max_eps = EPS64
+        self.evaluated: list[Shape] = []
+        self.ranges = ValueRanges()
 
     def _count(self, source: str, n: int = 1) -> None:
         self.problems[source] = self.problems.get(source, 0) + n
@@ -126,8 +131,10 @@ class _Run:
                 self.fault, self.fault_found_by = fault, "battery"
                 return
             first = False
+            self.evaluated.append(shape)
             self._count("battery", len(evs))
             for ev in evs:
+                self.ranges.add(ev.problem)
                 self.max_eps = max(self.max_eps, ev.eps_out)
                 found = self.book.offer(ev)
                 if found:
@@ -146,6 +153,8 @@ class _Run:
         @hypothesis_seed(self.seed)
         @given(generated_problems(self.shapes, kl_coef=self.kl_coef, off_policy=self.off_policy))
         def property_(problem: SequenceProblem) -> None:
+            if "mode" in failure:  # the evaluation mode changed: the run is re-planned
+                return
             try:
                 (ev,) = self.evaluator.evaluate(
                     [problem], rtol=self.rtol, atol=self.atol, check_determinism=False
@@ -153,7 +162,11 @@ class _Run:
             except SequenceFault as fault:
                 failure["last"] = fault
                 raise
+            except ModeChanged as exc:  # not a failure for Hypothesis to shrink (nor flaky)
+                failure["mode"] = exc
+                return
             self._count("hypothesis")
+            self.ranges.add(problem)
             self.max_eps = max(self.max_eps, ev.eps_out)
             found = self.book.offer(ev)
             if found:
@@ -168,6 +181,8 @@ class _Run:
             self.fault, self.fault_found_by = fault, "hypothesis (shrunk)"
         except Flaky as exc:
             self.flaky = type(exc).__name__
+        if "mode" in failure:
+            raise failure["mode"]
 
     def confirm(self) -> None:
         """Evaluate the counterexample's problem again: an E[g] that moves is ``nondeterministic``."""
@@ -175,6 +190,13 @@ class _Run:
         if m is None or self.fault is not None:
             return
         ev = m.evaluation
+        confirm = getattr(self.evaluator, "confirm_counterexample", None)
+        if confirm is not None:  # what vmap computed must be what plain calls compute
+            try:
+                confirm(ev.problem)
+            except SequenceFault as fault:
+                self.fault, self.fault_found_by = fault, "re-checking the counterexample"
+                return
         for _ in range(DETERMINISM_RECHECKS):
             try:
                 (again,) = self.evaluator.evaluate(
@@ -348,8 +370,24 @@ def _coordinates(problem: SequenceProblem) -> tuple[tuple[int, str, str], ...]:
     )
 
 
+MISFIT_SHOWN = 0.5
+"""A response joins the weight table when its misfit is at least this fraction of the largest."""
+
+MAX_WEIGHT_ROWS = 3
+"""At most this many responses in the weight table."""
+
+
 def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
-    """Two responses of different lengths whose tokens get the most different weights (relative to REINFORCE's)."""
+    r"""The responses whose tokens get the weights furthest from REINFORCE's form (the weight table).
+
+    Per prompt, the expected per-token weight :math:`\bar\omega(y)` is compared with
+    :math:`c\,(\pi/\pi_{old})(y) A(y)/P` at the reference multiple ``c`` (only a constant
+    baseline :math:`b\,(\pi/\pi_{old})(y)` is fitted, weighted by :math:`\pi_{old}`), so
+    that the misfit is where the estimator departs from ``c grad J``, not spread by a fitted
+    ``c``.  Shown: the response with the largest misfit, one of another length (the
+    contrast a length bias needs) and any truncated response with a misfit of at least
+    :data:`MISFIT_SHOWN` of the largest (a truncation bug), at most :data:`MAX_WEIGHT_ROWS`.
+    """
     omega = ev.token_weights
     if omega is None:
         return ()
@@ -361,34 +399,42 @@ def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(old > 0, pi / old, 0.0)
     target = ratio * a / pr.shape.num_prompts  # the target is the prompts' mean objective
-    rows = []
+    best: tuple[float, int, list[int]] | None = None
     for p in range(pr.shape.num_prompts):
         visible = old[p] > 1e-12
-        if visible.sum() < 2 or len(set(space.lengths[visible].tolist())) < 2:
+        if visible.sum() < 1:
             continue
         per_token = np.array(
             [np.nanmean(omega[p, r, : space.lengths[r]]) for r in range(space.num_responses)]
         )
-        # fit omega ~ c * target + b * ratio (a constant baseline) over the visible responses, weighted by old
-        design = np.stack([target[p], ratio[p]], axis=1)[visible]
+        rest = per_token[visible] - multiple * target[p][visible]
         w = np.sqrt(old[p][visible])
-        coef, *_ = np.linalg.lstsq(design * w[:, None], per_token[visible] * w, rcond=None)
-        residual = np.full(space.num_responses, 0.0)
-        residual[visible] = per_token[visible] - design @ coef
-        order = np.argsort(-np.abs(residual))
-        first = int(order[0])
-        second = next(
-            (int(r) for r in order if visible[r] and space.lengths[r] != space.lengths[first]), None
-        )
-        if second is None:
+        design = ratio[p][visible][:, None]
+        coef, *_ = np.linalg.lstsq(design * w[:, None], rest * w, rcond=None)
+        residual = np.zeros(space.num_responses)
+        residual[visible] = rest - design[:, 0] * coef[0]
+        order = [int(r) for r in np.argsort(-np.abs(residual)) if visible[r]]
+        top = abs(residual[order[0]])
+        if not top > 0:
             continue
-        score = abs(residual[first]) + abs(residual[second])
-        rows.append((score, p, first, second))
-    if not rows:
+        rows = [order[0]]
+        other = next((r for r in order if space.lengths[r] != space.lengths[order[0]]), None)
+        if other is None and len(order) > 1:
+            other = order[1]
+        if other is not None:
+            rows.append(other)
+        rows += [
+            r
+            for r in order
+            if space.truncated[r] and r not in rows and abs(residual[r]) >= MISFIT_SHOWN * top
+        ]
+        if best is None or top > best[0]:
+            best = (top, p, rows[:MAX_WEIGHT_ROWS])
+    if best is None:
         return ()
-    _, p, first, second = max(rows)
+    _, p, chosen = best
     out = []
-    for r in sorted((first, second), key=lambda r: space.lengths[r]):
+    for r in sorted(chosen, key=lambda r: (space.lengths[r], r)):
         length = int(space.lengths[r])
         out.append(
             WeightRow(

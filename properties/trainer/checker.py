@@ -35,7 +35,6 @@ from typing import Any
 
 from impl.errors import InvalidArgument, describe
 from properties.judging.user_code import name_of
-from properties.onestep.results import EstimatorCheckFailure
 from properties.sequence.checker import (
     DEFAULT_GROUP_SIZES,
     DEFAULT_MAX_EXAMPLES,
@@ -43,18 +42,17 @@ from properties.sequence.checker import (
     DEFAULT_VOCAB_SIZE,
     _make_report,
     _validate,
+    assert_sequence_scaled,
+    assert_sequence_unbiased,
 )
 from properties.sequence.evaluation import Sandbox
 from properties.sequence.problems import (
     MAX_BATCHES_LOOPED,
     MAX_BATCHES_VECTORISED,
-    Key,
     unreachable_keys,
 )
-from properties.sequence.results import SequenceReport, SequenceRun, key_text
+from properties.sequence.results import SequenceReport, SequenceRun
 from properties.sequence.run import (
-    SCALE_MATCH_FLOOR,
-    SCALE_MATCH_UNCERTAINTIES,
     _execute,
     _roundoff_note,
 )
@@ -330,35 +328,31 @@ def _report_or_check(fn: Any, kwargs: dict[str, Any], who: str) -> SequenceRepor
     return check_trainer_loss(fn, **kwargs)
 
 
-def assert_trainer_unbiased(fn: Callable[..., Any] | SequenceReport, **kwargs: Any) -> SequenceReport:
-    """:func:`check_trainer_loss` (or a finished report); :class:`EstimatorCheckFailure` unless ``"unbiased"``."""
+def assert_trainer_unbiased(
+    fn: Callable[..., Any] | SequenceReport, *, allow_partial: bool = False, **kwargs: Any
+) -> SequenceReport:
+    """:func:`check_trainer_loss` (or a finished report); :class:`EstimatorCheckFailure` unless ``"unbiased"``.
+
+    A partial check fails too, unless ``allow_partial=True`` (as :func:`assert_sequence_unbiased`).
+    """
     report = _report_or_check(fn, kwargs, "assert_trainer_unbiased")
-    if report.verdict != "unbiased":
-        raise EstimatorCheckFailure(report, "unbiased")
-    return report
+    return assert_sequence_unbiased(report, allow_partial=allow_partial)
 
 
 def assert_trainer_scaled(
     fn: Callable[..., Any] | SequenceReport,
-    scale: Mapping[Key, float] | Callable[[int, int, int], float] | None = None,
+    scale: Mapping[Any, float] | Callable[..., float] | None = None,
+    *,
+    allow_partial: bool = False,
     **kwargs: Any,
 ) -> SequenceReport:
-    """:func:`check_trainer_loss` (or a report); raises unless ``"scaled"`` (as ``scale(k, T, P)`` if given)."""
+    """:func:`check_trainer_loss` (or a report); raises unless ``"scaled"`` (as ``scale`` if given).
+
+    ``scale`` is ``scale(k, T, P)`` or ``scale(k, T, P, V)``, or a mapping keyed either way, as
+    for :func:`assert_sequence_scaled`; a partial check fails unless ``allow_partial=True``.
+    """
     report = _report_or_check(fn, kwargs, "assert_trainer_scaled")
-    if report.verdict != "scaled":
-        raise EstimatorCheckFailure(report, "scaled")
-    if scale is not None:
-        assert report.scale is not None and report.scale_uncertainty is not None
-        for key, c in report.scale.items():
-            k, t, p = key
-            want = float(scale(k, t, p) if callable(scale) else scale[(k, t, p)])
-            allowed = SCALE_MATCH_UNCERTAINTIES * report.scale_uncertainty[key] + SCALE_MATCH_FLOOR * abs(want)
-            if abs(c - want) > allowed:
-                raise EstimatorCheckFailure(
-                    report,
-                    f"scaled with c = {want!r} at {key_text(key)} (measured {c!r}, allowed +- {allowed:.2g})",
-                )
-    return report
+    return assert_sequence_scaled(report, scale, allow_partial=allow_partial)
 
 
 __all__ = [

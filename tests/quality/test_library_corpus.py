@@ -140,13 +140,13 @@ def test_checker_gives_the_expected_verdict(entry: CorpusEntry) -> None:
     assert report.verdict == entry.expected, (
         f"{entry.name} ({entry.library}): checker says {report.verdict!r}, expected "
         f"{entry.expected!r}\nwhy: {entry.justification}\n--- report ---\n{report}")
-    if entry.scale is not None:  # the factor per (k, T, P), exact as the oracle's
-        keys = [key for key in report.scale if isinstance(key, tuple) and len(key) == 3]
-        assert keys, f"no (k, T, P) scale keys in {report.scale!r}"
-        for k, t, p in keys:
+    if entry.scale is not None:  # the factor per (k, T, P, V), exact as the oracle's
+        keys = [key for key in report.scale if isinstance(key, tuple) and len(key) == 4]
+        assert keys, f"no (k, T, P, V) scale keys in {report.scale!r}"
+        for k, t, p, v in keys:
             np.testing.assert_allclose(
-                report.scale[(k, t, p)], entry.scale(k, t, p), rtol=SCALE_RTOL, atol=0.0,
-                err_msg=f"{entry.name}: checker's c(k={k}, T={t}, P={p})")
+                report.scale[(k, t, p, v)], entry.scale(k, t, p), rtol=SCALE_RTOL, atol=0.0,
+                err_msg=f"{entry.name}: checker's c(k={k}, T={t}, P={p}, V={v})")
 
 
 @pytest.mark.slow

@@ -69,10 +69,10 @@ def _assert_matches(entry: SequenceEntry, report: Any) -> None:
     if entry.expected in ("unbiased", "scaled"):
         assert report.scale, f"{entry.name}: no measured scale in the report"
         for key, c in report.scale.items():
-            assert isinstance(key, tuple) and len(key) == 3, f"scale keys should be (k, T, P), got {key!r}"
-            want = expected_scale(entry, *key)
+            assert isinstance(key, tuple) and len(key) == 4, f"scale keys should be (k, T, P, V), got {key!r}"
+            want = expected_scale(entry, *key[:3])
             assert math.isclose(c, want, rel_tol=SCALE_RTOL, abs_tol=0.0), (
-                f"{entry.name}: c at (k, T, P) = {key} measured {c!r}, expected {want!r}"
+                f"{entry.name}: c at (k, T, P, V) = {key} measured {c!r}, expected {want!r}"
             )
 
 
@@ -94,7 +94,12 @@ def test_assert_unbiased_must_fail_on_every_entry_that_is_not_unbiased(entry: Se
     "entry", [e for e in SEQUENCE_CATALOGUE if e.expected == "unbiased"], ids=lambda e: e.name
 )
 def test_assert_unbiased_passes_on_every_unbiased_entry(entry: SequenceEntry) -> None:
-    assert properties.assert_sequence_unbiased(_report(entry.name)).verdict == "unbiased"
+    report = _report(entry.name)
+    if report.partial:  # a requested (k, T, P) over the budget (multi-prompt): it must say so
+        assert "UNBIASED on the shapes checked; PARTIAL" in report.message
+        with pytest.raises(properties.EstimatorCheckFailure, match="the check was partial"):
+            properties.assert_sequence_unbiased(report)
+    assert properties.assert_sequence_unbiased(report, allow_partial=True).verdict == "unbiased"
 
 
 @pytest.mark.slow
