@@ -103,11 +103,15 @@ def test_catalogue_verdicts(entry: TrainerEntry) -> None:
     report = _check(entry)
     assert report.verdict == entry.expected, report.message
     assert report.protocol == "trainer-loss"
+    # pooled prompts at k = 4, T = 3 exceed the batch budget: such a check is partial, and
+    # says so; a full check must not be
+    two_prompts_at_k4 = 2 in report.settings.get("num_prompts", (1,)) and 4 in report.group_sizes
+    assert report.partial == (two_prompts_at_k4 and report.verdict in ("unbiased", "scaled")), report.message
     if entry.expected == "scaled":
         assert entry.scale is not None
-        assert_trainer_scaled(report, entry.scale)
+        assert_trainer_scaled(report, entry.scale, allow_partial=True)
     if entry.expected == "unbiased":
-        assert_trainer_unbiased(report)
+        assert_trainer_unbiased(report, allow_partial=True)
     if entry.expected == "error":
         assert report.error is not None and "Traceback" not in report.message
 

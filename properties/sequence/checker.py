@@ -578,7 +578,8 @@ def _make_report(
         protocol=protocol,
         run=info,
         settings=dict(opts),
-        partial=info.partial,
+        # only a pass can be partial: a counterexample or an error holds whatever was left out
+        partial=info.partial and verdict in ("unbiased", "scaled"),
     )
     object.__setattr__(report, "message", _message(report, run))
     return report
