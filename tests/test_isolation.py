@@ -502,3 +502,135 @@ def test_split_target(target: str, expected: tuple[str, str, str]) -> None:
 def test_split_target_rejects(target: str) -> None:
     with pytest.raises(ValueError):
         split_target(target)
+
+
+# ----------------------------------------------------------------------------- forged verdicts (issue 15)
+
+
+SIGN_BUG = """
+
+def est(logits, samples, rewards):  # the ascent direction reversed: E[g] = -grad J
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return -np.mean(rewards[:, None] * (np.eye(p.size)[samples] - p), axis=0)
+"""
+
+FORGERS = {
+    "report-builder": """
+import numpy as np
+import properties.onestep.checker as checker
+from properties.onestep.results import EstimatorReport
+
+_build = checker._make_report
+
+
+def _forged(name, run, start):
+    report = _build(name, run, start)
+    object.__setattr__(report, "verdict", "unbiased")
+    object.__setattr__(report, "message", f"Estimator {name!r} is UNBIASED: forged")
+    return report
+
+
+checker._make_report = _forged
+EstimatorReport.to_dict = lambda self: {"verdict": "unbiased", "message": "forged"}
+""",
+    "judging-and-numpy": """
+import numpy as np
+import properties.judging.verdict as verdict
+import properties.onestep.run as run
+
+_decide = verdict.decide
+
+
+def _decide_clean(**kwargs):
+    return _decide(**{**kwargs, "fault": False, "mismatch": False})
+
+
+verdict.judge = run.judge = lambda ev, ref: None
+verdict.decide = run.decide = _decide_clean
+_offer = verdict.ReferenceBook.offer
+verdict.ReferenceBook.offer = lambda self, ev: (_offer(self, ev), [])[1]
+verdict.ReferenceBook.close = lambda self: []
+np.allclose = lambda *args, **kwargs: True
+""",
+    "the-recorder": """
+import numpy as np
+import properties.onestep.checker as checker
+import properties.cli.recording as recording
+
+recording.Recorder.guard = lambda self, guard: guard  # record nothing ...
+_build = checker._make_report
+
+
+def _forged(name, run, start):  # ... and claim a pass
+    report = _build(name, run, start)
+    object.__setattr__(report, "verdict", "unbiased")
+    return report
+
+
+checker._make_report = _forged
+""",
+}
+
+
+@pytest.mark.parametrize("forger", sorted(FORGERS))
+def test_user_code_that_changes_the_checker_in_the_child_gets_no_pass(tmp_path: Path, forger: str) -> None:
+    """A module that, at import, wraps the report builder, the judging functions or NumPy in
+    the child (or stops the record of the answers) makes a biased estimator exit 1: the
+    parent judges the child's raw answers itself (against the old command line: exit 0)."""
+    user = tmp_path / f"forger_{forger.replace('-', '_')}.py"
+    user.write_text(FORGERS[forger] + SIGN_BUG)
+    result, _ = run_cli(f"{user}:est", *QUICK)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["verdict"] in ("biased", "error"), report["message"]
+    if report["verdict"] == "error":
+        assert report["error"]["kind"] == "unconfirmed", report["message"]
+    else:
+        assert report["counterexample"]["multiple"] == pytest.approx(-1.0)
+        assert "discarded" in report["message"]
+
+
+def test_a_forged_sequence_verdict_gets_no_pass(tmp_path: Path) -> None:
+    """The same for ``--sequence``: a length-normalised loss whose module forges the report
+    builder is still BIASED (exit 1) (against the old command line: UNBIASED, exit 0)."""
+    pytest.importorskip("torch")
+    user = tmp_path / "forged_loss.py"
+    user.write_text(
+        "import properties.sequence.checker as checker\n\n_build = checker._make_report\n\n\n"
+        "def _forged(*args, **kwargs):\n    report = _build(*args, **kwargs)\n"
+        "    object.__setattr__(report, 'verdict', 'unbiased')\n"
+        "    object.__setattr__(report, 'message', 'Loss is UNBIASED: forged')\n    return report\n\n\n"
+        "checker._make_report = _forged\n\n\n"
+        "def loss(b):\n    return -(b.rewards * (b.log_probs * b.mask).sum(-1) / b.mask.sum(-1)).mean()\n"
+    )
+    result, _ = run_cli(
+        f"{user}:loss", "--sequence", "--group-sizes", "2", "--max-len", "2", "--max-examples", "1", "--json"
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "biased" and "discarded" in report["message"], report["message"]
+
+
+def test_the_record_round_trips_and_a_tampered_record_is_unconfirmed() -> None:
+    """In-process: the parent's re-run on a faithful record gives the child's verdict; on a
+    record whose answers were changed it gives its own verdict or ``unconfirmed``, never the
+    record's claim."""
+    import json as json_module
+
+    from impl.estimators import group_mean_baseline
+    from properties.cli.recording import Record, encode_record, record_check, rerun
+    from properties.onestep.checker import check_estimator
+
+    kwargs = {"group_sizes": (2,), "max_examples": 3, "batched": True}
+    report, record = record_check(check_estimator, group_mean_baseline, "gm", kwargs)
+    header, buffer = encode_record(record)
+    again, why = rerun(check_estimator, Record.decode(json_module.loads(header), buffer), "gm", kwargs)
+    assert why is None and again is not None
+    assert (again.verdict, again.scale) == (report.verdict, report.scale) == ("scaled", {2: again.scale[2]})
+    tampered = Record.decode(json_module.loads(header), buffer)
+    tampered.entries[0]["in"] = "0" * 64  # answers for inputs the parent never asked about
+    assert rerun(check_estimator, tampered, "gm", kwargs)[0] is None
+    shrunk = Record.decode(json_module.loads(header), buffer)
+    shrunk.entries[0]["out"]["eps"] = 0.5  # a claimed precision no dtype has
+    assert rerun(check_estimator, shrunk, "gm", kwargs)[0] is None

@@ -10,12 +10,20 @@ it in its own process.  :func:`run_isolated` does this:
   as ``spawn`` for the single check a command runs.  ``benchmarks/bench_isolation.py``
   measures all three.
 * **The child does everything user-related**: imports the user's file or module (so
-  import-time misbehaviour happens there), looks up ``FUNC``, runs the check engine on it,
-  and sends back ``{"status": "report", "verdict", "message", "report": report.to_dict()}``
-  as JSON bytes over a one-way :func:`multiprocessing.Pipe` (``send_bytes``/``recv_bytes``).
-  The parent never unpickles anything the child produced.  Before any user code runs, the
-  child points file descriptor 1 (and ``sys.stdout``) at stderr, so only the parent writes
-  to stdout.
+  import-time misbehaviour happens there), looks up ``FUNC``, runs the check engine on it
+  while recording every raw answer the checker got from user code
+  (:mod:`properties.cli.recording`), and sends back ``{"status": "report", "verdict",
+  "message", "report"}`` with that record as JSON and raw float64/int64 bytes over a one-way
+  :func:`multiprocessing.Pipe` (``send_bytes``/``recv_bytes``).  The parent never unpickles
+  anything the child produced.  Before any user code runs, the child points file descriptor
+  1 (and ``sys.stdout``) at stderr, so only the parent writes to stdout.
+* **The judge is in the parent.**  User code can change anything in the child (the report
+  builder, the judging functions, NumPy), so the child's verdict is never printed: the parent
+  re-runs the same check on the record (the battery, the seeded search, the targets and the
+  verdict all computed by the parent's own code, user code never called) and prints its own
+  report.  A record that does not match the re-run is the ``"error"`` verdict of kind
+  ``unconfirmed``; a child that claims a verdict other than ``"error"`` without a record is
+  too.  The ``--report`` HTML page is still drawn in the child.
 * **Time limits.**  The child wraps the user callable in :class:`TimedCall`, which writes
   the start time and a short description of each call (call number, ``n``, the samples'
   shape, the first logits) into a :func:`multiprocessing.RawArray` shared with the parent.
@@ -87,6 +95,7 @@ from properties.cli.loading import (
     _Usage,
     load_target,
 )
+from properties.cli.recording import Record, encode_record, pack, record_check, rerun, unpack
 from properties.cli.state import (
     _CALL_START,
     _CALLS,
@@ -357,7 +366,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
     timed = TimedCall(fn, state, noun=noun)
     state[_PHASE] = CHECKING
     try:
-        report = _run_engine(request, timed)
+        report, record = _run_engine(request, timed)
     except KeyboardInterrupt as exc:
         return _interrupted(_in_call(timed, exc) or "during the check")
     except SystemExit as exc:
@@ -385,6 +394,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
         )
     state[_PHASE] = REPORTING
     payload = _report_payload(report)
+    payload["record"] = record
     if request.report_dir is not None:
         payload["report_error"] = _write_page(request.report_dir, request, report, timed)
     return payload
@@ -404,18 +414,19 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
     return None
 
 
-def _run_engine(request: CheckRequest, timed: TimedCall) -> Any:
-    """The engine on the timed callable, with a progress bar when the request asks for one
-    and the engine takes a ``progress(done, planned)`` callback."""
+def _run_engine(request: CheckRequest, timed: TimedCall) -> tuple[Any, Record]:
+    """The engine on the timed callable, every answer recorded at the seam (the parent re-runs
+    the check on the record), with a progress bar when the request asks for one and the
+    engine takes a ``progress(done, planned)`` callback."""
     engine = _engine(request.kind)
     kwargs = dict(request.kwargs)
     if not (request.progress and "progress" in inspect.signature(engine).parameters):
-        return engine(timed, name=request.name, **kwargs)
+        return record_check(engine, timed, request.name, kwargs)
     from properties.cli.progress import progress_bar
 
     with progress_bar(f"checking {request.name}", enabled=True) as bar:
         kwargs["progress"] = lambda done, planned: bar(done, planned, "problems")
-        return engine(timed, name=request.name, **kwargs)
+        return record_check(engine, timed, request.name, kwargs)
 
 
 def _watch_parent() -> None:
@@ -465,11 +476,13 @@ def child_main(conn: multiprocessing.connection.Connection, state: State, reques
             "",
         )
     try:
-        data = json.dumps(payload).encode()
+        record = payload.pop("record", None)
+        header, buffer = (b"", b"") if record is None else encode_record(record)
+        data = pack(json.dumps(payload).encode(), header, buffer)
     except BaseException as exc:
-        data = json.dumps(_error_payload(
+        data = pack(json.dumps(_error_payload(
             request, state, "internal", f"the report could not be sent as JSON ({exception_text(exc)})", ""
-        )).encode()
+        )).encode(), b"", b"")
     try:
         conn.send_bytes(data)
         conn.close()
@@ -635,24 +648,73 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _payload_outcome(data: bytes) -> IsolatedOutcome | None:
+def _payload_outcome(request: CheckRequest, state: State, data: bytes) -> IsolatedOutcome | None:
+    """The outcome of the child's message; a verdict other than ``"error"`` only as the parent's
+    own re-run of the check on the child's record (:mod:`properties.cli.recording`) finds it."""
     try:
-        payload = json.loads(data)
+        raw, header, buffer = unpack(data)
+        payload = json.loads(raw)
         status = payload["status"]
         if status == "report":
             error = payload.get("report_error")
+            report_error = None if error is None else str(error)
+            if header:
+                return _confirmed(request, state, str(payload["verdict"]), header, buffer, report_error)
+            if payload["verdict"] != "error":
+                return _as_outcome(_unconfirmed(request, state, "it sent a verdict without the record of the check"))
             return IsolatedOutcome(
                 status="report",
                 message=str(payload["message"]),
-                verdict=str(payload["verdict"]),
+                verdict="error",
                 report=dict(payload["report"]),
-                report_error=None if error is None else str(error),
+                report_error=report_error,
             )
         if status in ("usage", "interrupted"):
             return IsolatedOutcome(status=status, message=str(payload["message"]))
     except (ValueError, KeyError, TypeError):
         pass
     return None
+
+
+def _unconfirmed(request: CheckRequest, state: State, why: str) -> Any:
+    return error_report(
+        request, state, kind="unconfirmed",
+        detail=(
+            f"the check's answers could not be confirmed: {why}; the parent process re-runs every "
+            "check on the answers the child recorded and trusts no verdict of the child's own, so "
+            "user code that changes the checker (at import, or inside a call) gets no verdict"
+        ),
+        hint="do not patch ida-verify, NumPy or Hypothesis from the checked module",
+    )
+
+
+def _confirmed(
+    request: CheckRequest, state: State, claimed: str, header: bytes, buffer: bytes, report_error: str | None
+) -> IsolatedOutcome:
+    """The parent's own verdict: the check re-run here, on the record of the child's answers."""
+    try:
+        record = Record.decode(json.loads(header), buffer)
+    except (ValueError, TypeError) as exc:
+        return _as_outcome(_unconfirmed(request, state, f"its record is malformed ({exc})"))
+    report, why = rerun(_engine(request.kind), record, request.name, dict(request.kwargs))
+    if report is None:
+        return _as_outcome(_unconfirmed(request, state, str(why)))
+    outcome = _as_outcome(report)
+    if claimed != report.verdict:  # the child's own report was not the check's: it was changed
+        message = (
+            f"{outcome.message}\nNote: the child process running the user's code reported "
+            f"{claimed!r}; that report was discarded (user code changed the checker in the child). "
+            "This verdict is the parent's own, on the answers the child recorded."
+        )
+        assert outcome.report is not None
+        outcome = IsolatedOutcome(
+            status="report", message=message, verdict=outcome.verdict,
+            report={**outcome.report, "message": message},
+        )
+    return IsolatedOutcome(
+        status="report", message=outcome.message, verdict=outcome.verdict, report=outcome.report,
+        report_error=report_error,
+    )
 
 
 def _as_outcome(report: Any) -> IsolatedOutcome:
@@ -717,7 +779,7 @@ def _supervise(
         ready = multiprocessing.connection.wait(watched, timeout=max(wait, 0.0))
         if reader in ready:
             try:
-                outcome = _payload_outcome(reader.recv_bytes())
+                outcome = _payload_outcome(request, state, reader.recv_bytes())
             except (EOFError, OSError):
                 outcome = None
             if outcome is not None:

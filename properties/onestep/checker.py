@@ -63,6 +63,7 @@ import numpy as np
 
 from impl.errors import InvalidArgument, describe
 from impl.types import Estimator, FloatArray
+from properties.judging.seam import elapsed
 from properties.judging.user_code import name_of
 from properties.judging.verdict import (
     Verdict,
@@ -329,7 +330,7 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
         error = run.imprecise_error(decision.imprecise)
     scale = _keyed(decision.scale)
     unc = _keyed(decision.uncertainty)
-    seconds = time.perf_counter() - start
+    seconds = elapsed(start)
     inside = run.guard.user_seconds
     timing = {
         "battery": run.clock["battery"],

@@ -13,6 +13,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.types import FloatArray
+from properties.judging.seam import wrap_guard
 from properties.judging.verdict import (
     REFERENCE_MIN_SIGNAL,
     ROUNDOFF_DTYPES,
@@ -152,7 +153,7 @@ class _Run:
     ) -> None:
         self.fn, self.ks, self.batched = fn, ks, batched
         self.seed, self.max_examples, self.rtol, self.atol = seed, max_examples, rtol, atol
-        self.guard = GuardedEstimator(fn, batched=batched)
+        self.guard: GuardedEstimator = wrap_guard(GuardedEstimator(fn, batched=batched))
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
         self.mismatches: list[Mismatch[Evaluation]] = []
@@ -412,7 +413,7 @@ class _PromptsRun(_Run):
         super().__init__(fn, ks, batched=False, **kwargs)
         self.prompts = prompts
         self._keys = tuple((k, p) for k in ks for p in prompts)
-        self.guard = PromptsGuard(fn)
+        self.guard = wrap_guard(PromptsGuard(fn))
         self.region = _Region(ks, prompts)
 
     def keys(self) -> tuple[Any, ...]:

@@ -50,6 +50,7 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import MAX_VOCAB
 from impl.types import FloatArray
+from properties.judging.seam import elapsed, wrap_evaluator
 from properties.judging.user_code import name_of
 from properties.judging.verdict import (
     decide,
@@ -265,7 +266,7 @@ def check_sequence_loss(
 
     start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TorchLoss(loss_fn, sandbox=sandbox)
+    evaluator = wrap_evaluator(TorchLoss(loss_fn, sandbox=sandbox), sandbox)
     budget = MAX_BATCHES_VECTORISED
     with torch_threads():
         while True:
@@ -351,7 +352,7 @@ def check_token_weights(
         )
     start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
+    evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
     budget = MAX_BATCHES_VECTORISED if batched else MAX_BATCHES_LOOPED
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
@@ -465,7 +466,7 @@ def _make_report(
         problems_checked=sum(run.problems.values()),
         estimator_calls=sandbox.calls,
         estimator_seconds=sandbox.user_seconds,
-        seconds=time.perf_counter() - start,
+        seconds=elapsed(start),
         message="",
         region=region,
         protocol=protocol,

@@ -234,6 +234,8 @@ class Evaluation:
         self._token_weights: FloatArray | None = None
         self.direct = direct
         self._tolerance: FloatArray | None = None
+        self.per_batch: FloatArray | None = None
+        """The per-batch estimates it was summed from (:func:`summarise`), when kept."""
 
     @property
     def token_weights(self) -> FloatArray | None:
@@ -357,7 +359,7 @@ def summarise(
             f"gave gradients so large (up to {largest:.3g}) that E[g] overflows float64",
             problem=problem,
         )
-    return Evaluation(
+    out = Evaluation(
         problem,
         mean,
         magnitude,
@@ -368,6 +370,8 @@ def summarise(
         token_weights=token_weights,
         direct=direct,
     )
+    out.per_batch = per_batch
+    return out
 
 
 def output_eps(dtype: Any) -> float:
