@@ -105,6 +105,21 @@ def prints(logits, samples, rewards):
     return _reinforce(logits, samples, rewards)
 
 
+def stops_its_parent(logits, samples, rewards):
+    os.kill(os.getppid(), signal.SIGSTOP)
+    time.sleep(60)
+
+
+class Endless(Exception):
+    def __str__(self):
+        while True:
+            pass
+
+
+def raises_endless_text(logits, samples, rewards):
+    raise Endless()
+
+
 def waits_for_signal(logits, samples, rewards):
     with open(os.environ["IDA_TEST_MARK"], "w") as f:
         f.write(str(os.getpid()))
@@ -112,7 +127,9 @@ def waits_for_signal(logits, samples, rewards):
 """
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``python -m properties.cli check ARGS`` from the worktree; return it and its wall time."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     start = time.monotonic()
@@ -122,7 +139,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.C
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     return result, time.monotonic() - start
@@ -634,3 +651,87 @@ def test_the_record_round_trips_and_a_tampered_record_is_unconfirmed() -> None:
     shrunk = Record.decode(json_module.loads(header), buffer)
     shrunk.entries[0]["out"]["eps"] = 0.5  # a claimed precision no dtype has
     assert rerun(check_estimator, shrunk, "gm", kwargs)[0] is None
+
+
+# ----------------------------------------------------------------------------- hangs and leftovers (issue 15)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
+def test_a_call_that_stops_its_parent_still_times_out(estimators: Path) -> None:
+    """``os.kill(os.getppid(), SIGSTOP)`` stops the supervisor, not the command, which keeps
+    the per-call limit (against the old command line: stopped, past every limit)."""
+    limit = 0.5
+    result, wall = run_cli(
+        f"{estimators}:stops_its_parent", *QUICK, "--call-timeout", str(limit), "--timeout", "30", timeout=60
+    )
+    report = error_report(result)
+    assert report["error"]["kind"] == "timeout" and "--call-timeout" in report["message"], report["message"]
+    assert wall < STARTUP_SECONDS + limit + MARGIN_SECONDS
+
+
+def test_an_exception_whose_text_never_ends_is_a_per_call_timeout(estimators: Path) -> None:
+    """The call's limit still runs while the exception it raised is put into words (against
+    the old command line: only the total ``--timeout`` stopped it)."""
+    limit = 0.5
+    result, wall = run_cli(
+        f"{estimators}:raises_endless_text", *QUICK, "--call-timeout", str(limit), "--timeout", "40", timeout=90
+    )
+    report = error_report(result)
+    assert report["error"]["kind"] == "timeout" and "--call-timeout" in report["message"], report["message"]
+    assert wall < STARTUP_SECONDS + limit + MARGIN_SECONDS
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes whose environment holds ``IDA_TEST_LEFTOVER=mark`` (ours only are readable)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if f"IDA_TEST_LEFTOVER={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a child subreaper is Linux-only")
+def test_nothing_the_check_started_outlives_the_command(tmp_path: Path) -> None:
+    """A process forked at import into a session of its own (``os.setsid``), and the
+    ``multiprocessing`` resource tracker, end with the command (against the old command
+    line: the escaped process lived on for its 60 s, and kept the tracker alive)."""
+    user = tmp_path / "escapes.py"
+    user.write_text(
+        "import os\nimport time\n\nif os.fork() == 0:\n    os.setsid()\n"
+        "    quiet = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2):\n        os.dup2(quiet, fd)\n"
+        "    time.sleep(60)\n    os._exit(0)\n\n\ndef est(logits, samples, rewards):\n    return logits * 0.0\n"
+    )
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:  # a file, not a pipe: a leftover holding a pipe would hold the test
+        code = subprocess.run(
+            [sys.executable, "-m", "properties.cli", "check", f"{user}:est", *QUICK],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "IDA_TEST_LEFTOVER": mark},
+            stdout=sink, stderr=subprocess.STDOUT, timeout=120, check=False,
+        ).returncode
+    assert code == 1, out.read_text()  # est is biased: grad J != 0
+    deadline = time.monotonic() + 5.0
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _marked(mark)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.mark.parametrize("write", ["print('debug', flush=True)", "os.write(1, b'debug\\n')"])
+def test_a_loss_that_writes_to_standard_output_is_an_error_either_way(tmp_path: Path, write: str) -> None:
+    """``print`` and ``os.write(1, ...)`` in a sequence loss are both the ``printed`` error
+    (against the old command line: ``os.write`` passed, exit 0)."""
+    pytest.importorskip("torch")
+    user = tmp_path / "writes.py"
+    user.write_text(
+        f"import os\n\n\ndef loss(b):\n    {write}\n"
+        "    return -(b.rewards * (b.log_probs * b.mask).sum(-1)).mean()\n"
+    )
+    result, _ = run_cli(f"{user}:loss", "--sequence", *QUICK)
+    report = error_report(result)
+    assert report["error"]["kind"] == "printed" and "debug" in report["message"], report["message"]

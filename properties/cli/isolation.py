@@ -115,7 +115,17 @@ from properties.cli.state import (
     STARTING,
     State,
 )
-from properties.judging.user_code import exception_text, safe_text
+from properties.cli.supervisor import (
+    SUPERVISOR_START_METHOD,
+    continue_if_stopped,
+    kill_session,
+    read_exitcode,
+    reap_orphans,
+    subreaper,
+    supervisor_main,
+    tracker_pid,
+)
+from properties.judging.user_code import exception_text, remember_text, safe_text
 
 START_METHOD = "spawn"
 """How the child is started (see the module docstring for why not ``fork``)."""
@@ -249,6 +259,7 @@ class TimedCall:
             return self._fn(*args, **kwargs)
         except BaseException as exc:
             self.escaped = (exc, describe_call(state, self._noun))
+            remember_text(exc)  # under the call's time limit: a __str__ that never returns is a timeout
             raise
         finally:
             state[_CALL_START] = 0.0
@@ -728,51 +739,66 @@ def run_isolated(
 ) -> IsolatedOutcome:
     """Run ``request`` in a child process under ``limits``; never raises for user misbehaviour.
 
-    ``KeyboardInterrupt`` in the parent (Ctrl-C) kills the child and propagates.
+    The child runs in a session of its own under a supervisor process
+    (:mod:`properties.cli.supervisor`); when this returns, the session is killed and every
+    process user code started outside it has been killed and reaped (Linux).
+    ``KeyboardInterrupt`` in the parent (Ctrl-C) kills them all and propagates.
     """
     if request.kind not in CHECK_KINDS:
         raise ValueError(f"unknown check kind {request.kind!r}; known: {sorted(CHECK_KINDS)}")
     ctx: Any = multiprocessing.get_context(start_method)  # typeshed's BaseContext lacks Process
     state = ctx.RawArray(ctypes.c_double, _STATE_SIZE)
     reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=child_main, args=(writer, state, request), name="ida-verify-check")
+    status_reader, status_writer = ctx.Pipe(duplex=False)
+    sup_ctx: Any = multiprocessing.get_context(SUPERVISOR_START_METHOD)
+    sup = sup_ctx.Process(
+        target=supervisor_main,
+        args=(start_method, child_main, (state, request), writer, status_writer),
+        name="ida-verify-supervisor",
+    )
     start = time.monotonic()
-    try:
-        with _sigint_blocked():
-            proc.start()
-        writer.close()
-        return _supervise(request, limits, proc, reader, state, start)
-    finally:
-        reader.close()
-        if proc.pid is not None:
-            if proc.exitcode is None:
-                proc.kill()
-            proc.join(KILL_GRACE_SECONDS)
-            if proc.exitcode is not None:
-                proc.close()
+    with subreaper() as before:
+        try:
+            with _sigint_blocked():
+                sup.start()
+            writer.close()
+            status_writer.close()
+            return _supervise(request, limits, sup, reader, status_reader, state, start)
+        finally:
+            reader.close()
+            status_reader.close()
+            if sup.pid is not None:
+                kill_session(sup.pid)
+                sup.join(KILL_GRACE_SECONDS)
+            tracker = tracker_pid()
+            reap_orphans(before, {p for p in (sup.pid, tracker) if p is not None})
+            if sup.exitcode is not None:
+                sup.close()
 
 
 def _supervise(
     request: CheckRequest,
     limits: Limits,
-    proc: Any,
+    sup: Any,
     reader: multiprocessing.connection.Connection,
+    status: multiprocessing.connection.Connection,
     state: State,
     start: float,
 ) -> IsolatedOutcome:
     deadline = start + limits.total_seconds
-    watched: list[Any] = [reader, proc.sentinel]
+    watched: list[Any] = [reader, status, sup.sentinel]
     while True:
         now = time.monotonic()
         call_start = float(state[_CALL_START])
         if call_start > 0 and now - call_start > limits.call_seconds:
-            proc.kill()
+            kill_session(sup.pid)
             return _as_outcome(
                 _timed_out(request, state, limits, now - start, running=now - call_start)
             )
         if now >= deadline:
-            proc.kill()
+            kill_session(sup.pid)
             return _as_outcome(_timed_out(request, state, limits, now - start, running=None))
+        continue_if_stopped(sup.pid)  # the child stopped its parent (os.kill(os.getppid(), SIGSTOP))
         wait = min(POLL_SECONDS, deadline - now)
         if call_start > 0:
             wait = min(wait, call_start + limits.call_seconds - now)
@@ -785,6 +811,19 @@ def _supervise(
             if outcome is not None:
                 return outcome
             watched.remove(reader)  # closed, or sent garbage: wait for the child to end
-        if proc.sentinel in ready or proc.exitcode is not None:
-            proc.join(KILL_GRACE_SECONDS)
-            return _as_outcome(_died(request, state, proc.exitcode, time.monotonic() - start))
+        if status in ready or sup.sentinel in ready:
+            known, code = _exit_status(status)
+            if known or sup.sentinel in ready:
+                if reader in watched and reader.poll(0):
+                    continue  # the report arrived before the news of the child's end: read it first
+                return _as_outcome(_died(request, state, code, time.monotonic() - start))
+
+
+def _exit_status(status: multiprocessing.connection.Connection) -> tuple[bool, int | None]:
+    """The child's exit status as the supervisor sent it: ``(True, code)``, or ``(False, None)``."""
+    try:
+        if status.poll(0):
+            return read_exitcode(status.recv_bytes())
+    except (EOFError, OSError):
+        pass
+    return False, None
