@@ -84,8 +84,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -95,7 +94,26 @@ from properties.cli.loading import (
     _Usage,
     load_target,
 )
+from properties.cli.outcomes import (
+    EXIT_ORPHANED,
+    EXIT_SEND_FAILED,
+    _as_outcome,
+    _died,
+    _timed_out,
+    _unconfirmed,
+    describe_call,
+    error_report,
+)
 from properties.cli.recording import Record, encode_record, pack, record_check, rerun, unpack
+from properties.cli.request import (
+    CHECK_KINDS,
+    DEFAULT_CALL_SECONDS,
+    DEFAULT_TOTAL_SECONDS,
+    CheckKind,
+    CheckRequest,
+    IsolatedOutcome,
+    Limits,
+)
 from properties.cli.state import (
     _CALL_START,
     _CALLS,
@@ -108,11 +126,9 @@ from properties.cli.state import (
     _STATE_SIZE,
     _USER_SECONDS,
     CHECKING,
-    IMPORTING,
     LOOKING_UP,
     MAX_RECORDED_LOGITS,
     REPORTING,
-    STARTING,
     State,
 )
 from properties.cli.supervisor import (
@@ -130,87 +146,14 @@ from properties.judging.user_code import exception_text, remember_text, safe_tex
 START_METHOD = "spawn"
 """How the child is started (see the module docstring for why not ``fork``)."""
 
-DEFAULT_TOTAL_SECONDS = 600.0
-"""Default ``--timeout``: the whole check, child start-up and import included.  A correct
-per-group PyTorch estimator takes well under a minute; ten minutes leaves room for a loaded
-machine and a larger ``--max-examples``."""
-
-DEFAULT_CALL_SECONDS = 30.0
-"""Default ``--call-timeout``: one call into user code.  The largest call the checker
-makes holds a few thousand groups, which takes milliseconds; an estimator that imports
-PyTorch on its first call takes a few seconds.  Thirty seconds in one call is a hang."""
+DEFAULT_LIMITS = Limits()
+"""``--timeout`` and ``--call-timeout`` at their defaults."""
 
 POLL_SECONDS = 0.05
 """How often the parent looks at the child's clock: the latency of a timeout."""
 
 KILL_GRACE_SECONDS = 5.0
 """How long the parent waits for a killed (or finished) child to be reaped."""
-
-
-@dataclass(frozen=True)
-class CheckKind:
-    """How the child runs one kind of check: ``engine`` is ``"module:function"``."""
-
-    engine: str
-    noun: str
-
-
-CHECK_KINDS: dict[str, CheckKind] = {
-    "estimator": CheckKind(engine="properties.onestep.checker:check_estimator", noun="Estimator"),
-    "sequence": CheckKind(engine="properties.sequence.checker:check_sequence_loss", noun="Loss"),
-    "token-weights": CheckKind(
-        engine="properties.sequence.checker:check_token_weights", noun="Weight function"
-    ),
-}
-"""The kinds of check the command line can run in a child process, by name."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Wall-clock limits in seconds: ``total_seconds`` for the whole check, ``call_seconds`` per call."""
-
-    total_seconds: float = DEFAULT_TOTAL_SECONDS
-    call_seconds: float = DEFAULT_CALL_SECONDS
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    """What the child should check: ``kind`` (a key of :data:`CHECK_KINDS`), ``target``
-    (``PATH.py:FUNC``, ``module:FUNC`` or ``catalogue:NAME``), ``name`` for the report, and
-    the engine's keyword arguments (plain values)."""
-
-    kind: str
-    target: str
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    report_dir: str | None = None
-    """Where the child also writes the HTML page of the check (``--report DIR``), or ``None``."""
-    progress: bool = False
-    """Draw a progress bar on stderr (the parent decides: both streams are terminals, no ``--json``)."""
-
-
-@dataclass(frozen=True)
-class IsolatedOutcome:
-    """How a child run ended.
-
-    ``status`` is ``"report"`` (a verdict: ``verdict``, ``message`` and the report's
-    ``to_dict()`` in ``report``), ``"usage"`` (bad usage found in the child: ``message`` is
-    the one line) or ``"interrupted"`` (``message`` says where).
-    """
-
-    status: Literal["report", "usage", "interrupted"]
-    message: str
-    verdict: str | None = None
-    report: dict[str, Any] | None = None
-    report_error: str | None = None
-    """Why the requested HTML page could not be written (``None`` when it was, or not asked for)."""
-
-    def to_json(self) -> str:
-        """The report as indented JSON, as ``EstimatorReport.to_json()`` prints it."""
-        return json.dumps(self.report, indent=2)
-
-
-
 
 class TimedCall:
     """The user's callable, recording each call's start time and inputs in shared memory.
@@ -283,23 +226,6 @@ class TimedCall:
         self._last_shape = shape
         state[_ROWS] = shape[0] if shape is not None and len(shape) == 2 else -1
         state[_K] = shape[-1] if shape else -1
-
-
-def describe_call(state: State, noun: str = "estimator") -> str:
-    """``call #N into the estimator, fn(logits=..., samples of shape ...)`` from the state."""
-    number = int(state[_CALLS])
-    n, rows, k, shown = int(state[_N]), int(state[_ROWS]), int(state[_K]), int(state[_SHOWN])
-    if n < 0:
-        return f"call #{number} into the {noun}"
-    values = [float(state[_LOGITS + i]) for i in range(shown)]
-    logits = f"np.array({values!r})" if shown == n else f"an array of size {n}"
-    if k < 0:
-        rest = ""
-    elif rows < 0:
-        rest = f", samples and rewards of shape ({k},)"
-    else:
-        rest = f", samples and rewards of shape ({rows}, {k})"
-    return f"call #{number} into the {noun}, fn(logits={logits}{rest})"
 
 
 # --------------------------------------------------------------------------- the child
@@ -454,12 +380,6 @@ def _watch_parent() -> None:
     threading.Thread(target=watch, name="ida-verify-parent-watch", daemon=True).start()
 
 
-EXIT_ORPHANED = 125
-"""Exit status of a child whose parent died."""
-EXIT_SEND_FAILED = 124
-"""Exit status of a child that could not send its report."""
-
-
 def _stdout_to_stderr() -> None:
     """Point file descriptor 1 and ``sys.stdout`` at stderr: only the parent writes stdout."""
     with contextlib.suppress(Exception):
@@ -502,145 +422,6 @@ def child_main(conn: multiprocessing.connection.Connection, state: State, reques
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     os._exit(0)  # skip the user's atexit handlers and threads: the verdict is sent
-
-
-# --------------------------------------------------------------------------- error reports
-
-
-def error_report(
-    request: CheckRequest, state: State, *, kind: str, detail: str, hint: str, seconds: float | None = None
-) -> Any:
-    """An ``"error"`` :class:`properties.onestep.checker.EstimatorReport` for a check that did not finish.
-
-    The message is "Estimator 'f' ERROR (kind): {detail}. Hint: {hint}. Before it stopped:
-    ..."; the logits and ``k`` of the call in flight (or the last call) come from ``state``.
-    """
-    from properties.onestep.results import EstimatorError, EstimatorReport
-
-    noun = CHECK_KINDS[request.kind].noun
-    kw = request.kwargs
-    ks = tuple(int(k) for k in kw.get("group_sizes", ()))
-    n, shown, k = int(state[_N]), int(state[_SHOWN]), int(state[_K])
-    logits = np.array([state[_LOGITS + i] for i in range(shown)] if shown == n > 0 else [])
-    calls = int(state[_CALLS])
-    user_seconds = float(state[_USER_SECONDS])
-    elapsed = user_seconds if seconds is None else seconds
-    settings = (
-        f"{calls} {noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
-        f"k in {{{', '.join(map(str, ks))}}}, seed={kw.get('seed')}, "
-        f"max_examples={kw.get('max_examples')}, {'batched' if kw.get('batched') else 'per-group'}"
-        + (f", num_prompts={tuple(kw['num_prompts'])}" if kw.get("num_prompts") is not None else "")
-        + (f", {seconds:.2f} s in all" if seconds is not None else "")
-    )
-    message = f"{noun} {request.name!r} ERROR ({kind}): {detail}."
-    if hint:
-        message += f" Hint: {hint}."
-    message += f" Before it stopped: {settings}."
-    error = EstimatorError(
-        kind=kind,
-        detail=detail,
-        logits=logits,
-        samples=np.zeros(0, dtype=np.int64),
-        rewards=np.zeros(0),
-        scores=None,
-        k=k if k > 0 else None,
-        hint=hint,
-        found_by="ida-verify check (child process)",
-    )
-    return EstimatorReport(
-        name=request.name,
-        verdict="error",
-        scale=None,
-        scale_uncertainty=None,
-        counterexample=None,
-        error=error,
-        group_sizes=ks,
-        seed=int(kw.get("seed", 0)),
-        max_examples=int(kw.get("max_examples", 0)),
-        batched=bool(kw.get("batched", False)),
-        problems_checked=0,
-        estimator_calls=calls,
-        estimator_seconds=user_seconds,
-        seconds=elapsed,
-        message=message,
-        num_prompts=None if kw.get("num_prompts") is None else tuple(int(p) for p in kw["num_prompts"]),
-    )
-
-
-_SIGNAL_NOTES = {
-    "SIGSEGV": "a segmentation fault: a crash in C code (ctypes, a C extension, a stack overflow)",
-    "SIGBUS": "a bus error: a crash in C code",
-    "SIGABRT": "abort(): a failed assertion or fatal error in C code",
-    "SIGFPE": "a floating-point trap in C code",
-    "SIGILL": "an illegal instruction in C code",
-    "SIGKILL": "sent by os.kill(..., SIGKILL), another process, or the out-of-memory killer",
-    "SIGTERM": "a request to terminate, from the code itself or another process",
-}
-
-
-def _death_text(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "ended (its exit status could not be read)"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        note = _SIGNAL_NOTES.get(name, "")
-        return f"was killed by signal {-exitcode} ({name}{': ' + note if note else ''})"
-    if exitcode == EXIT_SEND_FAILED:
-        return f"ended with exit status {exitcode} after failing to send its report"
-    return f"ended with exit status {exitcode} without sending a verdict"
-
-
-def _where(request: CheckRequest, state: State) -> str:
-    target = request.target
-    noun = CHECK_KINDS[request.kind].noun.lower()
-    if float(state[_CALL_START]) > 0:
-        return f"during {describe_call(state, noun)}"
-    phase = float(state[_PHASE])
-    if phase == STARTING:
-        return "while starting (before any user code ran)"
-    if phase == IMPORTING:
-        return f"while importing {target.rpartition(':')[0]!r}"
-    if phase == LOOKING_UP:
-        return f"while looking up {target.rpartition(':')[2]!r}"
-    if phase == REPORTING:
-        return "after the check, while sending its report"
-    calls = int(state[_CALLS])
-    return (
-        f"in the checker's own code between calls ({calls} calls into the {noun} so far; "
-        "user code also runs there, e.g. when a returned object is converted to an array)"
-    )
-
-
-def _died(request: CheckRequest, state: State, exitcode: int | None, seconds: float) -> Any:
-    detail = (
-        f"the child process running the check {_death_text(exitcode)} "
-        f"{_where(request, state)}; a check that ends without a verdict never counts as a pass"
-    )
-    hint = "look for os._exit, os.kill, sys.exit in a thread, or a crash in native code"
-    return error_report(request, state, kind="exited", detail=detail, hint=hint, seconds=seconds)
-
-
-def _timed_out(
-    request: CheckRequest, state: State, limits: Limits, seconds: float, *, running: float | None
-) -> Any:
-    if running is not None:
-        noun = CHECK_KINDS[request.kind].noun.lower()
-        detail = (
-            f"it did not return from {describe_call(state, noun)} within the per-call limit of "
-            f"{limits.call_seconds:g} s (--call-timeout; it had run {running:.2f} s): an "
-            "infinite loop, a long sleep or a blocking wait; the child process running it was killed"
-        )
-        hint = f"raise --call-timeout if the {noun} is merely slow"
-    else:
-        detail = (
-            f"the check did not finish within the total limit of {limits.total_seconds:g} s "
-            f"(--timeout); the child process running it was killed {_where(request, state)}"
-        )
-        hint = "raise --timeout, or lower --max-examples, if the check is merely slow"
-    return error_report(request, state, kind="timeout", detail=detail, hint=hint, seconds=seconds)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -687,18 +468,6 @@ def _payload_outcome(request: CheckRequest, state: State, data: bytes) -> Isolat
     return None
 
 
-def _unconfirmed(request: CheckRequest, state: State, why: str) -> Any:
-    return error_report(
-        request, state, kind="unconfirmed",
-        detail=(
-            f"the check's answers could not be confirmed: {why}; the parent process re-runs every "
-            "check on the answers the child recorded and trusts no verdict of the child's own, so "
-            "user code that changes the checker (at import, or inside a call) gets no verdict"
-        ),
-        hint="do not patch ida-verify, NumPy or Hypothesis from the checked module",
-    )
-
-
 def _confirmed(
     request: CheckRequest, state: State, claimed: str, header: bytes, buffer: bytes, report_error: str | None
 ) -> IsolatedOutcome:
@@ -728,14 +497,8 @@ def _confirmed(
     )
 
 
-def _as_outcome(report: Any) -> IsolatedOutcome:
-    return IsolatedOutcome(
-        status="report", message=report.message, verdict=report.verdict, report=report.to_dict()
-    )
-
-
 def run_isolated(
-    request: CheckRequest, limits: Limits = Limits(), *, start_method: str = START_METHOD
+    request: CheckRequest, limits: Limits = DEFAULT_LIMITS, *, start_method: str = START_METHOD
 ) -> IsolatedOutcome:
     """Run ``request`` in a child process under ``limits``; never raises for user misbehaviour.
 
@@ -827,3 +590,20 @@ def _exit_status(status: multiprocessing.connection.Connection) -> tuple[bool, i
     except (EOFError, OSError):
         pass
     return False, None
+
+
+__all__ = [
+    "CHECK_KINDS",
+    "DEFAULT_CALL_SECONDS",
+    "DEFAULT_TOTAL_SECONDS",
+    "START_METHOD",
+    "CheckKind",
+    "CheckRequest",
+    "IsolatedOutcome",
+    "Limits",
+    "TimedCall",
+    "child_main",
+    "describe_call",
+    "error_report",
+    "run_isolated",
+]
