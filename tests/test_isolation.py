@@ -735,3 +735,56 @@ def test_a_loss_that_writes_to_standard_output_is_an_error_either_way(tmp_path: 
     result, _ = run_cli(f"{user}:loss", "--sequence", *QUICK)
     report = error_report(result)
     assert report["error"]["kind"] == "printed" and "debug" in report["message"], report["message"]
+
+
+SEQUENCE_USER = """
+import os
+import time
+
+
+def sleeps(b):
+    time.sleep(60)
+
+
+def weights_exit(rewards, mask, log_probs):
+    os._exit(3)
+
+
+def weights_interrupt(rewards, mask, log_probs):
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kind", "words"),
+    [
+        ("sleeps", ["--sequence"], "timeout", ["fn(batch) on a batch of B=", "logits (", "T up to 2"]),
+        ("weights_exit", ["--weights", "--batched"], "exited", ["on G=", "mask of shape (", "batched"]),
+    ],
+)
+def test_sequence_timeouts_and_exits_are_told_in_sequence_terms(
+    tmp_path: Path, fn: str, args: list[str], kind: str, words: list[str]
+) -> None:
+    """Name the batch shape and the protocol, not one-step logits and groups (against the old
+    command line: "fn(logits=np.array([]), samples and rewards of shape (0, 0)) ... per-group",
+    protocol "one-step")."""
+    if "--sequence" in args:
+        pytest.importorskip("torch")
+    user = tmp_path / "seq_user.py"
+    user.write_text(SEQUENCE_USER)
+    result, _ = run_cli(f"{user}:{fn}", *args, *QUICK, "--max-len", "2", "--call-timeout", "1", "--timeout", "60")
+    report = error_report(result)
+    message = report["message"]
+    assert report["error"]["kind"] == kind, message
+    assert report["protocol"] == ("sequence-loss" if "--sequence" in args else "token-weights")
+    assert "logits=np.array" not in message and "per-group" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+def test_ctrl_c_inside_a_weight_function_is_told_in_sequence_terms(tmp_path: Path) -> None:
+    user = tmp_path / "seq_user.py"
+    user.write_text(SEQUENCE_USER)
+    result, _ = run_cli(f"{user}:weights_interrupt", "--weights", *QUICK)
+    assert result.returncode == 130, (result.stdout, result.stderr)
+    assert "fn(rewards, mask, log_probs) on a batch of B=" in result.stderr, result.stderr

@@ -117,6 +117,7 @@ from properties.cli.request import (
 from properties.cli.state import (
     _CALL_START,
     _CALLS,
+    _GROUPS,
     _K,
     _LOGITS,
     _N,
@@ -165,14 +166,22 @@ class TimedCall:
     only when they are new objects, as the checker reuses ``logits`` and batches.
     """
 
-    __slots__ = ("_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_seconds", "_state", "escaped")
+    __slots__ = (
+        "_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_protocol", "_seconds",
+        "_state", "escaped",
+    )
 
     escaped: tuple[BaseException, str] | None
 
-    def __init__(self, fn: Callable[..., Any], state: State, *, noun: str = "estimator") -> None:
+    def __init__(
+        self, fn: Callable[..., Any], state: State, *, noun: str = "estimator", protocol: str = "one-step"
+    ) -> None:
         self._fn = fn
         self._state = state
         self._noun = noun
+        self._protocol = protocol
+        for slot in (_N, _ROWS, _K, _GROUPS):
+            state[slot] = -1
         self._logits = np.frombuffer(state, dtype=np.float64)[_LOGITS:]
         self._calls = 0
         self._seconds = 0.0
@@ -190,7 +199,10 @@ class TimedCall:
         state = self._state
         self._calls += 1
         state[_CALLS] = self._calls
-        if len(args) >= 2:
+        if self._protocol != "one-step":
+            if args and args[-1 if self._protocol == "sequence-loss" else 1] is not self._last_shape:
+                self._note_batch(args)
+        elif len(args) >= 2:
             if args[0] is not self._last_logits:
                 self._note_logits(args[0])
             shape = args[1].shape if isinstance(args[1], np.ndarray) else None
@@ -201,7 +213,7 @@ class TimedCall:
         try:
             return self._fn(*args, **kwargs)
         except BaseException as exc:
-            self.escaped = (exc, describe_call(state, self._noun))
+            self.escaped = (exc, describe_call(state, self._noun, self._protocol))
             remember_text(exc)  # under the call's time limit: a __str__ that never returns is a timeout
             raise
         finally:
@@ -221,11 +233,36 @@ class TimedCall:
         except Exception:  # arguments of an unexpected kind: describe the call by number only
             state[_N] = -1
 
+    def _note_batch(self, args: tuple[Any, ...]) -> None:
+        """A sequence call's shape: the loss's ``batch.logits`` ``(B, T, V)``, or the weight
+        function's ``mask`` ``(B, T)`` (``(G, B, T)`` batched)."""
+        state = self._state
+        if self._protocol == "sequence-loss":
+            self._last_shape = args[-1]
+            shape = _shape_of(getattr(args[-1], "logits", None))
+            shape = shape if len(shape) == 3 else (*_shape_of(getattr(args[-1], "tokens", None)), -1)
+            groups = -1
+        else:
+            self._last_shape = args[1] if len(args) > 1 else None
+            mask = _shape_of(args[1]) if len(args) > 1 else ()
+            groups, shape = (mask[0], (*mask[1:], -1)) if len(mask) == 3 else (-1, (*mask, -1))
+        if len(shape) != 3:
+            shape = (-1, -1, -1)
+        state[_ROWS], state[_K], state[_N], state[_GROUPS] = shape[0], shape[1], shape[2], groups
+
     def _note_shape(self, shape: tuple[int, ...] | None) -> None:
         state = self._state
         self._last_shape = shape
         state[_ROWS] = shape[0] if shape is not None and len(shape) == 2 else -1
         state[_K] = shape[-1] if shape else -1
+
+
+def _shape_of(value: Any) -> tuple[int, ...]:
+    """``value.shape`` as ints (a tensor under ``vmap`` shows its per-batch shape), or ``()``."""
+    try:
+        return tuple(int(d) for d in value.shape)
+    except Exception:  # not an array, or a hostile object: no shape
+        return ()
 
 
 # --------------------------------------------------------------------------- the child
@@ -300,7 +337,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
         )
     except KeyboardInterrupt:
         return _interrupted(f"while {_loading(request, state)}")
-    timed = TimedCall(fn, state, noun=noun)
+    timed = TimedCall(fn, state, noun=noun, protocol=CHECK_KINDS[request.kind].protocol)
     state[_PHASE] = CHECKING
     try:
         report, record = _run_engine(request, timed)

@@ -16,6 +16,7 @@ from properties.cli.request import CHECK_KINDS, CheckRequest, IsolatedOutcome, L
 from properties.cli.state import (
     _CALL_START,
     _CALLS,
+    _GROUPS,
     _K,
     _LOGITS,
     _N,
@@ -36,10 +37,21 @@ EXIT_SEND_FAILED = 124
 """Exit status of a child that could not send its report."""
 
 
-def describe_call(state: State, noun: str = "estimator") -> str:
-    """``call #N into the estimator, fn(logits=..., samples of shape ...)`` from the state."""
+def describe_call(state: State, noun: str = "estimator", protocol: str = "one-step") -> str:
+    """``call #N into the estimator, fn(logits=..., samples of shape ...)`` from the state; for a
+    sequence protocol, the batch's shape (``fn(batch)`` on ``B`` responses of ``T`` tokens ...).
+
+    >>> state = [0.0] * 30
+    >>> state[_CALLS], state[_ROWS], state[_K], state[_N], state[_GROUPS] = 3, 4, 2, 3, -1
+    >>> describe_call(state, "loss", "sequence-loss")[:60]
+    'call #3 into the loss, fn(batch) on a batch of B=4 responses'
+    >>> describe_call(state, "loss", "sequence-loss")[60:]
+    ' of T=2 tokens (tokens and mask of shape (4, 2), logits (4, 2, 3))'
+    """
     number = int(state[_CALLS])
     n, rows, k, shown = int(state[_N]), int(state[_ROWS]), int(state[_K]), int(state[_SHOWN])
+    if protocol != "one-step":
+        return f"call #{number} into the {noun}, " + _sequence_call(protocol, rows, k, n, int(state[_GROUPS]))
     if n < 0:
         return f"call #{number} into the {noun}"
     values = [float(state[_LOGITS + i]) for i in range(shown)]
@@ -53,6 +65,52 @@ def describe_call(state: State, noun: str = "estimator") -> str:
     return f"call #{number} into the {noun}, fn(logits={logits}{rest})"
 
 
+def _sequence_call(protocol: str, rows: int, length: int, vocab: int, groups: int) -> str:
+    if protocol == "sequence-loss":
+        if rows < 0:
+            return "fn(batch)"
+        logits = f", logits ({rows}, {length}, {vocab})" if vocab > 0 else ""
+        return (
+            f"fn(batch) on a batch of B={rows} responses of T={length} tokens (tokens and mask of "
+            f"shape ({rows}, {length}){logits})"
+        )
+    if rows < 0:
+        return "fn(rewards, mask, log_probs)"
+    if groups >= 0:
+        return (
+            f"fn(rewards, mask, log_probs) on G={groups} batches of B={rows} responses of T={length} "
+            f"tokens (mask of shape ({groups}, {rows}, {length}))"
+        )
+    return (
+        f"fn(rewards, mask, log_probs) on a batch of B={rows} responses of T={length} tokens "
+        f"(mask of shape ({rows}, {length}))"
+    )
+
+
+def _settings(request: CheckRequest, calls: int, user_seconds: float, seconds: float | None) -> str:
+    """What the check was asked to do, for "Before it stopped: ..."."""
+    kind = CHECK_KINDS[request.kind]
+    kw = request.kwargs
+    ks = ", ".join(str(int(k)) for k in kw.get("group_sizes", ()))
+    head = f"{calls} {kind.noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
+    tail = f", {seconds:.2f} s in all" if seconds is not None else ""
+    if kind.protocol == "one-step":
+        return (
+            head + f"k in {{{ks}}}, seed={kw.get('seed')}, max_examples={kw.get('max_examples')}, "
+            f"{'batched' if kw.get('batched') else 'per-group'}"
+            + (f", num_prompts={tuple(kw['num_prompts'])}" if kw.get("num_prompts") is not None else "")
+            + tail
+        )
+    prompts = ", ".join(str(int(p)) for p in kw.get("num_prompts", (1,)))
+    mode = "" if kind.protocol == "sequence-loss" else (", batched" if kw.get("batched") else ", per-batch")
+    return (
+        head + f"{kind.protocol} protocol, k in {{{ks}}}, P in {{{prompts}}}, V up to "
+        f"{kw.get('vocab_size')}, T up to {kw.get('max_len')}, kl_coef={kw.get('kl_coef')}, "
+        f"off_policy={kw.get('off_policy')}, seed={kw.get('seed')}, max_examples={kw.get('max_examples')}"
+        + mode + tail
+    )
+
+
 def error_report(
     request: CheckRequest, state: State, *, kind: str, detail: str, hint: str, seconds: float | None = None
 ) -> Any:
@@ -63,21 +121,17 @@ def error_report(
     """
     from properties.onestep.results import EstimatorError, EstimatorReport
 
-    noun = CHECK_KINDS[request.kind].noun
+    check = CHECK_KINDS[request.kind]
+    noun = check.noun
     kw = request.kwargs
     ks = tuple(int(k) for k in kw.get("group_sizes", ()))
+    one_step = check.protocol == "one-step"
     n, shown, k = int(state[_N]), int(state[_SHOWN]), int(state[_K])
-    logits = np.array([state[_LOGITS + i] for i in range(shown)] if shown == n > 0 else [])
+    logits = np.array([state[_LOGITS + i] for i in range(shown)] if one_step and shown == n > 0 else [])
     calls = int(state[_CALLS])
     user_seconds = float(state[_USER_SECONDS])
     elapsed = user_seconds if seconds is None else seconds
-    settings = (
-        f"{calls} {noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
-        f"k in {{{', '.join(map(str, ks))}}}, seed={kw.get('seed')}, "
-        f"max_examples={kw.get('max_examples')}, {'batched' if kw.get('batched') else 'per-group'}"
-        + (f", num_prompts={tuple(kw['num_prompts'])}" if kw.get("num_prompts") is not None else "")
-        + (f", {seconds:.2f} s in all" if seconds is not None else "")
-    )
+    settings = _settings(request, calls, user_seconds, seconds)
     message = f"{noun} {request.name!r} ERROR ({kind}): {detail}."
     if hint:
         message += f" Hint: {hint}."
@@ -89,7 +143,7 @@ def error_report(
         samples=np.zeros(0, dtype=np.int64),
         rewards=np.zeros(0),
         scores=None,
-        k=k if k > 0 else None,
+        k=k if one_step and k > 0 else None,
         hint=hint,
         found_by="ida-verify check (child process)",
     )
@@ -103,12 +157,13 @@ def error_report(
         group_sizes=ks,
         seed=int(kw.get("seed", 0)),
         max_examples=int(kw.get("max_examples", 0)),
-        batched=bool(kw.get("batched", False)),
+        batched=bool(kw.get("batched", check.protocol == "sequence-loss")),
         problems_checked=0,
         estimator_calls=calls,
         estimator_seconds=user_seconds,
         seconds=elapsed,
         message=message,
+        protocol=check.protocol,
         num_prompts=None if kw.get("num_prompts") is None else tuple(int(p) for p in kw["num_prompts"]),
     )
 
@@ -143,7 +198,7 @@ def _where(request: CheckRequest, state: State) -> str:
     target = request.target
     noun = CHECK_KINDS[request.kind].noun.lower()
     if float(state[_CALL_START]) > 0:
-        return f"during {describe_call(state, noun)}"
+        return f"during {describe_call(state, noun, CHECK_KINDS[request.kind].protocol)}"
     phase = float(state[_PHASE])
     if phase == STARTING:
         return "while starting (before any user code ran)"
@@ -175,7 +230,8 @@ def _timed_out(
     if running is not None:
         noun = CHECK_KINDS[request.kind].noun.lower()
         detail = (
-            f"it did not return from {describe_call(state, noun)} within the per-call limit of "
+            f"it did not return from {describe_call(state, noun, CHECK_KINDS[request.kind].protocol)} "
+            "within the per-call limit of "
             f"{limits.call_seconds:g} s (--call-timeout; it had run {running:.2f} s): an "
             "infinite loop, a long sleep or a blocking wait; the child process running it was killed"
         )

@@ -24,17 +24,23 @@ PyTorch on its first call takes a few seconds.  Thirty seconds in one call is a 
 
 @dataclass(frozen=True)
 class CheckKind:
-    """How the child runs one kind of check: ``engine`` is ``"module:function"``."""
+    """How the child runs one kind of check: ``engine`` is ``"module:function"``; ``noun`` names
+    the user's callable; ``protocol`` is how it is called (``"one-step"``, ``"sequence-loss"``,
+    ``"token-weights"``: the reports' ``protocol``)."""
 
     engine: str
     noun: str
+    protocol: str = "one-step"
 
 
 CHECK_KINDS: dict[str, CheckKind] = {
     "estimator": CheckKind(engine="properties.onestep.checker:check_estimator", noun="Estimator"),
-    "sequence": CheckKind(engine="properties.sequence.checker:check_sequence_loss", noun="Loss"),
+    "sequence": CheckKind(
+        engine="properties.sequence.checker:check_sequence_loss", noun="Loss", protocol="sequence-loss"
+    ),
     "token-weights": CheckKind(
-        engine="properties.sequence.checker:check_token_weights", noun="Weight function"
+        engine="properties.sequence.checker:check_token_weights", noun="Weight function",
+        protocol="token-weights",
     ),
 }
 """The kinds of check the command line can run in a child process, by name."""
