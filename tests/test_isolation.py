@@ -9,6 +9,11 @@ prints corrupted ``--json`` (against the old command line 21 of these tests fail
 rest test the new pieces in-process, or that the child ends with the command).
 Time budget: 20 subprocesses, each a parent and a child interpreter (about 1.5 s of CPU);
 about 30 s of CPU in all, 110 s of wall time under ``-n 2`` at a load average of 8.
+
+Issue 15 added a forged verdict (a module that patches the checker in the child), a call that
+stops its parent, an exception whose text never ends, a process that escapes the session,
+``os.write(1, ...)`` in a loss, and sequence terms in timeouts; each of those tests fails
+against the command line before it (about 15 more subprocesses, 4 of them import PyTorch).
 """
 
 from __future__ import annotations

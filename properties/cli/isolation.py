@@ -41,11 +41,17 @@ it in its own process.  :func:`run_isolated` does this:
   raises, or a module ``__getattr__`` that raises on ``FUNC``, is kind ``import-failed``
   (the user's code misbehaved: a verdict, exit status 1).  A missing file, module or
   function stays bad usage (exit status 2).
-* **KeyboardInterrupt.**  The child is started with SIGINT blocked, so Ctrl-C in a terminal
-  (which signals the whole foreground process group) reaches only the parent, which kills
-  the child and reports ``interrupted`` (the command exits 130 with one line on stderr).
-  A ``KeyboardInterrupt`` raised by user code in the child is reported the same way.  A
-  child whose parent dies (``kill -9`` of the command) ends itself.
+* **KeyboardInterrupt.**  The child is started with SIGINT blocked, in a session of its own,
+  so Ctrl-C in a terminal (which signals the whole foreground process group) reaches only the
+  parent, which kills the child and reports ``interrupted`` (the command exits 130 with one
+  line on stderr).  A ``KeyboardInterrupt`` raised by user code in the child is reported the
+  same way.  A child whose parent dies (``kill -9`` of the command) ends itself.
+* **Processes** (:mod:`properties.cli.supervisor`).  Between the command and the child runs
+  a supervisor, which starts the session: the child's ``os.getppid()`` is the supervisor
+  (stopping it does not stop the command, which continues it), the command kills the whole
+  session at the end, and on Linux it reaps whatever user code started outside the session.
+  A call's time limit also covers putting the exception it raised into words
+  (:func:`properties.judging.user_code.remember_text`).
 
 This is robustness, not a sandbox: the child runs the user's code with the user's
 permissions and could, if it wanted to, do anything the user can.
@@ -55,16 +61,20 @@ Adding a kind of check
 A check engine is a function ``engine(fn, **kwargs) -> report`` whose report has
 ``verdict``, ``message`` and ``to_dict()`` (an :class:`properties.onestep.checker.EstimatorReport`).
 Register it by name in :data:`CHECK_KINDS` (the engine as ``"module:function"``, imported
-in the child, and the noun reports use for the user's callable), then make
+in the child and, for the re-run, in the parent; the noun reports use for the user's
+callable; the protocol), then make
 ``properties.cli.check`` choose the kind and its keyword arguments from the command line
 (see ``_request`` there).  For example, for ``ida-verify check file.py:fn --sequence``::
 
-    CHECK_KINDS["sequence"] = CheckKind(engine="properties:check_sequence_loss", noun="Loss")
-    CHECK_KINDS["token-weights"] = CheckKind(engine="properties:check_token_weights", noun="Weights")
+    CHECK_KINDS["sequence"] = CheckKind(
+        engine="properties:check_sequence_loss", noun="Loss", protocol="sequence-loss"
+    )
 
 The keyword arguments must be plain picklable values (numbers, strings, tuples); the child
-adds ``name=`` and passes the user's callable, wrapped in :class:`TimedCall`, first.
-Time limits, process isolation, output hygiene and the error reports then come for free.
+adds ``name=`` and passes the user's callable, wrapped in :class:`TimedCall`, first.  The
+engine must reach user code only through the seam of :mod:`properties.judging.seam` (a guard
+or an evaluator), so that the parent's re-run can answer from the record.  Time limits,
+process isolation, output hygiene and the error reports then come for free.
 """
 
 from __future__ import annotations
