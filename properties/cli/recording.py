@@ -113,8 +113,7 @@ class Record:
         if a is None:
             return None
         arr = np.asarray(a)
-        arr = arr.astype(np.int64 if arr.dtype.kind in "iub" else np.float64)
-        self.arrays.append(np.ascontiguousarray(arr))
+        self.arrays.append(np.ascontiguousarray(arr, dtype=np.int64 if arr.dtype.kind in "iub" else np.float64))
         return len(self.arrays) - 1
 
     def encode(self) -> tuple[dict[str, Any], bytes]:
@@ -183,6 +182,9 @@ class Recorder:
     def seconds_before(self) -> float:
         return 0.0
 
+    def stand_in(self, sandbox: Any) -> Any:
+        return None
+
     def _fault_entry(self, fault: Any) -> dict[str, Any]:
         put = self.record.put
         return {
@@ -227,7 +229,7 @@ class Recorder:
         self, evaluator: Any, method: Callable[..., Any], problems: list[Any], kwargs: dict[str, Any], sandbox: Any
     ) -> Any:
         """Call the real ``evaluate``, recording the raw per-batch estimates or the fault."""
-        from properties.sequence.evaluation import SequenceFault
+        from properties.sequence.evaluation import ModeChanged, SequenceFault
 
         entry: dict[str, Any] = {
             "op": "evaluate",
@@ -243,9 +245,7 @@ class Recorder:
                 "outside": fault.problem is not None and where is None,
             }
             raise
-        except Exception as exc:
-            if type(exc).__name__ != "ModeChanged":
-                raise
+        except ModeChanged as exc:
             entry["mode_changed"] = str(exc)
             raise
         else:
@@ -335,6 +335,10 @@ class Replay:
     def seconds_before(self) -> float:
         return self.record.seconds
 
+    def stand_in(self, sandbox: Any) -> Any:
+        """The PyTorch loss's evaluator, answering from the record (PyTorch is never imported)."""
+        return _StandIn(self, sandbox)
+
     def fail(self, why: str) -> ReplayMismatch:
         if self.failure is None:
             self.failure = why
@@ -398,7 +402,7 @@ class Replay:
         return g, eps
 
     def answer_evaluate(self, evaluator: Any, problems: list[Any], kwargs: dict[str, Any]) -> Any:
-        from properties.sequence.evaluation import SequenceFault, summarise
+        from properties.sequence.evaluation import ModeChanged, SequenceFault, summarise
 
         entry = self.take(
             "evaluate", digest("evaluate", [_problem_parts(p) for p in problems], bool(kwargs["check_determinism"]))
@@ -422,8 +426,6 @@ class Replay:
                 batch=batch if isinstance(batch, int) else None, hint=str(fault.get("hint", "")),
             )
         if "mode_changed" in entry:
-            from properties.sequence.torch_loss import ModeChanged
-
             raise ModeChanged(str(entry["mode_changed"]))
         out = entry.get("out")
         if not isinstance(out, list) or len(out) != len(problems):
@@ -482,6 +484,21 @@ class _ReplayedGuard:
         return self._replay.answer_guard(self, "check_deterministic4", args, kwargs)
 
 
+class _StandIn:
+    """What the PyTorch loss checker reads of its evaluator, set from the record."""
+
+    def __init__(self, replay: Replay, sandbox: Any) -> None:
+        self._replay, self._sandbox = replay, sandbox
+        self.mode = "vmap"
+        self.fallback_reason: str | None = None
+        self.batches_evaluated = 0
+        self.probe_seconds: float | None = None
+        self.dtypes: set[str] = set()
+
+    def evaluate(self, problems: list[Any], **kwargs: Any) -> Any:
+        return self._replay.answer_evaluate(self, problems, kwargs)
+
+
 class _ReplayedEvaluator:
     _replay: Replay
 
@@ -511,7 +528,11 @@ def record_check(engine: Callable[..., Any], fn: Any, name: str, kwargs: dict[st
     recorder = Recorder()
     with installed(recorder):
         report = engine(fn, name=name, **kwargs)
-    return report, recorder.finish()
+    record = recorder.finish()
+    seconds = getattr(report, "seconds", None)  # the check's own clock (PyTorch's import excluded)
+    if isinstance(seconds, float) and math.isfinite(seconds):
+        record.seconds = seconds
+    return report, record
 
 
 _LENGTHS = struct.Struct("<QQ")

@@ -34,6 +34,10 @@ class Seam(Protocol):
     def evaluator(self, evaluator: Any, sandbox: Any) -> Any:
         """The evaluator the sequence checkers use in place of ``evaluator``."""
 
+    def stand_in(self, sandbox: Any) -> Any:
+        """An evaluator for the PyTorch loss checker that calls no user code (and needs no
+        PyTorch), or ``None`` to build the real one."""
+
     def seconds_before(self) -> float:
         """Seconds the check already took elsewhere (added to the report's ``seconds``)."""
 
@@ -63,6 +67,12 @@ def wrap_evaluator(evaluator: Any, sandbox: Any) -> Any:
     return evaluator if seam is None else seam.evaluator(evaluator, sandbox)
 
 
+def stand_in_evaluator(sandbox: Any) -> Any:
+    """The installed seam's stand-in for the PyTorch loss evaluator, or ``None``."""
+    seam = _SEAM.get()
+    return None if seam is None else seam.stand_in(sandbox)
+
+
 def elapsed(start: float) -> float:
     """Seconds since ``start`` (a ``time.perf_counter()``), plus what the check took elsewhere.
 
@@ -74,4 +84,4 @@ def elapsed(start: float) -> float:
     return time.perf_counter() - start + before
 
 
-__all__ = ["Seam", "elapsed", "installed", "wrap_evaluator", "wrap_guard"]
+__all__ = ["Seam", "elapsed", "installed", "stand_in_evaluator", "wrap_evaluator", "wrap_guard"]

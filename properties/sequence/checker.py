@@ -40,6 +40,7 @@ deterministic, wrote into the batch, or printed).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -50,7 +51,7 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import MAX_VOCAB
 from impl.types import FloatArray
-from properties.judging.seam import elapsed, wrap_evaluator
+from properties.judging.seam import elapsed, stand_in_evaluator, wrap_evaluator
 from properties.judging.user_code import name_of
 from properties.judging.verdict import (
     decide,
@@ -60,6 +61,7 @@ from properties.onestep.results import (
     RoundoffNote,
 )
 from properties.sequence.evaluation import (
+    ModeChanged,
     Sandbox,
     SequenceFault,
     TokenWeights,
@@ -258,17 +260,21 @@ def check_sequence_loss(
         rtol,
         atol,
     )
-    try:
-        import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
-    except ImportError:  # pragma: no cover - torch is installed wherever this is tested
-        raise InvalidArgument("check_sequence_loss needs PyTorch (pip install torch)") from None
-    from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
-
-    start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = wrap_evaluator(TorchLoss(loss_fn, sandbox=sandbox), sandbox)
+    evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
+    threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if evaluator is None:
+        try:
+            import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
+        except ImportError:  # pragma: no cover - torch is installed wherever this is tested
+            raise InvalidArgument("check_sequence_loss needs PyTorch (pip install torch)") from None
+        from properties.sequence.torch_loss import TorchLoss, torch_threads
+
+        evaluator = wrap_evaluator(TorchLoss(loss_fn, sandbox=sandbox), sandbox)
+        threads = torch_threads()
+    start = time.perf_counter()
     budget = MAX_BATCHES_VECTORISED
-    with torch_threads():
+    with threads:
         while True:
             try:
                 run = _execute(evaluator, opts, budget)

@@ -116,6 +116,10 @@ class SequenceFault(Exception):
         self.hint = hint
 
 
+class ModeChanged(Exception):
+    """The loss cannot run under ``vmap``: the checker must re-plan with the looped budget."""
+
+
 # --------------------------------------------------------------------------- calling user code
 
 
@@ -638,6 +642,7 @@ __all__ = [
     "FAULT_KINDS",
     "ROUNDOFF_SAFETY",
     "Evaluation",
+    "ModeChanged",
     "Sandbox",
     "SequenceFault",
     "TokenWeights",

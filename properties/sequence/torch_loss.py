@@ -42,6 +42,7 @@ from properties.sequence.evaluation import (
     DETERMINISM_ULPS,
     EPS64,
     Evaluation,
+    ModeChanged,
     Sandbox,
     SequenceFault,
     output_eps,
@@ -76,10 +77,6 @@ def torch_threads() -> Iterator[None]:
 
 NARROW_ATTEMPTS = 64
 """Plain calls tried to name the batch of a write seen over many batches at once."""
-
-
-class ModeChanged(Exception):
-    """The loss cannot run under ``vmap``: the checker must re-plan with the looped budget."""
 
 
 class _DtypeSpy(TorchFunctionMode):
