@@ -532,6 +532,7 @@ def _confirmed(
             f"{outcome.message}\nNote: the child process running the user's code reported "
             f"{claimed!r}; that report was discarded (user code changed the checker in the child). "
             "This verdict is the parent's own, on the answers the child recorded."
+            + (" The --report page was drawn in the child, from the discarded report." if request.report_dir else "")
         )
         assert outcome.report is not None
         outcome = IsolatedOutcome(
