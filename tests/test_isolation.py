@@ -9,6 +9,11 @@ prints corrupted ``--json`` (against the old command line 21 of these tests fail
 rest test the new pieces in-process, or that the child ends with the command).
 Time budget: 20 subprocesses, each a parent and a child interpreter (about 1.5 s of CPU);
 about 30 s of CPU in all, 110 s of wall time under ``-n 2`` at a load average of 8.
+
+Issue 15 added a forged verdict (a module that patches the checker in the child), a call that
+stops its parent, an exception whose text never ends, a process that escapes the session,
+``os.write(1, ...)`` in a loss, and sequence terms in timeouts; each of those tests fails
+against the command line before it (about 15 more subprocesses, 4 of them import PyTorch).
 """
 
 from __future__ import annotations
@@ -105,6 +110,21 @@ def prints(logits, samples, rewards):
     return _reinforce(logits, samples, rewards)
 
 
+def stops_its_parent(logits, samples, rewards):
+    os.kill(os.getppid(), signal.SIGSTOP)
+    time.sleep(60)
+
+
+class Endless(Exception):
+    def __str__(self):
+        while True:
+            pass
+
+
+def raises_endless_text(logits, samples, rewards):
+    raise Endless()
+
+
 def waits_for_signal(logits, samples, rewards):
     with open(os.environ["IDA_TEST_MARK"], "w") as f:
         f.write(str(os.getpid()))
@@ -112,7 +132,9 @@ def waits_for_signal(logits, samples, rewards):
 """
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run ``python -m properties.cli check ARGS`` from the worktree; return it and its wall time."""
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     start = time.monotonic()
@@ -122,7 +144,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.C
         env=full_env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
         check=False,
     )
     return result, time.monotonic() - start
@@ -502,3 +524,272 @@ def test_split_target(target: str, expected: tuple[str, str, str]) -> None:
 def test_split_target_rejects(target: str) -> None:
     with pytest.raises(ValueError):
         split_target(target)
+
+
+# ----------------------------------------------------------------------------- forged verdicts (issue 15)
+
+
+SIGN_BUG = """
+
+def est(logits, samples, rewards):  # the ascent direction reversed: E[g] = -grad J
+    p = np.exp(logits - logits.max())
+    p /= p.sum()
+    return -np.mean(rewards[:, None] * (np.eye(p.size)[samples] - p), axis=0)
+"""
+
+FORGERS = {
+    "report-builder": """
+import numpy as np
+import properties.onestep.checker as checker
+from properties.onestep.results import EstimatorReport
+
+_build = checker._make_report
+
+
+def _forged(name, run, start):
+    report = _build(name, run, start)
+    object.__setattr__(report, "verdict", "unbiased")
+    object.__setattr__(report, "message", f"Estimator {name!r} is UNBIASED: forged")
+    return report
+
+
+checker._make_report = _forged
+EstimatorReport.to_dict = lambda self: {"verdict": "unbiased", "message": "forged"}
+""",
+    "judging-and-numpy": """
+import numpy as np
+import properties.judging.verdict as verdict
+import properties.onestep.run as run
+
+_decide = verdict.decide
+
+
+def _decide_clean(**kwargs):
+    return _decide(**{**kwargs, "fault": False, "mismatch": False})
+
+
+verdict.judge = run.judge = lambda ev, ref: None
+verdict.decide = run.decide = _decide_clean
+_offer = verdict.ReferenceBook.offer
+verdict.ReferenceBook.offer = lambda self, ev: (_offer(self, ev), [])[1]
+verdict.ReferenceBook.close = lambda self: []
+np.allclose = lambda *args, **kwargs: True
+""",
+    "the-recorder": """
+import numpy as np
+import properties.onestep.checker as checker
+import properties.cli.recording as recording
+
+recording.Recorder.guard = lambda self, guard: guard  # record nothing ...
+_build = checker._make_report
+
+
+def _forged(name, run, start):  # ... and claim a pass
+    report = _build(name, run, start)
+    object.__setattr__(report, "verdict", "unbiased")
+    return report
+
+
+checker._make_report = _forged
+""",
+}
+
+
+@pytest.mark.parametrize("forger", sorted(FORGERS))
+def test_user_code_that_changes_the_checker_in_the_child_gets_no_pass(tmp_path: Path, forger: str) -> None:
+    """A module that, at import, wraps the report builder, the judging functions or NumPy in
+    the child (or stops the record of the answers) makes a biased estimator exit 1: the
+    parent judges the child's raw answers itself (against the old command line: exit 0)."""
+    user = tmp_path / f"forger_{forger.replace('-', '_')}.py"
+    user.write_text(FORGERS[forger] + SIGN_BUG)
+    result, _ = run_cli(f"{user}:est", *QUICK)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["verdict"] in ("biased", "error"), report["message"]
+    if report["verdict"] == "error":
+        assert report["error"]["kind"] == "unconfirmed", report["message"]
+    else:
+        assert report["counterexample"]["multiple"] == pytest.approx(-1.0)
+        assert "discarded" in report["message"]
+
+
+def test_a_forged_sequence_verdict_gets_no_pass(tmp_path: Path) -> None:
+    """The same for ``--sequence``: a length-normalised loss whose module forges the report
+    builder is still BIASED (exit 1) (against the old command line: UNBIASED, exit 0)."""
+    pytest.importorskip("torch")
+    user = tmp_path / "forged_loss.py"
+    user.write_text(
+        "import properties.sequence.checker as checker\n\n_build = checker._make_report\n\n\n"
+        "def _forged(*args, **kwargs):\n    report = _build(*args, **kwargs)\n"
+        "    object.__setattr__(report, 'verdict', 'unbiased')\n"
+        "    object.__setattr__(report, 'message', 'Loss is UNBIASED: forged')\n    return report\n\n\n"
+        "checker._make_report = _forged\n\n\n"
+        "def loss(b):\n    return -(b.rewards * (b.log_probs * b.mask).sum(-1) / b.mask.sum(-1)).mean()\n"
+    )
+    result, _ = run_cli(
+        f"{user}:loss", "--sequence", "--group-sizes", "2", "--max-len", "2", "--max-examples", "1", "--json"
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "biased" and "discarded" in report["message"], report["message"]
+
+
+def test_the_record_round_trips_and_a_tampered_record_is_unconfirmed() -> None:
+    """In-process: the parent's re-run on a faithful record gives the child's verdict; on a
+    record whose answers were changed it gives its own verdict or ``unconfirmed``, never the
+    record's claim."""
+    import json as json_module
+
+    from impl.estimators import group_mean_baseline
+    from properties.cli.recording import Record, encode_record, record_check, rerun
+    from properties.onestep.checker import check_estimator
+
+    kwargs = {"group_sizes": (2,), "max_examples": 3, "batched": True}
+    report, record = record_check(check_estimator, group_mean_baseline, "gm", kwargs)
+    header, buffer = encode_record(record)
+    again, why = rerun(check_estimator, Record.decode(json_module.loads(header), buffer), "gm", kwargs)
+    assert why is None and again is not None
+    assert (again.verdict, again.scale) == (report.verdict, report.scale) == ("scaled", {2: again.scale[2]})
+    tampered = Record.decode(json_module.loads(header), buffer)
+    tampered.entries[0]["in"] = "0" * 64  # answers for inputs the parent never asked about
+    assert rerun(check_estimator, tampered, "gm", kwargs)[0] is None
+    shrunk = Record.decode(json_module.loads(header), buffer)
+    shrunk.entries[0]["out"]["eps"] = 0.5  # a claimed precision no dtype has
+    assert rerun(check_estimator, shrunk, "gm", kwargs)[0] is None
+
+
+# ----------------------------------------------------------------------------- hangs and leftovers (issue 15)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="POSIX signals")
+def test_a_call_that_stops_its_parent_still_times_out(estimators: Path) -> None:
+    """``os.kill(os.getppid(), SIGSTOP)`` stops the supervisor, not the command, which keeps
+    the per-call limit (against the old command line: stopped, past every limit)."""
+    limit = 0.5
+    result, wall = run_cli(
+        f"{estimators}:stops_its_parent", *QUICK, "--call-timeout", str(limit), "--timeout", "30", timeout=60
+    )
+    report = error_report(result)
+    assert report["error"]["kind"] == "timeout" and "--call-timeout" in report["message"], report["message"]
+    assert wall < STARTUP_SECONDS + limit + MARGIN_SECONDS
+
+
+def test_an_exception_whose_text_never_ends_is_a_per_call_timeout(estimators: Path) -> None:
+    """The call's limit still runs while the exception it raised is put into words (against
+    the old command line: only the total ``--timeout`` stopped it)."""
+    limit = 0.5
+    result, wall = run_cli(
+        f"{estimators}:raises_endless_text", *QUICK, "--call-timeout", str(limit), "--timeout", "40", timeout=90
+    )
+    report = error_report(result)
+    assert report["error"]["kind"] == "timeout" and "--call-timeout" in report["message"], report["message"]
+    assert wall < STARTUP_SECONDS + limit + MARGIN_SECONDS
+
+
+def _marked(mark: str) -> list[int]:
+    """Processes whose environment holds ``IDA_TEST_LEFTOVER=mark`` (ours only are readable)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if f"IDA_TEST_LEFTOVER={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a child subreaper is Linux-only")
+def test_nothing_the_check_started_outlives_the_command(tmp_path: Path) -> None:
+    """A process forked at import into a session of its own (``os.setsid``), and the
+    ``multiprocessing`` resource tracker, end with the command (against the old command
+    line: the escaped process lived on for its 60 s, and kept the tracker alive)."""
+    user = tmp_path / "escapes.py"
+    user.write_text(
+        "import os\nimport time\n\nif os.fork() == 0:\n    os.setsid()\n"
+        "    quiet = os.open(os.devnull, os.O_RDWR)\n    for fd in (0, 1, 2):\n        os.dup2(quiet, fd)\n"
+        "    time.sleep(60)\n    os._exit(0)\n\n\ndef est(logits, samples, rewards):\n    return logits * 0.0\n"
+    )
+    mark = f"{os.getpid()}-{time.monotonic_ns()}"
+    out = tmp_path / "out.txt"
+    with out.open("w") as sink:  # a file, not a pipe: a leftover holding a pipe would hold the test
+        code = subprocess.run(
+            [sys.executable, "-m", "properties.cli", "check", f"{user}:est", *QUICK],
+            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "IDA_TEST_LEFTOVER": mark},
+            stdout=sink, stderr=subprocess.STDOUT, timeout=120, check=False,
+        ).returncode
+    assert code == 1, out.read_text()  # est is biased: grad J != 0
+    deadline = time.monotonic() + 5.0
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _marked(mark)
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not left, [Path(f"/proc/{pid}/cmdline").read_bytes() for pid in left if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.mark.parametrize("write", ["print('debug', flush=True)", "os.write(1, b'debug\\n')"])
+def test_a_loss_that_writes_to_standard_output_is_an_error_either_way(tmp_path: Path, write: str) -> None:
+    """``print`` and ``os.write(1, ...)`` in a sequence loss are both the ``printed`` error
+    (against the old command line: ``os.write`` passed, exit 0)."""
+    pytest.importorskip("torch")
+    user = tmp_path / "writes.py"
+    user.write_text(
+        f"import os\n\n\ndef loss(b):\n    {write}\n"
+        "    return -(b.rewards * (b.log_probs * b.mask).sum(-1)).mean()\n"
+    )
+    result, _ = run_cli(f"{user}:loss", "--sequence", *QUICK)
+    report = error_report(result)
+    assert report["error"]["kind"] == "printed" and "debug" in report["message"], report["message"]
+
+
+SEQUENCE_USER = """
+import os
+import time
+
+
+def sleeps(b):
+    time.sleep(60)
+
+
+def weights_exit(rewards, mask, log_probs):
+    os._exit(3)
+
+
+def weights_interrupt(rewards, mask, log_probs):
+    raise KeyboardInterrupt
+"""
+
+
+@pytest.mark.parametrize(
+    ("fn", "args", "kind", "words"),
+    [
+        ("sleeps", ["--sequence"], "timeout", ["fn(batch) on a batch of B=", "logits (", "T up to 2"]),
+        ("weights_exit", ["--weights", "--batched"], "exited", ["on G=", "mask of shape (", "batched"]),
+    ],
+)
+def test_sequence_timeouts_and_exits_are_told_in_sequence_terms(
+    tmp_path: Path, fn: str, args: list[str], kind: str, words: list[str]
+) -> None:
+    """Name the batch shape and the protocol, not one-step logits and groups (against the old
+    command line: "fn(logits=np.array([]), samples and rewards of shape (0, 0)) ... per-group",
+    protocol "one-step")."""
+    if "--sequence" in args:
+        pytest.importorskip("torch")
+    user = tmp_path / "seq_user.py"
+    user.write_text(SEQUENCE_USER)
+    result, _ = run_cli(f"{user}:{fn}", *args, *QUICK, "--max-len", "2", "--call-timeout", "1", "--timeout", "60")
+    report = error_report(result)
+    message = report["message"]
+    assert report["error"]["kind"] == kind, message
+    assert report["protocol"] == ("sequence-loss" if "--sequence" in args else "token-weights")
+    assert "logits=np.array" not in message and "per-group" not in message, message
+    for word in words:
+        assert word in message, message
+
+
+def test_ctrl_c_inside_a_weight_function_is_told_in_sequence_terms(tmp_path: Path) -> None:
+    user = tmp_path / "seq_user.py"
+    user.write_text(SEQUENCE_USER)
+    result, _ = run_cli(f"{user}:weights_interrupt", "--weights", *QUICK)
+    assert result.returncode == 130, (result.stdout, result.stderr)
+    assert "fn(rewards, mask, log_probs) on a batch of B=" in result.stderr, result.stderr

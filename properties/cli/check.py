@@ -50,15 +50,15 @@ from properties.cli.check_sequence import (
     int_list,
     sequence_kwargs,
 )
-from properties.cli.isolation import (
+from properties.cli.isolation import run_isolated
+from properties.cli.loading import no_catalogue_entry, split_target
+from properties.cli.main import Interrupted, UsageError
+from properties.cli.request import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
     CheckRequest,
     Limits,
-    run_isolated,
 )
-from properties.cli.loading import no_catalogue_entry, split_target
-from properties.cli.main import Interrupted, UsageError
 from properties.onestep.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
 
 _PREFIX = "ida-verify check: "

@@ -10,12 +10,20 @@ it in its own process.  :func:`run_isolated` does this:
   as ``spawn`` for the single check a command runs.  ``benchmarks/bench_isolation.py``
   measures all three.
 * **The child does everything user-related**: imports the user's file or module (so
-  import-time misbehaviour happens there), looks up ``FUNC``, runs the check engine on it,
-  and sends back ``{"status": "report", "verdict", "message", "report": report.to_dict()}``
-  as JSON bytes over a one-way :func:`multiprocessing.Pipe` (``send_bytes``/``recv_bytes``).
-  The parent never unpickles anything the child produced.  Before any user code runs, the
-  child points file descriptor 1 (and ``sys.stdout``) at stderr, so only the parent writes
-  to stdout.
+  import-time misbehaviour happens there), looks up ``FUNC``, runs the check engine on it
+  while recording every raw answer the checker got from user code
+  (:mod:`properties.cli.recording`), and sends back ``{"status": "report", "verdict",
+  "message", "report"}`` with that record as JSON and raw float64/int64 bytes over a one-way
+  :func:`multiprocessing.Pipe` (``send_bytes``/``recv_bytes``).  The parent never unpickles
+  anything the child produced.  Before any user code runs, the child points file descriptor
+  1 (and ``sys.stdout``) at stderr, so only the parent writes to stdout.
+* **The judge is in the parent.**  User code can change anything in the child (the report
+  builder, the judging functions, NumPy), so the child's verdict is never printed: the parent
+  re-runs the same check on the record (the battery, the seeded search, the targets and the
+  verdict all computed by the parent's own code, user code never called) and prints its own
+  report.  A record that does not match the re-run is the ``"error"`` verdict of kind
+  ``unconfirmed``; a child that claims a verdict other than ``"error"`` without a record is
+  too.  The ``--report`` HTML page is still drawn in the child.
 * **Time limits.**  The child wraps the user callable in :class:`TimedCall`, which writes
   the start time and a short description of each call (call number, ``n``, the samples'
   shape, the first logits) into a :func:`multiprocessing.RawArray` shared with the parent.
@@ -36,11 +44,17 @@ it in its own process.  :func:`run_isolated` does this:
   another kind of check (:func:`properties.cli.loading.protocol_mismatch`) and an
   :class:`impl.errors.InvalidArgument` from the engine itself (no PyTorch, no shape
   within the batch budget), which is about the arguments, not about the user's code.
-* **KeyboardInterrupt.**  The child is started with SIGINT blocked, so Ctrl-C in a terminal
-  (which signals the whole foreground process group) reaches only the parent, which kills
-  the child and reports ``interrupted`` (the command exits 130 with one line on stderr).
-  A ``KeyboardInterrupt`` raised by user code in the child is reported the same way.  A
-  child whose parent dies (``kill -9`` of the command) ends itself.
+* **KeyboardInterrupt.**  The child is started with SIGINT blocked, in a session of its own,
+  so Ctrl-C in a terminal (which signals the whole foreground process group) reaches only the
+  parent, which kills the child and reports ``interrupted`` (the command exits 130 with one
+  line on stderr).  A ``KeyboardInterrupt`` raised by user code in the child is reported the
+  same way.  A child whose parent dies (``kill -9`` of the command) ends itself.
+* **Processes** (:mod:`properties.cli.supervisor`).  Between the command and the child runs
+  a supervisor, which starts the session: the child's ``os.getppid()`` is the supervisor
+  (stopping it does not stop the command, which continues it), the command kills the whole
+  session at the end, and on Linux it reaps whatever user code started outside the session.
+  A call's time limit also covers putting the exception it raised into words
+  (:func:`properties.judging.user_code.remember_text`).
 
 This is robustness, not a sandbox: the child runs the user's code with the user's
 permissions and could, if it wanted to, do anything the user can.
@@ -50,16 +64,20 @@ Adding a kind of check
 A check engine is a function ``engine(fn, **kwargs) -> report`` whose report has
 ``verdict``, ``message`` and ``to_dict()`` (an :class:`properties.onestep.checker.EstimatorReport`).
 Register it by name in :data:`CHECK_KINDS` (the engine as ``"module:function"``, imported
-in the child, and the noun reports use for the user's callable), then make
+in the child and, for the re-run, in the parent; the noun reports use for the user's
+callable; the protocol), then make
 ``properties.cli.check`` choose the kind and its keyword arguments from the command line
 (see ``_request`` there).  For example, for ``ida-verify check file.py:fn --sequence``::
 
-    CHECK_KINDS["sequence"] = CheckKind(engine="properties:check_sequence_loss", noun="Loss")
-    CHECK_KINDS["token-weights"] = CheckKind(engine="properties:check_token_weights", noun="Weights")
+    CHECK_KINDS["sequence"] = CheckKind(
+        engine="properties:check_sequence_loss", noun="Loss", protocol="sequence-loss"
+    )
 
 The keyword arguments must be plain picklable values (numbers, strings, tuples); the child
-adds ``name=`` and passes the user's callable, wrapped in :class:`TimedCall`, first.
-Time limits, process isolation, output hygiene and the error reports then come for free.
+adds ``name=`` and passes the user's callable, wrapped in :class:`TimedCall`, first.  The
+engine must reach user code only through the seam of :mod:`properties.judging.seam` (a guard
+or an evaluator), so that the parent's re-run can answer from the record.  Time limits,
+process isolation, output hygiene and the error reports then come for free.
 """
 
 from __future__ import annotations
@@ -79,8 +97,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -91,9 +108,30 @@ from properties.cli.loading import (
     load_target,
     protocol_mismatch,
 )
+from properties.cli.outcomes import (
+    EXIT_ORPHANED,
+    EXIT_SEND_FAILED,
+    _as_outcome,
+    _died,
+    _timed_out,
+    _unconfirmed,
+    describe_call,
+    error_report,
+)
+from properties.cli.recording import Record, encode_record, pack, record_check, rerun, unpack
+from properties.cli.request import (
+    CHECK_KINDS,
+    DEFAULT_CALL_SECONDS,
+    DEFAULT_TOTAL_SECONDS,
+    CheckKind,
+    CheckRequest,
+    IsolatedOutcome,
+    Limits,
+)
 from properties.cli.state import (
     _CALL_START,
     _CALLS,
+    _GROUPS,
     _K,
     _LOGITS,
     _N,
@@ -103,106 +141,34 @@ from properties.cli.state import (
     _STATE_SIZE,
     _USER_SECONDS,
     CHECKING,
-    IMPORTING,
     LOOKING_UP,
     MAX_RECORDED_LOGITS,
     REPORTING,
-    STARTING,
     State,
 )
-from properties.judging.user_code import exception_text, safe_text
+from properties.cli.supervisor import (
+    SUPERVISOR_START_METHOD,
+    continue_if_stopped,
+    kill_session,
+    read_exitcode,
+    reap_orphans,
+    subreaper,
+    supervisor_main,
+    tracker_pid,
+)
+from properties.judging.user_code import exception_text, remember_text, safe_text
 
 START_METHOD = "spawn"
 """How the child is started (see the module docstring for why not ``fork``)."""
 
-DEFAULT_TOTAL_SECONDS = 600.0
-"""Default ``--timeout``: the whole check, child start-up and import included.  A correct
-per-group PyTorch estimator takes well under a minute; ten minutes leaves room for a loaded
-machine and a larger ``--max-examples``."""
-
-DEFAULT_CALL_SECONDS = 30.0
-"""Default ``--call-timeout``: one call into user code.  The largest call the checker
-makes holds a few thousand groups, which takes milliseconds; an estimator that imports
-PyTorch on its first call takes a few seconds.  Thirty seconds in one call is a hang."""
+DEFAULT_LIMITS = Limits()
+"""``--timeout`` and ``--call-timeout`` at their defaults."""
 
 POLL_SECONDS = 0.05
 """How often the parent looks at the child's clock: the latency of a timeout."""
 
 KILL_GRACE_SECONDS = 5.0
 """How long the parent waits for a killed (or finished) child to be reaped."""
-
-
-@dataclass(frozen=True)
-class CheckKind:
-    """How the child runs one kind of check: ``engine`` is ``"module:function"``."""
-
-    engine: str
-    noun: str
-
-
-CHECK_KINDS: dict[str, CheckKind] = {
-    "estimator": CheckKind(engine="properties.onestep.checker:check_estimator", noun="Estimator"),
-    "sequence": CheckKind(engine="properties.sequence.checker:check_sequence_loss", noun="Loss"),
-    "token-weights": CheckKind(
-        engine="properties.sequence.checker:check_token_weights", noun="Weight function"
-    ),
-    "variance": CheckKind(engine="properties.onestep.compare:profile_estimator", noun="Estimator"),
-    "sequence-variance": CheckKind(
-        engine="properties.sequence.compare:profile_sequence_loss", noun="Loss"
-    ),
-    "weights-variance": CheckKind(
-        engine="properties.sequence.compare:profile_sequence_loss", noun="Weight function"
-    ),
-}
-"""The kinds of check the command line can run in a child process, by name."""
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Wall-clock limits in seconds: ``total_seconds`` for the whole check, ``call_seconds`` per call."""
-
-    total_seconds: float = DEFAULT_TOTAL_SECONDS
-    call_seconds: float = DEFAULT_CALL_SECONDS
-
-
-@dataclass(frozen=True)
-class CheckRequest:
-    """What the child should check: ``kind`` (a key of :data:`CHECK_KINDS`), ``target``
-    (``PATH.py:FUNC``, ``module:FUNC`` or ``catalogue:NAME``), ``name`` for the report, and
-    the engine's keyword arguments (plain values)."""
-
-    kind: str
-    target: str
-    name: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    report_dir: str | None = None
-    """Where the child also writes the HTML page of the check (``--report DIR``), or ``None``."""
-    progress: bool = False
-    """Draw a progress bar on stderr (the parent decides: both streams are terminals, no ``--json``)."""
-
-
-@dataclass(frozen=True)
-class IsolatedOutcome:
-    """How a child run ended.
-
-    ``status`` is ``"report"`` (a verdict: ``verdict``, ``message`` and the report's
-    ``to_dict()`` in ``report``), ``"usage"`` (bad usage found in the child: ``message`` is
-    the one line) or ``"interrupted"`` (``message`` says where).
-    """
-
-    status: Literal["report", "usage", "interrupted"]
-    message: str
-    verdict: str | None = None
-    report: dict[str, Any] | None = None
-    report_error: str | None = None
-    """Why the requested HTML page could not be written (``None`` when it was, or not asked for)."""
-
-    def to_json(self) -> str:
-        """The report as indented JSON, as ``EstimatorReport.to_json()`` prints it."""
-        return json.dumps(self.report, indent=2)
-
-
-
 
 class TimedCall:
     """The user's callable, recording each call's start time and inputs in shared memory.
@@ -214,14 +180,22 @@ class TimedCall:
     only when they are new objects, as the checker reuses ``logits`` and batches.
     """
 
-    __slots__ = ("_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_seconds", "_state", "escaped")
+    __slots__ = (
+        "_calls", "_fn", "_last_logits", "_last_shape", "_logits", "_noun", "_protocol", "_seconds",
+        "_state", "escaped",
+    )
 
     escaped: tuple[BaseException, str] | None
 
-    def __init__(self, fn: Callable[..., Any], state: State, *, noun: str = "estimator") -> None:
+    def __init__(
+        self, fn: Callable[..., Any], state: State, *, noun: str = "estimator", protocol: str = "one-step"
+    ) -> None:
         self._fn = fn
         self._state = state
         self._noun = noun
+        self._protocol = protocol
+        for slot in (_N, _ROWS, _K, _GROUPS):
+            state[slot] = -1
         self._logits = np.frombuffer(state, dtype=np.float64)[_LOGITS:]
         self._calls = 0
         self._seconds = 0.0
@@ -239,7 +213,10 @@ class TimedCall:
         state = self._state
         self._calls += 1
         state[_CALLS] = self._calls
-        if len(args) >= 2:
+        if self._protocol != "one-step":
+            if args and args[-1 if self._protocol == "sequence-loss" else 1] is not self._last_shape:
+                self._note_batch(args)
+        elif len(args) >= 2:
             if args[0] is not self._last_logits:
                 self._note_logits(args[0])
             shape = args[1].shape if isinstance(args[1], np.ndarray) else None
@@ -250,7 +227,8 @@ class TimedCall:
         try:
             return self._fn(*args, **kwargs)
         except BaseException as exc:
-            self.escaped = (exc, describe_call(state, self._noun))
+            self.escaped = (exc, describe_call(state, self._noun, self._protocol))
+            remember_text(exc)  # under the call's time limit: a __str__ that never returns is a timeout
             raise
         finally:
             state[_CALL_START] = 0.0
@@ -269,6 +247,23 @@ class TimedCall:
         except Exception:  # arguments of an unexpected kind: describe the call by number only
             state[_N] = -1
 
+    def _note_batch(self, args: tuple[Any, ...]) -> None:
+        """A sequence call's shape: the loss's ``batch.logits`` ``(B, T, V)``, or the weight
+        function's ``mask`` ``(B, T)`` (``(G, B, T)`` batched)."""
+        state = self._state
+        if self._protocol == "sequence-loss":
+            self._last_shape = args[-1]
+            shape = _shape_of(getattr(args[-1], "logits", None))
+            shape = shape if len(shape) == 3 else (*_shape_of(getattr(args[-1], "tokens", None)), -1)
+            groups = -1
+        else:
+            self._last_shape = args[1] if len(args) > 1 else None
+            mask = _shape_of(args[1]) if len(args) > 1 else ()
+            groups, shape = (mask[0], (*mask[1:], -1)) if len(mask) == 3 else (-1, (*mask, -1))
+        if len(shape) != 3:
+            shape = (-1, -1, -1)
+        state[_ROWS], state[_K], state[_N], state[_GROUPS] = shape[0], shape[1], shape[2], groups
+
     def _note_shape(self, shape: tuple[int, ...] | None) -> None:
         state = self._state
         self._last_shape = shape
@@ -276,21 +271,12 @@ class TimedCall:
         state[_K] = shape[-1] if shape else -1
 
 
-def describe_call(state: State, noun: str = "estimator") -> str:
-    """``call #N into the estimator, fn(logits=..., samples of shape ...)`` from the state."""
-    number = int(state[_CALLS])
-    n, rows, k, shown = int(state[_N]), int(state[_ROWS]), int(state[_K]), int(state[_SHOWN])
-    if n < 0:
-        return f"call #{number} into the {noun}"
-    values = [float(state[_LOGITS + i]) for i in range(shown)]
-    logits = f"np.array({values!r})" if shown == n else f"an array of size {n}"
-    if k < 0:
-        rest = ""
-    elif rows < 0:
-        rest = f", samples and rewards of shape ({k},)"
-    else:
-        rest = f", samples and rewards of shape ({rows}, {k})"
-    return f"call #{number} into the {noun}, fn(logits={logits}{rest})"
+def _shape_of(value: Any) -> tuple[int, ...]:
+    """``value.shape`` as ints (a tensor under ``vmap`` shows its per-batch shape), or ``()``."""
+    try:
+        return tuple(int(d) for d in value.shape)
+    except Exception:  # not an array, or a hostile object: no shape
+        return ()
 
 
 # --------------------------------------------------------------------------- the child
@@ -368,10 +354,10 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
     mismatch = protocol_mismatch(fn, request.kind, request.target, request.kwargs)
     if mismatch is not None:  # e.g. a sequence loss without --sequence: bad usage
         return {"status": "usage", "message": mismatch}
-    timed = TimedCall(fn, state, noun=noun)
+    timed = TimedCall(fn, state, noun=noun, protocol=CHECK_KINDS[request.kind].protocol)
     state[_PHASE] = CHECKING
     try:
-        report = _run_engine(request, timed)
+        report, record = _run_engine(request, timed)
     except KeyboardInterrupt as exc:
         return _interrupted(_in_call(timed, exc) or "during the check")
     except SystemExit as exc:
@@ -401,6 +387,7 @@ def _run_in_child(request: CheckRequest, state: State) -> dict[str, Any]:
         )
     state[_PHASE] = REPORTING
     payload = _report_payload(report)
+    payload["record"] = record
     if request.report_dir is not None:
         payload["report_error"] = _write_page(request.report_dir, request, report, timed)
     return payload
@@ -420,18 +407,19 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
     return None
 
 
-def _run_engine(request: CheckRequest, timed: TimedCall) -> Any:
-    """The engine on the timed callable, with a progress bar when the request asks for one
-    and the engine takes a ``progress(done, planned)`` callback."""
+def _run_engine(request: CheckRequest, timed: TimedCall) -> tuple[Any, Record]:
+    """The engine on the timed callable, every answer recorded at the seam (the parent re-runs
+    the check on the record), with a progress bar when the request asks for one and the
+    engine takes a ``progress(done, planned)`` callback."""
     engine = _engine(request.kind)
     kwargs = dict(request.kwargs)
     if not (request.progress and "progress" in inspect.signature(engine).parameters):
-        return engine(timed, name=request.name, **kwargs)
+        return record_check(engine, timed, request.name, kwargs)
     from properties.cli.progress import progress_bar
 
     with progress_bar(f"checking {request.name}", enabled=True) as bar:
         kwargs["progress"] = lambda done, planned: bar(done, planned, "problems")
-        return engine(timed, name=request.name, **kwargs)
+        return record_check(engine, timed, request.name, kwargs)
 
 
 def _watch_parent() -> None:
@@ -446,12 +434,6 @@ def _watch_parent() -> None:
         os._exit(EXIT_ORPHANED)
 
     threading.Thread(target=watch, name="ida-verify-parent-watch", daemon=True).start()
-
-
-EXIT_ORPHANED = 125
-"""Exit status of a child whose parent died."""
-EXIT_SEND_FAILED = 124
-"""Exit status of a child that could not send its report."""
 
 
 def _stdout_to_stderr() -> None:
@@ -481,11 +463,13 @@ def child_main(conn: multiprocessing.connection.Connection, state: State, reques
             "",
         )
     try:
-        data = json.dumps(payload).encode()
+        record = payload.pop("record", None)
+        header, buffer = (b"", b"") if record is None else encode_record(record)
+        data = pack(json.dumps(payload).encode(), header, buffer)
     except BaseException as exc:
-        data = json.dumps(_error_payload(
+        data = pack(json.dumps(_error_payload(
             request, state, "internal", f"the report could not be sent as JSON ({exception_text(exc)})", ""
-        )).encode()
+        )).encode(), b"", b"")
     try:
         conn.send_bytes(data)
         conn.close()
@@ -494,145 +478,6 @@ def child_main(conn: multiprocessing.connection.Connection, state: State, reques
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     os._exit(0)  # skip the user's atexit handlers and threads: the verdict is sent
-
-
-# --------------------------------------------------------------------------- error reports
-
-
-def error_report(
-    request: CheckRequest, state: State, *, kind: str, detail: str, hint: str, seconds: float | None = None
-) -> Any:
-    """An ``"error"`` :class:`properties.onestep.checker.EstimatorReport` for a check that did not finish.
-
-    The message is "Estimator 'f' ERROR (kind): {detail}. Hint: {hint}. Before it stopped:
-    ..."; the logits and ``k`` of the call in flight (or the last call) come from ``state``.
-    """
-    from properties.onestep.results import EstimatorError, EstimatorReport
-
-    noun = CHECK_KINDS[request.kind].noun
-    kw = request.kwargs
-    ks = tuple(int(k) for k in kw.get("group_sizes", ()))
-    n, shown, k = int(state[_N]), int(state[_SHOWN]), int(state[_K])
-    logits = np.array([state[_LOGITS + i] for i in range(shown)] if shown == n > 0 else [])
-    calls = int(state[_CALLS])
-    user_seconds = float(state[_USER_SECONDS])
-    elapsed = user_seconds if seconds is None else seconds
-    settings = (
-        f"{calls} {noun.lower()} call{'' if calls == 1 else 's'} ({user_seconds:.2f} s inside), "
-        f"k in {{{', '.join(map(str, ks))}}}, seed={kw.get('seed')}, "
-        f"max_examples={kw.get('max_examples')}, {'batched' if kw.get('batched') else 'per-group'}"
-        + (f", num_prompts={tuple(kw['num_prompts'])}" if kw.get("num_prompts") is not None else "")
-        + (f", {seconds:.2f} s in all" if seconds is not None else "")
-    )
-    message = f"{noun} {request.name!r} ERROR ({kind}): {detail}."
-    if hint:
-        message += f" Hint: {hint}."
-    message += f" Before it stopped: {settings}."
-    error = EstimatorError(
-        kind=kind,
-        detail=detail,
-        logits=logits,
-        samples=np.zeros(0, dtype=np.int64),
-        rewards=np.zeros(0),
-        scores=None,
-        k=k if k > 0 else None,
-        hint=hint,
-        found_by="ida-verify check (child process)",
-    )
-    return EstimatorReport(
-        name=request.name,
-        verdict="error",
-        scale=None,
-        scale_uncertainty=None,
-        counterexample=None,
-        error=error,
-        group_sizes=ks,
-        seed=int(kw.get("seed", 0)),
-        max_examples=int(kw.get("max_examples", 0)),
-        batched=bool(kw.get("batched", False)),
-        problems_checked=0,
-        estimator_calls=calls,
-        estimator_seconds=user_seconds,
-        seconds=elapsed,
-        message=message,
-        num_prompts=None if kw.get("num_prompts") is None else tuple(int(p) for p in kw["num_prompts"]),
-    )
-
-
-_SIGNAL_NOTES = {
-    "SIGSEGV": "a segmentation fault: a crash in C code (ctypes, a C extension, a stack overflow)",
-    "SIGBUS": "a bus error: a crash in C code",
-    "SIGABRT": "abort(): a failed assertion or fatal error in C code",
-    "SIGFPE": "a floating-point trap in C code",
-    "SIGILL": "an illegal instruction in C code",
-    "SIGKILL": "sent by os.kill(..., SIGKILL), another process, or the out-of-memory killer",
-    "SIGTERM": "a request to terminate, from the code itself or another process",
-}
-
-
-def _death_text(exitcode: int | None) -> str:
-    if exitcode is None:
-        return "ended (its exit status could not be read)"
-    if exitcode < 0:
-        try:
-            name = signal.Signals(-exitcode).name
-        except ValueError:
-            name = f"signal {-exitcode}"
-        note = _SIGNAL_NOTES.get(name, "")
-        return f"was killed by signal {-exitcode} ({name}{': ' + note if note else ''})"
-    if exitcode == EXIT_SEND_FAILED:
-        return f"ended with exit status {exitcode} after failing to send its report"
-    return f"ended with exit status {exitcode} without sending a verdict"
-
-
-def _where(request: CheckRequest, state: State) -> str:
-    target = request.target
-    noun = CHECK_KINDS[request.kind].noun.lower()
-    if float(state[_CALL_START]) > 0:
-        return f"during {describe_call(state, noun)}"
-    phase = float(state[_PHASE])
-    if phase == STARTING:
-        return "while starting (before any user code ran)"
-    if phase == IMPORTING:
-        return f"while importing {target.rpartition(':')[0]!r}"
-    if phase == LOOKING_UP:
-        return f"while looking up {target.rpartition(':')[2]!r}"
-    if phase == REPORTING:
-        return "after the check, while sending its report"
-    calls = int(state[_CALLS])
-    return (
-        f"in the checker's own code between calls ({calls} calls into the {noun} so far; "
-        "user code also runs there, e.g. when a returned object is converted to an array)"
-    )
-
-
-def _died(request: CheckRequest, state: State, exitcode: int | None, seconds: float) -> Any:
-    detail = (
-        f"the child process running the check {_death_text(exitcode)} "
-        f"{_where(request, state)}; a check that ends without a verdict never counts as a pass"
-    )
-    hint = "look for os._exit, os.kill, sys.exit in a thread, or a crash in native code"
-    return error_report(request, state, kind="exited", detail=detail, hint=hint, seconds=seconds)
-
-
-def _timed_out(
-    request: CheckRequest, state: State, limits: Limits, seconds: float, *, running: float | None
-) -> Any:
-    if running is not None:
-        noun = CHECK_KINDS[request.kind].noun.lower()
-        detail = (
-            f"it did not return from {describe_call(state, noun)} within the per-call limit of "
-            f"{limits.call_seconds:g} s (--call-timeout; it had run {running:.2f} s): an "
-            "infinite loop, a long sleep or a blocking wait; the child process running it was killed"
-        )
-        hint = f"raise --call-timeout if the {noun} is merely slow"
-    else:
-        detail = (
-            f"the check did not finish within the total limit of {limits.total_seconds:g} s "
-            f"(--timeout); the child process running it was killed {_where(request, state)}"
-        )
-        hint = "raise --timeout, or lower --max-examples, if the check is merely slow"
-    return error_report(request, state, kind="timeout", detail=detail, hint=hint, seconds=seconds)
 
 
 # --------------------------------------------------------------------------- the parent
@@ -651,18 +496,26 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-def _payload_outcome(data: bytes) -> IsolatedOutcome | None:
+def _payload_outcome(request: CheckRequest, state: State, data: bytes) -> IsolatedOutcome | None:
+    """The outcome of the child's message; a verdict other than ``"error"`` only as the parent's
+    own re-run of the check on the child's record (:mod:`properties.cli.recording`) finds it."""
     try:
-        payload = json.loads(data)
+        raw, header, buffer = unpack(data)
+        payload = json.loads(raw)
         status = payload["status"]
         if status == "report":
             error = payload.get("report_error")
+            report_error = None if error is None else str(error)
+            if header:
+                return _confirmed(request, state, str(payload["verdict"]), header, buffer, report_error)
+            if payload["verdict"] != "error":
+                return _as_outcome(_unconfirmed(request, state, "it sent a verdict without the record of the check"))
             return IsolatedOutcome(
                 status="report",
                 message=str(payload["message"]),
-                verdict=str(payload["verdict"]),
+                verdict="error",
                 report=dict(payload["report"]),
-                report_error=None if error is None else str(error),
+                report_error=report_error,
             )
         if status in ("usage", "interrupted"):
             return IsolatedOutcome(status=status, message=str(payload["message"]))
@@ -671,74 +524,143 @@ def _payload_outcome(data: bytes) -> IsolatedOutcome | None:
     return None
 
 
-def _as_outcome(report: Any) -> IsolatedOutcome:
+def _confirmed(
+    request: CheckRequest, state: State, claimed: str, header: bytes, buffer: bytes, report_error: str | None
+) -> IsolatedOutcome:
+    """The parent's own verdict: the check re-run here, on the record of the child's answers."""
+    try:
+        record = Record.decode(json.loads(header), buffer)
+    except (ValueError, TypeError) as exc:
+        return _as_outcome(_unconfirmed(request, state, f"its record is malformed ({exc})"))
+    report, why = rerun(_engine(request.kind), record, request.name, dict(request.kwargs))
+    if report is None:
+        return _as_outcome(_unconfirmed(request, state, str(why)))
+    outcome = _as_outcome(report)
+    if claimed != report.verdict:  # the child's own report was not the check's: it was changed
+        message = (
+            f"{outcome.message}\nNote: the child process running the user's code reported "
+            f"{claimed!r}; that report was discarded (user code changed the checker in the child). "
+            "This verdict is the parent's own, on the answers the child recorded."
+            + (" The --report page was drawn in the child, from the discarded report." if request.report_dir else "")
+        )
+        assert outcome.report is not None
+        outcome = IsolatedOutcome(
+            status="report", message=message, verdict=outcome.verdict,
+            report={**outcome.report, "message": message},
+        )
     return IsolatedOutcome(
-        status="report", message=report.message, verdict=report.verdict, report=report.to_dict()
+        status="report", message=outcome.message, verdict=outcome.verdict, report=outcome.report,
+        report_error=report_error,
     )
 
 
 def run_isolated(
-    request: CheckRequest, limits: Limits = Limits(), *, start_method: str = START_METHOD
+    request: CheckRequest, limits: Limits = DEFAULT_LIMITS, *, start_method: str = START_METHOD
 ) -> IsolatedOutcome:
     """Run ``request`` in a child process under ``limits``; never raises for user misbehaviour.
 
-    ``KeyboardInterrupt`` in the parent (Ctrl-C) kills the child and propagates.
+    The child runs in a session of its own under a supervisor process
+    (:mod:`properties.cli.supervisor`); when this returns, the session is killed and every
+    process user code started outside it has been killed and reaped (Linux).
+    ``KeyboardInterrupt`` in the parent (Ctrl-C) kills them all and propagates.
     """
     if request.kind not in CHECK_KINDS:
         raise ValueError(f"unknown check kind {request.kind!r}; known: {sorted(CHECK_KINDS)}")
     ctx: Any = multiprocessing.get_context(start_method)  # typeshed's BaseContext lacks Process
     state = ctx.RawArray(ctypes.c_double, _STATE_SIZE)
     reader, writer = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=child_main, args=(writer, state, request), name="ida-verify-check")
+    status_reader, status_writer = ctx.Pipe(duplex=False)
+    sup_ctx: Any = multiprocessing.get_context(SUPERVISOR_START_METHOD)
+    sup = sup_ctx.Process(
+        target=supervisor_main,
+        args=(start_method, child_main, (state, request), writer, status_writer),
+        name="ida-verify-supervisor",
+    )
     start = time.monotonic()
-    try:
-        with _sigint_blocked():
-            proc.start()
-        writer.close()
-        return _supervise(request, limits, proc, reader, state, start)
-    finally:
-        reader.close()
-        if proc.pid is not None:
-            if proc.exitcode is None:
-                proc.kill()
-            proc.join(KILL_GRACE_SECONDS)
-            if proc.exitcode is not None:
-                proc.close()
+    with subreaper() as before:
+        try:
+            with _sigint_blocked():
+                sup.start()
+            writer.close()
+            status_writer.close()
+            return _supervise(request, limits, sup, reader, status_reader, state, start)
+        finally:
+            reader.close()
+            status_reader.close()
+            if sup.pid is not None:
+                kill_session(sup.pid)
+                sup.join(KILL_GRACE_SECONDS)
+            tracker = tracker_pid()
+            reap_orphans(before, {p for p in (sup.pid, tracker) if p is not None})
+            if sup.exitcode is not None:
+                sup.close()
 
 
 def _supervise(
     request: CheckRequest,
     limits: Limits,
-    proc: Any,
+    sup: Any,
     reader: multiprocessing.connection.Connection,
+    status: multiprocessing.connection.Connection,
     state: State,
     start: float,
 ) -> IsolatedOutcome:
     deadline = start + limits.total_seconds
-    watched: list[Any] = [reader, proc.sentinel]
+    watched: list[Any] = [reader, status, sup.sentinel]
     while True:
         now = time.monotonic()
         call_start = float(state[_CALL_START])
         if call_start > 0 and now - call_start > limits.call_seconds:
-            proc.kill()
+            kill_session(sup.pid)
             return _as_outcome(
                 _timed_out(request, state, limits, now - start, running=now - call_start)
             )
         if now >= deadline:
-            proc.kill()
+            kill_session(sup.pid)
             return _as_outcome(_timed_out(request, state, limits, now - start, running=None))
+        continue_if_stopped(sup.pid)  # the child stopped its parent (os.kill(os.getppid(), SIGSTOP))
         wait = min(POLL_SECONDS, deadline - now)
         if call_start > 0:
             wait = min(wait, call_start + limits.call_seconds - now)
         ready = multiprocessing.connection.wait(watched, timeout=max(wait, 0.0))
         if reader in ready:
             try:
-                outcome = _payload_outcome(reader.recv_bytes())
+                outcome = _payload_outcome(request, state, reader.recv_bytes())
             except (EOFError, OSError):
                 outcome = None
             if outcome is not None:
                 return outcome
             watched.remove(reader)  # closed, or sent garbage: wait for the child to end
-        if proc.sentinel in ready or proc.exitcode is not None:
-            proc.join(KILL_GRACE_SECONDS)
-            return _as_outcome(_died(request, state, proc.exitcode, time.monotonic() - start))
+        if status in ready or sup.sentinel in ready:
+            known, code = _exit_status(status)
+            if known or sup.sentinel in ready:
+                if reader in watched and reader.poll(0):
+                    continue  # the report arrived before the news of the child's end: read it first
+                return _as_outcome(_died(request, state, code, time.monotonic() - start))
+
+
+def _exit_status(status: multiprocessing.connection.Connection) -> tuple[bool, int | None]:
+    """The child's exit status as the supervisor sent it: ``(True, code)``, or ``(False, None)``."""
+    try:
+        if status.poll(0):
+            return read_exitcode(status.recv_bytes())
+    except (EOFError, OSError):
+        pass
+    return False, None
+
+
+__all__ = [
+    "CHECK_KINDS",
+    "DEFAULT_CALL_SECONDS",
+    "DEFAULT_TOTAL_SECONDS",
+    "START_METHOD",
+    "CheckKind",
+    "CheckRequest",
+    "IsolatedOutcome",
+    "Limits",
+    "TimedCall",
+    "child_main",
+    "describe_call",
+    "error_report",
+    "run_isolated",
+]

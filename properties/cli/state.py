@@ -9,8 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-_PHASE, _CALL_START, _CALLS, _USER_SECONDS, _N, _ROWS, _K, _SHOWN = range(8)
-_LOGITS = 8
+_PHASE, _CALL_START, _CALLS, _USER_SECONDS, _N, _ROWS, _K, _SHOWN, _GROUPS = range(9)
+"""Slots of the state.  One-step calls: ``_N`` the logits' size (``-1``: not an array),
+``_ROWS``/``_K`` the samples' shape, ``_SHOWN`` how many logits follow from ``_LOGITS``.
+Sequence calls: ``_ROWS`` the responses ``B``, ``_K`` the length ``T``, ``_N`` the vocabulary
+``V`` (``-1``: not seen), ``_GROUPS`` the batches ``G`` of a batched weight function (``-1``:
+one batch); ``-1`` everywhere: no shape seen."""
+_LOGITS = 9
 MAX_RECORDED_LOGITS = 16
 """Logits of the running call kept for a timeout message (more are described by size)."""
 _STATE_SIZE = _LOGITS + MAX_RECORDED_LOGITS

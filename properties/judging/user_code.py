@@ -26,6 +26,7 @@ exited SystemExit
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -132,6 +133,34 @@ def _last_frame(exc: BaseException) -> str:
         return ""
 
 
+MAX_REMEMBERED = 64
+"""Texts of exceptions kept by :func:`remember_text` (the oldest is forgotten first)."""
+
+_REMEMBERED: dict[int, tuple[BaseException, str]] = {}
+
+
+def remember_text(exc: BaseException) -> str:
+    """:func:`exception_text` of ``exc``, computed now and returned by later calls for ``exc``.
+
+    The command line calls it while a call's time limit still runs, so that an exception whose
+    ``__str__`` never returns is a timeout of that call, not a hang of the checker later.
+
+    >>> class Once(Exception):
+    ...     calls = 0
+    ...     def __str__(self):
+    ...         Once.calls += 1
+    ...         return "text"
+    >>> exc = Once()
+    >>> remember_text(exc) == exception_text(exc) == "Once: text", Once.calls
+    (True, 1)
+    """
+    text = exception_text(exc)
+    while len(_REMEMBERED) >= MAX_REMEMBERED:
+        _REMEMBERED.pop(next(iter(_REMEMBERED)))
+    _REMEMBERED[id(exc)] = (exc, text)
+    return text
+
+
 def exception_text(exc: BaseException) -> str:
     """``"Type: message (at file:line in function)"`` for an exception, the innermost frame.
 
@@ -146,6 +175,9 @@ def exception_text(exc: BaseException) -> str:
     >>> exception_text(ValueError("bad value"))
     'ValueError: bad value'
     """
+    known = _REMEMBERED.get(id(exc))
+    if known is not None and known[0] is exc:
+        return known[1]
     name = type_name(type(exc))
     try:
         message = _plain(str(exc))
@@ -224,6 +256,56 @@ class UserCodeError(Exception):
         return f"raised {self.text}"
 
 
+class DescriptorCapture:
+    """What is written to a file descriptor (1: standard output) while a block runs.
+
+    ``print`` goes through ``sys.stdout``, which ``contextlib.redirect_stdout`` catches;
+    ``os.write(1, ...)`` and C code write to the descriptor itself, which only pointing the
+    descriptor elsewhere catches.  Each block points ``fd`` at a private temporary file and back
+    (a few system calls); :attr:`text` is what the last block wrote (at most :data:`MAX_TEXT`
+    bytes are read).  Where the descriptor cannot be duplicated (no standard output at all)
+    nothing is captured.
+
+    >>> capture = DescriptorCapture()
+    >>> with capture:
+    ...     _ = os.write(1, b"raw")
+    >>> capture.text
+    'raw'
+    """
+
+    def __init__(self, fd: int = 1) -> None:
+        self.fd = fd
+        self.text = ""
+        self._file: Any = None
+        self._saved: int | None = None
+
+    def __enter__(self) -> DescriptorCapture:
+        self.text = ""
+        try:
+            self._saved = os.dup(self.fd)
+            if self._file is None:
+                self._file = tempfile.TemporaryFile()
+            os.dup2(self._file.fileno(), self.fd)
+        except OSError:
+            if self._saved is not None:
+                os.close(self._saved)
+            self._saved = None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._saved is None:
+            return
+        os.dup2(self._saved, self.fd)
+        os.close(self._saved)
+        self._saved = None
+        f = self._file
+        if os.fstat(f.fileno()).st_size:
+            f.seek(0)
+            self.text = f.read(MAX_TEXT).decode("utf-8", errors="replace")
+            f.seek(0)
+            f.truncate()
+
+
 def call_user(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
     """``fn(*args, **kwargs)``; anything it raises except ``KeyboardInterrupt`` becomes :class:`UserCodeError`.
 
@@ -264,10 +346,12 @@ def replay_detail(flaky: str, *, outcome: str, inputs: str, advice: str = "") ->
 
 __all__ = [
     "MAX_TEXT",
+    "DescriptorCapture",
     "UserCodeError",
     "call_user",
     "exception_text",
     "name_of",
+    "remember_text",
     "replay_detail",
     "safe_text",
     "type_name",

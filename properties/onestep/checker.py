@@ -67,6 +67,7 @@ import numpy as np
 
 from impl.errors import InvalidArgument, describe
 from impl.types import Estimator, FloatArray
+from properties.judging.seam import elapsed
 from properties.judging.user_code import name_of
 from properties.judging.verdict import (
     Verdict,
@@ -338,7 +339,7 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
     scale = _keyed(decision.scale)
     unc = _keyed(decision.uncertainty)
     unchecked = run.unchecked() if verdict in ("unbiased", "scaled") else ()
-    seconds = time.perf_counter() - start
+    seconds = elapsed(start)
     inside = run.guard.user_seconds
     timing = {
         "battery": run.clock["battery"],

@@ -13,6 +13,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.errors import Flaky
 
 from impl.types import FloatArray
+from properties.judging.seam import wrap_guard
 from properties.judging.user_code import replay_detail
 from properties.judging.verdict import (
     RANGE_DTYPE,
@@ -165,7 +166,7 @@ class _Run:
         # mismatches that vanish once their problem is rescaled into float32's range
         self.range_only: list[Mismatch[Evaluation]] = []
         self.seed, self.max_examples, self.rtol, self.atol = seed, max_examples, rtol, atol
-        self.guard = GuardedEstimator(fn, batched=batched)
+        self.guard: GuardedEstimator = wrap_guard(GuardedEstimator(fn, batched=batched))
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
         self.mismatches: list[Mismatch[Evaluation]] = []
@@ -465,7 +466,7 @@ class _PromptsRun(_Run):
         super().__init__(fn, ks, batched=False, **kwargs)
         self.prompts = prompts
         self._keys = tuple((k, p) for k in ks for p in prompts)
-        self.guard = PromptsGuard(fn)
+        self.guard = wrap_guard(PromptsGuard(fn))
         self.region = _Region(ks, prompts)
 
     def keys(self) -> tuple[Any, ...]:

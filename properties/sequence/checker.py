@@ -43,6 +43,7 @@ the shapes checked only, and says so.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import time
@@ -54,6 +55,7 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import MAX_VOCAB, num_responses
 from impl.types import FloatArray
+from properties.judging.seam import elapsed, stand_in_evaluator, wrap_evaluator
 from properties.judging.user_code import name_of, replay_detail
 from properties.judging.verdict import (
     decide,
@@ -64,6 +66,7 @@ from properties.onestep.results import (
 )
 from properties.sequence.evaluation import (
     Evaluation,
+    ModeChanged,
     Sandbox,
     SequenceFault,
     TokenWeights,
@@ -324,20 +327,24 @@ def check_sequence_loss(
         atol,
     )
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
-    try:
-        import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
-    except ImportError:
-        raise InvalidArgument(
-            "check_sequence_loss needs PyTorch, which is not installed: "
-            "pip install 'ida-verify[torch]' (from a clone: pip install '.[torch]')"
-        ) from None
-    from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
-
-    start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TorchLoss(loss_fn, sandbox=sandbox, seed=opts["seed"])
+    evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
+    threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if evaluator is None:
+        try:
+            import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
+        except ImportError:
+            raise InvalidArgument(
+                "check_sequence_loss needs PyTorch, which is not installed: "
+                "pip install 'ida-verify[torch]' (from a clone: pip install '.[torch]')"
+            ) from None
+        from properties.sequence.torch_loss import TorchLoss, torch_threads
+
+        evaluator = wrap_evaluator(TorchLoss(loss_fn, sandbox=sandbox, seed=opts["seed"]), sandbox)
+        threads = torch_threads()
+    start = time.perf_counter()
     budget = MAX_BATCHES_VECTORISED
-    with torch_threads():
+    with threads:
         while True:
             try:
                 run = _execute(evaluator, opts, budget)
@@ -422,7 +429,7 @@ def check_token_weights(
     _require_some_shape(opts, budget, "batched" if batched else "one call per batch")
     start = time.perf_counter()
     sandbox = Sandbox()
-    evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
+    evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
     info = _run_info(
@@ -572,7 +579,7 @@ def _make_report(
         problems_checked=sum(run.problems.values()),
         estimator_calls=sandbox.calls,
         estimator_seconds=sandbox.user_seconds,
-        seconds=time.perf_counter() - start,
+        seconds=elapsed(start),
         message="",
         region=region,
         protocol=protocol,

@@ -30,7 +30,7 @@ import numpy as np
 
 from impl.sequence import scatter_positions, sequence_log_probs, token_log_probs, token_scores
 from impl.types import FloatArray
-from properties.judging.user_code import UserCodeError, safe_text
+from properties.judging.user_code import DescriptorCapture, UserCodeError, safe_text
 from properties.sequence.problems import Key, SequenceProblem, ShapeData, shape_data
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -131,12 +131,16 @@ class Sandbox:
     """Runs user code: counts calls and time, captures output, turns exceptions into faults.
 
     Anything written to ``sys.stdout``/``sys.stderr`` during a call is a ``printed``
-    fault (warnings are recorded, not printed, and do not count).
+    fault, and so is anything written to file descriptor 1 by other means (``os.write(1,
+    ...)``, C code): standard output is the caller's, whichever way it is reached.  Warnings
+    are recorded, not printed, and do not count; C libraries' diagnostics on descriptor 2
+    pass through.
     """
 
     def __init__(self) -> None:
         self.calls = 0
         self.user_seconds = 0.0
+        self._fd1 = DescriptorCapture(1)
 
     @contextlib.contextmanager
     def guard(self, what: str, calls: int = 1) -> Iterator[None]:
@@ -146,6 +150,7 @@ class Sandbox:
         start = time.perf_counter()
         try:
             with (
+                self._fd1,
                 contextlib.redirect_stdout(out),
                 contextlib.redirect_stderr(err),
                 warnings.catch_warnings(record=True),
@@ -172,7 +177,7 @@ class Sandbox:
             raise SequenceFault(kind, f"{exc.describe} in {what}", hint=_hint_for(exc)) from None
         finally:
             self.user_seconds += time.perf_counter() - start
-        printed = out.getvalue() + err.getvalue()
+        printed = out.getvalue() + err.getvalue() + self._fd1.text
         if printed:
             raise SequenceFault(
                 "printed",
@@ -249,6 +254,8 @@ class Evaluation:
         self.direct = direct
         self._tolerance: FloatArray | None = None
         self.target: FloatArray | None = None
+        self.per_batch: FloatArray | None = None
+        """The per-batch estimates it was summed from (:func:`summarise`), when kept."""
 
     @property
     def token_weights(self) -> FloatArray | None:
@@ -374,7 +381,7 @@ def summarise(
         )
     centred = flat - mean.ravel()
     variance = float(w @ np.einsum("ij,ij->i", centred, centred))  # two-pass: never negative
-    return Evaluation(
+    out = Evaluation(
         problem,
         mean,
         magnitude,
@@ -387,6 +394,8 @@ def summarise(
         variance=variance,
         second_moment=variance + float(mean.ravel() @ mean.ravel()),
     )
+    out.per_batch = per_batch
+    return out
 
 
 def output_eps(dtype: Any) -> float:
