@@ -187,7 +187,7 @@ def test_forgetting_the_rank_count_scales_the_step_by_one_over_d() -> None:
 
     report = check_trainer_loss(per_step_mean, group_sizes=(4,), dp_size=2, max_examples=FEW)
     assert report.verdict == "scaled"
-    assert_trainer_scaled(report, lambda k, t, p: 0.5)
+    assert_trainer_scaled(report, lambda k, t, p: 0.5, allow_partial=True)  # P = 2 at k = 4, T = 3: over budget
     assert check_trainer_loss(per_step_mean, group_sizes=(4,), max_examples=FEW).verdict == "unbiased"
 
 

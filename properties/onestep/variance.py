@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from impl.types import FloatArray
+from properties.judging.seam import wrap_guard
 from properties.onestep.guard import EPS64, GuardedEstimator
 from properties.onestep.problems import Evaluation, evaluate, max_n_for
 
@@ -244,7 +245,8 @@ def estimator_moments(
     >>> len(m[2]), all(x.bias_squared < 1e-30 for x in m[2])
     (2, True)
     """
-    guard = GuardedEstimator(fn, batched=batched)
+    # through the seam, so that the command line's parent can re-run this on the child's record
+    guard = wrap_guard(GuardedEstimator(fn, batched=batched))
     out: dict[int, tuple[Moments, ...]] = {}
     for k in group_sizes:
         out[k] = tuple(

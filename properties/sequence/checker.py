@@ -679,11 +679,16 @@ def evaluate_one(
     sandbox = Sandbox()
     evaluator: Any
     if protocol == "sequence-loss":
-        from properties.sequence.torch_loss import ModeChanged, TorchLoss, torch_threads
+        # through the seam, so that the command line's parent can re-run this on the record
+        evaluator = stand_in_evaluator(sandbox)
+        threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if evaluator is None:
+            from properties.sequence.torch_loss import TorchLoss, torch_threads
 
-        evaluator = TorchLoss(fn, sandbox=sandbox)
+            evaluator = wrap_evaluator(TorchLoss(fn, sandbox=sandbox), sandbox)
+            threads = torch_threads()
         try:
-            with torch_threads():
+            with threads:
                 try:
                     (ev,) = evaluator.evaluate(
                         [problem], rtol=None, atol=0.0, check_determinism=False
@@ -695,7 +700,7 @@ def evaluate_one(
         except SequenceFault as fault:
             raise InvalidArgument(f"the loss misbehaved: {fault}") from None
     elif protocol == "token-weights":
-        evaluator = TokenWeights(fn, batched=batched, sandbox=sandbox)
+        evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
         try:
             (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
         except SequenceFault as fault:

@@ -224,7 +224,8 @@ def profile_sequence_loss(
     scale = (
         None
         if report.scale is None
-        else {k: c for (k, t, p), c in report.scale.items() if t == max_len and p == 1}
+        # keyed (k, T, P, V): the constant at the longest responses, one prompt, the largest V
+        else {key[0]: c for key, c in sorted(report.scale.items()) if key[1] == max_len and key[2] == 1}
     )
     if report.verdict == "error":
         kind = "" if report.error is None else f" ({report.error.kind})"
