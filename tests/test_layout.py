@@ -26,6 +26,7 @@ FLOORS = {
     "properties.onestep": 2,
     "properties.sequence": 3,
     "properties.claims": 4,
+    "properties.audit": 4,
     "properties.report": 5,
     "properties.cli": 6,
     "properties": 7,

@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "prove": "print and check the symbolic proofs in spec/",
     "check": "check a user's gradient estimator for bias (PATH.py:FUNC or module:FUNC)",
     "report": "write the claims ledger and its figures as an HTML page (needs matplotlib)",
+    "audit": "check every configuration of an installed RL library (verl) and print the matrix",
 }
 
 
