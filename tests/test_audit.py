@@ -166,8 +166,9 @@ SLOW = {"adv:rloo", "adv:remax", "kl-reward:kl|k1", "agg:seq-mean-token-sum-norm
     [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CORPUS_MATCH],
 )
 def test_verdict_agrees_with_the_corpus(core_algos: Any, name: str) -> None:
-    from properties.audit import verl as audit_verl
     from corpus import CORPUS
+
+    from properties.audit import verl as audit_verl
 
     entry = next(e for e in CORPUS if e.name == CORPUS_MATCH[name])
     config = next(c for c in audit_verl.configurations() if c.name == name)

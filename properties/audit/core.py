@@ -62,6 +62,7 @@ SCALE_FORMULAS: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
     ("1", lambda k, t, p: 1.0),
     ("(k-1)/k", lambda k, t, p: (k - 1) / k),
     ("k/(k-1)", lambda k, t, p: k / (k - 1)),
+    ("k", lambda k, t, p: float(k)),
     ("1/T", lambda k, t, p: 1 / t),
     ("(k-1)/(kT)", lambda k, t, p: (k - 1) / (k * t)),
     ("1/(kT)", lambda k, t, p: 1 / (k * t)),
@@ -176,15 +177,23 @@ def _one_line(text: str, limit: int = 160) -> str:
 
 
 def _counterexample_cause(cex: Any) -> str:
-    """``E[g] is not 1.01 grad J on V=2, T=2, k=2, P=1 (best fit: 0.71 grad J)``: the constant is
-    the one the reference problem of the same ``(k, T, P)`` fixes."""
+    """``E[g] is not 1.01 grad J on V=2, T=2, k=2, P=1 (best fit 0.71 grad J, residual 0.3 |grad J|)``.
+
+    The constant is the one the reference problem of the same ``(k, T, P)`` fixes; the residual
+    ``|E[g] - c grad J| / |grad J|`` of the best fit ``c`` says whether the direction is wrong
+    (a residual) or only the scale varies from problem to problem (no residual).
+    """
+    import numpy as np
+
     shape = getattr(cex, "shape", None)
     where = shape.describe() if shape is not None else "the counterexample"
     if cex.multiple is None:
         return f"E[g] != 0 where grad J = 0 on {where}"
+    norm = float(np.linalg.norm(cex.gradient))
+    residual = float(np.linalg.norm(cex.residual)) / norm if norm > 0 else float("inf")
     return (
         f"E[g] is not {cex.reference_multiple:.4g} grad J on {where} "
-        f"(best fit: {cex.multiple:.4g} grad J)"
+        f"(best fit {cex.multiple:.4g} grad J, residual {residual:.2g} |grad J|)"
     )
 
 

@@ -140,8 +140,7 @@ def _compared_strings(fn: Callable[..., Any], argument: str) -> list[tuple[str, 
         )
         if strings:
             groups.append(strings)
-    seen: set[tuple[str, ...]] = set()
-    return [g for g in groups if not (g in seen or seen.add(g))]
+    return list(dict.fromkeys(groups))
 
 
 def estimators() -> list[str]:
