@@ -210,8 +210,14 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     elif verdict == "scaled":
         cause = "E[g] is a constant multiple of grad J"
     else:
-        cause = "E[g] = grad J on every problem checked"
+        cause = "E[g] = grad J"
     run = getattr(report, "run", None)
+    if report.error is None and report.counterexample is None and run is not None:
+        mode = "one batch at a time" if run.mode == "loop" else run.mode
+        cause += (
+            f" on all {report.problems_checked} problems of {len(run.shapes)} shapes "
+            f"(up to {run.batch_budget} batches each, {mode})"
+        )
     unchecked = tuple(key_text(k) for k in run.unchecked) if run is not None else ()
     if unchecked:
         cause += f"; not checked: {', '.join(unchecked)}"
