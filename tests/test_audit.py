@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,9 @@ from properties.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _verl_in_test_extra() -> bool:
+def _verl_in_test_extra(text: str | None = None) -> bool:
     """Whether pyproject's ``test`` extra names verl (or the ``verl`` extra)."""
-    text = (ROOT / "pyproject.toml").read_text()
+    text = (ROOT / "pyproject.toml").read_text() if text is None else text
     block = re.search(r"^test = \[(.*?)^\]", text, re.S | re.M)
     assert block is not None, "pyproject.toml has no test extra"
     return bool(re.search(r'"(verl[=<>!~ ]|ida-verify\[[^]]*verl)', block.group(1)))
@@ -67,6 +68,23 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["audit", "nosuchlib"]) == 2
     assert main(["audit", "verl", "--jobs", "0"]) == 2
     assert capsys.readouterr().err.count("\n") == 2
+
+
+def test_a_missing_verl_fails_when_the_test_extra_installs_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert not _verl_in_test_extra()  # the [verl] extra is separate (pyproject.toml says why)
+    assert _verl_in_test_extra('test = [\n    "pytest>=7.4",\n    "verl==0.9.1",\n]\n')
+    assert _verl_in_test_extra('test = [\n    "ida-verify[verl]",\n]\n')
+    monkeypatch.setitem(sys.modules, "verl", None)  # import verl now raises ImportError
+    monkeypatch.setitem(sys.modules, "verl.trainer", None)
+    monkeypatch.setitem(sys.modules, "verl.trainer.ppo", None)
+    monkeypatch.setattr(sys.modules[__name__], "_verl_in_test_extra", lambda text=None: True)
+    with pytest.raises(pytest.fail.Exception, match="does not import"):
+        _import_verl()
+    monkeypatch.setattr(sys.modules[__name__], "_verl_in_test_extra", lambda text=None: False)
+    with pytest.raises(pytest.skip.Exception, match=r"pip install '\.\[verl\]'"):
+        _import_verl()
 
 
 def test_constant_names_a_closed_form_only_when_it_fits_every_key() -> None:
