@@ -134,8 +134,18 @@ def run(args: argparse.Namespace) -> int:
             print(c.name if c.not_checked is None else f"{c.name}  ({NOT_CHECKED}: {c.not_checked})")
         return 0
     jobs = args.jobs or os.cpu_count() or 1
+    from properties.cli.progress import progress_bar
+
     start = time.perf_counter()
-    rows = run_audit(configs, version, jobs=min(jobs, len(configs)))
+    with progress_bar(f"audit {args.library}", enabled=False if args.json else None) as progress:
+        finished: list[str] = []
+
+        def on_row(row: Any) -> None:
+            finished.append(row.name)
+            progress(len(finished), len(configs), row.name)
+
+        progress(0, len(configs), "")
+        rows = run_audit(configs, version, jobs=min(jobs, len(configs)), on_row=on_row)
     seconds = time.perf_counter() - start
     if args.json:
         payload = {
