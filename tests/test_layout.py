@@ -27,6 +27,7 @@ FLOORS = {
     "properties.sequence": 3,
     "properties.trainer": 3.5,
     "properties.claims": 4,
+    "properties.audit": 4,
     "properties.report": 5,
     "properties.cli": 6,
     "properties": 7,

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "compare": "compare estimators on the same problems: verdict, constant, exact variance and MSE "
     "against REINFORCE",
     "report": "write the claims ledger and its figures as an HTML page (needs matplotlib)",
+    "audit": "check every configuration of an installed RL library (verl) and print the matrix",
 }
 
 

@@ -1,0 +1,30 @@
+r"""The audit of a whole library: every configuration of the installed release, judged.
+
+* :mod:`~properties.audit.core`: library-neutral: :class:`Configuration`, :class:`AuditRow`,
+  running the configurations (in a process pool);
+* :mod:`~properties.audit.verl`: verl's configuration space read from the library, and a loss
+  per configuration built from verl's own functions.
+
+A third library is one new module beside ``verl.py`` (``LIBRARY``, ``EXTRA``, ``version``,
+``configurations``, ``build``) and one entry in :data:`~properties.audit.core.LIBRARIES`.
+"""
+
+from __future__ import annotations
+
+from properties.audit.core import (
+    LIBRARIES,
+    NOT_CHECKED,
+    AuditRow,
+    Configuration,
+    run_audit,
+    run_configuration,
+)
+
+__all__ = [
+    "LIBRARIES",
+    "NOT_CHECKED",
+    "AuditRow",
+    "Configuration",
+    "run_audit",
+    "run_configuration",
+]
