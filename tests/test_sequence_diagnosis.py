@@ -166,6 +166,20 @@ def test_eos_drop_and_std_normalisation_and_k3_are_named_together() -> None:
     assert names == {"kl-forward", "eos", "padding", "reward-normalisation"}
 
 
+def test_dropping_truncated_responses_is_named_truncation() -> None:
+    def drop_truncated(batch: Any) -> Any:  # DAPO-style overlong filter: no gradient without EOS
+        k = batch.group_size
+        r = batch.rewards.view(-1, k)
+        adv = (r - (r.sum(-1, keepdim=True) - r) / (k - 1)).reshape(-1)
+        ended = ((batch.tokens == batch.eos_token_id) & (batch.mask > 0)).any(-1).to(adv.dtype)
+        return -(adv * ended * (batch.log_probs * batch.mask).sum(-1)).mean()
+
+    (f,) = diagnose(drop_truncated).findings
+    assert f.name == "truncation"
+    assert f.evidence["c_truncated"] == pytest.approx(0.0, abs=1e-12)
+    assert f.evidence["c_eos_ended"] == pytest.approx(1.0, rel=1e-9)
+
+
 # --------------------------------------------------------------------------- arguments and hostile code
 
 
