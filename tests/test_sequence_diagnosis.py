@@ -61,16 +61,28 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
     "kl-k2-in-loss": frozenset({"kl-per-token"}),
     "kl-k3-in-loss": frozenset({"kl-forward"}),
     "entropy-bonus": frozenset({"extra-term"}),
+    # ---- NumPy weight functions (protocol="token-weights")
+    "w-grpo-std": frozenset({"reward-normalisation"}),
+    "w-token-mean": frozenset({"length"}),
+    "w-dr-grpo": frozenset({"scale-max-len", "scale-prompts", "scale-group", "self-baseline"}),
+    # the padded-token probe is for losses only; weights on padding would show on the end node
+    "w-mask-tokens-ne-pad": frozenset({"eos"}),
+    "w-counts-padding": frozenset({"padding"}),
+    "w-kl-k3-in-loss": frozenset({"kl-forward"}),
+    "w-tis-token-off-policy": frozenset({"off-policy"}),
 }
-"""Every biased or scaled *loss* entry with the causes the diagnosis must name (none left out)."""
+"""Every biased or scaled entry with the causes the diagnosis must name (none left out)."""
 
-_LOSSES = [e for e in SEQUENCE_CATALOGUE if e.protocol == "loss"]
-_FLAGGED = [e.name for e in _LOSSES if e.expected in ("biased", "scaled")]
-_UNBIASED = [e.name for e in _LOSSES if e.expected == "unbiased"]
+_FLAGGED = [e.name for e in SEQUENCE_CATALOGUE if e.expected in ("biased", "scaled")]
+_UNBIASED = [e.name for e in SEQUENCE_CATALOGUE if e.expected == "unbiased"]
 
 
 def _diagnose(name: str) -> Diagnosis:
     entry = get(name)
+    if entry.protocol == "weights":
+        kwargs = entry.settings.checker_kwargs("weights")
+        batched = kwargs.pop("batched")
+        return diagnose(entry.fn, kwargs, protocol="token-weights", batched=batched)
     return diagnose(entry.fn, entry.settings.checker_kwargs("loss"))
 
 
@@ -195,11 +207,11 @@ def test_a_report_gives_the_options() -> None:
 @pytest.mark.parametrize(
     "args",
     [(3, None), (get("rloo").fn, 5), (get("rloo").fn, {"kl_coef": -1.0}), (get("rloo").fn, {"off_policy": 1}),
-     (get("rloo").fn, {"num_prompts": 2})],
+     (get("rloo").fn, {"num_prompts": 2}), (get("rloo").fn, {}, "weights"), (get("rloo").fn, {}, "token-weights", 1)],
 )
-def test_bad_arguments_raise_invalid_argument(args: tuple[Any, Any]) -> None:
+def test_bad_arguments_raise_invalid_argument(args: tuple[Any, ...]) -> None:
     with pytest.raises(InvalidArgument):
-        diagnose(*args)
+        diagnose(*args[:2], **dict(zip(("protocol", "batched"), args[2:], strict=False)))
 
 
 def test_a_loss_that_raises_is_skipped_not_a_traceback() -> None:

@@ -216,8 +216,10 @@ def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Op
 class _Prober:
     """Runs ``loss_fn`` on probe problems and remembers which probes failed to run."""
 
-    def __init__(self, loss_fn: Callable[..., Any]) -> None:
+    def __init__(self, loss_fn: Callable[..., Any], protocol: str = "sequence-loss", batched: bool = False) -> None:
         self.loss_fn = loss_fn
+        self.protocol = protocol
+        self.batched = batched
         self.skipped: list[str] = []
         self.rng = np.random.default_rng(PROBE_SEED)
 
@@ -249,6 +251,8 @@ class _Prober:
                 kl_coef=kl_coef,
                 ref_theta=ref_theta,
                 old_theta=old_theta,
+                protocol=self.protocol,
+                batched=self.batched,
             )
         except InvalidArgument as exc:
             self.skipped.append(f"{label}: {exc}")
@@ -481,7 +485,9 @@ def _padding_findings(pr: _Prober) -> list[Finding]:
     theta = pr.theta(2, 3, 1)
     rewards = _graded(space.num_responses, pr.rng)
     base = pr.run("padding", theta=theta, rewards=rewards, k=2)
-    other = pr.run("padding tokens", theta=theta, rewards=rewards, k=2, fn=_pad_with_token(pr.loss_fn))
+    other = None
+    if pr.protocol == "sequence-loss":  # a weight function's padding weights show on the end node
+        other = pr.run("padding tokens", theta=theta, rewards=rewards, k=2, fn=_pad_with_token(pr.loss_fn))
     if base is None:
         return []
     size = float(np.abs(base.mean).max())
@@ -567,19 +573,31 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
 def diagnose(
     loss_fn: Callable[..., Any],
     report_or_kwargs: SequenceReport | Mapping[str, Any] | None = None,
+    *,
+    protocol: str = "sequence-loss",
+    batched: bool = False,
 ) -> Diagnosis:
     """Every cause of a sequence loss's bias (or constant), from targeted exact probes.
 
     ``report_or_kwargs``: the loss's :class:`SequenceReport` or the options it was checked
     with (``kl_coef``, ``off_policy``, ``num_prompts`` are read; the KL and off-policy
-    probes run only when the check used them).  A probe the loss cannot run is listed in
-    ``skipped``.  Raises :class:`impl.errors.InvalidArgument` for bad arguments.
+    probes run only when the check used them).  ``protocol="token-weights"`` (and
+    ``batched``) diagnoses a NumPy weight function of
+    :func:`properties.sequence.checker.check_token_weights` instead (without the
+    padded-token probe: its padding weights show on the after-the-end node).  A probe the
+    loss cannot run is listed in ``skipped``.  Raises :class:`impl.errors.InvalidArgument`
+    for bad arguments.
     """
     if not callable(loss_fn):
         raise InvalidArgument(f"Expected a callable but got {describe('loss_fn', loss_fn)}")
+    if protocol not in ("sequence-loss", "token-weights") or not isinstance(batched, bool):
+        raise InvalidArgument(
+            f"Expected protocol='sequence-loss' or 'token-weights' and batched=True or False but got "
+            f"{describe('protocol', protocol)}, {describe('batched', batched)}"
+        )
     opts = _options(report_or_kwargs)
     start = time.perf_counter()
-    pr = _Prober(loss_fn)
+    pr = _Prober(loss_fn, protocol, batched)
     findings: list[Finding] = []
     if opts.kl_coef > 0:
         findings += _kl_findings(pr, opts.kl_coef)
