@@ -204,6 +204,17 @@ def test_a_report_gives_the_options() -> None:
     assert diagnose(entry.fn, report).names() == ("kl-zero",)
 
 
+def test_a_scaled_report_without_counterexample_keeps_its_kl_coef() -> None:
+    from properties.sequence.checker import check_sequence_loss
+
+    entry = get("kl-k1-in-reward-group-mean")
+    report = check_sequence_loss(entry.fn, max_examples=0, **entry.settings.checker_kwargs("loss"))
+    assert report.verdict == "scaled" and report.counterexample is None
+    d = diagnose(entry.fn, report)
+    assert d.names() == ("self-baseline",)
+    assert "kl part" in d.probes and "extra term" not in d.probes
+
+
 @pytest.mark.parametrize(
     "args",
     [(3, None), (get("rloo").fn, 5), (get("rloo").fn, {"kl_coef": -1.0}), (get("rloo").fn, {"off_policy": 1}),
@@ -225,5 +236,5 @@ def test_a_loss_that_raises_is_skipped_not_a_traceback() -> None:
 def test_to_dict_and_describe() -> None:
     d = Diagnosis((Finding("eos", "EOS dropped.", {"x": 1.0}),), (), 0.5)
     assert d.to_dict() == {"findings": [{"name": "eos", "sentence": "EOS dropped.", "evidence": {"x": 1.0}}],
-                           "skipped": [], "seconds": 0.5}
+                           "skipped": [], "seconds": 0.5, "probes": []}
     assert Diagnosis(()).describe() == "no cause found"

@@ -83,11 +83,13 @@ class Finding:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """Every cause found (``findings``), probes that could not run (``skipped``), and the time taken."""
+    """Every cause found (``findings``), the probes run (``probes``) and those that could not
+    run (``skipped``: their causes were not looked for), and the time taken."""
 
     findings: tuple[Finding, ...]
     skipped: tuple[str, ...] = ()
     seconds: float = 0.0
+    probes: tuple[str, ...] = ()
 
     def names(self) -> tuple[str, ...]:
         """The findings' names, in order."""
@@ -99,6 +101,7 @@ class Diagnosis:
             "findings": [f.to_dict() for f in self.findings],
             "skipped": list(self.skipped),
             "seconds": self.seconds,
+            "probes": list(self.probes),
         }
 
     def describe(self) -> str:
@@ -186,6 +189,8 @@ def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Op
     if report_or_kwargs is None:
         return _Options(0.0, False, False)
     if isinstance(report_or_kwargs, SequenceReport):
+        if report_or_kwargs.settings:  # the checker's own arguments
+            return _options(report_or_kwargs.settings)
         cx = report_or_kwargs.counterexample
         kl = float(getattr(cx, "kl_coef", 0.0) or 0.0)
         off = getattr(cx, "old_theta", None) is not None
@@ -221,6 +226,7 @@ class _Prober:
         self.protocol = protocol
         self.batched = batched
         self.skipped: list[str] = []
+        self.probes: list[str] = []
         self.rng = np.random.default_rng(PROBE_SEED)
 
     def theta(self, v: int, t: int, p: int) -> FloatArray:
@@ -242,6 +248,7 @@ class _Prober:
         old_theta: FloatArray | None = None,
         fn: Callable[..., Any] | None = None,
     ) -> Evaluation | None:
+        self.probes.append(label)
         try:
             return evaluate_one(
                 self.loss_fn if fn is None else fn,
@@ -615,7 +622,7 @@ def diagnose(
         findings += _scale_findings(pr)
     if opts.off_policy:
         findings += _off_policy_findings(pr)
-    return Diagnosis(tuple(findings), tuple(pr.skipped), time.perf_counter() - start)
+    return Diagnosis(tuple(findings), tuple(pr.skipped), time.perf_counter() - start, tuple(pr.probes))
 
 
 __all__ = ["Diagnosis", "Finding", "diagnose", "per_node_kl_gradients", "proportion"]
