@@ -50,11 +50,11 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
     "mask-tokens-ne-pad": frozenset({"eos", "padding"}),
     "mask-counts-padding": frozenset({"padding"}),
     "logprobs-shifted-by-one": frozenset({"reads-logits"}),
-    "ppo-clip-off-policy": frozenset({"off-policy"}),
+    "ppo-clip-off-policy": frozenset({"off-policy-per-token", "off-policy-clipped"}),
     "ppo-ratio-old-not-detached": frozenset({"no-gradient"}),
     "gspo-sequence-ratio-on-policy": frozenset({"length"}),  # A S_j / L_j
-    "tis-token-off-policy": frozenset({"off-policy"}),
-    "sequence-is-truncated-off-policy": frozenset({"off-policy"}),
+    "tis-token-off-policy": frozenset({"off-policy-per-token", "off-policy-clipped"}),
+    "sequence-is-truncated-off-policy": frozenset({"off-policy-clipped"}),  # min(sequence ratio, 2)
     "kl-k2-in-reward": frozenset({"kl-biased"}),
     "kl-k3-in-reward": frozenset({"kl-biased"}),
     "kl-k1-in-loss": frozenset({"kl-zero"}),
@@ -69,7 +69,7 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
     "w-mask-tokens-ne-pad": frozenset({"eos"}),
     "w-counts-padding": frozenset({"padding"}),
     "w-kl-k3-in-loss": frozenset({"kl-forward"}),
-    "w-tis-token-off-policy": frozenset({"off-policy"}),
+    "w-tis-token-off-policy": frozenset({"off-policy-per-token", "off-policy-clipped"}),
 }
 """Every biased or scaled entry with the causes the diagnosis must name (none left out)."""
 
@@ -190,6 +190,28 @@ def test_dropping_truncated_responses_is_named_truncation() -> None:
     assert f.name == "truncation"
     assert f.evidence["c_truncated"] == pytest.approx(0.0, abs=1e-12)
     assert f.evidence["c_eos_ended"] == pytest.approx(1.0, rel=1e-9)
+
+
+def _rloo_advantage(batch: Any) -> Any:
+    k = batch.group_size
+    r = batch.rewards.view(-1, k)
+    return (r - (r.sum(-1, keepdim=True) - r) / (k - 1)).reshape(-1)
+
+
+def test_off_policy_without_any_ratio_is_named_no_ratio() -> None:
+    def rloo_no_ratio(batch: Any) -> Any:
+        return -(_rloo_advantage(batch) * (batch.log_probs * batch.mask).sum(-1)).mean()
+
+    (f,) = diagnose(rloo_no_ratio, {"off_policy": True}).findings
+    assert f.name == "off-policy-no-ratio" and f.evidence["baseline"] > 0
+
+
+def test_an_unclipped_per_token_ratio_is_per_token_only() -> None:
+    def per_token_is(batch: Any) -> Any:
+        ratio = (batch.log_probs - batch.old_log_probs).exp().detach()
+        return -(_rloo_advantage(batch)[:, None] * ratio * batch.log_probs * batch.mask).sum(-1).mean()
+
+    assert diagnose(per_token_is, {"off_policy": True}).names() == ("off-policy-per-token",)
 
 
 # --------------------------------------------------------------------------- arguments and hostile code

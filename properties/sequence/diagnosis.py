@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from impl.errors import InvalidArgument, describe
-from impl.sequence import node_log_probs, response_probs, response_space
+from impl.sequence import node_log_probs, response_probs, response_space, sequence_score
 from impl.types import FloatArray
 from properties.sequence.checker import evaluate_one
 from properties.sequence.evaluation import Evaluation
@@ -555,7 +555,23 @@ def _scale_findings(pr: _Prober) -> list[Finding]:
                     {f"c_k{k}_T{t}_P{p}": x for (k, t, p), x in zip(keys, cs, strict=True)})]
 
 
+OFF_POLICY_SMALL = 0.05
+"""Logit perturbation of the "per-token" probe: ratios stay within about 1 +- 0.1, inside any clip range."""
+
+OFF_POLICY_LARGE = 2.5
+"""How much less likely the behaviour policy makes EOS at the root in the "clipped" probe (ratio e^2.5)."""
+
+
 def _off_policy_findings(pr: _Prober) -> list[Finding]:
+    r"""Unbiased on-policy but not off-policy; then which ratio the loss applies.
+
+    A loss with no ratio at all matches :math:`\sum_y\pi_{\mathrm{old}}(y)(R(y) - b)
+    \nabla\log\pi(y)`.  Otherwise two more probes tell its ratio apart from
+    :math:`\pi(y)/\pi_{\mathrm{old}}(y)`: the behaviour policy differs only slightly
+    (every ratio within about 1 +- 0.1, inside any clip range; a per-token ratio is still
+    biased there), and, at ``T = 1`` where per-token and sequence ratios are the same, it
+    makes EOS far less likely (ratio about ``e^2.5``: only a clip or a cap biases it).
+    """
     space = response_space(3, 2)
     theta = pr.theta(3, 2, 1)
     old = theta + pr.rng.normal(0.0, 0.8, size=theta.shape)
@@ -566,12 +582,49 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
         return []
     c_on, r_on = proportion(on.mean, on.gradient)
     c_off, r_off = proportion(off.mean, off.gradient)
-    if r_on <= PROPORTIONAL_RTOL and (r_off > PROPORTIONAL_RTOL or abs(c_off - c_on) > 1e-6 * abs(c_on)):
-        return [Finding("off-policy", "unbiased on-policy (responses drawn from pi) but biased when they come from "
-                        "the behaviour policy pi_old: the loss does not apply the full ratio pi(y)/pi_old(y) "
-                        "(per-token ratios, clipping or truncation?).",
-                        {"scale_on_policy": c_on, "scale_off_policy": c_off, "residual_off_policy": r_off})]
-    return []
+    if not (r_on <= PROPORTIONAL_RTOL and (r_off > PROPORTIONAL_RTOL or abs(c_off - c_on) > 1e-6 * abs(c_on))):
+        return []
+
+    # no ratio at all: E[g] = sum_y pi_old(y) (R(y) - b) grad log pi(y), b = 0 or E_old[R]
+    p_old = response_probs(space, old)[0]
+    score = sequence_score(space, theta)[0]
+    for b in (0.0, float(p_old @ rewards[0])):
+        cand = np.einsum("r,rnv->nv", p_old * (rewards[0] - b), score)[None]
+        c_none, r_none = proportion(off.mean, cand)
+        if r_none <= PROPORTIONAL_RTOL and abs(c_none - c_on) <= 1e-6 * abs(c_on):
+            return [Finding("off-policy-no-ratio", "the loss applies no importance ratio: off-policy it follows "
+                            "the gradient of E_pi_old-weighted rewards, sum_y pi_old(y) A(y) grad log pi(y).",
+                            {"scale_on_policy": c_on, "baseline": b})]
+
+    def biased(label: str, behaviour: FloatArray, th: FloatArray, rw: FloatArray) -> tuple[bool, float]:
+        ev = pr.run(label, theta=th, rewards=rw, k=2, old_theta=behaviour)
+        if ev is None:
+            return False, math.nan
+        c, res = proportion(ev.mean, ev.gradient)
+        return res > PROPORTIONAL_RTOL or abs(c - c_on) > 1e-6 * abs(c_on), res
+
+    near = theta + pr.rng.normal(0.0, OFF_POLICY_SMALL, size=theta.shape)
+    per_token, res_token = biased("off-policy, small ratios", near, theta, rewards)
+    theta1 = pr.theta(3, 1, 1)
+    far = theta1.copy()
+    far[:, 0, 0] -= OFF_POLICY_LARGE
+    clipped, res_clip = biased("off-policy at T = 1, a large ratio", far, theta1,
+                               _graded(response_space(3, 1).num_responses, pr.rng))
+    evidence = {"scale_on_policy": c_on, "scale_off_policy": c_off, "residual_off_policy": r_off}
+    out = []
+    if per_token:
+        out.append(Finding("off-policy-per-token", "the loss applies a per-token ratio pi(y_t|.)/pi_old(y_t|.) "
+                           "to each token, not the response's ratio pi(y)/pi_old(y): biased as soon as pi_old "
+                           "differs from pi at all.", evidence | {"residual_small_ratios": res_token}))
+    if clipped:
+        out.append(Finding("off-policy-clipped", "the ratio is clipped or capped: biased where pi/pi_old is far from "
+                           "1 (at T = 1, where per-token and sequence ratios agree).",
+                           evidence | {"residual_large_ratio": res_clip}))
+    if not out:
+        out.append(Finding("off-policy", "unbiased on-policy (responses drawn from pi) but biased when they come "
+                           "from the behaviour policy pi_old: the loss does not apply the full ratio pi(y)/pi_old(y).",
+                           evidence))
+    return out
 
 
 # --------------------------------------------------------------------------- the API
