@@ -484,7 +484,8 @@ def _logits_finding() -> Finding:
 
 def _shift_finding(pr: _Prober) -> Finding:
     return Finding("reward-shift", f"adding {SHIFT:g} to every reward changes E[g] (it must not: grad J does "
-                   "not change): a constant reward is not weighted equally on every token.", {"shift": SHIFT})
+                   "not change), while doubling them is harmless: the loss uses a statistic of the rewards that "
+                   "a shift changes (a count of nonzero rewards?).", {"shift": SHIFT})
 
 
 def _padding_findings(pr: _Prober) -> list[Finding]:
