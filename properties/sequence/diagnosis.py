@@ -65,7 +65,20 @@ SHIFT = 3.0
 """The constant added to every reward in the shift probe."""
 
 SCALE_MATCH_RTOL = 1e-6
-"""A product of named factors explains the measured constants when it matches them to this."""
+"""A product of named factors explains the measured constants when it matches them to this
+(also: two measured constants are the same constant)."""
+
+PROBE_LOGIT_SCALE = 0.7
+"""Standard deviation of the probes' random logits (moderate: every response has a fair chance)."""
+
+BEHAVIOUR_LOGIT_SCALE = 0.8
+"""Standard deviation of the perturbation that makes the off-policy probe's behaviour policy."""
+
+TRUNCATION_RTOL = 1e-4
+"""Truncated and EOS-ended responses are weighted differently when their fitted ``(c, b)`` differ by more."""
+
+VISIBLE_PROBABILITY = 1e-12
+"""Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +245,7 @@ class _Prober:
     def theta(self, v: int, t: int, p: int) -> FloatArray:
         """Random logits whose root prefers a non-EOS token (else greedy paths are trivially empty)."""
         space = response_space(v, t)
-        out: FloatArray = self.rng.normal(0.0, 0.7, size=space.theta_shape(p))
+        out: FloatArray = self.rng.normal(0.0, PROBE_LOGIT_SCALE, size=space.theta_shape(p))
         out[:, 0, 0] = out[:, 0, 1:].min(axis=-1) - 0.5
         return out
 
@@ -393,7 +406,7 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
         float(np.mean(omega[i, : lengths[i] - cut[i]])) if lengths[i] > cut[i] else 0.0
         for i in range(space.num_responses)
     ])
-    visible = (pi > 1e-12) & (lengths > cut)
+    visible = (pi > VISIBLE_PROBABILITY) & (lengths > cut)
 
     def fit(rows: FloatArray) -> tuple[float, float, float]:
         rows_b = rows & visible
@@ -424,7 +437,8 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
             full = lengths == space.max_len
             c_t, b_t, res_t = fit(full & trunc)
             c_e, b_e, res_e = fit(full & ~trunc)
-            if res_t <= tol and res_e <= tol and not _close(np.array([c_t, b_t]), np.array([c_e, b_e]), 1e-4):
+            differ = not _close(np.array([c_t, b_t]), np.array([c_e, b_e]), TRUNCATION_RTOL)
+            if res_t <= tol and res_e <= tol and differ:
                 out.append(Finding("truncation", "responses cut at max_len without EOS are weighted unlike those "
                                    "of the same length that end with EOS.",
                                    {"c_truncated": c_t, "c_eos_ended": c_e}))
@@ -575,7 +589,7 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
     """
     space = response_space(3, 2)
     theta = pr.theta(3, 2, 1)
-    old = theta + pr.rng.normal(0.0, 0.8, size=theta.shape)
+    old = theta + pr.rng.normal(0.0, BEHAVIOUR_LOGIT_SCALE, size=theta.shape)
     rewards = _graded(space.num_responses, pr.rng)
     on = pr.run("on-policy", theta=theta, rewards=rewards, k=2)
     off = pr.run("off-policy", theta=theta, rewards=rewards, k=2, old_theta=old)
@@ -583,7 +597,8 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
         return []
     c_on, r_on = proportion(on.mean, on.gradient)
     c_off, r_off = proportion(off.mean, off.gradient)
-    if not (r_on <= PROPORTIONAL_RTOL and (r_off > PROPORTIONAL_RTOL or abs(c_off - c_on) > 1e-6 * abs(c_on))):
+    off_biased = r_off > PROPORTIONAL_RTOL or abs(c_off - c_on) > SCALE_MATCH_RTOL * abs(c_on)
+    if not (r_on <= PROPORTIONAL_RTOL and off_biased):
         return []
 
     # no ratio at all: E[g] = sum_y pi_old(y) (R(y) - b) grad log pi(y), b = 0 or E_old[R]
@@ -592,7 +607,7 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
     for b in (0.0, float(p_old @ rewards[0])):
         cand = np.einsum("r,rnv->nv", p_old * (rewards[0] - b), score)[None]
         c_none, r_none = proportion(off.mean, cand)
-        if r_none <= PROPORTIONAL_RTOL and abs(c_none - c_on) <= 1e-6 * abs(c_on):
+        if r_none <= PROPORTIONAL_RTOL and abs(c_none - c_on) <= SCALE_MATCH_RTOL * abs(c_on):
             return [Finding("off-policy-no-ratio", "the loss applies no importance ratio: off-policy it follows "
                             "the gradient of E_pi_old-weighted rewards, sum_y pi_old(y) A(y) grad log pi(y).",
                             {"scale_on_policy": c_on, "baseline": b})]
@@ -602,7 +617,7 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
         if ev is None:
             return False, math.nan
         c, res = proportion(ev.mean, ev.gradient)
-        return res > PROPORTIONAL_RTOL or abs(c - c_on) > 1e-6 * abs(c_on), res
+        return res > PROPORTIONAL_RTOL or abs(c - c_on) > SCALE_MATCH_RTOL * abs(c_on), res
 
     near = theta + pr.rng.normal(0.0, OFF_POLICY_SMALL, size=theta.shape)
     per_token, res_token = biased("off-policy, small ratios", near, theta, rewards)
