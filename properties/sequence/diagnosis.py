@@ -46,8 +46,8 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import node_log_probs, response_probs, response_space, sequence_score
 from impl.types import FloatArray
-from properties.sequence.checker import evaluate_one
-from properties.sequence.evaluation import Evaluation
+from properties.sequence.evaluation import Evaluation, Sandbox, SequenceFault, TokenWeights
+from properties.sequence.problems import SequenceProblem, Shape
 from properties.sequence.results import SequenceReport
 
 PROPORTIONAL_RTOL = 1e-6
@@ -232,7 +232,12 @@ def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Op
 
 
 class _Prober:
-    """Runs ``loss_fn`` on probe problems and remembers which probes failed to run."""
+    """Runs ``loss_fn`` on probe problems and remembers the probes run and those that failed.
+
+    One evaluator per function is kept across the probes, so that a loss ``vmap`` cannot run
+    falls back to the loop once, not once per probe (what
+    :func:`properties.sequence.checker.evaluate_one` does for a single problem).
+    """
 
     def __init__(self, loss_fn: Callable[..., Any], protocol: str = "sequence-loss", batched: bool = False) -> None:
         self.loss_fn = loss_fn
@@ -241,6 +246,7 @@ class _Prober:
         self.skipped: list[str] = []
         self.probes: list[str] = []
         self.rng = np.random.default_rng(PROBE_SEED)
+        self._evaluators: dict[int, Any] = {}
 
     def theta(self, v: int, t: int, p: int) -> FloatArray:
         """Random logits whose root prefers a non-EOS token (else greedy paths are trivially empty)."""
@@ -248,6 +254,18 @@ class _Prober:
         out: FloatArray = self.rng.normal(0.0, PROBE_LOGIT_SCALE, size=space.theta_shape(p))
         out[:, 0, 0] = out[:, 0, 1:].min(axis=-1) - 0.5
         return out
+
+    def _evaluator(self, fn: Callable[..., Any]) -> Any:
+        found = self._evaluators.get(id(fn))
+        if found is None:
+            if self.protocol == "sequence-loss":
+                from properties.sequence.torch_loss import TorchLoss
+
+                found = TorchLoss(fn, sandbox=Sandbox())
+            else:
+                found = TokenWeights(fn, batched=self.batched, sandbox=Sandbox())
+            self._evaluators[id(fn)] = found
+        return found
 
     def run(
         self,
@@ -262,20 +280,32 @@ class _Prober:
         fn: Callable[..., Any] | None = None,
     ) -> Evaluation | None:
         self.probes.append(label)
+        v = theta.shape[2]
+        t = next(tt for tt in range(1, 9) if response_space(v, tt).num_rows == theta.shape[1])
+        problem = SequenceProblem(
+            shape=Shape(v, t, int(k), theta.shape[0]),
+            theta=theta,
+            rewards=np.asarray(rewards, dtype=np.float64),
+            ref_theta=theta if ref_theta is None else ref_theta,
+            old_theta=old_theta,
+            kl_coef=float(kl_coef),
+            label=f"diagnosis: {label}",
+        )
+        evaluator = self._evaluator(self.loss_fn if fn is None else fn)
         try:
-            return evaluate_one(
-                self.loss_fn if fn is None else fn,
-                theta=theta,
-                rewards=rewards,
-                k=k,
-                kl_coef=kl_coef,
-                ref_theta=ref_theta,
-                old_theta=old_theta,
-                protocol=self.protocol,
-                batched=self.batched,
-            )
-        except InvalidArgument as exc:
-            self.skipped.append(f"{label}: {exc}")
+            if self.protocol == "token-weights":
+                (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+                return ev  # type: ignore[no-any-return]
+            from properties.sequence.torch_loss import ModeChanged, torch_threads
+
+            with torch_threads():
+                try:
+                    (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+                except ModeChanged:
+                    (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+            return ev  # type: ignore[no-any-return]
+        except SequenceFault as fault:
+            self.skipped.append(f"{label}: the loss misbehaved: {fault}")
             return None
 
 
