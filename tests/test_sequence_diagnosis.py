@@ -192,6 +192,16 @@ def test_dropping_truncated_responses_is_named_truncation() -> None:
     assert f.evidence["c_eos_ended"] == pytest.approx(1.0, rel=1e-9)
 
 
+def test_a_loss_reading_logits_gets_its_token_weights_through_log_probs() -> None:
+    def token_mean_from_logits(batch: Any) -> Any:
+        lp = torch.log_softmax(batch.logits, -1).gather(-1, batch.tokens[..., None]).squeeze(-1)
+        return -(batch.rewards[:, None] * lp * batch.mask).sum() / batch.mask.sum()
+
+    d = diagnose(token_mean_from_logits)
+    assert d.names() == ("length",)
+    assert "token weights, logits through log_probs" in d.probes
+
+
 def _rloo_advantage(batch: Any) -> Any:
     k = batch.group_size
     r = batch.rewards.view(-1, k)

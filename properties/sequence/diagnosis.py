@@ -77,6 +77,10 @@ BEHAVIOUR_LOGIT_SCALE = 0.8
 TRUNCATION_RTOL = 1e-4
 """Truncated and EOS-ended responses are weighted differently when their fitted ``(c, b)`` differ by more."""
 
+FAITHFUL_RTOL = 1e-5
+"""A loss that reads ``logits`` keeps its E[g] when they are routed through ``log_probs``
+(:func:`_logits_via_log_probs`) if the two agree to this (float32 losses differ by ~1e-7)."""
+
 VISIBLE_PROBABILITY = 1e-12
 """Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
 
@@ -325,6 +329,29 @@ def _binary(space_lengths: Any, truncated: Any) -> FloatArray:
     return out[None, :]
 
 
+def _logits_via_log_probs(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
+    r"""``loss_fn`` on a batch whose ``logits`` reach the parameters only through ``log_probs``.
+
+    ``logits' = logits.detach() + e_{y_t} (lp - lp.detach()) / (1 - \pi(y_t))``: equal in
+    value, and :math:`\partial\,\mathrm{log\_softmax}(\mathrm{logits}')[y_t] / \partial
+    lp = 1`, so a loss that gathers the sampled tokens' log-softmax keeps its gradient, now
+    carried by the token weights.  Any other use of the logits changes the gradient, which
+    the caller detects by comparing :math:`E[g]` with the unwrapped loss's.
+    """
+
+    def wrapped(batch: Any) -> Any:
+        import torch  # type: ignore[import-not-found,unused-ignore]
+
+        lp = batch.log_probs
+        onehot = torch.zeros_like(batch.logits).scatter(-1, batch.tokens[..., None], 1.0)
+        lift = (lp - lp.detach()) / (1.0 - lp.detach().exp()).clamp(min=FAITHFUL_RTOL)
+        logits = batch.logits.detach() + onehot * lift[..., None]
+        return loss_fn(dataclasses.replace(batch, logits=logits))
+
+    wrapped.__name__ = getattr(loss_fn, "__name__", "loss")
+    return wrapped
+
+
 def _pad_with_token(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
     """``loss_fn`` on a batch whose padded tokens are token 1 instead of the EOS id."""
 
@@ -405,8 +432,13 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
     if ev is None or ev.token_weights is None:
         return []
     omega = ev.token_weights[0]
-    if not np.any(omega) and np.any(ev.mean):
-        return [_logits_finding()]
+    if not np.any(omega) and np.any(ev.mean) and pr.protocol == "sequence-loss":
+        routed = pr.run("token weights, logits through log_probs", theta=theta, rewards=rewards, k=2,
+                        fn=_logits_via_log_probs(pr.loss_fn))
+        routed_weights = None if routed is None else routed.token_weights
+        if routed is None or routed_weights is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
+            return [_logits_finding()]
+        omega = routed_weights[0]  # the same E[g], now with its token weights
     pi = response_probs(space, theta)[0]
     r = rewards[0]
     lengths = space.lengths

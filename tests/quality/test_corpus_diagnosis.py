@@ -1,7 +1,7 @@
 """Quality tier: the diagnosis (issue 18, item 1) on the library corpus's biased and scaled entries.
 
 ``EXPECTED_CAUSES`` gives each entry the causes its justification (``tests/corpus``) names;
-the diagnosis must name exactly those.  Four entries are left out, each with the reason:
+the diagnosis must name exactly those.  Three entries are left out, each with the reason:
 
 * ``verl_rloo_float32_scores`` and ``trl_dr_grpo_float32_rewards``: biased only by float32
   round-off of the rewards, which no probe looks for (missing cause; the second names the
@@ -9,9 +9,6 @@ the diagnosis must name exactly those.  Four entries are left out, each with the
 * ``openrlhf_kl_loss_k3``: k3 in the loss, aggregated with a token mean, so its KL part is
   neither the per-node forward KL nor the exact gradient: named ``kl-biased`` instead of
   ``kl-forward`` (with ``length`` and ``reward-normalisation``, both expected).
-* ``torchtune_grpo_chunked_output_loss``: computes its log-probs from ``batch.logits``, so
-  the token weights (and with them ``length``) are not available: named ``reads-logits``
-  instead of ``length`` (with ``reward-normalisation``, expected).
 """
 
 from __future__ import annotations
@@ -67,14 +64,15 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
     "roll_batch_mean_std": frozenset({"reward-normalisation"}),
     "torchtune_grpo_simple_loss": _LENGTH_STD,
     "torchtune_grpo_completion_loss": frozenset({"no-gradient"}),
+    # log-probs from logits.float(): its token weights come from routing logits through log_probs
+    "torchtune_grpo_chunked_output_loss": _LENGTH_STD,
 }
-"""Causes per entry (see the module docstring for the four left out)."""
+"""Causes per entry (see the module docstring for the three left out)."""
 
 LEFT_OUT = {
     "verl_rloo_float32_scores": frozenset(),  # missing: float32 round-off
     "trl_dr_grpo_float32_rewards": frozenset({"scale-max-len", "self-baseline"}),  # missing: float32
     "openrlhf_kl_loss_k3": frozenset({"length", "reward-normalisation"}),  # kl-biased for kl-forward
-    "torchtune_grpo_chunked_output_loss": frozenset({"reward-normalisation"}),  # reads-logits for length
 }
 """For the entries left out of the exact table: the expected causes the diagnosis does name
 (it must keep naming them; the missing and extra ones are in the module docstring)."""
