@@ -202,6 +202,18 @@ def test_a_loss_reading_logits_gets_its_token_weights_through_log_probs() -> Non
     assert "token weights, logits through log_probs" in d.probes
 
 
+def test_float32_round_off_alone_is_named_low_precision() -> None:
+    def rloo_float32(batch: Any) -> Any:
+        k = batch.group_size
+        r = batch.rewards.to(torch.float32).view(-1, k)
+        adv = (r - (r.sum(-1, keepdim=True) - r) / (k - 1)).reshape(-1).to(batch.log_probs.dtype)
+        return -(adv * (batch.log_probs * batch.mask).sum(-1)).mean()
+
+    (f,) = diagnose(rloo_float32).findings
+    assert f.name == "low-precision" and "float32" in f.sentence
+    assert 1e-10 < f.evidence["relative_residual"] < 1e-6
+
+
 def _rloo_advantage(batch: Any) -> Any:
     k = batch.group_size
     r = batch.rewards.view(-1, k)

@@ -81,6 +81,12 @@ FAITHFUL_RTOL = 1e-5
 """A loss that reads ``logits`` keeps its E[g] when they are routed through ``log_probs``
 (:func:`_logits_via_log_probs`) if the two agree to this (float32 losses differ by ~1e-7)."""
 
+FLOAT64_RESIDUAL = 1e-10
+"""A relative residual of ``E[g] - c grad J`` above this is more than float64 round-off."""
+
+LOW_PRECISION_DTYPES = frozenset({"float32", "float16", "bfloat16"})
+"""Dtypes whose round-off a float64 check can call a bias."""
+
 VISIBLE_PROBABILITY = 1e-12
 """Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
 
@@ -249,6 +255,7 @@ class _Prober:
         self.batched = batched
         self.skipped: list[str] = []
         self.probes: list[str] = []
+        self.residual = 0.0  # relative residual of E[g] against c grad J on the graded-rewards probe
         self.rng = np.random.default_rng(PROBE_SEED)
         self._evaluators: dict[int, Any] = {}
 
@@ -258,6 +265,12 @@ class _Prober:
         out: FloatArray = self.rng.normal(0.0, PROBE_LOGIT_SCALE, size=space.theta_shape(p))
         out[:, 0, 0] = out[:, 0, 1:].min(axis=-1) - 0.5
         return out
+
+    def low_precision(self) -> tuple[str, ...]:
+        """The floating dtypes below float64 the loss computed in (seen by the main evaluator)."""
+        main = self._evaluators.get(id(self.loss_fn))
+        seen: set[str] = getattr(main, "dtypes", set())
+        return tuple(sorted(d for d in seen if d in LOW_PRECISION_DTYPES))
 
     def _evaluator(self, fn: Callable[..., Any]) -> Any:
         found = self._evaluators.get(id(fn))
@@ -531,6 +544,7 @@ def _statistic_findings(pr: _Prober) -> tuple[list[Finding], bool, bool]:
     out: list[Finding] = []
     size = float(np.abs(base.gradient).max())
     c, res = proportion(base.mean, base.gradient)
+    pr.residual = res
     if float(np.abs(base.mean).max()) <= PROPORTIONAL_RTOL * size:
         out.append(Finding("no-gradient", "E[g] = 0 although grad J is not: the loss has no expected gradient "
                            "(a ratio of log-probs to themselves, an 'old' term not detached?).",
@@ -753,6 +767,13 @@ def diagnose(
         findings += _scale_findings(pr)
     if opts.off_policy:
         findings += _off_policy_findings(pr)
+    low = pr.low_precision()
+    only_scale = not [f for f in findings if not f.name.startswith(("scale-", "self-", "batch-self-"))]
+    if low and only_scale and pr.residual > FLOAT64_RESIDUAL:
+        findings.append(Finding("low-precision", "no cause above round-off, but the loss computes in "
+                                f"{', '.join(low)}: a check at float64 precision calls that round-off a bias "
+                                "(compute in float64, or judge at the loss's precision).",
+                                {"relative_residual": pr.residual}))
     return Diagnosis(tuple(findings), tuple(pr.skipped), time.perf_counter() - start, tuple(pr.probes))
 
 

@@ -1,11 +1,8 @@
 """Quality tier: the diagnosis (issue 18, item 1) on the library corpus's biased and scaled entries.
 
 ``EXPECTED_CAUSES`` gives each entry the causes its justification (``tests/corpus``) names;
-the diagnosis must name exactly those.  Three entries are left out, each with the reason:
+the diagnosis must name exactly those.  One entry is left out, with the reason:
 
-* ``verl_rloo_float32_scores`` and ``trl_dr_grpo_float32_rewards``: biased only by float32
-  round-off of the rewards, which no probe looks for (missing cause; the second names the
-  constant ``scale-max-len`` + ``self-baseline`` of its float64 arithmetic, which is true).
 * ``openrlhf_kl_loss_k3``: k3 in the loss, aggregated with a token mean, so its KL part is
   neither the per-node forward KL nor the exact gradient: named ``kl-biased`` instead of
   ``kl-forward`` (with ``length`` and ``reward-normalisation``, both expected).
@@ -64,14 +61,15 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
     "roll_batch_mean_std": frozenset({"reward-normalisation"}),
     "torchtune_grpo_simple_loss": _LENGTH_STD,
     "torchtune_grpo_completion_loss": frozenset({"no-gradient"}),
+    # biased at float64 only by the float32 round-off of the rewards
+    "verl_rloo_float32_scores": frozenset({"low-precision"}),
+    "trl_dr_grpo_float32_rewards": frozenset({"scale-max-len", "self-baseline", "low-precision"}),
     # log-probs from logits.float(): its token weights come from routing logits through log_probs
     "torchtune_grpo_chunked_output_loss": _LENGTH_STD,
 }
-"""Causes per entry (see the module docstring for the three left out)."""
+"""Causes per entry (see the module docstring for the one left out)."""
 
 LEFT_OUT = {
-    "verl_rloo_float32_scores": frozenset(),  # missing: float32 round-off
-    "trl_dr_grpo_float32_rewards": frozenset({"scale-max-len", "self-baseline"}),  # missing: float32
     "openrlhf_kl_loss_k3": frozenset({"length", "reward-normalisation"}),  # kl-biased for kl-forward
 }
 """For the entries left out of the exact table: the expected causes the diagnosis does name
@@ -84,6 +82,14 @@ def test_every_biased_or_scaled_entry_is_in_one_table() -> None:
     flagged = {e.name for e in CORPUS if e.expected in ("biased", "scaled")}
     assert flagged == set(EXPECTED_CAUSES) | set(LEFT_OUT)
     assert not set(EXPECTED_CAUSES) & set(LEFT_OUT)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(e.name for e in CORPUS if e.expected == "unbiased"))
+def test_corpus_unbiased_entry_has_no_cause(name: str) -> None:
+    entry = _BY_NAME[name]
+    d = diagnose(entry.glue, entry.settings.checker_kwargs())
+    assert d.findings == () and not d.skipped, d.describe()
 
 
 @pytest.mark.slow
