@@ -154,6 +154,8 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         DEFAULT_MAX_EXAMPLES,
         DEFAULT_MAX_LEN,
         DEFAULT_VOCAB_SIZE,
+    )
+    from properties.sequence.options import (
         MAX_LEN_LIMIT,
         MAX_MAX_EXAMPLES,
         MAX_NUM_PROMPTS,

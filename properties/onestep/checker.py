@@ -126,9 +126,6 @@ SCALE_MATCH_REL = 1e-12
 """... plus this relative slack (a perfectly measured scale has uncertainty ~0)."""
 
 
-# --------------------------------------------------------------------------- the run
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -377,9 +374,6 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
     )
     object.__setattr__(report, "message", _message(report))
     return report
-
-
-# --------------------------------------------------------------------------- messages
 
 
 # --------------------------------------------------------------------------- helpers

@@ -42,9 +42,11 @@ from properties.onestep.compare import (
 from properties.onestep.variance import DEFAULT_NUM_PROBLEMS, Moments
 from properties.sequence.checker import (
     DEFAULT_MAX_EXAMPLES,
-    MAX_LEN_LIMIT,
     check_sequence_loss,
     check_token_weights,
+)
+from properties.sequence.options import (
+    MAX_LEN_LIMIT,
 )
 from properties.sequence.variance import sequence_moments
 

@@ -41,11 +41,13 @@ from properties.sequence.checker import (
     DEFAULT_MAX_LEN,
     DEFAULT_VOCAB_SIZE,
     _make_report,
-    _validate,
     assert_sequence_scaled,
     assert_sequence_unbiased,
 )
 from properties.sequence.evaluation import Sandbox
+from properties.sequence.options import (
+    _validate,
+)
 from properties.sequence.problems import (
     MAX_BATCHES_LOOPED,
     MAX_BATCHES_VECTORISED,
