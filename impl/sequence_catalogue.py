@@ -80,6 +80,9 @@ reward-at-last-column                  loss     unbiased  -                   de
 reward-to-go-discounted                loss     biased    -                   literature
 returns-forward-cumsum                 loss     biased    -                   derived+oracle
 mask-from-first-eos                    loss     unbiased  -                   derived+oracle
+tool-tokens-masked                     loss     unbiased  -                   derived+oracle
+tool-tokens-trained-on                 loss     biased    -                   derived+oracle
+tool-tokens-sequence-is-kl             loss     unbiased  -                   derived+oracle
 mask-tokens-ne-pad                     loss     biased    -                   derived+oracle
 mask-counts-padding                    loss     biased    -                   derived+oracle
 logprobs-shifted-by-one                loss     biased    -                   derived+oracle
@@ -228,6 +231,7 @@ class SequenceSettings:
     off_policy: bool = False
     num_prompts: tuple[int, ...] = (1,)
     batched: bool = False
+    tool_tokens: bool = False
 
     def checker_kwargs(self, protocol: Protocol) -> dict[str, Any]:
         """Keyword arguments for ``check_sequence_loss`` / ``check_token_weights``.
@@ -247,6 +251,8 @@ class SequenceSettings:
         }
         if protocol == "weights":
             out["batched"] = self.batched
+        if self.tool_tokens:  # only when set: ``check_token_weights`` has no such keyword
+            out["tool_tokens"] = True
         return out
 
 
@@ -695,6 +701,62 @@ def _mask_from_first_eos(batch: SequenceBatch) -> Any:
     sequence_indices = torch.arange(batch.max_len)[None, :]
     completion_mask = (sequence_indices <= eos_idx[:, None]).to(batch.log_probs.dtype)
     return _agg_loss(-batch.rewards[:, None] * batch.log_probs, completion_mask, "seq-mean-token-sum")
+
+
+def _tool_tokens_masked(batch: SequenceBatch) -> Any:
+    r"""RLOO over a multi-turn rollout whose odd positions are a tool's output, masked out.
+
+    The tool's tokens are drawn by the environment, not by :math:`\pi`, so
+    :math:`\log\pi(y) = \sum_{t \notin H} \log\pi(y_t\mid y_{<t})` (``H`` the tool's
+    positions, the holes of ``batch.mask``) and the environment's factors of the response's
+    probability do not depend on :math:`\theta`: the score of a response is
+    :math:`S_j = \sum_{t\notin H} s_{jt}`, which is what ``log_probs * mask`` sums.  With the
+    leave-one-out baseline (F2) :math:`E[A_j S_j] = \nabla J`: unbiased at ``P = 1``.
+    """
+    advantages = _rloo_view(batch.rewards, batch.group_size)
+    return _pg_loss(batch, advantages, "seq-mean-token-sum")
+
+
+def _tool_tokens_sequence_is_kl(batch: SequenceBatch) -> Any:
+    r"""Off-policy with tool tokens and a KL penalty in the reward: masked sequence IS and KL.
+
+    Both the importance weight :math:`w_j = \exp\sum_{t\notin H}(\log\pi - \log\pi_{\mathrm{old}})`
+    and the penalty :math:`D_j = \sum_{t\notin H}(\log\pi - \log\pi_{\mathrm{ref}})` sum the
+    policy's tokens only: the environment's factors are the same under :math:`\pi`,
+    :math:`\pi_{\mathrm{old}}` and :math:`\pi_{\mathrm{ref}}` and cancel from both ratios.  So
+    :math:`E_{\mathrm{old}}[w_j (R_j - \beta D_j - b_{-j}) S_j] = E_\pi[(R - \beta D) S] = \nabla J`
+    (F1, F2): unbiased at ``P = 1``.
+    """
+    weight = _exp_detached(_sequence_log_ratio(batch.log_probs, batch.old_log_probs, batch.mask))
+    penalty = _sequence_log_ratio(batch.log_probs, batch.ref_log_probs, batch.mask).detach()
+    advantages = _rloo_view(batch.rewards - batch.kl_coef * penalty, batch.group_size)
+    return _pg_loss(batch, weight * advantages, "seq-mean-token-sum")
+
+
+def _exp_detached(x: Any) -> Any:
+    """``exp(x).detach()`` (a helper of the tool-token entries)."""
+    return x.exp().detach()
+
+
+def _tool_tokens_trained_on(batch: SequenceBatch) -> Any:
+    r"""The same RLOO loss on the attention mask (every token up to the first EOS), tool output included.
+
+    A rollout that keeps only the attention mask trains on the environment's tokens too:
+    the estimate adds :math:`\sum_{t\in H} A_j s_{jt}`, the score of the tool's choices under
+    the policy's own logits at those prefixes.  Its expectation,
+    :math:`E[A_j \sum_{t\in H} s_{jt}]`, is the gradient the objective would have if the policy
+    chose the tool's tokens: nonzero on the tool's nodes, where :math:`\nabla J = 0` (and, by
+    changing the distribution it differentiates, not :math:`\nabla J` elsewhere either):
+    biased.
+    """
+    import torch  # type: ignore[import-not-found,unused-ignore]  # optional, lazy
+
+    is_eos = (batch.tokens == batch.eos_token_id).to(batch.log_probs.dtype)
+    ended_before = torch.cumsum(is_eos, dim=-1) - is_eos
+    attention_mask = (ended_before == 0).to(batch.log_probs.dtype)
+    advantages = _rloo_view(batch.rewards, batch.group_size)
+    loss_mat = -advantages[:, None] * batch.log_probs
+    return _agg_loss(loss_mat, attention_mask, "seq-mean-token-sum")
 
 
 def _mask_tokens_ne_pad(batch: SequenceBatch) -> Any:
@@ -1258,6 +1320,8 @@ _K1 = SequenceSettings(group_sizes=(1, 2, 3))
 _MULTI = SequenceSettings(group_sizes=(2, 3), num_prompts=(1, 2))
 _MULTI_K1 = SequenceSettings(group_sizes=(1, 2, 3), num_prompts=(1, 2))
 _OFF = SequenceSettings(off_policy=True)
+_TOOL = SequenceSettings(tool_tokens=True)
+_TOOL_OFF_KL = SequenceSettings(tool_tokens=True, off_policy=True, kl_coef=KL_COEF)
 _KL = SequenceSettings(kl_coef=KL_COEF)
 _KL_K1 = SequenceSettings(group_sizes=(1, 2, 3), kl_coef=KL_COEF)
 _BATCHED = SequenceSettings(batched=True)
@@ -1365,6 +1429,14 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("mask-from-first-eos", _mask_from_first_eos, "unbiased", "masking", _DER,
        "mask rebuilt as positions <= first EOS (TRL's completion_mask): equals batch.mask.",
        settings=_K1),
+    _e("tool-tokens-masked", _tool_tokens_masked, "unbiased", "masking", _DER,
+       "RLOO with the tool's tokens (odd positions) masked out: only the policy's tokens.",
+       settings=_TOOL),
+    _e("tool-tokens-trained-on", _tool_tokens_trained_on, "biased", "masking", _DER,
+       "RLOO on the attention mask: trains on the tool's output tokens too.", settings=_TOOL),
+    _e("tool-tokens-sequence-is-kl", _tool_tokens_sequence_is_kl, "unbiased", "masking", _DER,
+       "off-policy, KL in the reward: sequence IS ratio and KL summed over the masked tokens.",
+       settings=_TOOL_OFF_KL),
     _e("mask-tokens-ne-pad", _mask_tokens_ne_pad, "biased", "masking", _DER,
        "mask = tokens != pad_id with pad == eos: the EOS token is dropped.", settings=_K1),
     _e("mask-counts-padding", _mask_counts_padding, "biased", "masking", _DER,

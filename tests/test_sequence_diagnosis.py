@@ -73,8 +73,20 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
 }
 """Every biased or scaled entry with the causes the diagnosis must name (none left out)."""
 
-_FLAGGED = [e.name for e in SEQUENCE_CATALOGUE if e.expected in ("biased", "scaled")]
-_UNBIASED = [e.name for e in SEQUENCE_CATALOGUE if e.expected == "unbiased"]
+_FLAGGED = [
+    e.name
+    for e in SEQUENCE_CATALOGUE
+    if e.expected in ("biased", "scaled") and not e.settings.tool_tokens
+]
+_UNBIASED = [
+    e.name for e in SEQUENCE_CATALOGUE if e.expected == "unbiased" and not e.settings.tool_tokens
+]
+
+
+@pytest.mark.parametrize("name", [e.name for e in SEQUENCE_CATALOGUE if e.settings.tool_tokens])
+def test_diagnose_refuses_tool_tokens_rather_than_probing_without_holes(name: str) -> None:
+    with pytest.raises(InvalidArgument, match="tool_tokens=True"):
+        _diagnose(name)
 
 
 def _diagnose(name: str) -> Diagnosis:

@@ -59,6 +59,21 @@ class SequenceBatch:
     depends on the sampled responses only through the *other* responses of the group leaves
     the gradient unbiased; one that depends on a response's own tokens does not.
     ``reward_fn`` is a deterministic table lookup: it must not be used to query the policy.
+
+    **Tool tokens** (``check_sequence_loss(..., tool_tokens=True)``: a multi-turn rollout in
+    which a tool's output is spliced into the response): every *odd* position
+    ``t = 1, 3, 5, ...`` of a response is the environment's.  Its token (EOS included: the
+    environment may end the episode) is drawn from a fixed next-token distribution of the
+    prefix, not from :math:`\pi`, and that distribution is the same under the current, old
+    and reference policies.  Then ``mask`` has *holes*: 0.0 at the tool's positions, 1.0 at
+    the policy's tokens up to the end (so ``mask`` is no longer a prefix of ones, and its sum
+    is the number of the policy's tokens).  ``log_probs``, ``old_log_probs`` and
+    ``ref_log_probs`` are still filled at the tool's positions (the logits' scores of tokens
+    the policy did not choose), but :math:`\log\pi(y)` sums only the masked positions: the
+    objective :math:`J` (rewards and KL alike) does not depend on the logits at the prefixes
+    the tool continues, so :math:`\nabla J` is 0 there, and a loss that sends gradient
+    through a tool's position is biased.  Importance ratios and KL estimates over the masked
+    positions are exact: the environment's factors cancel.
     """
 
     logits: Any

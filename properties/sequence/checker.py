@@ -144,6 +144,7 @@ def check_sequence_loss(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    tool_tokens: bool = False,
 ) -> SequenceReport:
     r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
 
@@ -155,6 +156,9 @@ def check_sequence_loss(
     current one.  ``seed``/``max_examples``: the Hypothesis search after the battery;
     ``rtol``/``atol`` override the derived round-off tolerance
     (:data:`properties.sequence.evaluation.ROUNDOFF_SAFETY`); ``name`` labels the report.
+    ``tool_tokens`` makes every odd position of a response the environment's (a tool's
+    output in a multi-turn rollout: a hole in ``batch.mask``, no gradient in :math:`J`;
+    see :class:`~properties.sequence.batch.SequenceBatch`).
 
     The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
     ``vmap`` cannot run is called once per batch instead (smaller problems; the report
@@ -174,6 +178,12 @@ def check_sequence_loss(
         rtol,
         atol,
     )
+    if not isinstance(tool_tokens, bool):
+        raise InvalidArgument(
+            f"Expected tool_tokens=True or False but got {describe('tool_tokens', tool_tokens)}"
+        )
+    if tool_tokens:  # only then, so that the settings of every other check stay as they were
+        opts["tool_tokens"] = True
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -454,12 +464,15 @@ def sequence_expectation(
     kl_coef: float = 0.0,
     protocol: str = "sequence-loss",
     batched: bool = False,
+    tool_tokens: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
     r"""The exact :math:`(E[g], \nabla J)` of ``fn`` on one problem, both ``(P, N+1, V)``: the reproduction helper.
 
     ``theta`` ``(P, N+1, V)`` fixes ``P`` and (through ``N``) the shape ``(V, T)``;
     ``rewards`` ``(P, R)``; ``ref_theta`` defaults to ``theta``; ``old_theta`` ``None`` is
-    on-policy.  ``protocol`` is ``"sequence-loss"`` or ``"token-weights"``.  Misbehaviour
+    on-policy.  ``protocol`` is ``"sequence-loss"`` or ``"token-weights"``; ``tool_tokens``
+    as in :func:`check_sequence_loss` (``ref_theta``/``old_theta`` then take ``theta``'s
+    values at the environment's nodes).  Misbehaviour
     of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.
 
     >>> import numpy as np
@@ -473,7 +486,7 @@ def sequence_expectation(
     """
     ev = evaluate_one(
         fn, theta=theta, rewards=rewards, k=k, ref_theta=ref_theta, old_theta=old_theta,
-        kl_coef=kl_coef, protocol=protocol, batched=batched,
+        kl_coef=kl_coef, protocol=protocol, batched=batched, tool_tokens=tool_tokens,
     )
     return ev.mean, ev.gradient
 
@@ -489,6 +502,7 @@ def evaluate_one(
     kl_coef: float = 0.0,
     protocol: str = "sequence-loss",
     batched: bool = False,
+    tool_tokens: bool = False,
 ) -> Evaluation:
     """The exact evaluation of ``fn`` on one problem (arguments of :func:`sequence_expectation`),
     with its variance (``Evaluation.variance``)."""
@@ -511,7 +525,7 @@ def evaluate_one(
         raise InvalidArgument(
             f"theta's second axis must be N + 1 for some max_len but got {describe('theta', theta)}"
         )
-    shape = Shape(v, t, int(k), th.shape[0])
+    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens))
     problem = SequenceProblem(
         shape=shape,
         theta=th,

@@ -265,7 +265,8 @@ def _checked(report: SequenceReport) -> str:
         f"{ranges}; {report.estimator_calls} calls, seed={report.seed}, "
         f"max_examples={report.max_examples}, kl_coef={report.settings['kl_coef']}, "
         f"off_policy={report.settings['off_policy']}, num_prompts={report.settings['num_prompts']}, "
-        f"{report.seconds:.2f} s"
+        + ("tool_tokens=True (odd positions are the environment's), " if report.settings.get("tool_tokens") else "")
+        + f"{report.seconds:.2f} s"
     )
     if info.over_budget:
         checked += f"; not evaluated (over the batch budget {info.batch_budget}): {info.over_budget}"

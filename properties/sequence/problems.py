@@ -23,6 +23,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from impl.sequence import (
+    BoolArray,
     ResponseSpace,
     batch_probs,
     enumerate_batches,
@@ -62,12 +63,17 @@ Cell = tuple[int, int, int]
 
 @dataclass(frozen=True)
 class Shape:
-    """``V`` tokens, length cap ``T``, ``k`` responses for each of ``P`` prompts."""
+    """``V`` tokens, length cap ``T``, ``k`` responses for each of ``P`` prompts.
+
+    ``tool_tokens``: the positions :func:`tool_positions` names are the environment's
+    (holes in the mask; see :class:`~properties.sequence.batch.SequenceBatch`).
+    """
 
     vocab_size: int
     max_len: int
     k: int
     num_prompts: int
+    tool_tokens: bool = False
 
     @property
     def key(self) -> Key:
@@ -119,6 +125,23 @@ class ShapeData:
 _DATA: dict[Shape, ShapeData] = {}
 
 
+def tool_positions(max_len: int) -> FloatArray:
+    """1.0 at the positions whose token the environment (a tool) emits: every odd ``t``.
+
+    >>> tool_positions(4).tolist()
+    [0.0, 1.0, 0.0, 1.0]
+    """
+    out: FloatArray = (np.arange(max_len) % 2 == 1).astype(np.float64)
+    return out
+
+
+def tool_nodes(space: ResponseSpace) -> BoolArray:
+    """``(N + 1,)``: the nodes (prefixes of odd length) whose next token is the environment's."""
+    out: BoolArray = np.zeros(space.num_rows, dtype=np.bool_)
+    out[: space.num_nodes] = space.node_depth % 2 == 1
+    return out
+
+
 def shape_data(shape: Shape) -> ShapeData:
     """The (cached, read-only) :class:`ShapeData` of a shape."""
     data = _DATA.get(shape)
@@ -131,7 +154,7 @@ def shape_data(shape: Shape) -> ShapeData:
             shape=shape,
             batches=batches,
             tokens=space.tokens[batches],
-            mask=space.mask[batches],
+            mask=space.mask[batches] * (1.0 - tool_positions(shape.max_len) * shape.tool_tokens),
             rows=rows,
             prompt=prompt,
         )
@@ -149,6 +172,7 @@ def plan_shapes(
     *,
     budget: int,
     extra_vocab_budget: int | None = None,
+    tool_tokens: bool = False,
 ) -> list[Shape]:
     """The ``(V, T, k, P)`` to check, smallest first.
 
@@ -160,7 +184,7 @@ def plan_shapes(
     """
     extra = budget if extra_vocab_budget is None else min(budget, extra_vocab_budget)
     out = [
-        Shape(v, t, k, p)
+        Shape(v, t, k, p, tool_tokens)
         for k in group_sizes
         for p in num_prompts
         for t in range(1, max_len + 1)
@@ -200,6 +224,11 @@ class SequenceProblem:
     ``theta``, ``ref_theta`` ``(P, N+1, V)``; ``rewards`` ``(P, R)``; ``old_theta`` the
     behaviour policy (``None``: on-policy, ``old = theta``); ``kl_coef`` the objective's
     :math:`\\beta`; ``label`` says where it comes from (a battery entry, or Hypothesis).
+
+    With ``shape.tool_tokens`` the environment's nodes (:func:`tool_nodes`) are not the
+    policy's: ``ref_theta`` and ``old_theta`` are made equal to ``theta`` there (one
+    environment for every policy), and :attr:`gradient` is 0 there (:math:`J` does not
+    depend on them).
     """
 
     shape: Shape
@@ -210,6 +239,17 @@ class SequenceProblem:
     kl_coef: float
     label: str
     _cache: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.shape.tool_tokens:
+            return
+        env = tool_nodes(self.shape.space)
+        for name in ("ref_theta", "old_theta"):
+            value = getattr(self, name)
+            if value is not None:
+                same = np.array(value, dtype=np.float64)
+                same[:, env] = self.theta[:, env]
+                object.__setattr__(self, name, same)
 
     @property
     def behaviour(self) -> FloatArray:
@@ -237,6 +277,8 @@ class SequenceProblem:
                 kl_coef=self.kl_coef,
                 ref_theta=self.ref_theta,
             )
+            if self.shape.tool_tokens:
+                out[:, tool_nodes(self.shape.space)] = 0.0
             self._cache["gradient"] = out
         return out
 
@@ -527,5 +569,7 @@ __all__ = [
     "generated_problems",
     "plan_shapes",
     "shape_data",
+    "tool_nodes",
+    "tool_positions",
     "unreachable_keys",
 ]

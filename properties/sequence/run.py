@@ -85,6 +85,7 @@ class _Run:
         rtol: float | None,
         atol: float,
         budget: int,
+        tool_tokens: bool = False,
     ) -> None:
         self.evaluator = evaluator
         self.ks, self.prompts = ks, prompts
@@ -102,6 +103,7 @@ class _Run:
             max_len,
             budget=budget,
             extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped else None,
+            tool_tokens=tool_tokens,
         )
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
@@ -315,6 +317,7 @@ def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
         rtol=opts["rtol"],
         atol=opts["atol"],
         budget=budget,
+        tool_tokens=bool(opts.get("tool_tokens", False)),
     )
 
 

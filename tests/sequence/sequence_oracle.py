@@ -137,8 +137,12 @@ def make_space(vocab_size: int, max_len: int) -> Space:
 # ----------------------------------------------------------------------------- policies
 
 
-def response_log_prob(space: Space, theta_p: Any, r: int, *, logp: Any = None) -> Any:
+def response_log_prob(
+    space: Space, theta_p: Any, r: int, *, logp: Any = None, tool_tokens: bool = False
+) -> Any:
     """``log pi(y) = sum_{t < len(y)} log softmax(theta[node_t])[y_t]`` (a torch scalar).
+
+    ``tool_tokens``: the terms of odd ``t`` (the environment's tokens) are detached.
 
     ``logp`` may pass ``log_softmax(theta_p, -1)`` already computed (same value)."""
     if logp is None:
@@ -146,7 +150,10 @@ def response_log_prob(space: Space, theta_p: Any, r: int, *, logp: Any = None) -
     y = space.responses[r]
     total = torch.zeros((), dtype=torch.float64)
     for t in range(len(y)):
-        total = total + logp[space.node_index(y[:t]), y[t]]
+        # a tool's token (odd t with tool_tokens): the environment's fixed distribution, whose
+        # value here is the table's but which does not depend on the policy's parameters
+        term = logp[space.node_index(y[:t]), y[t]]
+        total = total + (term.detach() if tool_tokens and t % 2 == 1 else term)
     return total
 
 
@@ -193,6 +200,7 @@ class Problem:
     rewards: np.ndarray
     kl_coef: float
     label: str = ""
+    tool_tokens: bool = False
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -208,7 +216,7 @@ class Problem:
         return (
             f"Problem({self.label} V={self.vocab_size} T={self.max_len} k={self.group_size} "
             f"P={self.num_prompts} kl_coef={self.kl_coef} "
-            f"off_policy={self.theta_old is not None})"
+            f"off_policy={self.theta_old is not None} tool_tokens={self.tool_tokens})"
         )
 
 
@@ -222,18 +230,28 @@ def random_problem(
     off_policy: bool = False,
     kl_coef: float = 0.0,
     label: str = "",
+    tool_tokens: bool = False,
 ) -> Problem:
     """Logits ``N(0, 1)`` for the policy, the reference and (off-policy) the behaviour policy;
-    rewards ``N(0.5, 1)`` (a nonzero mean, so a missing baseline matters)."""
+    rewards ``N(0.5, 1)`` (a nonzero mean, so a missing baseline matters).
+
+    ``tool_tokens``: the prefixes of odd length are the environment's; its next-token
+    distribution is one for every policy, so the reference and behaviour copy ``theta`` there.
+    """
     space = make_space(vocab_size, max_len)
     shape = (num_prompts, space.num_nodes + 1, vocab_size)
     theta = rng.normal(size=shape)
     theta_ref = rng.normal(size=shape)
     theta_old = rng.normal(size=shape) if off_policy else None
     rewards = rng.normal(0.5, 1.0, size=(num_prompts, space.num_responses))
+    if tool_tokens:
+        env = [i for i, prefix in enumerate(space.nodes) if len(prefix) % 2 == 1]
+        theta_ref[:, env] = theta[:, env]
+        if theta_old is not None:
+            theta_old[:, env] = theta[:, env]
     return Problem(
         vocab_size, max_len, group_size, num_prompts, theta, theta_old, theta_ref, rewards,
-        float(kl_coef), label,
+        float(kl_coef), label, tool_tokens,
     )
 
 
@@ -246,7 +264,9 @@ def exact_objective(problem: Problem, theta: Any) -> Any:
         table = torch.log_softmax(theta[p], dim=-1)
         ref_table = torch.log_softmax(ref[p], dim=-1)
         for r in range(space.num_responses):
-            logp = response_log_prob(space, theta[p], r, logp=table)
+            logp = response_log_prob(
+                space, theta[p], r, logp=table, tool_tokens=problem.tool_tokens
+            )
             pi = torch.exp(logp)
             total = total + pi * float(problem.rewards[p, r])
             if problem.kl_coef:
@@ -311,6 +331,8 @@ def build_batch(problem: Problem, space: Space, rows: Sequence[int], theta: Any)
     prompts = [b // k for b in range(k * num_p)]
     tokens = torch.tensor([space.padded(r) for r in rows], dtype=torch.int64)
     mask = torch.tensor([space.mask(r) for r in rows], dtype=torch.float64)
+    if problem.tool_tokens:  # the environment's tokens (odd positions) are holes in the mask
+        mask[:, 1::2] = 0.0
     paths = [space.node_path(r) for r in rows]
     logits, log_probs = _gathered_log_probs(theta, prompts, paths, tokens)
     if problem.theta_old is None:
@@ -641,6 +663,7 @@ def problem_set(
     kl_coef: float = 0.0,
     seed: int = 0,
     shapes: dict[tuple[int, int], tuple[tuple[int, int], ...]] | None = None,
+    tool_tokens: bool = False,
 ) -> list[Problem]:
     """Random problems over the standard shapes that fit the given settings (``k <= 3``)."""
     rng = np.random.default_rng(seed)
@@ -654,6 +677,7 @@ def problem_set(
                         random_problem(
                             rng, vocab_size=v, max_len=t, group_size=k, num_prompts=p,
                             off_policy=off_policy, kl_coef=kl_coef, label=f"seed={seed}",
+                            tool_tokens=tool_tokens,
                         )
                     )
     return out

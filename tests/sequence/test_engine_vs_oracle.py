@@ -56,6 +56,9 @@ CROSS_CHECKED = (
     "w-rloo-batched",
     "w-tis-token-off-policy",
     "w-kl-k1-in-reward",
+    "tool-tokens-masked",
+    "tool-tokens-trained-on",
+    "tool-tokens-sequence-is-kl",
 )
 
 
@@ -119,12 +122,15 @@ def test_engine_and_oracle_agree_on_every_problem(name: str) -> None:
         off_policy=st.off_policy,
         kl_coef=st.kl_coef,
         seed=21,
+        tool_tokens=st.tool_tokens,
     )
     for problem in problems:
         args, rows = _translate(problem)
         if entry.protocol == "loss":
             ours = loss_expectation(entry.fn, problem)
-            mean, grad = checker.sequence_expectation(entry.fn, protocol="sequence-loss", **args)
+            mean, grad = checker.sequence_expectation(
+                entry.fn, protocol="sequence-loss", tool_tokens=st.tool_tokens, **args
+            )
         else:
             ours = weights_expectation(entry.fn, problem, batched=st.batched)
             mean, grad = checker.sequence_expectation(

@@ -65,6 +65,7 @@ def _results(entry: SequenceEntry, *, seed: int = 0) -> list[OracleResult]:
         off_policy=st.off_policy,
         kl_coef=st.kl_coef,
         seed=seed,
+        tool_tokens=st.tool_tokens,
     )
     assert problems, f"no oracle problem fits {entry.name}'s settings"
     if entry.protocol == "loss":
