@@ -80,6 +80,9 @@ reward-at-last-column                  loss     unbiased  -                   de
 reward-to-go-discounted                loss     biased    -                   literature
 returns-forward-cumsum                 loss     biased    -                   derived+oracle
 mask-from-first-eos                    loss     unbiased  -                   derived+oracle
+mismatch-sequence-is                   loss     unbiased  -                   derived+oracle
+mismatch-sequence-tis                  loss     biased    -                   derived+oracle
+mismatch-uncorrected                   loss     biased    -                   derived+oracle
 tool-tokens-masked                     loss     unbiased  -                   derived+oracle
 tool-tokens-trained-on                 loss     biased    -                   derived+oracle
 tool-tokens-sequence-is-kl             loss     unbiased  -                   derived+oracle
@@ -213,6 +216,11 @@ ENTROPY_COEF = 0.01
 DROPOUT_KEEP = 0.9
 """Fraction of tokens the nondeterministic entries keep."""
 
+MISMATCH_TIS_CAP = 1.1
+"""The cap ``C`` of the truncated training-inference correction ``min(pi_old/pi_sampler, C)``:
+small enough that it binds on responses the sampler under-weights by more than 10%, which
+the checker's perturbation of the sampler makes common."""
+
 
 # --------------------------------------------------------------------------- entries
 
@@ -232,6 +240,7 @@ class SequenceSettings:
     num_prompts: tuple[int, ...] = (1,)
     batched: bool = False
     tool_tokens: bool = False
+    sampling_mismatch: bool = False
 
     def checker_kwargs(self, protocol: Protocol) -> dict[str, Any]:
         """Keyword arguments for ``check_sequence_loss`` / ``check_token_weights``.
@@ -251,8 +260,9 @@ class SequenceSettings:
         }
         if protocol == "weights":
             out["batched"] = self.batched
-        if self.tool_tokens:  # only when set: ``check_token_weights`` has no such keyword
-            out["tool_tokens"] = True
+        for flag in ("tool_tokens", "sampling_mismatch"):  # only when set: the weight
+            if getattr(self, flag):  # protocol has neither keyword
+                out[flag] = True
         return out
 
 
@@ -701,6 +711,50 @@ def _mask_from_first_eos(batch: SequenceBatch) -> Any:
     sequence_indices = torch.arange(batch.max_len)[None, :]
     completion_mask = (sequence_indices <= eos_idx[:, None]).to(batch.log_probs.dtype)
     return _agg_loss(-batch.rewards[:, None] * batch.log_probs, completion_mask, "seq-mean-token-sum")
+
+
+def _mismatch_log_ratio(batch: SequenceBatch) -> Any:
+    """``sum_t (old_log_probs - sampling_log_probs) * mask``: log pi_old(y)/pi_sampler(y), per row."""
+    return _sequence_log_ratio(batch.old_log_probs, batch.sampling_log_probs, batch.mask)
+
+
+def _mismatch_sequence_is(batch: SequenceBatch) -> Any:
+    r"""RLOO corrected for the training-inference mismatch by the full sequence ratio.
+
+    The responses come from the inference engine's :math:`\pi_s`, the trainer's
+    :math:`\pi_{\mathrm{old}}` (here the current policy, on-policy) scores them;
+    :math:`w_j = \pi_{\mathrm{old}}(y_j)/\pi_s(y_j)` (detached) gives
+    :math:`E_s[w_j A_j S_j] = E_{\pi}[A_j S_j] = \nabla J` with the leave-one-out baseline
+    (F2, which stays independent of row ``j`` under any sampler): unbiased at ``P = 1``.
+    """
+    weight = _exp_detached(_mismatch_log_ratio(batch))
+    advantages = _rloo_view(batch.rewards, batch.group_size)
+    return _pg_loss(batch, weight * advantages, "seq-mean-token-sum")
+
+
+def _mismatch_sequence_tis(batch: SequenceBatch) -> Any:
+    r"""The same with the ratio truncated, :math:`\min(w_j, C)` (``C = MISMATCH_TIS_CAP``).
+
+    :math:`E_s[\min(w, C) A S] = E_\pi[\min(1, C/w) A S]`: the responses the sampler
+    under-weights (:math:`w > C`) lose the part of their weight above ``C``, a down-weighting
+    that depends on the response's own tokens, so it is not a baseline: biased whenever the
+    cap binds (TIS trades this bias for bounded variance).
+    """
+    import torch  # type: ignore[import-not-found,unused-ignore]  # optional, lazy
+
+    weight = torch.clamp(_exp_detached(_mismatch_log_ratio(batch)), max=MISMATCH_TIS_CAP)
+    advantages = _rloo_view(batch.rewards, batch.group_size)
+    return _pg_loss(batch, weight * advantages, "seq-mean-token-sum")
+
+
+def _mismatch_uncorrected(batch: SequenceBatch) -> Any:
+    r"""RLOO on the sampler's responses with no correction (``sampling_log_probs`` ignored).
+
+    :math:`E_s[A S] = \sum_y \pi_s(y) A(y) \nabla\log\pi(y)`, the score weighted by the
+    sampler's probabilities instead of the policy's: biased as soon as they differ.
+    """
+    advantages = _rloo_view(batch.rewards, batch.group_size)
+    return _pg_loss(batch, advantages, "seq-mean-token-sum")
 
 
 def _tool_tokens_masked(batch: SequenceBatch) -> Any:
@@ -1321,6 +1375,7 @@ _MULTI = SequenceSettings(group_sizes=(2, 3), num_prompts=(1, 2))
 _MULTI_K1 = SequenceSettings(group_sizes=(1, 2, 3), num_prompts=(1, 2))
 _OFF = SequenceSettings(off_policy=True)
 _TOOL = SequenceSettings(tool_tokens=True)
+_MISMATCH = SequenceSettings(sampling_mismatch=True)
 _TOOL_OFF_KL = SequenceSettings(tool_tokens=True, off_policy=True, kl_coef=KL_COEF)
 _KL = SequenceSettings(kl_coef=KL_COEF)
 _KL_K1 = SequenceSettings(group_sizes=(1, 2, 3), kl_coef=KL_COEF)
@@ -1429,6 +1484,14 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("mask-from-first-eos", _mask_from_first_eos, "unbiased", "masking", _DER,
        "mask rebuilt as positions <= first EOS (TRL's completion_mask): equals batch.mask.",
        settings=_K1),
+    _e("mismatch-sequence-is", _mismatch_sequence_is, "unbiased", "importance", _DER,
+       "exp(sum_t (old - sampling)) * RLOO: the full training-inference correction.",
+       settings=_MISMATCH),
+    _e("mismatch-sequence-tis", _mismatch_sequence_tis, "biased", "importance", _DER,
+       "min(pi_old/pi_sampler, 1.1) * RLOO: the truncated correction, biased where it binds.",
+       settings=_MISMATCH, source="Yao et al. 2025 (TIS)"),
+    _e("mismatch-uncorrected", _mismatch_uncorrected, "biased", "importance", _DER,
+       "RLOO on the inference engine's samples without any correction.", settings=_MISMATCH),
     _e("tool-tokens-masked", _tool_tokens_masked, "unbiased", "masking", _DER,
        "RLOO with the tool's tokens (odd positions) masked out: only the policy's tokens.",
        settings=_TOOL),
@@ -1589,6 +1652,7 @@ __all__ = [
     "GAMMA",
     "GRPO_STD_EPS",
     "KL_COEF",
+    "MISMATCH_TIS_CAP",
     "PPO_CLIP",
     "SEQUENCE_CATALOGUE",
     "TIS_CAP",

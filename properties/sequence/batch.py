@@ -74,6 +74,16 @@ class SequenceBatch:
     the tool continues, so :math:`\nabla J` is 0 there, and a loss that sends gradient
     through a tool's position is biased.  Importance ratios and KL estimates over the masked
     positions are exact: the environment's factors cancel.
+
+    **Inference-engine log-probs** ``sampling_log_probs`` ``(B, T)`` (detached): the
+    log-probabilities of the engine that generated the responses (vLLM's), beside the
+    trainer's ``old_log_probs``.  By default the engine is the behaviour policy and the two are
+    equal; with ``check_sequence_loss(..., sampling_mismatch=True)`` the responses are drawn from
+    the engine's policy :math:`\pi_s`, a small random perturbation of :math:`\pi_{\mathrm{old}}`
+    (different kernels, lower precision), so that the batch's responses follow :math:`\pi_s`
+    while ``old_log_probs`` still score them under :math:`\pi_{\mathrm{old}}`.  The full
+    correction :math:`\pi_{\mathrm{old}}(y)/\pi_s(y)` (the product over the masked positions)
+    restores :math:`E_{\pi_{\mathrm{old}}}`; a truncated one (TIS) or none leaves a bias.
     """
 
     logits: Any
@@ -93,6 +103,7 @@ class SequenceBatch:
     kl_coef: float = 0.0
     eos_token_id: int = EOS_TOKEN_ID
     pad_token_id: int = PAD_TOKEN_ID
+    sampling_log_probs: Any = None
 
 
 __all__ = ["EOS_TOKEN_ID", "PAD_TOKEN_ID", "SequenceBatch"]

@@ -145,6 +145,7 @@ def check_sequence_loss(
     atol: float = 0.0,
     name: str | None = None,
     tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
 ) -> SequenceReport:
     r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
 
@@ -158,7 +159,10 @@ def check_sequence_loss(
     (:data:`properties.sequence.evaluation.ROUNDOFF_SAFETY`); ``name`` labels the report.
     ``tool_tokens`` makes every odd position of a response the environment's (a tool's
     output in a multi-turn rollout: a hole in ``batch.mask``, no gradient in :math:`J`;
-    see :class:`~properties.sequence.batch.SequenceBatch`).
+    see :class:`~properties.sequence.batch.SequenceBatch`).  ``sampling_mismatch`` draws the
+    responses from an inference engine's policy, a small perturbation of the behaviour
+    policy, whose log-probabilities are ``batch.sampling_log_probs`` (without it they equal
+    ``old_log_probs``): the training-inference mismatch that TIS and masked IS correct.
 
     The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
     ``vmap`` cannot run is called once per batch instead (smaller problems; the report
@@ -178,12 +182,11 @@ def check_sequence_loss(
         rtol,
         atol,
     )
-    if not isinstance(tool_tokens, bool):
-        raise InvalidArgument(
-            f"Expected tool_tokens=True or False but got {describe('tool_tokens', tool_tokens)}"
-        )
-    if tool_tokens:  # only then, so that the settings of every other check stay as they were
-        opts["tool_tokens"] = True
+    for flag, value in (("tool_tokens", tool_tokens), ("sampling_mismatch", sampling_mismatch)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"Expected {flag}=True or False but got {describe(flag, value)}")
+        if value:  # only then, so that the settings of every other check stay as they were
+            opts[flag] = True
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -465,6 +468,7 @@ def sequence_expectation(
     protocol: str = "sequence-loss",
     batched: bool = False,
     tool_tokens: bool = False,
+    sampler_theta: Any = None,
 ) -> tuple[FloatArray, FloatArray]:
     r"""The exact :math:`(E[g], \nabla J)` of ``fn`` on one problem, both ``(P, N+1, V)``: the reproduction helper.
 
@@ -472,7 +476,8 @@ def sequence_expectation(
     ``rewards`` ``(P, R)``; ``ref_theta`` defaults to ``theta``; ``old_theta`` ``None`` is
     on-policy.  ``protocol`` is ``"sequence-loss"`` or ``"token-weights"``; ``tool_tokens``
     as in :func:`check_sequence_loss` (``ref_theta``/``old_theta`` then take ``theta``'s
-    values at the environment's nodes).  Misbehaviour
+    values at the environment's nodes); ``sampler_theta`` the inference engine's policy
+    (``sampling_mismatch``: it draws the responses).  Misbehaviour
     of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.
 
     >>> import numpy as np
@@ -487,6 +492,7 @@ def sequence_expectation(
     ev = evaluate_one(
         fn, theta=theta, rewards=rewards, k=k, ref_theta=ref_theta, old_theta=old_theta,
         kl_coef=kl_coef, protocol=protocol, batched=batched, tool_tokens=tool_tokens,
+        sampler_theta=sampler_theta,
     )
     return ev.mean, ev.gradient
 
@@ -503,6 +509,7 @@ def evaluate_one(
     protocol: str = "sequence-loss",
     batched: bool = False,
     tool_tokens: bool = False,
+    sampler_theta: Any = None,
 ) -> Evaluation:
     """The exact evaluation of ``fn`` on one problem (arguments of :func:`sequence_expectation`),
     with its variance (``Evaluation.variance``)."""
@@ -525,7 +532,7 @@ def evaluate_one(
         raise InvalidArgument(
             f"theta's second axis must be N + 1 for some max_len but got {describe('theta', theta)}"
         )
-    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens))
+    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens), sampler_theta is not None)
     problem = SequenceProblem(
         shape=shape,
         theta=th,
@@ -534,6 +541,7 @@ def evaluate_one(
         old_theta=None if old_theta is None else np.asarray(old_theta, dtype=np.float64),
         kl_coef=float(kl_coef),
         label="reproduction",
+        sampler_theta=None if sampler_theta is None else np.asarray(sampler_theta, dtype=np.float64),
     )
     sandbox = Sandbox()
     evaluator: Any

@@ -105,6 +105,10 @@ def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:
         parts.append(f"old_theta={_arr(cex.old_theta)}")
     if cex.kl_coef:
         parts.append(f"kl_coef={cex.kl_coef!r}")
+    if cex.shape.tool_tokens:
+        parts.append("tool_tokens=True")
+    if getattr(cex, "sampler_theta", None) is not None:
+        parts.append(f"sampler_theta={_arr(cex.sampler_theta)}")
     if report.protocol == "token-weights":
         parts.append(f"protocol='token-weights', batched={report.batched}")
     if report.protocol == "trainer-loss":
@@ -142,7 +146,10 @@ def _rerun(report: SequenceReport) -> str:
 def _problem_text(cex: SequenceCounterexample) -> list[str]:
     space = cex.shape.space
     lines = []
-    pi = response_probs(space, cex.old_theta if cex.old_theta is not None else cex.theta)
+    sampler = getattr(cex, "sampler_theta", None)
+    pi = response_probs(
+        space, sampler if sampler is not None else cex.old_theta if cex.old_theta is not None else cex.theta
+    )
     for p in range(cex.shape.num_prompts):
         items = [
             f"{space.strings[r]!r}{' (truncated)' if space.truncated[r] else ''}: R={_fmt(cex.rewards[p, r])}, "
@@ -156,6 +163,8 @@ def _problem_text(cex: SequenceCounterexample) -> list[str]:
         lines.append(f"  ref_theta = {_arr(cex.ref_theta)} (kl_coef={cex.kl_coef})")
     if cex.old_theta is not None:
         lines.append(f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy that sampled)")
+    if sampler is not None:
+        lines.append(f"  sampler_theta = {_arr(sampler)} (the inference engine's policy that sampled)")
     return lines
 
 
@@ -266,6 +275,7 @@ def _checked(report: SequenceReport) -> str:
         f"max_examples={report.max_examples}, kl_coef={report.settings['kl_coef']}, "
         f"off_policy={report.settings['off_policy']}, num_prompts={report.settings['num_prompts']}, "
         + ("tool_tokens=True (odd positions are the environment's), " if report.settings.get("tool_tokens") else "")
+        + ("sampling_mismatch=True, " if report.settings.get("sampling_mismatch") else "")
         + f"{report.seconds:.2f} s"
     )
     if info.over_budget:

@@ -67,6 +67,9 @@ class Shape:
 
     ``tool_tokens``: the positions :func:`tool_positions` names are the environment's
     (holes in the mask; see :class:`~properties.sequence.batch.SequenceBatch`).
+    ``sampling_mismatch``: the responses are drawn from an inference engine's policy, a
+    perturbation of the behaviour policy (:data:`SAMPLER_SHIFT`), whose log-probabilities
+    the batch carries as ``sampling_log_probs``.
     """
 
     vocab_size: int
@@ -74,6 +77,7 @@ class Shape:
     k: int
     num_prompts: int
     tool_tokens: bool = False
+    sampling_mismatch: bool = False
 
     @property
     def key(self) -> Key:
@@ -173,6 +177,7 @@ def plan_shapes(
     budget: int,
     extra_vocab_budget: int | None = None,
     tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
 ) -> list[Shape]:
     """The ``(V, T, k, P)`` to check, smallest first.
 
@@ -184,7 +189,7 @@ def plan_shapes(
     """
     extra = budget if extra_vocab_budget is None else min(budget, extra_vocab_budget)
     out = [
-        Shape(v, t, k, p, tool_tokens)
+        Shape(v, t, k, p, tool_tokens, sampling_mismatch)
         for k in group_sizes
         for p in num_prompts
         for t in range(1, max_len + 1)
@@ -228,7 +233,8 @@ class SequenceProblem:
     With ``shape.tool_tokens`` the environment's nodes (:func:`tool_nodes`) are not the
     policy's: ``ref_theta`` and ``old_theta`` are made equal to ``theta`` there (one
     environment for every policy), and :attr:`gradient` is 0 there (:math:`J` does not
-    depend on them).
+    depend on them).  ``sampler_theta`` (with ``shape.sampling_mismatch``) is the inference
+    engine's policy, which draws the responses in place of the behaviour policy.
     """
 
     shape: Shape
@@ -238,13 +244,14 @@ class SequenceProblem:
     old_theta: FloatArray | None
     kl_coef: float
     label: str
+    sampler_theta: FloatArray | None = None
     _cache: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if not self.shape.tool_tokens:
             return
         env = tool_nodes(self.shape.space)
-        for name in ("ref_theta", "old_theta"):
+        for name in ("ref_theta", "old_theta", "sampler_theta"):
             value = getattr(self, name)
             if value is not None:
                 same = np.array(value, dtype=np.float64)
@@ -253,7 +260,15 @@ class SequenceProblem:
 
     @property
     def behaviour(self) -> FloatArray:
-        """The policy the responses are drawn from (``old_theta``, or ``theta`` on-policy)."""
+        """The policy the responses are drawn from: ``sampler_theta`` if any, else ``old_theta``,
+        or ``theta`` on-policy."""
+        if self.sampler_theta is not None:
+            return self.sampler_theta
+        return self.trainer_behaviour
+
+    @property
+    def trainer_behaviour(self) -> FloatArray:
+        """The policy ``old_log_probs`` score (``old_theta``, or ``theta`` on-policy)."""
         return self.theta if self.old_theta is None else self.old_theta
 
     @property
@@ -446,6 +461,13 @@ FULL_BATTERY_BATCHES = 512
 """Shapes with at most this many batches get every :data:`BATTERY` entry."""
 
 
+SAMPLER_SHIFT = 0.3
+"""Standard deviation of the logit perturbation between the behaviour policy and the inference
+engine's (the battery; Hypothesis draws shifts up to twice this): the training-inference
+mismatch of a sampler with other kernels or lower precision, small but large enough that a
+missing correction shows above round-off."""
+
+
 def _perturbation(space: ResponseSpace, p: int, seed: int, scale: float) -> FloatArray:
     rng = np.random.default_rng(seed)
     out: FloatArray = np.round(rng.normal(0.0, scale, size=space.theta_shape(p)), 3)
@@ -467,6 +489,10 @@ def battery(
         flat = reward_fn is _constant
         ref = theta.copy() if flat else theta + _perturbation(space, p, 100 + i, 0.8)
         old = theta + _perturbation(space, p, 200 + i, 0.6) if off_policy else None
+        sampler = None
+        if shape.sampling_mismatch:
+            base = theta if old is None else old
+            sampler = base + _perturbation(space, p, 300 + i, SAMPLER_SHIFT)
         out.append(
             SequenceProblem(
                 shape=shape,
@@ -476,6 +502,7 @@ def battery(
                 old_theta=old,
                 kl_coef=kl_coef,
                 label=f"battery: {label}",
+                sampler_theta=sampler,
             )
         )
     return out
@@ -538,6 +565,10 @@ def generated_problems(
         rewards = np.array(distinct)[pick.astype(np.int64)]
         ref = draw(st.one_of(st.just(theta), _array(tshape, _logit())))
         old = draw(_array(tshape, _logit())) if off_policy else None
+        sampler = None
+        if shape.sampling_mismatch:
+            shift = _array(tshape, st.floats(-2 * SAMPLER_SHIFT, 2 * SAMPLER_SHIFT, allow_subnormal=False))
+            sampler = (theta if old is None else old) + draw(shift)
         return SequenceProblem(
             shape=shape,
             theta=theta,
@@ -546,6 +577,7 @@ def generated_problems(
             old_theta=old,
             kl_coef=kl_coef,
             label="hypothesis (shrunk)",
+            sampler_theta=sampler,
         )
 
     return build()
@@ -560,6 +592,7 @@ __all__ = [
     "LOOPED_FULL_BATTERY_BATCHES",
     "MAX_BATCHES_LOOPED",
     "MAX_BATCHES_VECTORISED",
+    "SAMPLER_SHIFT",
     "Cell",
     "Key",
     "SequenceProblem",

@@ -89,6 +89,7 @@ class SequenceCounterexample(Counterexample):
     ref_theta: FloatArray = field(default_factory=lambda: np.zeros(0))
     old_theta: FloatArray | None = None
     kl_coef: float = 0.0
+    sampler_theta: FloatArray | None = None
     reference_label: str = ""
     kind: str = ""
     coordinates: tuple[tuple[int, str, str], ...] = ()
@@ -112,6 +113,7 @@ class SequenceCounterexample(Counterexample):
                 "ref_theta": self.ref_theta.tolist(),
                 "old_theta": None if self.old_theta is None else self.old_theta.tolist(),
                 "kl_coef": self.kl_coef,
+                **({} if self.sampler_theta is None else {"sampler_theta": self.sampler_theta.tolist()}),
                 "reference_label": self.reference_label,
                 "kind": self.kind,
                 "responses": list(self.responses),

@@ -86,6 +86,7 @@ class _Run:
         atol: float,
         budget: int,
         tool_tokens: bool = False,
+        sampling_mismatch: bool = False,
     ) -> None:
         self.evaluator = evaluator
         self.ks, self.prompts = ks, prompts
@@ -104,6 +105,7 @@ class _Run:
             budget=budget,
             extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped else None,
             tool_tokens=tool_tokens,
+            sampling_mismatch=sampling_mismatch,
         )
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
@@ -318,6 +320,7 @@ def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
         atol=opts["atol"],
         budget=budget,
         tool_tokens=bool(opts.get("tool_tokens", False)),
+        sampling_mismatch=bool(opts.get("sampling_mismatch", False)),
     )
 
 
@@ -483,6 +486,7 @@ def _counterexample(
         ref_theta=pr.ref_theta,
         old_theta=pr.old_theta,
         kl_coef=pr.kl_coef,
+        sampler_theta=pr.sampler_theta,
         reference_label=ref.label,
         kind=m.kind,
         coordinates=_coordinates(pr),

@@ -55,6 +55,7 @@ _MUTABLE = (
     "rewards",
     "old_log_probs",
     "ref_log_probs",
+    "sampling_log_probs",
     "group",
     "greedy_tokens",
     "table",
@@ -72,6 +73,7 @@ class Inputs:
         self.g = g
         self.problems = problems
         xs, rewards, old, ref, lps, probs, greedy, tables = [], [], [], [], [], [], [], []
+        sampling = []
         for pr in problems:
             flat = pr.theta.reshape(-1, s.vocab_size)
             xs.append(flat[data.rows])
@@ -86,6 +88,11 @@ class Inputs:
                 else token_log_probs(space, pr.old_theta)[prompt, data.batches]
             )
             ref.append(token_log_probs(space, pr.ref_theta)[prompt, data.batches])
+            sampling.append(
+                old[-1]
+                if pr.sampler_theta is None
+                else token_log_probs(space, pr.sampler_theta)[prompt, data.batches]
+            )
             greedy.append(
                 np.broadcast_to(greedy_tokens(space, pr.theta), (g, s.num_prompts, s.max_len))
             )
@@ -104,6 +111,7 @@ class Inputs:
             "rewards": np.concatenate(rewards),
             "old_log_probs": np.concatenate(old),
             "ref_log_probs": np.concatenate(ref),
+            "sampling_log_probs": np.concatenate(sampling),
             "greedy_tokens": np.concatenate(greedy),
             "table": np.concatenate(tables),
         }
@@ -189,6 +197,7 @@ def make_batch(
         rewards=t["rewards"],
         old_log_probs=t["old_log_probs"],
         ref_log_probs=t["ref_log_probs"],
+        sampling_log_probs=t["sampling_log_probs"],
         group=t["group"],
         greedy_tokens=t["greedy_tokens"],
         reward_fn=_reward_fn(t["table"], inputs.lookup, inputs.powers, s.vocab_size, inputs.used),

@@ -201,6 +201,7 @@ class Problem:
     kl_coef: float
     label: str = ""
     tool_tokens: bool = False
+    theta_sampler: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -216,7 +217,8 @@ class Problem:
         return (
             f"Problem({self.label} V={self.vocab_size} T={self.max_len} k={self.group_size} "
             f"P={self.num_prompts} kl_coef={self.kl_coef} "
-            f"off_policy={self.theta_old is not None} tool_tokens={self.tool_tokens})"
+            f"off_policy={self.theta_old is not None} tool_tokens={self.tool_tokens} "
+            f"sampling_mismatch={self.theta_sampler is not None})"
         )
 
 
@@ -231,12 +233,15 @@ def random_problem(
     kl_coef: float = 0.0,
     label: str = "",
     tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
 ) -> Problem:
     """Logits ``N(0, 1)`` for the policy, the reference and (off-policy) the behaviour policy;
     rewards ``N(0.5, 1)`` (a nonzero mean, so a missing baseline matters).
 
     ``tool_tokens``: the prefixes of odd length are the environment's; its next-token
     distribution is one for every policy, so the reference and behaviour copy ``theta`` there.
+    ``sampling_mismatch``: the responses are drawn by an inference engine whose logits are the
+    behaviour policy's plus ``N(0, 0.3)`` noise.
     """
     space = make_space(vocab_size, max_len)
     shape = (num_prompts, space.num_nodes + 1, vocab_size)
@@ -244,14 +249,18 @@ def random_problem(
     theta_ref = rng.normal(size=shape)
     theta_old = rng.normal(size=shape) if off_policy else None
     rewards = rng.normal(0.5, 1.0, size=(num_prompts, space.num_responses))
+    theta_sampler = None
+    if sampling_mismatch:
+        base = theta if theta_old is None else theta_old
+        theta_sampler = base + rng.normal(0.0, 0.3, size=shape)
     if tool_tokens:
         env = [i for i, prefix in enumerate(space.nodes) if len(prefix) % 2 == 1]
-        theta_ref[:, env] = theta[:, env]
-        if theta_old is not None:
-            theta_old[:, env] = theta[:, env]
+        for other in (theta_ref, theta_old, theta_sampler):
+            if other is not None:
+                other[:, env] = theta[:, env]
     return Problem(
         vocab_size, max_len, group_size, num_prompts, theta, theta_old, theta_ref, rewards,
-        float(kl_coef), label, tool_tokens,
+        float(kl_coef), label, tool_tokens, theta_sampler,
     )
 
 
@@ -340,6 +349,10 @@ def build_batch(problem: Problem, space: Space, rows: Sequence[int], theta: Any)
     else:
         _, old = _gathered_log_probs(torch.tensor(problem.theta_old), prompts, paths, tokens)
     _, ref = _gathered_log_probs(torch.tensor(problem.theta_ref), prompts, paths, tokens)
+    if problem.theta_sampler is None:  # the inference engine is the behaviour policy
+        sampling = old
+    else:
+        _, sampling = _gathered_log_probs(torch.tensor(problem.theta_sampler), prompts, paths, tokens)
     rewards = torch.tensor(
         [float(problem.rewards[p, r]) for p, r in zip(prompts, rows, strict=True)],
         dtype=torch.float64,
@@ -355,6 +368,7 @@ def build_batch(problem: Problem, space: Space, rows: Sequence[int], theta: Any)
         rewards=rewards,
         old_log_probs=old.detach(),
         ref_log_probs=ref.detach(),
+        sampling_log_probs=sampling.detach().clone(),
         group=torch.tensor(prompts, dtype=torch.int64),
         greedy_tokens=greedy,
         reward_fn=make_reward_fn(space, problem.rewards),
@@ -370,6 +384,8 @@ def all_batches(problem: Problem) -> Iterable[tuple[tuple[int, ...], float]]:
     """Every ``(rows, probability under the behaviour policy)``; probabilities sum to 1."""
     space = make_space(problem.vocab_size, problem.max_len)
     behaviour = problem.theta if problem.theta_old is None else problem.theta_old
+    if problem.theta_sampler is not None:  # the inference engine draws the responses
+        behaviour = problem.theta_sampler
     probs = response_probs(space, behaviour)
     k = problem.group_size
     for rows in itertools.product(range(space.num_responses), repeat=k * problem.num_prompts):
@@ -408,7 +424,7 @@ def _snapshot(batch: SequenceBatch) -> dict[str, Any]:
         name: getattr(batch, name).detach().clone()
         for name in (
             "logits", "log_probs", "tokens", "mask", "rewards", "old_log_probs",
-            "ref_log_probs", "group", "greedy_tokens",
+            "ref_log_probs", "sampling_log_probs", "group", "greedy_tokens",
         )
     }
 
@@ -664,6 +680,7 @@ def problem_set(
     seed: int = 0,
     shapes: dict[tuple[int, int], tuple[tuple[int, int], ...]] | None = None,
     tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
 ) -> list[Problem]:
     """Random problems over the standard shapes that fit the given settings (``k <= 3``)."""
     rng = np.random.default_rng(seed)
@@ -677,7 +694,7 @@ def problem_set(
                         random_problem(
                             rng, vocab_size=v, max_len=t, group_size=k, num_prompts=p,
                             off_policy=off_policy, kl_coef=kl_coef, label=f"seed={seed}",
-                            tool_tokens=tool_tokens,
+                            tool_tokens=tool_tokens, sampling_mismatch=sampling_mismatch,
                         )
                     )
     return out

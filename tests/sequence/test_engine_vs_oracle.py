@@ -59,6 +59,9 @@ CROSS_CHECKED = (
     "tool-tokens-masked",
     "tool-tokens-trained-on",
     "tool-tokens-sequence-is-kl",
+    "mismatch-sequence-is",
+    "mismatch-sequence-tis",
+    "mismatch-uncorrected",
 )
 
 
@@ -80,6 +83,7 @@ def _translate(problem: Problem) -> tuple[dict[str, Any], np.ndarray]:
         "k": problem.group_size,
         "ref_theta": problem.theta_ref[:, rows],
         "old_theta": None if problem.theta_old is None else problem.theta_old[:, rows],
+        "sampler_theta": None if problem.theta_sampler is None else problem.theta_sampler[:, rows],
         "kl_coef": problem.kl_coef,
     }
     return args, rows
@@ -123,6 +127,7 @@ def test_engine_and_oracle_agree_on_every_problem(name: str) -> None:
         kl_coef=st.kl_coef,
         seed=21,
         tool_tokens=st.tool_tokens,
+        sampling_mismatch=st.sampling_mismatch,
     )
     for problem in problems:
         args, rows = _translate(problem)

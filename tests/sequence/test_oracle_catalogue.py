@@ -66,6 +66,7 @@ def _results(entry: SequenceEntry, *, seed: int = 0) -> list[OracleResult]:
         kl_coef=st.kl_coef,
         seed=seed,
         tool_tokens=st.tool_tokens,
+        sampling_mismatch=st.sampling_mismatch,
     )
     assert problems, f"no oracle problem fits {entry.name}'s settings"
     if entry.protocol == "loss":
