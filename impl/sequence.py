@@ -582,6 +582,23 @@ def _q_values(space: ResponseSpace, pi: FloatArray, a: FloatArray) -> FloatArray
     return q
 
 
+def node_values(space: ResponseSpace, theta: Any, rewards: Any) -> FloatArray:
+    r"""The exact value :math:`V(n) = E_\pi[R(y) \mid y \text{ passes through } n]` of every node,
+    ``(P, N + 1)`` (0 for the after-the-end node: nothing is left to earn there).
+
+    >>> s = response_space(2, 1)   # '<eos>' (R = 0) and 'a' (R = 1) at even odds
+    >>> node_values(s, np.zeros((1, s.num_rows, 2)), [[0.0, 1.0]]).tolist()
+    [[0.5, 0.0]]
+    """
+    th = _theta(space, theta, "theta")
+    r = _rewards(space, rewards, th.shape[0])
+    pi = np.exp(node_log_probs(th)[:, : space.num_nodes])
+    q = _q_values(space, pi, r)
+    out = np.zeros(th.shape[:2])
+    out[:, : space.num_nodes] = (pi * q).sum(axis=-1)
+    return out
+
+
 def node_prefix_log_probs(space: ResponseSpace, theta: Any) -> FloatArray:
     r""":math:`\log\rho_p(n)`, the log-probability of generating node ``n``'s prefix, ``(P, N)``.
 
@@ -863,6 +880,7 @@ __all__ = [
     "node_log_probs",
     "node_prefix_log_probs",
     "node_rows",
+    "node_values",
     "num_responses",
     "random_theta",
     "response_probs",

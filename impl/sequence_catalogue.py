@@ -80,6 +80,9 @@ reward-at-last-column                  loss     unbiased  -                   de
 reward-to-go-discounted                loss     biased    -                   literature
 returns-forward-cumsum                 loss     biased    -                   derived+oracle
 mask-from-first-eos                    loss     unbiased  -                   derived+oracle
+gae-lambda-1-random-values             loss     unbiased  -                   derived+oracle
+gae-lambda-0.95-random-values          loss     biased    -                   derived+oracle
+gae-lambda-0.95-exact-values           loss     unbiased  -                   derived+oracle
 mismatch-sequence-is                   loss     unbiased  -                   derived+oracle
 mismatch-sequence-tis                  loss     biased    -                   derived+oracle
 mismatch-uncorrected                   loss     biased    -                   derived+oracle
@@ -216,6 +219,9 @@ ENTROPY_COEF = 0.01
 DROPOUT_KEEP = 0.9
 """Fraction of tokens the nondeterministic entries keep."""
 
+GAE_LAMBDA = 0.95
+r"""The GAE :math:`\lambda` of the biased-critic entries (verl's and OpenRLHF's default)."""
+
 MISMATCH_TIS_CAP = 1.1
 """The cap ``C`` of the truncated training-inference correction ``min(pi_old/pi_sampler, C)``:
 small enough that it binds on responses the sampler under-weights by more than 10%, which
@@ -241,6 +247,7 @@ class SequenceSettings:
     batched: bool = False
     tool_tokens: bool = False
     sampling_mismatch: bool = False
+    values: str | None = None
 
     def checker_kwargs(self, protocol: Protocol) -> dict[str, Any]:
         """Keyword arguments for ``check_sequence_loss`` / ``check_token_weights``.
@@ -263,6 +270,8 @@ class SequenceSettings:
         for flag in ("tool_tokens", "sampling_mismatch"):  # only when set: the weight
             if getattr(self, flag):  # protocol has neither keyword
                 out[flag] = True
+        if self.values is not None:
+            out["values"] = self.values
         return out
 
 
@@ -755,6 +764,49 @@ def _mismatch_uncorrected(batch: SequenceBatch) -> Any:
     """
     advantages = _rloo_view(batch.rewards, batch.group_size)
     return _pg_loss(batch, advantages, "seq-mean-token-sum")
+
+
+def _gae_advantages(batch: SequenceBatch, lam: float) -> Any:
+    r"""GAE with :math:`\gamma = 1`, as verl's ``compute_gae_advantage_return`` (terminal reward)."""
+    import torch  # type: ignore[import-not-found,unused-ignore]  # optional, lazy
+
+    token_rewards = _terminal_token_rewards(batch.rewards, batch.mask)
+    values = batch.values * batch.mask
+    next_values = torch.cat([values[:, 1:], torch.zeros_like(values[:, :1])], dim=-1)
+    deltas = token_rewards + next_values - values
+    last = torch.zeros_like(deltas[:, 0])
+    out = []
+    for t in reversed(range(batch.max_len)):
+        last = deltas[:, t] + lam * last
+        out.append(last)
+    return torch.stack(out[::-1], dim=-1).detach()
+
+
+def _gae_lambda_one(batch: SequenceBatch) -> Any:
+    r"""PPO's advantage from a critic: GAE with :math:`\gamma = \lambda = 1`, token-sum, batch mean.
+
+    With :math:`\lambda = 1` the deltas telescope: :math:`A_t = \sum_{l \ge t}\delta_l =
+    R - V(y_{<t})` (the value after the last token is 0).  :math:`V(y_{<t})` depends only on the
+    prefix, so :math:`E[V(y_{<t}) s_t] = 0` (F3): unbiased for *any* value table.
+    """
+    advantages = _gae_advantages(batch, 1.0)
+    return _agg_loss(-advantages * batch.log_probs, batch.mask, "seq-mean-token-sum")
+
+
+def _gae_lambda_095(batch: SequenceBatch) -> Any:
+    r"""GAE with :math:`\lambda = 0.95` (``GAE_LAMBDA``) and the same critic.
+
+    :math:`A_t = \sum_l \lambda^l \delta_{t+l}`, :math:`\delta_u = r_u + V(y_{\le u}) - V(y_{<u})`.
+    With the exact values :math:`V^\pi`, :math:`E[\delta_u \mid y_{<u}] = 0`, so every
+    :math:`\delta_{t+l}` with ``l >= 1`` has zero mean given :math:`y_{\le t}`, and
+    :math:`E[\delta_t \mid y_{\le t}] = Q(y_{<t}, y_t) - V(y_{<t})`: :math:`E[A_t s_t] =
+    E[(Q - V) s_t]`, unbiased (entry ``gae-lambda-0.95-exact-values``).  With the checker's
+    random table :math:`E[\delta_{t+l} \mid y_{\le t}]` is not 0 and depends on
+    :math:`y_t` (through the later prefixes' values): biased, the bias of an inexact critic
+    that :math:`\lambda = 1` avoids.
+    """
+    advantages = _gae_advantages(batch, GAE_LAMBDA)
+    return _agg_loss(-advantages * batch.log_probs, batch.mask, "seq-mean-token-sum")
 
 
 def _tool_tokens_masked(batch: SequenceBatch) -> Any:
@@ -1376,6 +1428,8 @@ _MULTI_K1 = SequenceSettings(group_sizes=(1, 2, 3), num_prompts=(1, 2))
 _OFF = SequenceSettings(off_policy=True)
 _TOOL = SequenceSettings(tool_tokens=True)
 _MISMATCH = SequenceSettings(sampling_mismatch=True)
+_RANDOM_VALUES = SequenceSettings(group_sizes=(1, 2, 3), values="random")
+_EXACT_VALUES = SequenceSettings(group_sizes=(1, 2, 3), values="exact")
 _TOOL_OFF_KL = SequenceSettings(tool_tokens=True, off_policy=True, kl_coef=KL_COEF)
 _KL = SequenceSettings(kl_coef=KL_COEF)
 _KL_K1 = SequenceSettings(group_sizes=(1, 2, 3), kl_coef=KL_COEF)
@@ -1484,6 +1538,15 @@ SEQUENCE_CATALOGUE: tuple[SequenceEntry, ...] = (
     _e("mask-from-first-eos", _mask_from_first_eos, "unbiased", "masking", _DER,
        "mask rebuilt as positions <= first EOS (TRL's completion_mask): equals batch.mask.",
        settings=_K1),
+    _e("gae-lambda-1-random-values", _gae_lambda_one, "unbiased", "baseline", _DER,
+       "GAE, gamma = lambda = 1, a random critic: R - V(prefix), a prefix-dependent baseline.",
+       settings=_RANDOM_VALUES),
+    _e("gae-lambda-0.95-random-values", _gae_lambda_095, "biased", "baseline", _DER,
+       "GAE with lambda = 0.95 and a random critic: the bootstrapped values bias it.",
+       settings=_RANDOM_VALUES, source="Schulman et al. 2016 (GAE)"),
+    _e("gae-lambda-0.95-exact-values", _gae_lambda_095, "unbiased", "baseline", _DER,
+       "GAE with lambda = 0.95 and the exact values of the current policy.",
+       settings=_EXACT_VALUES, source="Schulman et al. 2016 (GAE)"),
     _e("mismatch-sequence-is", _mismatch_sequence_is, "unbiased", "importance", _DER,
        "exp(sum_t (old - sampling)) * RLOO: the full training-inference correction.",
        settings=_MISMATCH),
@@ -1649,6 +1712,7 @@ __all__ = [
     "CATEGORIES",
     "DROPOUT_KEEP",
     "ENTROPY_COEF",
+    "GAE_LAMBDA",
     "GAMMA",
     "GRPO_STD_EPS",
     "KL_COEF",

@@ -74,9 +74,11 @@ EXPECTED_CAUSES: dict[str, frozenset[str]] = {
 """Every biased or scaled entry with the causes the diagnosis must name (none left out)."""
 
 _UNMODELLED = {
-    e.name for e in SEQUENCE_CATALOGUE if e.settings.tool_tokens or e.settings.sampling_mismatch
+    e.name
+    for e in SEQUENCE_CATALOGUE
+    if e.settings.tool_tokens or e.settings.sampling_mismatch or e.settings.values
 }
-"""Entries whose batch has what the diagnosis's probes do not model (tool tokens, a sampler)."""
+"""Entries whose batch has what the diagnosis's probes do not model (tool tokens, a sampler, values)."""
 _FLAGGED = [
     e.name
     for e in SEQUENCE_CATALOGUE
@@ -89,7 +91,7 @@ _UNBIASED = [
 
 @pytest.mark.parametrize("name", sorted(_UNMODELLED))
 def test_diagnose_refuses_what_its_probes_do_not_model(name: str) -> None:
-    with pytest.raises(InvalidArgument, match=r"(tool_tokens|sampling_mismatch)=True"):
+    with pytest.raises(InvalidArgument, match=r"(tool_tokens=True|sampling_mismatch=True|values='(random|exact)')"):
         _diagnose(name)
 
 

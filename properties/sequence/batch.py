@@ -84,6 +84,17 @@ class SequenceBatch:
     while ``old_log_probs`` still score them under :math:`\pi_{\mathrm{old}}`.  The full
     correction :math:`\pi_{\mathrm{old}}(y)/\pi_s(y)` (the product over the masked positions)
     restores :math:`E_{\pi_{\mathrm{old}}}`; a truncated one (TIS) or none leaves a bias.
+
+    **A critic's values** ``values`` ``(B, T)`` (detached): ``values[b, t]`` is the value of the
+    prefix ``y_{<t}`` that position ``t`` continues, read from a table over the prefixes (one
+    number per node, like the logits), and 0.0 on padding (the after-the-end node: the
+    episode is over, nothing is left to earn).  The table is 0 by default; with
+    ``check_sequence_loss(..., values="random")`` the checker draws it independently of the
+    policy (a critic that is wrong), with ``values="exact"`` it is
+    :math:`V^\pi(y_{<t}) = E_\pi[R \mid y_{<t}]` of the current policy (a perfect critic).
+    GAE with :math:`\gamma = \lambda = 1` telescopes to :math:`R - V(y_{<t})`, a baseline that
+    depends only on the prefix, so it is unbiased for *any* table; :math:`\lambda < 1` is
+    unbiased only with the exact values.
     """
 
     logits: Any
@@ -104,6 +115,7 @@ class SequenceBatch:
     eos_token_id: int = EOS_TOKEN_ID
     pad_token_id: int = PAD_TOKEN_ID
     sampling_log_probs: Any = None
+    values: Any = None
 
 
 __all__ = ["EOS_TOKEN_ID", "PAD_TOKEN_ID", "SequenceBatch"]

@@ -146,6 +146,7 @@ def check_sequence_loss(
     name: str | None = None,
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
+    values: str | None = None,
 ) -> SequenceReport:
     r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
 
@@ -163,6 +164,8 @@ def check_sequence_loss(
     responses from an inference engine's policy, a small perturbation of the behaviour
     policy, whose log-probabilities are ``batch.sampling_log_probs`` (without it they equal
     ``old_log_probs``): the training-inference mismatch that TIS and masked IS correct.
+    ``values`` ``"random"`` or ``"exact"`` fills ``batch.values`` with a critic's values
+    (drawn independently of the policy, or the current policy's exact ones).
 
     The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
     ``vmap`` cannot run is called once per batch instead (smaller problems; the report
@@ -187,6 +190,12 @@ def check_sequence_loss(
             raise InvalidArgument(f"Expected {flag}=True or False but got {describe(flag, value)}")
         if value:  # only then, so that the settings of every other check stay as they were
             opts[flag] = True
+    if values not in (None, "random", "exact"):
+        raise InvalidArgument(
+            f"Expected values=None, 'random' or 'exact' but got {describe('values', values)}"
+        )
+    if values is not None:
+        opts["values"] = values
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -469,6 +478,8 @@ def sequence_expectation(
     batched: bool = False,
     tool_tokens: bool = False,
     sampler_theta: Any = None,
+    value_table: Any = None,
+    exact_values: bool = False,
 ) -> tuple[FloatArray, FloatArray]:
     r"""The exact :math:`(E[g], \nabla J)` of ``fn`` on one problem, both ``(P, N+1, V)``: the reproduction helper.
 
@@ -477,7 +488,8 @@ def sequence_expectation(
     on-policy.  ``protocol`` is ``"sequence-loss"`` or ``"token-weights"``; ``tool_tokens``
     as in :func:`check_sequence_loss` (``ref_theta``/``old_theta`` then take ``theta``'s
     values at the environment's nodes); ``sampler_theta`` the inference engine's policy
-    (``sampling_mismatch``: it draws the responses).  Misbehaviour
+    (``sampling_mismatch``: it draws the responses); ``value_table`` ``(P, N+1)`` the critic's
+    values, or ``exact_values`` the exact ones.  Misbehaviour
     of ``fn`` raises :class:`impl.errors.InvalidArgument` naming it.
 
     >>> import numpy as np
@@ -492,7 +504,7 @@ def sequence_expectation(
     ev = evaluate_one(
         fn, theta=theta, rewards=rewards, k=k, ref_theta=ref_theta, old_theta=old_theta,
         kl_coef=kl_coef, protocol=protocol, batched=batched, tool_tokens=tool_tokens,
-        sampler_theta=sampler_theta,
+        sampler_theta=sampler_theta, value_table=value_table, exact_values=exact_values,
     )
     return ev.mean, ev.gradient
 
@@ -510,6 +522,8 @@ def evaluate_one(
     batched: bool = False,
     tool_tokens: bool = False,
     sampler_theta: Any = None,
+    value_table: Any = None,
+    exact_values: bool = False,
 ) -> Evaluation:
     """The exact evaluation of ``fn`` on one problem (arguments of :func:`sequence_expectation`),
     with its variance (``Evaluation.variance``)."""
@@ -532,7 +546,8 @@ def evaluate_one(
         raise InvalidArgument(
             f"theta's second axis must be N + 1 for some max_len but got {describe('theta', theta)}"
         )
-    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens), sampler_theta is not None)
+    kind = "exact" if exact_values else "random" if value_table is not None else ""
+    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens), sampler_theta is not None, kind)
     problem = SequenceProblem(
         shape=shape,
         theta=th,
@@ -542,6 +557,7 @@ def evaluate_one(
         kl_coef=float(kl_coef),
         label="reproduction",
         sampler_theta=None if sampler_theta is None else np.asarray(sampler_theta, dtype=np.float64),
+        value_table=None if value_table is None else np.asarray(value_table, dtype=np.float64),
     )
     sandbox = Sandbox()
     evaluator: Any

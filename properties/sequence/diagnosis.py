@@ -224,9 +224,9 @@ def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Op
         kl = report_or_kwargs.get("kl_coef", 0.0)
         off = report_or_kwargs.get("off_policy", False)
         prompts = report_or_kwargs.get("num_prompts", (1,))
-        for flag in ("tool_tokens", "sampling_mismatch"):  # its probes have neither
-            if report_or_kwargs.get(flag, False) is not False:
-                raise InvalidArgument(f"diagnose does not model {flag} yet: got {flag}=True")
+        for flag in ("tool_tokens", "sampling_mismatch", "values"):  # its probes have none
+            if report_or_kwargs.get(flag) not in (None, False):
+                raise InvalidArgument(f"diagnose does not model {flag} yet: got {flag}={report_or_kwargs[flag]!r}")
         if isinstance(kl, bool) or not isinstance(kl, int | float) or not (math.isfinite(kl) and kl >= 0):
             raise InvalidArgument(f"Expected a finite kl_coef >= 0 but got {describe('kl_coef', kl)}")
         if not isinstance(off, bool):

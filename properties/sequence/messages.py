@@ -109,6 +109,10 @@ def _repro(report: SequenceReport, cex: SequenceCounterexample) -> str:
         parts.append("tool_tokens=True")
     if getattr(cex, "sampler_theta", None) is not None:
         parts.append(f"sampler_theta={_arr(cex.sampler_theta)}")
+    if getattr(cex, "value_table", None) is not None:
+        parts.append(f"value_table={_arr(cex.value_table)}")
+    elif cex.shape.values == "exact":
+        parts.append("exact_values=True")
     if report.protocol == "token-weights":
         parts.append(f"protocol='token-weights', batched={report.batched}")
     if report.protocol == "trainer-loss":
@@ -276,6 +280,7 @@ def _checked(report: SequenceReport) -> str:
         f"off_policy={report.settings['off_policy']}, num_prompts={report.settings['num_prompts']}, "
         + ("tool_tokens=True (odd positions are the environment's), " if report.settings.get("tool_tokens") else "")
         + ("sampling_mismatch=True, " if report.settings.get("sampling_mismatch") else "")
+        + (f"values={report.settings['values']!r}, " if report.settings.get("values") else "")
         + f"{report.seconds:.2f} s"
     )
     if info.over_budget:

@@ -28,6 +28,7 @@ from impl.sequence import (
     batch_probs,
     enumerate_batches,
     node_prefix_log_probs,
+    node_values,
     num_responses,
     response_space,
     sequence_gradient,
@@ -69,7 +70,9 @@ class Shape:
     (holes in the mask; see :class:`~properties.sequence.batch.SequenceBatch`).
     ``sampling_mismatch``: the responses are drawn from an inference engine's policy, a
     perturbation of the behaviour policy (:data:`SAMPLER_SHIFT`), whose log-probabilities
-    the batch carries as ``sampling_log_probs``.
+    the batch carries as ``sampling_log_probs``.  ``values``: ``"random"`` (a value table drawn
+    independently of the policy) or ``"exact"`` (:func:`impl.sequence.node_values`) fills
+    ``batch.values``; ``""`` leaves it 0.
     """
 
     vocab_size: int
@@ -78,6 +81,7 @@ class Shape:
     num_prompts: int
     tool_tokens: bool = False
     sampling_mismatch: bool = False
+    values: str = ""
 
     @property
     def key(self) -> Key:
@@ -178,6 +182,7 @@ def plan_shapes(
     extra_vocab_budget: int | None = None,
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
+    values: str = "",
 ) -> list[Shape]:
     """The ``(V, T, k, P)`` to check, smallest first.
 
@@ -189,7 +194,7 @@ def plan_shapes(
     """
     extra = budget if extra_vocab_budget is None else min(budget, extra_vocab_budget)
     out = [
-        Shape(v, t, k, p, tool_tokens, sampling_mismatch)
+        Shape(v, t, k, p, tool_tokens, sampling_mismatch, values)
         for k in group_sizes
         for p in num_prompts
         for t in range(1, max_len + 1)
@@ -235,6 +240,8 @@ class SequenceProblem:
     environment for every policy), and :attr:`gradient` is 0 there (:math:`J` does not
     depend on them).  ``sampler_theta`` (with ``shape.sampling_mismatch``) is the inference
     engine's policy, which draws the responses in place of the behaviour policy.
+    ``value_table`` ``(P, N+1)`` the critic's value of every node (``shape.values ==
+    "random"``; :attr:`node_value_table` gives the exact one for ``"exact"``, 0 otherwise).
     """
 
     shape: Shape
@@ -245,6 +252,7 @@ class SequenceProblem:
     kl_coef: float
     label: str
     sampler_theta: FloatArray | None = None
+    value_table: FloatArray | None = None
     _cache: dict[str, FloatArray] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -257,6 +265,17 @@ class SequenceProblem:
                 same = np.array(value, dtype=np.float64)
                 same[:, env] = self.theta[:, env]
                 object.__setattr__(self, name, same)
+
+    @property
+    def node_value_table(self) -> FloatArray:
+        """``(P, N+1)`` the values ``batch.values`` reads: drawn, exact or 0 (after-the-end: 0)."""
+        if self.shape.values == "exact":
+            return node_values(self.shape.space, self.theta, self.rewards)
+        if self.value_table is None:
+            return np.zeros(self.theta.shape[:2])
+        out: FloatArray = np.array(self.value_table, dtype=np.float64)
+        out[:, -1] = 0.0
+        return out
 
     @property
     def behaviour(self) -> FloatArray:
@@ -493,6 +512,9 @@ def battery(
         if shape.sampling_mismatch:
             base = theta if old is None else old
             sampler = base + _perturbation(space, p, 300 + i, SAMPLER_SHIFT)
+        table = None
+        if shape.values == "random":
+            table = _perturbation(space, p, 400 + i, 1.0)[..., 0] + 0.5
         out.append(
             SequenceProblem(
                 shape=shape,
@@ -503,6 +525,7 @@ def battery(
                 kl_coef=kl_coef,
                 label=f"battery: {label}",
                 sampler_theta=sampler,
+                value_table=table,
             )
         )
     return out
@@ -569,6 +592,7 @@ def generated_problems(
         if shape.sampling_mismatch:
             shift = _array(tshape, st.floats(-2 * SAMPLER_SHIFT, 2 * SAMPLER_SHIFT, allow_subnormal=False))
             sampler = (theta if old is None else old) + draw(shift)
+        table = draw(_array(tshape[:2], _reward())) if shape.values == "random" else None
         return SequenceProblem(
             shape=shape,
             theta=theta,
@@ -578,6 +602,7 @@ def generated_problems(
             kl_coef=kl_coef,
             label="hypothesis (shrunk)",
             sampler_theta=sampler,
+            value_table=table,
         )
 
     return build()

@@ -90,6 +90,7 @@ class SequenceCounterexample(Counterexample):
     old_theta: FloatArray | None = None
     kl_coef: float = 0.0
     sampler_theta: FloatArray | None = None
+    value_table: FloatArray | None = None
     reference_label: str = ""
     kind: str = ""
     coordinates: tuple[tuple[int, str, str], ...] = ()
@@ -114,6 +115,7 @@ class SequenceCounterexample(Counterexample):
                 "old_theta": None if self.old_theta is None else self.old_theta.tolist(),
                 "kl_coef": self.kl_coef,
                 **({} if self.sampler_theta is None else {"sampler_theta": self.sampler_theta.tolist()}),
+                **({} if self.value_table is None else {"value_table": self.value_table.tolist()}),
                 "reference_label": self.reference_label,
                 "kind": self.kind,
                 "responses": list(self.responses),

@@ -87,6 +87,7 @@ class _Run:
         budget: int,
         tool_tokens: bool = False,
         sampling_mismatch: bool = False,
+        values: str = "",
     ) -> None:
         self.evaluator = evaluator
         self.ks, self.prompts = ks, prompts
@@ -106,6 +107,7 @@ class _Run:
             extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped else None,
             tool_tokens=tool_tokens,
             sampling_mismatch=sampling_mismatch,
+            values=values,
         )
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
@@ -321,6 +323,7 @@ def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
         budget=budget,
         tool_tokens=bool(opts.get("tool_tokens", False)),
         sampling_mismatch=bool(opts.get("sampling_mismatch", False)),
+        values=str(opts.get("values") or ""),
     )
 
 
@@ -487,6 +490,7 @@ def _counterexample(
         old_theta=pr.old_theta,
         kl_coef=pr.kl_coef,
         sampler_theta=pr.sampler_theta,
+        value_table=pr.value_table,
         reference_label=ref.label,
         kind=m.kind,
         coordinates=_coordinates(pr),

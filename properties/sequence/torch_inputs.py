@@ -56,6 +56,7 @@ _MUTABLE = (
     "old_log_probs",
     "ref_log_probs",
     "sampling_log_probs",
+    "values",
     "group",
     "greedy_tokens",
     "table",
@@ -73,7 +74,7 @@ class Inputs:
         self.g = g
         self.problems = problems
         xs, rewards, old, ref, lps, probs, greedy, tables = [], [], [], [], [], [], [], []
-        sampling = []
+        sampling, values = [], []
         for pr in problems:
             flat = pr.theta.reshape(-1, s.vocab_size)
             xs.append(flat[data.rows])
@@ -93,6 +94,7 @@ class Inputs:
                 if pr.sampler_theta is None
                 else token_log_probs(space, pr.sampler_theta)[prompt, data.batches]
             )
+            values.append(pr.node_value_table.reshape(-1)[data.rows])
             greedy.append(
                 np.broadcast_to(greedy_tokens(space, pr.theta), (g, s.num_prompts, s.max_len))
             )
@@ -112,6 +114,7 @@ class Inputs:
             "old_log_probs": np.concatenate(old),
             "ref_log_probs": np.concatenate(ref),
             "sampling_log_probs": np.concatenate(sampling),
+            "values": np.concatenate(values),
             "greedy_tokens": np.concatenate(greedy),
             "table": np.concatenate(tables),
         }
@@ -198,6 +201,7 @@ def make_batch(
         old_log_probs=t["old_log_probs"],
         ref_log_probs=t["ref_log_probs"],
         sampling_log_probs=t["sampling_log_probs"],
+        values=t["values"],
         group=t["group"],
         greedy_tokens=t["greedy_tokens"],
         reward_fn=_reward_fn(t["table"], inputs.lookup, inputs.powers, s.vocab_size, inputs.used),

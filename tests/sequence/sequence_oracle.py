@@ -202,6 +202,8 @@ class Problem:
     label: str = ""
     tool_tokens: bool = False
     theta_sampler: np.ndarray | None = None
+    values: str = ""
+    value_table: np.ndarray | None = None
 
     @property
     def key(self) -> tuple[int, int, int]:
@@ -218,7 +220,7 @@ class Problem:
             f"Problem({self.label} V={self.vocab_size} T={self.max_len} k={self.group_size} "
             f"P={self.num_prompts} kl_coef={self.kl_coef} "
             f"off_policy={self.theta_old is not None} tool_tokens={self.tool_tokens} "
-            f"sampling_mismatch={self.theta_sampler is not None})"
+            f"sampling_mismatch={self.theta_sampler is not None} values={self.values!r})"
         )
 
 
@@ -234,6 +236,7 @@ def random_problem(
     label: str = "",
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
+    values: str = "",
 ) -> Problem:
     """Logits ``N(0, 1)`` for the policy, the reference and (off-policy) the behaviour policy;
     rewards ``N(0.5, 1)`` (a nonzero mean, so a missing baseline matters).
@@ -241,7 +244,8 @@ def random_problem(
     ``tool_tokens``: the prefixes of odd length are the environment's; its next-token
     distribution is one for every policy, so the reference and behaviour copy ``theta`` there.
     ``sampling_mismatch``: the responses are drawn by an inference engine whose logits are the
-    behaviour policy's plus ``N(0, 0.3)`` noise.
+    behaviour policy's plus ``N(0, 0.3)`` noise.  ``values``: ``"random"`` draws a critic's
+    value per node ``N(0.5, 1)``; ``"exact"`` leaves it to :func:`node_value`.
     """
     space = make_space(vocab_size, max_len)
     shape = (num_prompts, space.num_nodes + 1, vocab_size)
@@ -253,6 +257,9 @@ def random_problem(
     if sampling_mismatch:
         base = theta if theta_old is None else theta_old
         theta_sampler = base + rng.normal(0.0, 0.3, size=shape)
+    value_table = None
+    if values == "random":
+        value_table = rng.normal(0.5, 1.0, size=shape[:2])
     if tool_tokens:
         env = [i for i, prefix in enumerate(space.nodes) if len(prefix) % 2 == 1]
         for other in (theta_ref, theta_old, theta_sampler):
@@ -260,7 +267,7 @@ def random_problem(
                 other[:, env] = theta[:, env]
     return Problem(
         vocab_size, max_len, group_size, num_prompts, theta, theta_old, theta_ref, rewards,
-        float(kl_coef), label, tool_tokens, theta_sampler,
+        float(kl_coef), label, tool_tokens, theta_sampler, values, value_table,
     )
 
 
@@ -331,6 +338,23 @@ def _gathered_log_probs(theta: Any, prompts: list[int], paths: list[list[int]], 
     return logits, log_probs
 
 
+def node_value(problem: Problem, space: Space, p: int, node: int) -> float:
+    """The critic's value of ``node`` for prompt ``p``: 0 after the end; the drawn table; or,
+    ``values == "exact"``, ``E[R | the response starts with the node's prefix]`` under the
+    current policy, by summing over the responses through it."""
+    if node == space.after_the_end or not problem.values:
+        return 0.0
+    if problem.values == "random":
+        assert problem.value_table is not None
+        return float(problem.value_table[p, node])
+    prefix = space.nodes[node]
+    probs = response_probs(space, problem.theta)[p]
+    through = [
+        r for r, y in enumerate(space.responses) if len(y) > len(prefix) and y[: len(prefix)] == prefix
+    ]
+    return float(sum(probs[r] * problem.rewards[p, r] for r in through) / sum(probs[r] for r in through))
+
+
 def build_batch(problem: Problem, space: Space, rows: Sequence[int], theta: Any) -> SequenceBatch:
     """The :class:`SequenceBatch` of response indices ``rows`` (length ``P*k``, prompt-major).
 
@@ -369,6 +393,10 @@ def build_batch(problem: Problem, space: Space, rows: Sequence[int], theta: Any)
         old_log_probs=old.detach(),
         ref_log_probs=ref.detach(),
         sampling_log_probs=sampling.detach().clone(),
+        values=torch.tensor(
+            [[node_value(problem, space, p, n) for n in path] for p, path in zip(prompts, paths, strict=True)],
+            dtype=torch.float64,
+        ),
         group=torch.tensor(prompts, dtype=torch.int64),
         greedy_tokens=greedy,
         reward_fn=make_reward_fn(space, problem.rewards),
@@ -424,7 +452,7 @@ def _snapshot(batch: SequenceBatch) -> dict[str, Any]:
         name: getattr(batch, name).detach().clone()
         for name in (
             "logits", "log_probs", "tokens", "mask", "rewards", "old_log_probs",
-            "ref_log_probs", "sampling_log_probs", "group", "greedy_tokens",
+            "ref_log_probs", "sampling_log_probs", "values", "group", "greedy_tokens",
         )
     }
 
@@ -681,6 +709,7 @@ def problem_set(
     shapes: dict[tuple[int, int], tuple[tuple[int, int], ...]] | None = None,
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
+    values: str = "",
 ) -> list[Problem]:
     """Random problems over the standard shapes that fit the given settings (``k <= 3``)."""
     rng = np.random.default_rng(seed)
@@ -695,6 +724,7 @@ def problem_set(
                             rng, vocab_size=v, max_len=t, group_size=k, num_prompts=p,
                             off_policy=off_policy, kl_coef=kl_coef, label=f"seed={seed}",
                             tool_tokens=tool_tokens, sampling_mismatch=sampling_mismatch,
+                            values=values,
                         )
                     )
     return out

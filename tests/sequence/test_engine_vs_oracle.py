@@ -62,6 +62,9 @@ CROSS_CHECKED = (
     "mismatch-sequence-is",
     "mismatch-sequence-tis",
     "mismatch-uncorrected",
+    "gae-lambda-1-random-values",
+    "gae-lambda-0.95-random-values",
+    "gae-lambda-0.95-exact-values",
 )
 
 
@@ -84,6 +87,8 @@ def _translate(problem: Problem) -> tuple[dict[str, Any], np.ndarray]:
         "ref_theta": problem.theta_ref[:, rows],
         "old_theta": None if problem.theta_old is None else problem.theta_old[:, rows],
         "sampler_theta": None if problem.theta_sampler is None else problem.theta_sampler[:, rows],
+        "value_table": None if problem.value_table is None else problem.value_table[:, rows],
+        "exact_values": problem.values == "exact",
         "kl_coef": problem.kl_coef,
     }
     return args, rows
@@ -128,6 +133,7 @@ def test_engine_and_oracle_agree_on_every_problem(name: str) -> None:
         seed=21,
         tool_tokens=st.tool_tokens,
         sampling_mismatch=st.sampling_mismatch,
+        values=st.values or "",
     )
     for problem in problems:
         args, rows = _translate(problem)

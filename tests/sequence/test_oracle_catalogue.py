@@ -67,6 +67,7 @@ def _results(entry: SequenceEntry, *, seed: int = 0) -> list[OracleResult]:
         seed=seed,
         tool_tokens=st.tool_tokens,
         sampling_mismatch=st.sampling_mismatch,
+        values=st.values or "",
     )
     assert problems, f"no oracle problem fits {entry.name}'s settings"
     if entry.protocol == "loss":
