@@ -144,6 +144,7 @@ def _rerun(report: SequenceReport) -> str:
         f"max_examples={s['max_examples']}",
     ]
     parts += [f"{n}={s[n]}" for n in ("micro_batches", "dp_size", "temperature", "against") if n in s]
+    parts += [f"{n}={s[n]!r}" for n in ("tool_tokens", "sampling_mismatch", "values") if n in s]
     return f"  rerun: properties.{fn}, " + ", ".join(parts) + ")"
 
 

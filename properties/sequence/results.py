@@ -108,6 +108,8 @@ class SequenceCounterexample(Counterexample):
                     "max_len": self.shape.max_len,
                     "group_size": self.shape.k,
                     "num_prompts": self.shape.num_prompts,
+                    **({"tool_tokens": True} if self.shape.tool_tokens else {}),
+                    **({"values": self.shape.values} if self.shape.values else {}),
                 },
                 "theta": self.theta.tolist(),
                 "rewards": self.rewards.tolist(),

@@ -117,3 +117,14 @@ def test_random_values_fill_the_live_positions_and_leave_padding_at_zero() -> No
     assert any(np.any(np.asarray(values) != 0.0) for *_, values in batches)
     for _, mask, _, _, values in batches:
         assert np.all(np.asarray(values)[np.asarray(mask) == 0.0] == 0.0)
+
+
+def test_a_counterexample_carries_the_options_to_its_rerun_repro_and_json() -> None:
+    from impl.sequence_catalogue import get
+
+    entry = get("gae-lambda-0.95-random-values")
+    report = check_sequence_loss(entry.fn, max_examples=0, **entry.settings.checker_kwargs("loss"))
+    assert report.verdict == "biased"
+    assert "values='random')" in report.message and "value_table=np.array(" in report.message
+    cex = report.to_dict()["counterexample"]
+    assert cex["shape"]["values"] == "random" and "value_table" in cex
