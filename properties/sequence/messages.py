@@ -20,6 +20,7 @@ from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
     SequenceReport,
+    WeightRow,
     key_text,
 )
 from properties.sequence.run import SCALE_MATCH_FLOOR, SCALE_MATCH_UNCERTAINTIES, _Run
@@ -142,11 +143,12 @@ def _rerun(report: SequenceReport) -> str:
 def _problem_text(cex: SequenceCounterexample) -> list[str]:
     space = cex.shape.space
     lines = []
-    pi = response_probs(space, cex.old_theta if cex.old_theta is not None else cex.theta)
+    pi = response_probs(space, cex.theta)
+    old = None if cex.old_theta is None else response_probs(space, cex.old_theta)
     for p in range(cex.shape.num_prompts):
         items = [
             f"{space.strings[r]!r}{' (truncated)' if space.truncated[r] else ''}: R={_fmt(cex.rewards[p, r])}, "
-            f"p={pi[p, r]:.3g}"
+            + (f"p={pi[p, r]:.3g}" if old is None else f"pi={pi[p, r]:.3g}, pi_old={old[p, r]:.3g}")
             for r in range(space.num_responses)
         ]
         shown = items if len(items) <= 16 else [*items[:16], f"... ({len(items)} responses)"]
@@ -155,7 +157,10 @@ def _problem_text(cex: SequenceCounterexample) -> list[str]:
     if cex.kl_coef > 0:
         lines.append(f"  ref_theta = {_arr(cex.ref_theta)} (kl_coef={cex.kl_coef})")
     if cex.old_theta is not None:
-        lines.append(f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy that sampled)")
+        lines.append(
+            f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy pi_old that sampled the responses; "
+            "pi, from theta, is the current policy whose gradient is checked)"
+        )
     return lines
 
 
@@ -191,21 +196,43 @@ def _table(cex: SequenceCounterexample) -> str:
     return "\n".join(rows)
 
 
+def _weight_row(row: WeightRow) -> str:
+    """One response of the weight table as a sentence.
+
+    >>> print(_weight_row(WeightRow(0, "ab", 2, 0.25, 1.0, (0.5, 0.5), 1.0)).replace(": ", ":\n"))
+      prompt 0, 'ab' (2 tokens, R = 1, p = 0.25):
+    the loss gives each token an expected weight of 0.5, 0.5 (0.5 times REINFORCE's 1)
+    """
+    tokens = f"{row.length} token{'s' if row.length != 1 else ''}"
+    probs = (
+        f"p = {row.probability:.3g}"
+        if row.current is None
+        else f"pi = {row.current:.3g} under the current policy, pi_old = {row.probability:.3g} under the "
+        "behaviour policy"
+    )
+    weights = ", ".join(_fmt(w) for w in row.weights)
+    each = "its one token an" if row.length == 1 else "each token an"
+    if row.reinforce != 0 and all(np.isfinite(row.weights)):
+        ratios = sorted({float(f"{w / row.reinforce:.3g}") for w in row.weights})
+        ratio = ", ".join(_fmt(r) for r in ratios)
+        versus = f"{ratio} times REINFORCE's {_fmt(row.reinforce)}"
+    else:
+        versus = f"REINFORCE gives each token {_fmt(row.reinforce)}"
+    return (
+        f"  prompt {row.prompt}, {row.response!r} ({tokens}, R = {_fmt(row.reward)}, {probs}): "
+        f"the loss gives {each} expected weight of {weights} ({versus})"
+    )
+
+
 def _pair_text(cex: SequenceCounterexample) -> list[str]:
     if not cex.length_pair:
         return []
     lines = [
-        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for the responses "
-        "whose weights depart most from REINFORCE's (a REINFORCE-form estimator gives every token of "
-        "y the same weight c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
+        "Token weights: REINFORCE gives every token of a response y the same expected weight, "
+        "c*(pi/pi_old)(y)*A(y) up to a baseline (A = R - kl_coef*log(pi/pi_ref)); the loss gives "
+        "(E[w_t | y], summed over the rows y can occupy, for the responses that depart most from it):"
     ]
-    for row in cex.length_pair:
-        weights = ", ".join(_fmt(w) for w in row.weights)
-        lines.append(
-            f"  prompt {row.prompt} {row.response!r} ({row.length} token{'s' if row.length != 1 else ''}, "
-            f"R={_fmt(row.reward)}, p={row.probability:.3g}): weights [{weights}]; "
-            f"c*(pi/pi_old)*A = {_fmt(row.reinforce)}"
-        )
+    lines += [_weight_row(row) for row in cex.length_pair]
     if not cex.weights_complete:
         lines.append(
             "  (the loss also reads the logits other than through log_probs, e.g. an entropy term: "

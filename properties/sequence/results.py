@@ -53,10 +53,13 @@ class WeightRow:
     reward: float
     weights: tuple[float, ...]
     reinforce: float
+    current: float | None = None
+    """Off-policy: the response's probability under the current policy ``pi`` (``probability``
+    is then the behaviour policy's, ``pi_old``, which sampled it); ``None`` on-policy."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
+        """Plain JSON-serialisable fields (``current`` only off-policy)."""
+        out: dict[str, Any] = {
             "prompt": self.prompt,
             "response": self.response,
             "length": self.length,
@@ -65,6 +68,9 @@ class WeightRow:
             "weights": list(self.weights),
             "reinforce": self.reinforce,
         }
+        if self.current is not None:
+            out["current"] = self.current
+        return out
 
 
 _NO_SHAPE = Shape(2, 1, 1, 1)
