@@ -199,8 +199,9 @@ def _table(cex: SequenceCounterexample) -> str:
 def _weight_row(row: WeightRow) -> str:
     """One response of the weight table as a sentence.
 
-    >>> print(_weight_row(WeightRow(0, "ab", 2, 0.25, 1.0, (0.5, 0.5), 1.0)).replace(": ", ":\n"))
-      prompt 0, 'ab' (2 tokens, R = 1, p = 0.25):
+    >>> for part in _weight_row(WeightRow(0, "ab", 2, 0.25, 1.0, (0.5, 0.5), 1.0)).split(": "):
+    ...     print(part.strip())
+    prompt 0, 'ab' (2 tokens, R = 1, p = 0.25)
     the loss gives each token an expected weight of 0.5, 0.5 (0.5 times REINFORCE's 1)
     """
     tokens = f"{row.length} token{'s' if row.length != 1 else ''}"
