@@ -44,6 +44,7 @@ the shapes checked only, and says so.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -144,6 +145,7 @@ def check_sequence_loss(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    diagnose: bool = False,
 ) -> SequenceReport:
     r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
 
@@ -154,7 +156,10 @@ def check_sequence_loss(
     draws the responses from a behaviour policy (``batch.old_log_probs``) other than the
     current one.  ``seed``/``max_examples``: the Hypothesis search after the battery;
     ``rtol``/``atol`` override the derived round-off tolerance
-    (:data:`properties.sequence.evaluation.ROUNDOFF_SAFETY`); ``name`` labels the report.
+    (:data:`properties.sequence.evaluation.ROUNDOFF_SAFETY`); ``name`` labels the report;
+    ``diagnose=True`` names, on a biased or scaled verdict, every cause that holds
+    (:func:`properties.sequence.diagnosis.diagnose`: targeted probes, which re-run the loss)
+    in ``report.diagnosis`` and a "Causes:" block of the message.
 
     The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
     ``vmap`` cannot run is called once per batch instead (smaller problems; the report
@@ -174,6 +179,7 @@ def check_sequence_loss(
         rtol,
         atol,
     )
+    _check_flag(diagnose)
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -214,7 +220,7 @@ def check_sequence_loss(
         probe_seconds=evaluator.probe_seconds,
         dtypes=tuple(sorted(evaluator.dtypes)),
     )
-    return _make_report(
+    report = _make_report(
         name or name_of(loss_fn),
         "sequence-loss",
         run,
@@ -225,6 +231,7 @@ def check_sequence_loss(
         batched=True,
         note=note,
     )
+    return _diagnosed(report, run, loss_fn, diagnose)
 
 
 def check_token_weights(
@@ -242,6 +249,7 @@ def check_token_weights(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    diagnose: bool = False,
 ) -> SequenceReport:
     r"""Decide whether token weights give :math:`E[\sum_{j,t} w_{jt}\nabla\log\pi(y_{jt}\mid y_{j,<t})] = \nabla J`.
 
@@ -273,6 +281,7 @@ def check_token_weights(
         raise InvalidArgument(
             f"Expected batched=True or False but got {describe('batched', batched)}"
         )
+    _check_flag(diagnose)
     budget = batch_budget(weights=True, batched=batched)
     _require_some_shape(opts, budget, "batched" if batched else "one call per batch")
     start = time.perf_counter()
@@ -290,7 +299,7 @@ def check_token_weights(
         probe_seconds=None,
         dtypes=(),
     )
-    return _make_report(
+    report = _make_report(
         name or name_of(fn),
         "token-weights",
         run,
@@ -301,9 +310,29 @@ def check_token_weights(
         batched=batched,
         note=note,
     )
+    return _diagnosed(report, run, fn, diagnose)
 
 
 # --------------------------------------------------------------------------- the report
+
+
+def _check_flag(diagnose: Any) -> None:
+    if not isinstance(diagnose, bool):
+        raise InvalidArgument(f"Expected diagnose=True or False but got {describe('diagnose', diagnose)}")
+
+
+def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagnose: Any) -> SequenceReport:
+    """``report`` with its diagnosis (``diagnose=True`` and a biased or scaled verdict)."""
+    _check_flag(diagnose)
+    if not diagnose or report.verdict not in ("biased", "scaled"):
+        return report
+    from properties.sequence.diagnosis import diagnose as run_diagnosis
+
+    found = run_diagnosis(fn, report, protocol=report.protocol, batched=report.batched)
+    out = dataclasses.replace(report, diagnosis=found)
+    object.__setattr__(out, "message", _message(out, run))
+    return out
+
 
 
 def _run_info(

@@ -336,6 +336,29 @@ def _partial_text(report: SequenceReport) -> str:
     )
 
 
+def _causes(report: SequenceReport) -> list[str]:
+    """The "Causes:" block of a diagnosed report, one line per finding (empty when not diagnosed).
+
+    >>> from properties.sequence.results import Diagnosis, Finding
+    >>> r = SequenceReport(name="f", verdict="scaled", scale=None, scale_uncertainty=None,
+    ...     counterexample=None, error=None, group_sizes=(2,), seed=0, max_examples=0, batched=True,
+    ...     problems_checked=1, estimator_calls=1, estimator_seconds=0.0, seconds=0.0, message="",
+    ...     diagnosis=Diagnosis((Finding("length", "weight proportional to 1/|y|."),)))
+    >>> _causes(r)
+    ['Causes (diagnosis: targeted probes):', '  length: weight proportional to 1/|y|.']
+    """
+    found = report.diagnosis
+    if found is None:
+        return []
+    lines = ["Causes (diagnosis: targeted probes):"]
+    lines += [f"  {f.name}: {f.sentence}" for f in found.findings] or [
+        "  no cause found by the probes (the bias shows only on the problem above)"
+    ]
+    if found.skipped:
+        lines.append("  not looked for (the probe could not run): " + "; ".join(found.skipped))
+    return lines
+
+
 def _message(report: SequenceReport, run: _Run) -> str:
     what = "Weight function" if report.protocol == "token-weights" else "Loss"
     head = f"{what} {report.name!r}"
@@ -361,6 +384,7 @@ def _message(report: SequenceReport, run: _Run) -> str:
             "It ascends J, but its step is rescaled by c; divide by c (or fix the aggregation) to "
             "make it unbiased."
         )
+        lines += _causes(report)
         return "\n".join(lines)
     if report.verdict == "biased":
         cex = report.counterexample
@@ -383,6 +407,7 @@ def _message(report: SequenceReport, run: _Run) -> str:
         ]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
+        lines += _causes(report)
         lines += [
             "Reproduce:",
             "  import numpy as np; from properties.trainer import trainer_expectation"
