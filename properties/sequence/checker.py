@@ -324,11 +324,16 @@ def _check_flag(diagnose: Any) -> None:
 def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagnose: Any) -> SequenceReport:
     """``report`` with its diagnosis (``diagnose=True`` and a biased or scaled verdict)."""
     _check_flag(diagnose)
-    if not diagnose or report.verdict not in ("biased", "scaled"):
+    # decided from the run too, not from the report alone: the command line's parent re-runs
+    # this on the child's record, and a report forged in the child must not skip the probes
+    counterexample = run.mismatch is not None and run.fault is None and run.flaky is None
+    if not diagnose or not (counterexample or report.verdict in ("biased", "scaled")):
         return report
     from properties.sequence.diagnosis import diagnose as run_diagnosis
 
     found = run_diagnosis(fn, report, protocol=report.protocol, batched=report.batched)
+    if report.verdict not in ("biased", "scaled"):
+        return report
     out = dataclasses.replace(report, diagnosis=found)
     object.__setattr__(out, "message", _message(out, run))
     return out

@@ -231,7 +231,8 @@ def _pair_text(cex: SequenceCounterexample) -> list[str]:
     lines = [
         "Token weights: REINFORCE gives every token of a response y the same expected weight, "
         "c*(pi/pi_old)(y)*A(y) up to a baseline (A = R - kl_coef*log(pi/pi_ref)); the loss gives "
-        "(E[w_t | y], summed over the rows y can occupy, for the responses that depart most from it):"
+        "(E[w_t | y], summed over the rows y can occupy, for the responses whose weights depart most from "
+        "REINFORCE's):"
     ]
     lines += [_weight_row(row) for row in cex.length_pair]
     if not cex.weights_complete:
