@@ -94,24 +94,24 @@ def test_unbiased_is_not_diagnosed_and_bad_flag_is_invalid() -> None:
 
 def test_cli_diagnoses_through_the_seam(losses: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The parent re-runs the probes on the child's record: confirmed, not 'unconfirmed'."""
-    assert main(["check", f"{losses}:token_mean", "--sequence", "--json", *FAST]) == 1
+    assert main(["check", f"{losses}:token_mean", "--sequence", "--diagnose", "--json", *FAST]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "biased", data.get("error")
     assert [f["name"] for f in data["diagnosis"]["findings"]] == ["length"]
-    assert main(["check", f"{losses}:token_mean", "--sequence", *FAST]) == 1
+    assert main(["check", f"{losses}:token_mean", "--sequence", "--diagnose", *FAST]) == 1
     assert "Causes (diagnosis: targeted probes):\n  length: " in capsys.readouterr().out
 
 
-def test_cli_weights_diagnosed_and_no_diagnose(losses: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", f"{losses}:token_weights_mean", "--weights", "--json", *FAST]) == 1
+def test_cli_weights_diagnosed_and_opt_in(losses: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", f"{losses}:token_weights_mean", "--weights", "--diagnose", "--json", *FAST]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "biased" and "length" in [f["name"] for f in data["diagnosis"]["findings"]]
-    assert main(["check", f"{losses}:token_mean", "--sequence", "--no-diagnose", "--json", *FAST]) == 1
+    assert main(["check", f"{losses}:token_mean", "--sequence", "--json", *FAST]) == 1
     data = json.loads(capsys.readouterr().out)
     assert data["verdict"] == "biased" and "diagnosis" not in data
 
 
 def test_diagnose_without_sequence_is_bad_usage(losses: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", f"{losses}:reinforce", "--no-diagnose"]) == 2
+    assert main(["check", f"{losses}:reinforce", "--diagnose"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "--diagnose" in captured.err and len(captured.err.strip().splitlines()) == 1

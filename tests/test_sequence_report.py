@@ -82,7 +82,8 @@ def test_check_sequence_report_from_the_command_line(tmp_path: Path, capsys: pyt
     losses = tmp_path / "page_losses.py"
     losses.write_text(SOURCE)
     d = tmp_path / "report"
-    argv = ["check", f"{losses}:token_mean", "--sequence", "--json", "--max-examples", "1", "--report", str(d)]
+    argv = ["check", f"{losses}:token_mean", "--sequence", "--diagnose", "--json", "--max-examples", "1",
+            "--report", str(d)]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["verdict"] == "biased"
