@@ -88,7 +88,8 @@ def test_check_sequence_report_from_the_command_line(tmp_path: Path, capsys: pyt
     captured = capsys.readouterr()
     assert json.loads(captured.out)["verdict"] == "biased"
     assert captured.err.strip() == f"ida-verify check: wrote {d / 'index.html'}"
-    assert (d / "sequence.png").is_file() and "<td>length</td>" in (d / "index.html").read_text()
+    page = (d / "index.html").read_text()
+    assert (d / "sequence.png").is_file() and "<td>length</td>" in page and "<table id=\"variance\">" in page
 
 
 def _chromium() -> str:
@@ -124,3 +125,30 @@ def test_the_sequence_page_in_chromium_loads_its_figure(biased: object, tmp_path
     image = mpimg.imread(shot)[..., :3]
     red = np.array([0xCF, 0x22, 0x2E]) / 255.0  # the 'biased' badge, painted on the first screen
     assert int(np.sum(np.all(np.abs(image - red) < 2.5 / 255, axis=-1))) > 300
+
+
+def test_the_variance_table_is_the_exact_variance_against_reinforce(biased: object, tmp_path: Path) -> None:
+    from properties.report.sequence_page import reinforce_weights
+    from properties.sequence.variance import sequence_moments
+
+    cex = biased.counterexample  # type: ignore[attr-defined]
+    out = write_sequence_report(tmp_path / "page", biased, _token_mean)  # type: ignore[arg-type]
+    rows = json.loads((out / "check.json").read_text())["variance"]["rows"]
+    problem = {"theta": cex.theta, "rewards": cex.rewards, "k": cex.shape.k, "ref_theta": cex.ref_theta}
+    mine = sequence_moments(_token_mean, **problem)
+    base = sequence_moments(reinforce_weights, **problem, protocol="token-weights")
+    assert rows[0]["variance"] == mine.variance and rows[1]["variance"] == base.variance
+    assert rows[1]["bias_squared"] < 1e-20 and rows[0]["bias_squared"] > 1e-6  # REINFORCE is unbiased
+    assert rows[0]["variance_ratio"] == pytest.approx(mine.variance / base.variance)
+    assert '<table id="variance">' in (out / "index.html").read_text()
+    plain = write_sequence_report(tmp_path / "nofn", biased)  # type: ignore[arg-type]
+    assert json.loads((plain / "check.json").read_text())["variance"] is None  # no fn: no table
+
+
+def test_a_misbehaving_function_is_written_into_the_variance_table(biased: object, tmp_path: Path) -> None:
+    def broken(b):  # type: ignore[no-untyped-def]
+        raise RuntimeError("boom")
+
+    out = write_sequence_report(tmp_path / "page", biased, broken)  # type: ignore[arg-type]
+    data = json.loads((out / "check.json").read_text())["variance"]
+    assert "boom" in data["error"] and "Not computed: the function misbehaved" in (out / "index.html").read_text()

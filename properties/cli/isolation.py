@@ -401,8 +401,8 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
     from properties.sequence.results import SequenceReport
 
     try:
-        if isinstance(report, SequenceReport):  # drawn from the report alone: no user code runs
-            write_sequence_report(out_dir, report)
+        if isinstance(report, SequenceReport):
+            write_sequence_report(out_dir, report, timed)
         else:
             write_check_report(
                 out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))

@@ -1,13 +1,14 @@
 r"""The HTML page of a sequence check (:func:`properties.check_sequence_loss`,
 :func:`properties.check_token_weights`, ``ida-verify check --sequence --report DIR``).
 
-Everything on the page is read from the :class:`properties.sequence.results.SequenceReport`
-(no user code runs): the verdict and the region checked; for a counterexample, its responses
+Everything but the variance is read from the :class:`properties.sequence.results.SequenceReport`
+(no user code runs for it): the verdict and the region checked; for a counterexample, its responses
 as token strings with their rewards and probabilities (``pi`` and, off-policy, the behaviour
 policy's ``pi_old``), a bar chart of the exact :math:`E[g]` against :math:`c\,\nabla J` per
 node and token (``c`` measured on the reference problem) and each shown token's expected
 weight against its response's length, next to REINFORCE's; the diagnosis table
-(``diagnose=True``); the full message.  Files: ``index.html``, ``sequence.png`` (when there
+(``diagnose=True``); with the checked function, the exact variance table; the full
+message.  Files: ``index.html``, ``sequence.png`` (when there
 is a counterexample), ``check.json`` (``report.to_dict()`` and the drawn numbers),
 ``manifest.json``; written atomically like :func:`properties.report.page.write_check_report`.
 """
@@ -24,6 +25,24 @@ from impl.errors import InvalidArgument, describe
 from impl.sequence import response_probs
 from properties.report.page import _publish, _version, check_out_dir
 from properties.sequence.results import SequenceCounterexample, SequenceReport, key_text
+
+
+def reinforce_weights(
+    rewards: Any, mask: Any, log_probs: Any, old_log_probs: Any, ref_log_probs: Any, kl_coef: float
+) -> Any:
+    r"""Plain REINFORCE as token weights, the variance's yardstick: every token of response
+    :math:`y_j` gets :math:`(\pi/\pi_{old})(y_j)\,A(y_j)/B`, with
+    :math:`A = R - eta\log(\pi/\pi_{ref})(y)` and ``B = P k`` (unbiased on- and off-policy).
+
+    >>> from properties.sequence.checker import check_token_weights
+    >>> check_token_weights(reinforce_weights, kl_coef=0.1, off_policy=True, max_examples=0).verdict
+    'unbiased'
+    """
+    lp = (log_probs * mask).sum(-1)
+    ratio = np.exp(lp - (old_log_probs * mask).sum(-1))
+    advantage = rewards - kl_coef * (lp - (ref_log_probs * mask).sum(-1))
+    return (ratio * advantage)[:, None] * mask / rewards.shape[0]
+
 
 MAX_BARS = 24
 """Most node-token coordinates drawn in the bar chart (those furthest from ``c grad J`` first,
@@ -109,6 +128,56 @@ def _responses_html(cex: SequenceCounterexample) -> str:
     return f'<table id="responses"><tr>{head}</tr>{"".join(rows)}</table>\n'
 
 
+def _variance(report: SequenceReport, cex: SequenceCounterexample, fn: Any) -> dict[str, Any]:
+    """The exact variance and MSE of ``fn`` and of plain REINFORCE on the counterexample's problem
+    (``{"error": ...}`` when ``fn`` misbehaves: user code, written down, never raised)."""
+    from properties.sequence.variance import sequence_moments
+
+    problem = {
+        "theta": cex.theta, "rewards": cex.rewards, "k": cex.shape.k, "ref_theta": cex.ref_theta,
+        "old_theta": cex.old_theta, "kl_coef": cex.kl_coef,
+    }
+    try:
+        mine = sequence_moments(fn, **problem, protocol=report.protocol, batched=report.batched)
+    except InvalidArgument as exc:  # the function misbehaved (sequence_moments names how)
+        return {"error": str(exc)}
+    base = sequence_moments(reinforce_weights, **problem, protocol="token-weights", batched=False)
+    rows = []
+    for name, m in ((report.name, mine), ("plain REINFORCE", base)):
+        rows.append({
+            "estimator": name, "variance": m.variance, "bias_squared": m.bias_squared,
+            "mse": m.variance + m.bias_squared,
+            "variance_ratio": m.variance / base.variance if base.variance > 0 else None,
+        })
+    return {"rows": rows}
+
+
+def _variance_html(data: dict[str, Any] | None) -> str:
+    from properties.report.html import esc, format_value
+
+    if data is None:
+        return ""
+    out = "<h2>Variance on the counterexample's problem (exact)</h2>\n"
+    if "error" in data:
+        return out + f"<p>Not computed: the function misbehaved: {esc(data['error'])}</p>\n"
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("estimator", "Var[g] = E|g - E g|^2", "|E g - grad J|^2", "MSE", "variance / REINFORCE's")
+    )
+    rows = "".join(
+        "<tr>" + "".join(
+            f"<td>{esc(format_value(r[c]) if r[c] is not None else '-')}</td>"
+            for c in ("estimator", "variance", "bias_squared", "mse", "variance_ratio")
+        ) + "</tr>"
+        for r in data["rows"]
+    )
+    return (
+        out + f'<table id="variance"><tr>{head}</tr>{rows}</table>\n'
+        "<p>Over every batch of the problem, weighted by its probability; plain REINFORCE gives "
+        "every token (pi/pi_old)(y) (R - kl_coef log(pi/pi_ref))(y) / B.</p>\n"
+    )
+
+
 def _diagnosis_html(report: SequenceReport) -> str:
     from properties.report.html import esc, format_value
 
@@ -128,8 +197,12 @@ def _diagnosis_html(report: SequenceReport) -> str:
     return out
 
 
-def write_sequence_report(out_dir: str | os.PathLike[str], report: SequenceReport) -> Path:
+def write_sequence_report(out_dir: str | os.PathLike[str], report: SequenceReport, fn: Any = None) -> Path:
     """Write the page of a sequence check's ``report`` into ``out_dir`` (see the module).
+
+    With ``fn`` (the loss or weight function that was checked), a counterexample's page also
+    gets the exact variance table: ``fn``'s and plain REINFORCE's (:func:`reinforce_weights`)
+    variance, squared bias and MSE on the counterexample's problem.
 
     Needs matplotlib (:class:`properties.report.figures.ReportUnavailable` otherwise);
     ``out_dir`` must be new, empty or an earlier report.
@@ -156,10 +229,13 @@ def write_sequence_report(out_dir: str | os.PathLike[str], report: SequenceRepor
         files = ["index.html", "check.json"]
         bars = None if cex is None else _bars(cex)
         weights = [] if cex is None else _weights(cex)
+        variance = None if cex is None or fn is None else _variance(report, cex, fn)
         if cex is not None and bars is not None:
             _plot(bars, weights, tmp / "sequence.png")
             files.append("sequence.png")
-        write_json(tmp / "check.json", {"report": report.to_dict(), "bars": bars, "weights": weights})
+        write_json(
+            tmp / "check.json", {"report": report.to_dict(), "bars": bars, "weights": weights, "variance": variance}
+        )
         region = [
             ("verdict", report.verdict + (" (partial)" if report.partial else "")),
             ("loss" if report.protocol != "token-weights" else "weight function", report.name),
@@ -199,7 +275,7 @@ def write_sequence_report(out_dir: str | os.PathLike[str], report: SequenceRepor
             body += figure_html("sequence", "E[g] against c grad J, and the token weights", caption)
         elif report.verdict != "error":
             body += "<p>No figure: there is no counterexample (the figures draw one).</p>\n"
-        body += _diagnosis_html(report)
+        body += _diagnosis_html(report) + _variance_html(variance)
         body += f"<h2>The checker's report</h2>\n<pre>{esc(report.message)}</pre>\n"
         body += (
             "<footer>Built by <code>ida-verify check --sequence --report</code> "
@@ -214,4 +290,4 @@ def write_sequence_report(out_dir: str | os.PathLike[str], report: SequenceRepor
     return _publish(out_dir, build, "check report")
 
 
-__all__ = ["MAX_BARS", "write_sequence_report"]
+__all__ = ["MAX_BARS", "reinforce_weights", "write_sequence_report"]
