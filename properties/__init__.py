@@ -16,7 +16,7 @@ The public surface:
   ``compute_loss(model, inputs)``, run on a tabular causal LM with TRL's inputs,
   micro-batches and data-parallel ranks (:mod:`properties.trainer`).
 * :func:`run_claim` / :func:`run_claims`: the claims ledger (:class:`ClaimResult`).
-* :func:`write_report` / :func:`write_check_report`: the ledger, or one estimator's
+* :func:`write_report` / :func:`write_check_report` / :func:`write_sequence_report`: the ledger, or one estimator's
   verdict, as an HTML page with figures (needs the ``report`` extra, matplotlib).
 * :mod:`properties.strategies`: Hypothesis strategies for your own tests.
 """
@@ -36,6 +36,7 @@ from properties.onestep.checker import (
 from properties.onestep.compare import Comparison, compare_estimators
 from properties.report.compare_page import write_compare_report
 from properties.report.page import write_check_report, write_report
+from properties.report.sequence_page import write_sequence_report
 from properties.sequence.batch import SequenceBatch
 from properties.sequence.checker import (
     SequenceReport,
@@ -79,4 +80,5 @@ __all__ = [
     "write_check_report",
     "write_compare_report",
     "write_report",
+    "write_sequence_report",
 ]

@@ -225,7 +225,7 @@ def test_length_bias_counterexample_shows_two_lengths_and_their_weights() -> Non
     assert len(first.weights) == first.length and len(second.weights) == second.length
     text = report.message
     assert "<eos>" in text and f"{first.response!r}" in text and f"{second.response!r}" in text
-    assert "Expected weight on each token" in text
+    assert "the loss gives each token an expected weight of" in text
 
 
 def test_padding_bias_shows_the_after_the_end_node() -> None:

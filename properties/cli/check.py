@@ -199,13 +199,12 @@ def _request(args: argparse.Namespace) -> CheckRequest:
         if form == "catalogue":
             option = "--weights" if args.weights else "--sequence"
             raise UsageError(f"{_PREFIX}catalogue:NAME names a one-step estimator; drop {option}")
-        if args.report is not None:
-            raise UsageError(f"{_PREFIX}--report is not available for --sequence checks yet")
         return CheckRequest(
             kind="token-weights" if args.weights else "sequence",
             target=target,
             name=name,
             kwargs=sequence_kwargs(args, ks),
+            report_dir=None if args.report is None else str(Path(args.report).resolve()),
             progress=_show_progress(args),
         )
     if min(ks) < min_k:

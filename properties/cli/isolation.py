@@ -397,11 +397,16 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
     """Write the ``--report`` page in the child (which holds the user's function, under the
     same time limits); the reason it failed, or ``None``."""
     from properties.report.page import ReportUnavailable, write_check_report
+    from properties.report.sequence_page import write_sequence_report
+    from properties.sequence.results import SequenceReport
 
     try:
-        write_check_report(
-            out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))
-        )
+        if isinstance(report, SequenceReport):
+            write_sequence_report(out_dir, report, timed)
+        else:
+            write_check_report(
+                out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))
+            )
     except (ReportUnavailable, InvalidArgument, OSError) as exc:
         return exception_text(exc).replace("\n", " ")
     return None

@@ -469,7 +469,13 @@ def write_check_report(
     """
     from properties.report.figures import require_matplotlib, vec
     from properties.report.html import esc, figure_html, page, write_json
+    from properties.sequence.results import SequenceReport
 
+    if isinstance(report, SequenceReport):
+        raise InvalidArgument(
+            "write_check_report draws one-step checks; for a sequence check's report use "
+            "properties.write_sequence_report(out_dir, report)"
+        )
     if getattr(report, "num_prompts", None) is not None:
         raise InvalidArgument(
             "write_check_report does not draw multi-prompt checks (num_prompts) yet; print "

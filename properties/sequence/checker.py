@@ -44,6 +44,7 @@ the shapes checked only, and says so.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -147,6 +148,7 @@ def check_sequence_loss(
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
     values: str | None = None,
+    diagnose: bool = False,
 ) -> SequenceReport:
     r"""Decide whether a PyTorch loss's :math:`E[-\nabla_\theta\mathrm{loss}]` equals :math:`\nabla J`, exactly.
 
@@ -166,6 +168,9 @@ def check_sequence_loss(
     ``old_log_probs``): the training-inference mismatch that TIS and masked IS correct.
     ``values`` ``"random"`` or ``"exact"`` fills ``batch.values`` with a critic's values
     (drawn independently of the policy, or the current policy's exact ones).
+    ``diagnose=True`` names, on a biased or scaled verdict, every cause that holds
+    (:func:`properties.sequence.diagnosis.diagnose`: targeted probes, which re-run the loss)
+    in ``report.diagnosis`` and a "Causes:" block of the message.
 
     The losses of many batches are evaluated at once with ``torch.func.vmap``; a loss that
     ``vmap`` cannot run is called once per batch instead (smaller problems; the report
@@ -196,6 +201,13 @@ def check_sequence_loss(
         )
     if values is not None:
         opts["values"] = values
+    _check_flag(diagnose)
+    modelled = [flag for flag in ("tool_tokens", "sampling_mismatch", "values") if flag in opts]
+    if diagnose and modelled:  # refused before the check, not after it
+        raise InvalidArgument(
+            f"diagnose=True does not model {', '.join(modelled)} (its probes have no such batches): "
+            "check without diagnose, or without " + ", ".join(modelled)
+        )
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -236,7 +248,7 @@ def check_sequence_loss(
         probe_seconds=evaluator.probe_seconds,
         dtypes=tuple(sorted(evaluator.dtypes)),
     )
-    return _make_report(
+    report = _make_report(
         name or name_of(loss_fn),
         "sequence-loss",
         run,
@@ -247,6 +259,7 @@ def check_sequence_loss(
         batched=True,
         note=note,
     )
+    return _diagnosed(report, run, loss_fn, diagnose)
 
 
 def check_token_weights(
@@ -264,6 +277,7 @@ def check_token_weights(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    diagnose: bool = False,
 ) -> SequenceReport:
     r"""Decide whether token weights give :math:`E[\sum_{j,t} w_{jt}\nabla\log\pi(y_{jt}\mid y_{j,<t})] = \nabla J`.
 
@@ -295,6 +309,7 @@ def check_token_weights(
         raise InvalidArgument(
             f"Expected batched=True or False but got {describe('batched', batched)}"
         )
+    _check_flag(diagnose)
     budget = batch_budget(weights=True, batched=batched)
     _require_some_shape(opts, budget, "batched" if batched else "one call per batch")
     start = time.perf_counter()
@@ -312,7 +327,7 @@ def check_token_weights(
         probe_seconds=None,
         dtypes=(),
     )
-    return _make_report(
+    report = _make_report(
         name or name_of(fn),
         "token-weights",
         run,
@@ -323,9 +338,34 @@ def check_token_weights(
         batched=batched,
         note=note,
     )
+    return _diagnosed(report, run, fn, diagnose)
 
 
 # --------------------------------------------------------------------------- the report
+
+
+def _check_flag(diagnose: Any) -> None:
+    if not isinstance(diagnose, bool):
+        raise InvalidArgument(f"Expected diagnose=True or False but got {describe('diagnose', diagnose)}")
+
+
+def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagnose: Any) -> SequenceReport:
+    """``report`` with its diagnosis (``diagnose=True`` and a biased or scaled verdict)."""
+    _check_flag(diagnose)
+    # decided from the run too, not from the report alone: the command line's parent re-runs
+    # this on the child's record, and a report forged in the child must not skip the probes
+    counterexample = run.mismatch is not None and run.fault is None and run.flaky is None
+    if not diagnose or not (counterexample or report.verdict in ("biased", "scaled")):
+        return report
+    from properties.sequence.diagnosis import diagnose as run_diagnosis
+
+    found = run_diagnosis(fn, report, protocol=report.protocol, batched=report.batched)
+    if report.verdict not in ("biased", "scaled"):
+        return report
+    out = dataclasses.replace(report, diagnosis=found)
+    object.__setattr__(out, "message", _message(out, run))
+    return out
+
 
 
 def _run_info(

@@ -33,12 +33,13 @@ on a few small *targeted* problems, each built so that one cause shows alone:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,16 @@ import numpy as np
 from impl.errors import InvalidArgument, describe
 from impl.sequence import node_log_probs, response_probs, response_space, sequence_score
 from impl.types import FloatArray
-from properties.sequence.evaluation import Evaluation, Sandbox, SequenceFault, TokenWeights
+from properties.judging.seam import stand_in_evaluator, wrap_evaluator
+from properties.sequence.evaluation import (
+    Evaluation,
+    ModeChanged,
+    Sandbox,
+    SequenceFault,
+    TokenWeights,
+)
 from properties.sequence.problems import SequenceProblem, Shape
-from properties.sequence.results import SequenceReport
+from properties.sequence.results import Diagnosis, Finding, SequenceReport
 
 PROPORTIONAL_RTOL = 1e-6
 r"""``E[g]`` is ``c * grad J`` when ``max|E[g] - c grad J| <= PROPORTIONAL_RTOL * max(|E[g]|, |c grad J|)``
@@ -89,53 +97,6 @@ LOW_PRECISION_DTYPES = frozenset({"float32", "float16", "bfloat16"})
 
 VISIBLE_PROBABILITY = 1e-12
 """Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One cause: a short ``name``, a ``sentence`` for the user, and the numbers behind it."""
-
-    name: str
-    sentence: str
-    evidence: dict[str, float] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {"name": self.name, "sentence": self.sentence, "evidence": dict(self.evidence)}
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """Every cause found (``findings``), the probes run (``probes``) and those that could not
-    run (``skipped``: their causes were not looked for), and the time taken."""
-
-    findings: tuple[Finding, ...]
-    skipped: tuple[str, ...] = ()
-    seconds: float = 0.0
-    probes: tuple[str, ...] = ()
-
-    def names(self) -> tuple[str, ...]:
-        """The findings' names, in order."""
-        return tuple(f.name for f in self.findings)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
-            "findings": [f.to_dict() for f in self.findings],
-            "skipped": list(self.skipped),
-            "seconds": self.seconds,
-            "probes": list(self.probes),
-        }
-
-    def describe(self) -> str:
-        """One line per finding (``"no cause found"`` when there is none).
-
-        >>> Diagnosis((Finding("length", "weights depend on length."),)).describe()
-        '- length: weights depend on length.'
-        """
-        if not self.findings:
-            return "no cause found"
-        return "\n".join(f"- {f.name}: {f.sentence}" for f in self.findings)
 
 
 # --------------------------------------------------------------------------- numerics
@@ -261,6 +222,7 @@ class _Prober:
         self.residual = 0.0  # relative residual of E[g] against c grad J on the graded-rewards probe
         self.rng = np.random.default_rng(PROBE_SEED)
         self._evaluators: dict[int, Any] = {}
+        self.replayed = False
 
     def theta(self, v: int, t: int, p: int) -> FloatArray:
         """Random logits whose root prefers a non-EOS token (else greedy paths are trivially empty)."""
@@ -276,14 +238,21 @@ class _Prober:
         return tuple(sorted(d for d in seen if d in LOW_PRECISION_DTYPES))
 
     def _evaluator(self, fn: Callable[..., Any]) -> Any:
+        """The evaluator of ``fn``, through the seam (the command line's parent re-runs the
+        probes on the child's record, as it does the check's own problems)."""
         found = self._evaluators.get(id(fn))
         if found is None:
+            sandbox = Sandbox()
             if self.protocol == "sequence-loss":
-                from properties.sequence.torch_loss import TorchLoss
+                found = stand_in_evaluator(sandbox)
+                if found is None:
+                    from properties.sequence.torch_loss import TorchLoss
 
-                found = TorchLoss(fn, sandbox=Sandbox())
+                    found = wrap_evaluator(TorchLoss(fn, sandbox=sandbox), sandbox)
+                else:
+                    self.replayed = True
             else:
-                found = TokenWeights(fn, batched=self.batched, sandbox=Sandbox())
+                found = wrap_evaluator(TokenWeights(fn, batched=self.batched, sandbox=sandbox), sandbox)
             self._evaluators[id(fn)] = found
         return found
 
@@ -316,9 +285,12 @@ class _Prober:
             if self.protocol == "token-weights":
                 (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
                 return ev  # type: ignore[no-any-return]
-            from properties.sequence.torch_loss import ModeChanged, torch_threads
+            threads: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+            if not self.replayed:  # the parent's re-run never imports PyTorch
+                from properties.sequence.torch_loss import torch_threads
 
-            with torch_threads():
+                threads = torch_threads()
+            with threads:
                 try:
                     (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
                 except ModeChanged:

@@ -20,6 +20,7 @@ from properties.sequence.results import (
     SequenceCounterexample,
     SequenceError,
     SequenceReport,
+    WeightRow,
     key_text,
 )
 from properties.sequence.run import SCALE_MATCH_FLOOR, SCALE_MATCH_UNCERTAINTIES, _Run
@@ -152,13 +153,12 @@ def _problem_text(cex: SequenceCounterexample) -> list[str]:
     space = cex.shape.space
     lines = []
     sampler = getattr(cex, "sampler_theta", None)
-    pi = response_probs(
-        space, sampler if sampler is not None else cex.old_theta if cex.old_theta is not None else cex.theta
-    )
+    pi = response_probs(space, cex.theta)
+    old = None if cex.old_theta is None else response_probs(space, cex.old_theta)
     for p in range(cex.shape.num_prompts):
         items = [
             f"{space.strings[r]!r}{' (truncated)' if space.truncated[r] else ''}: R={_fmt(cex.rewards[p, r])}, "
-            f"p={pi[p, r]:.3g}"
+            + (f"p={pi[p, r]:.3g}" if old is None else f"pi={pi[p, r]:.3g}, pi_old={old[p, r]:.3g}")
             for r in range(space.num_responses)
         ]
         shown = items if len(items) <= 16 else [*items[:16], f"... ({len(items)} responses)"]
@@ -167,9 +167,15 @@ def _problem_text(cex: SequenceCounterexample) -> list[str]:
     if cex.kl_coef > 0:
         lines.append(f"  ref_theta = {_arr(cex.ref_theta)} (kl_coef={cex.kl_coef})")
     if cex.old_theta is not None:
-        lines.append(f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy that sampled)")
+        lines.append(
+            f"  old_theta = {_arr(cex.old_theta)} (the behaviour policy pi_old that sampled the responses; "
+            "pi, from theta, is the current policy whose gradient is checked)"
+        )
     if sampler is not None:
-        lines.append(f"  sampler_theta = {_arr(sampler)} (the inference engine's policy that sampled)")
+        lines.append(
+            f"  sampler_theta = {_arr(sampler)} (the inference engine's policy that sampled the responses, "
+            "a perturbation of pi_old)"
+        )
     return lines
 
 
@@ -205,21 +211,45 @@ def _table(cex: SequenceCounterexample) -> str:
     return "\n".join(rows)
 
 
+def _weight_row(row: WeightRow) -> str:
+    """One response of the weight table as a sentence.
+
+    >>> for part in _weight_row(WeightRow(0, "ab", 2, 0.25, 1.0, (0.5, 0.5), 1.0)).split(": "):
+    ...     print(part.strip())
+    prompt 0, 'ab' (2 tokens, R = 1, p = 0.25)
+    the loss gives each token an expected weight of 0.5, 0.5 (0.5 times REINFORCE's 1)
+    """
+    tokens = f"{row.length} token{'s' if row.length != 1 else ''}"
+    probs = (
+        f"p = {row.probability:.3g}"
+        if row.current is None
+        else f"pi = {row.current:.3g} under the current policy, pi_old = {row.probability:.3g} under the "
+        "behaviour policy"
+    )
+    weights = ", ".join(_fmt(w) for w in row.weights)
+    each = "its one token an" if row.length == 1 else "each token an"
+    if row.reinforce != 0 and all(np.isfinite(row.weights)):
+        ratios = sorted({float(f"{w / row.reinforce:.3g}") for w in row.weights})
+        ratio = ", ".join(_fmt(r) for r in ratios)
+        versus = f"{ratio} times REINFORCE's {_fmt(row.reinforce)}"
+    else:
+        versus = f"REINFORCE gives each token {_fmt(row.reinforce)}"
+    return (
+        f"  prompt {row.prompt}, {row.response!r} ({tokens}, R = {_fmt(row.reward)}, {probs}): "
+        f"the loss gives {each} expected weight of {weights} ({versus})"
+    )
+
+
 def _pair_text(cex: SequenceCounterexample) -> list[str]:
     if not cex.length_pair:
         return []
     lines = [
-        "Expected weight on each token, E[w_t | y] summed over the rows y can occupy, for the responses "
-        "whose weights depart most from REINFORCE's (a REINFORCE-form estimator gives every token of "
-        "y the same weight c*(pi/pi_old)(y)*A(y) up to a baseline, A = R - kl_coef*log(pi/pi_ref)):"
+        "Token weights: REINFORCE gives every token of a response y the same expected weight, "
+        "c*(pi/pi_old)(y)*A(y) up to a baseline (A = R - kl_coef*log(pi/pi_ref)); the loss gives "
+        "(E[w_t | y], summed over the rows y can occupy, for the responses whose weights depart most from "
+        "REINFORCE's):"
     ]
-    for row in cex.length_pair:
-        weights = ", ".join(_fmt(w) for w in row.weights)
-        lines.append(
-            f"  prompt {row.prompt} {row.response!r} ({row.length} token{'s' if row.length != 1 else ''}, "
-            f"R={_fmt(row.reward)}, p={row.probability:.3g}): weights [{weights}]; "
-            f"c*(pi/pi_old)*A = {_fmt(row.reinforce)}"
-        )
+    lines += [_weight_row(row) for row in cex.length_pair]
     if not cex.weights_complete:
         lines.append(
             "  (the loss also reads the logits other than through log_probs, e.g. an entropy term: "
@@ -325,6 +355,29 @@ def _partial_text(report: SequenceReport) -> str:
     )
 
 
+def _causes(report: SequenceReport) -> list[str]:
+    """The "Causes:" block of a diagnosed report, one line per finding (empty when not diagnosed).
+
+    >>> from properties.sequence.results import Diagnosis, Finding
+    >>> r = SequenceReport(name="f", verdict="scaled", scale=None, scale_uncertainty=None,
+    ...     counterexample=None, error=None, group_sizes=(2,), seed=0, max_examples=0, batched=True,
+    ...     problems_checked=1, estimator_calls=1, estimator_seconds=0.0, seconds=0.0, message="",
+    ...     diagnosis=Diagnosis((Finding("length", "weight proportional to 1/|y|."),)))
+    >>> _causes(r)
+    ['Causes (diagnosis: targeted probes):', '  length: weight proportional to 1/|y|.']
+    """
+    found = report.diagnosis
+    if found is None:
+        return []
+    lines = ["Causes (diagnosis: targeted probes):"]
+    lines += [f"  {f.name}: {f.sentence}" for f in found.findings] or [
+        "  no cause found by the probes (the bias shows only on the problem above)"
+    ]
+    if found.skipped:
+        lines.append("  not looked for (the probe could not run): " + "; ".join(found.skipped))
+    return lines
+
+
 def _message(report: SequenceReport, run: _Run) -> str:
     what = "Weight function" if report.protocol == "token-weights" else "Loss"
     head = f"{what} {report.name!r}"
@@ -350,6 +403,7 @@ def _message(report: SequenceReport, run: _Run) -> str:
             "It ascends J, but its step is rescaled by c; divide by c (or fix the aggregation) to "
             "make it unbiased."
         )
+        lines += _causes(report)
         return "\n".join(lines)
     if report.verdict == "biased":
         cex = report.counterexample
@@ -372,6 +426,7 @@ def _message(report: SequenceReport, run: _Run) -> str:
         ]
         if cex.roundoff is not None:
             lines.append(_roundoff_text(report, cex.roundoff))
+        lines += _causes(report)
         lines += [
             "Reproduce:",
             "  import numpy as np; from properties.trainer import trainer_expectation"

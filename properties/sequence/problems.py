@@ -359,6 +359,33 @@ def _eos_ties(space: ResponseSpace, prompt: int) -> FloatArray:
     return out
 
 
+def ties_across_lengths(space: ResponseSpace, rewards: FloatArray) -> bool:
+    """Whether two responses of different lengths get the same reward on some prompt.
+
+    >>> from impl.sequence import response_space
+    >>> ties_across_lengths(response_space(2, 1), np.array([[1.0, 0.0]]))
+    False
+    >>> ties_across_lengths(response_space(2, 2), np.array([[1.0, 1.0, 0.0]]))
+    True
+    """
+    for row in np.atleast_2d(rewards):
+        for value in np.unique(row):
+            if np.unique(space.lengths[row == value]).size > 1:
+                return True
+    return False
+
+
+def _label(label: str, reward_fn: RewardPattern, space: ResponseSpace, rewards: FloatArray) -> str:
+    """The battery entry's label as it holds on this shape: "ties" only where rewards tie.
+
+    The ``_eos_ties`` rewards tie across lengths only where two EOS-ended responses of
+    different lengths exist (``T >= 2``); elsewhere the label says what the rewards are.
+    """
+    if reward_fn is _eos_ties and not ties_across_lengths(space, rewards):
+        return "rewards 1 (2 on odd prompts) if the response ends with EOS, 0 if truncated (no ties here)"
+    return label
+
+
 def _binary(space: ResponseSpace, prompt: int) -> FloatArray:
     a, b, _ = _counts(space)
     out: FloatArray = ((a > 0) if prompt % 2 == 0 else (b > 0) | (a > 1)).astype(np.float64)
@@ -523,7 +550,7 @@ def battery(
                 ref_theta=ref,
                 old_theta=old,
                 kl_coef=kl_coef,
-                label=f"battery: {label}",
+                label=f"battery: {_label(label, reward_fn, space, rewards)}",
                 sampler_theta=sampler,
                 value_table=table,
             )

@@ -53,10 +53,13 @@ class WeightRow:
     reward: float
     weights: tuple[float, ...]
     reinforce: float
+    current: float | None = None
+    """Off-policy: the response's probability under the current policy ``pi`` (``probability``
+    is then the behaviour policy's, ``pi_old``, which sampled it); ``None`` on-policy."""
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
+        """Plain JSON-serialisable fields (``current`` only off-policy)."""
+        out: dict[str, Any] = {
             "prompt": self.prompt,
             "response": self.response,
             "length": self.length,
@@ -65,6 +68,9 @@ class WeightRow:
             "weights": list(self.weights),
             "reinforce": self.reinforce,
         }
+        if self.current is not None:
+            out["current"] = self.current
+        return out
 
 
 _NO_SHAPE = Shape(2, 1, 1, 1)
@@ -219,6 +225,54 @@ class SequenceRun:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One cause: a short ``name``, a ``sentence`` for the user, and the numbers behind it."""
+
+    name: str
+    sentence: str
+    evidence: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {"name": self.name, "sentence": self.sentence, "evidence": dict(self.evidence)}
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Every cause found (``findings``), the probes run (``probes``) and those that could not
+    run (``skipped``: their causes were not looked for), and the time taken."""
+
+    findings: tuple[Finding, ...]
+    skipped: tuple[str, ...] = ()
+    seconds: float = 0.0
+    probes: tuple[str, ...] = ()
+
+    def names(self) -> tuple[str, ...]:
+        """The findings' names, in order."""
+        return tuple(f.name for f in self.findings)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "findings": [f.to_dict() for f in self.findings],
+            "skipped": list(self.skipped),
+            "seconds": self.seconds,
+            "probes": list(self.probes),
+        }
+
+    def describe(self) -> str:
+        """One line per finding (``"no cause found"`` when there is none).
+
+        >>> Diagnosis((Finding("length", "weights depend on length."),)).describe()
+        '- length: weights depend on length.'
+        """
+        if not self.findings:
+            return "no cause found"
+        return "\n".join(f"- {f.name}: {f.sentence}" for f in self.findings)
+
+
+
+@dataclass(frozen=True)
 class SequenceReport(EstimatorReport):
     """An :class:`EstimatorReport` for a sequence check (same verdicts, ``assert_*``, JSON).
 
@@ -233,6 +287,9 @@ class SequenceReport(EstimatorReport):
     """The check covered less than asked (a requested ``(k, T, P)`` has no shape within the
     batch budget): an ``unbiased``/``scaled`` verdict then holds only on the shapes checked;
     ``assert_sequence_*`` fail unless ``allow_partial=True`` and the command line exits 1."""
+    diagnosis: Diagnosis | None = None
+    """The causes of a bias or a constant (``diagnose=True``; ``None`` when not asked or not
+    biased/scaled): :func:`properties.sequence.diagnosis.diagnose` on the checked loss."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
@@ -248,6 +305,8 @@ class SequenceReport(EstimatorReport):
         out["run"] = None if self.run is None else self.run.to_dict()
         out["settings"] = dict(self.settings)
         out["partial"] = self.partial
+        if self.diagnosis is not None:  # only when asked: the JSON of a plain check is unchanged
+            out["diagnosis"] = self.diagnosis.to_dict()
         return out
 
     def to_json(self) -> str:

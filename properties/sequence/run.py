@@ -454,6 +454,7 @@ def _length_pair(ev: Evaluation, multiple: float) -> tuple[WeightRow, ...]:
                 reward=float(pr.rewards[p, r]),
                 weights=tuple(float(x) for x in omega[p, r, :length]),
                 reinforce=float(multiple * target[p, r]),
+                current=None if pr.old_theta is None else float(pi[p, r]),
             )
         )
     return tuple(out)

@@ -128,3 +128,15 @@ def test_a_counterexample_carries_the_options_to_its_rerun_repro_and_json() -> N
     assert "values='random')" in report.message and "value_table=np.array(" in report.message
     cex = report.to_dict()["counterexample"]
     assert cex["shape"]["values"] == "random" and "value_table" in cex
+
+
+def test_diagnose_with_an_option_it_does_not_model_is_refused_before_the_check() -> None:
+    calls: list[int] = []
+
+    def loss(batch: Any) -> Any:
+        calls.append(1)
+        return -(batch.rewards * (batch.log_probs * batch.mask).sum(-1)).mean()
+
+    with pytest.raises(InvalidArgument, match="diagnose=True does not model tool_tokens"):
+        check_sequence_loss(loss, tool_tokens=True, diagnose=True, max_examples=0)
+    assert not calls
