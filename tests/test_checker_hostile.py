@@ -154,6 +154,16 @@ def test_a_huge_rtol_is_a_verdict_not_a_crash(rtol: float) -> None:
     assert f"rtol={rtol!r}" in report.message and "smaller rtol" in report.message
 
 
+def test_a_loose_rtol_names_an_rtol_that_judges() -> None:
+    """At rtol=1e-2 a correct estimator is an imprecise error (its scale is known to +- 0.07);
+    the message used to say only "pass a smaller rtol": it now names one that judges."""
+    report = check_estimator(reinforce, batched=True, max_examples=FEW, rtol=1e-2)
+    _error(report, "imprecise")
+    suggested = float(report.message.split("smaller rtol: rtol=")[1].split()[0])
+    assert suggested < 1e-2
+    assert check_estimator(reinforce, batched=True, max_examples=FEW, rtol=suggested).verdict == "unbiased"
+
+
 class StrRaises(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no text")

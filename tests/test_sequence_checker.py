@@ -601,3 +601,19 @@ def test_report_json_round_trip() -> None:
     assert data["counterexample"]["length_pair"]
     assert data["run"]["mode"] == "vmap"
     assert data["settings"]["group_sizes"] == [2, 3]
+
+
+# --------------------------------------------------------------------------- a loose user rtol
+
+
+def test_a_loose_rtol_is_blamed_not_the_dtype_and_the_suggested_rtol_judges() -> None:
+    """A float64 RLOO loss at rtol=1e-2 used to read "ERROR (imprecise): it no problem measured
+    the scale ... (round-off unit 2.2e-16)" with the hint "compute the loss in float64 (or
+    float32), not half precision": the loss is float64, the rtol was too loose."""
+    report = check_sequence_loss(rloo, rtol=1e-2, **SMALL)
+    assert report.error is not None and report.error.kind == "imprecise"
+    assert "rtol=0.01" in report.error.detail and "half precision" not in report.error.hint
+    assert " it no problem" not in report.message and "it could not be judged" in report.message
+    suggested = float(report.error.hint.split("rtol=")[1].split()[0])
+    assert check_sequence_loss(rloo, rtol=suggested, **SMALL).verdict == "unbiased"
+    assert check_sequence_loss(group_mean, rtol=suggested, **SMALL).verdict == "scaled"

@@ -27,6 +27,7 @@ from properties.judging.verdict import (
     judge,
     norm,
     outside_range,
+    precise_rtol,
     relative_residual,
     ulps,
 )
@@ -422,7 +423,8 @@ class _Run:
                 f"could not be judged with rtol={self.rtol!r}: that tolerance is more than "
                 f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
             )
-            fix = "pass a smaller rtol"
+            smaller = precise_rtol(self.rtol, refs, keys) if self.atol == 0.0 else None
+            fix = "pass a smaller rtol" if smaller is None else f"pass a smaller rtol: rtol={smaller:g} or below"
         else:
             dtype = _DTYPE_NAMES.get(self.max_eps, f"a dtype with epsilon {self.max_eps:.2g}")
             cause = (
