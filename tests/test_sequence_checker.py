@@ -617,3 +617,32 @@ def test_a_loose_rtol_is_blamed_not_the_dtype_and_the_suggested_rtol_judges() ->
     suggested = float(report.error.hint.split("rtol=")[1].split()[0])
     assert check_sequence_loss(rloo, rtol=suggested, **SMALL).verdict == "unbiased"
     assert check_sequence_loss(group_mean, rtol=suggested, **SMALL).verdict == "scaled"
+
+
+# --------------------------------------------------------------------------- a float32 constant in a float64 loss
+
+
+def float32_third(b: Any) -> Any:
+    """A float64 mean whose 1/B is a float32 constant: at B = 3, c = 1 + 2.98e-8."""
+    per = b.rewards * seqsum(b)
+    return -(per.sum() * float(np.float32(1.0 / per.shape[0])))
+
+
+def test_a_float32_constant_in_a_float64_loss_is_noted_and_the_verdict_stays() -> None:
+    """It used to be SCALED with c = 1.0000000298 at k=3 and no note."""
+    report = check_sequence_loss(float32_third, **SMALL)
+    assert report.verdict == "scaled"
+    note = report.scale_note
+    assert note is not None and note.dtype == "float32" and note.verdict == "unbiased"
+    assert set(note.values.values()) == {"1"}
+    assert "float32 constant or step inside the loss" in report.message
+    assert json.loads(report.to_json())["scale_note"]["verdict"] == "unbiased"
+    again = check_sequence_loss(float32_third, rtol=note.rtol, atol=note.atol, **SMALL)
+    assert again.verdict == "unbiased"
+
+
+@pytest.mark.parametrize("loss", [group_mean, lambda b: reinforce(b) * (1 + 1e-6)])
+def test_scales_that_are_no_float32_rounding_get_no_note(loss: Any) -> None:
+    report = check_sequence_loss(loss, **SMALL)
+    assert report.verdict == "scaled" and report.scale_note is None
+    assert "constant or step" not in report.message

@@ -99,6 +99,7 @@ from properties.sequence.region import (
     unchecked_cells,
 )
 from properties.sequence.results import (
+    ScaleNote,
     SequenceCounterexample,
     SequenceError,
     SequenceReport,
@@ -114,6 +115,7 @@ from properties.sequence.run import (
     _execute,
     _roundoff_note,
     _Run,
+    _scale_note,
 )
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
@@ -200,6 +202,7 @@ def check_sequence_loss(
                 run = _execute(evaluator, opts, budget)
                 # the note reruns the check: a new problem may show vmap and plain calls apart
                 note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
+                scale_note = _scale_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
@@ -226,6 +229,7 @@ def check_sequence_loss(
         start,
         batched=True,
         note=note,
+        scale_note=scale_note,
     )
 
 
@@ -282,6 +286,7 @@ def check_token_weights(
     evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
+    scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
     info = _run_info(
         run,
         protocol="token weights",
@@ -302,6 +307,7 @@ def check_token_weights(
         start,
         batched=batched,
         note=note,
+        scale_note=scale_note,
     )
 
 
@@ -394,6 +400,7 @@ def _make_report(
     *,
     batched: bool,
     note: RoundoffNote | None = None,
+    scale_note: ScaleNote | None = None,
 ) -> SequenceReport:
     keys = sorted({s.key for s in run.shapes})
     error: SequenceError | None = None
@@ -467,6 +474,7 @@ def _make_report(
         settings=dict(opts),
         # only a pass can be partial: a counterexample or an error holds whatever was left out
         partial=info.partial and verdict in ("unbiased", "scaled"),
+        scale_note=scale_note if verdict == "scaled" else None,
     )
     object.__setattr__(report, "message", _message(report, run))
     return report

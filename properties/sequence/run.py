@@ -13,6 +13,7 @@ from hypothesis.errors import Flaky
 
 from impl.sequence import advantages, response_probs
 from properties.judging.verdict import (
+    KNOWN_SCALES,
     REFERENCE_MIN_SIGNAL,
     Mismatch,
     ReferenceBook,
@@ -49,6 +50,7 @@ from properties.sequence.problems import (
 )
 from properties.sequence.region import ValueRanges
 from properties.sequence.results import (
+    ScaleNote,
     SequenceCounterexample,
     SequenceError,
     WeightRow,
@@ -287,6 +289,79 @@ def _roundoff_note(
         verdict=decision.verdict,
         scale=None if decision.scale is None else dict(decision.scale),
     )
+
+
+SCALE_NOTE_EPSILONS = 4.0
+"""A measured scale ``c`` reads as a coarser dtype's rounding of a simple value ``v`` when
+``|c - v| <= SCALE_NOTE_EPSILONS * eps * |v|``: a constant stored in that dtype
+(``float32(1/3) = (1/3)(1 + 2.98e-8)``) or one step computed in it moves ``c`` by at most
+a few of its epsilons."""
+
+
+def _simple_value(key: Any, c: float, eps: float) -> tuple[str, float] | None:
+    """The simple value (1, or a known scale formula at the key's ``k``) within ``SCALE_NOTE_EPSILONS * eps`` of ``c``.
+
+    >>> _simple_value((3, 1, 1, 2), float(np.float32(1 / 3)) * 3, 2.0**-23)
+    ('1', 1.0)
+    >>> _simple_value((2, 1, 1, 2), 0.5 * (1 + 2.0**-23), 2.0**-23)[0]
+    '(k-1)/k'
+    >>> _simple_value((2, 1, 1, 2), 1.001, 2.0**-23) is None
+    True
+    """
+    k = int(key[0])
+    for text, v in [("1", 1.0)] + [(name.split(",")[0], f(k)) for name, f in KNOWN_SCALES]:
+        if abs(c - v) <= SCALE_NOTE_EPSILONS * eps * abs(v):
+            return text, v
+    return None
+
+
+def _scale_note(
+    run: _Run, evaluator: Any, opts: dict[str, Any], budget: int, *, seen: set[str]
+) -> ScaleNote | None:
+    """A ``scaled`` verdict whose every ``c`` is a coarser dtype's rounding of a simple value says so.
+
+    Like :func:`_roundoff_note` (float32 always, a 16-bit dtype only when seen in the loss;
+    never under a user ``rtol``): at least one ``c`` must depart from its value by more
+    than its uncertainty (else the value itself was measured), and the note reruns the
+    whole check with the ``rtol`` that accepts that dtype's round-off.  The verdict stays.
+    """
+    if run.mismatch is not None or run.fault is not None or run.flaky is not None or run.rtol is not None:
+        return None
+    refs = run.book.references()
+    keys = sorted({s.key for s in run.shapes})
+    decision = decide(fault=False, mismatch=False, references=refs, keys=keys)
+    if decision.verdict != "scaled" or decision.scale is None or decision.uncertainty is None:
+        return None
+    for dtype, eps in ROUNDOFF_DTYPES:
+        if eps <= run.max_eps or (dtype != "float32" and dtype not in seen):
+            continue
+        simple = {key: _simple_value(key, c, eps) for key, c in decision.scale.items()}
+        values = {key: v for key, v in simple.items() if v is not None}
+        if len(values) < len(simple) or all(
+            abs(decision.scale[key] - v) <= decision.uncertainty[key] for key, (_, v) in values.items()
+        ):
+            continue
+        positions = max((s.rows * s.max_len for s in run.shapes), default=1)
+        rtol = _round_up(ROUNDOFF_SAFETY * positions * eps)
+        atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+        again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
+        verdict = decide(
+            fault=again.fault is not None,
+            mismatch=again.mismatch is not None,
+            references=again.book.references(),
+            keys=sorted({s.key for s in again.shapes}),
+        )
+        return ScaleNote(
+            dtype=dtype,
+            epsilon=eps,
+            values={key: text for key, (text, _) in values.items()},
+            departure={key: decision.scale[key] / v - 1.0 for key, (_, v) in values.items()},
+            rtol=rtol,
+            atol=atol,
+            verdict=verdict.verdict,
+            scale=None if verdict.scale is None else dict(verdict.scale),
+        )
+    return None
 
 
 def _round_up(x: float) -> float:
