@@ -646,3 +646,26 @@ def test_scales_that_are_no_float32_rounding_get_no_note(loss: Any) -> None:
     report = check_sequence_loss(loss, **SMALL)
     assert report.verdict == "scaled" and report.scale_note is None
     assert "constant or step" not in report.message
+
+
+# --------------------------------------------------------------------------- the sequence JSON's fields
+
+
+def test_sequence_json_names_its_fields_for_a_sequence_problem() -> None:
+    """It used to carry the one-step fields: ``counterexample.logits`` (the flattened theta)
+    next to ``"n": 2``, ``error.samples`` and ``"batched": true`` for a torch loss."""
+    data = json.loads(check_sequence_loss(token_mean, **SMALL).to_json())
+    assert "batched" not in data
+    cex = data["counterexample"]
+    for one_step in ("logits", "scores", "n", "reference_logits", "reference_scores"):
+        assert one_step not in cex
+    size = np.asarray(cex["theta"]).size
+    assert len(cex["reference_theta_flat"]) == len(cex["expectation"]) == size
+    assert len(cex["reference_rewards_flat"]) == np.asarray(cex["rewards"]).size
+    err = json.loads(check_sequence_loss(lambda b: 1 / 0, **SMALL).to_json())["error"]
+    for one_step in ("logits", "samples", "rewards", "scores"):
+        assert one_step not in err
+    assert {"theta_flat", "reward_table_flat", "batch_responses", "batch_rewards"} <= set(err)
+    assert len(err["batch_responses"]) == len(err["batch_rewards"]) == len(err["batch"])
+    weights = json.loads(check_token_weights(w_reinforce, batched=True, **SMALL).to_json())
+    assert weights["batched"] is True
