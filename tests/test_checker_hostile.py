@@ -697,3 +697,40 @@ def test_sequence_problems_depend_on_the_seed_only_and_nothing_is_written(tmp_pa
     with_constants = run("sys.path.insert(0, '.'); import lots_of_constants")
     assert plain == with_constants
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lots_of_constants.py"]
+
+
+# --------------------------------------------------------------------------- output
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda: print("debug"),
+        lambda: sys.stderr.write("debug\n"),
+        lambda: __import__("os").write(1, b"debug\n"),
+    ],
+    ids=["print", "stderr", "fd1"],
+)
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_estimator_that_prints_is_an_error_as_a_sequence_loss_is(
+    write: Any, batched: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be certified UNBIASED, its output sent to the caller's standard output (to
+    stderr from the command line), while a sequence loss that prints is the ``printed`` error."""
+
+    def noisy(logits: Any, samples: Any, rewards: Any) -> Any:
+        write()
+        return reinforce(logits, samples, rewards) if batched else pg_reinforce(logits, samples, rewards)
+
+    report = check_estimator(noisy, batched=batched, max_examples=FEW)
+    _error(report, "printed")
+    assert "debug" in report.message and "must not print" in report.message
+    assert "debug" not in capfd.readouterr().out
+
+
+def test_a_multi_prompt_estimator_that_prints_is_an_error() -> None:
+    def noisy(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+        print("debug")
+        return np.zeros(logits.shape)
+
+    _error(check_estimator(noisy, group_sizes=(2,), num_prompts=(2,), max_examples=2), "printed")
