@@ -734,3 +734,30 @@ def test_a_multi_prompt_estimator_that_prints_is_an_error() -> None:
         return np.zeros(logits.shape)
 
     _error(check_estimator(noisy, group_sizes=(2,), num_prompts=(2,), max_examples=2), "printed")
+
+
+# --------------------------------------------------------------------------- a float32 constant
+
+
+def test_a_float32_constant_in_a_float64_estimator_is_noted_and_the_verdict_stays() -> None:
+    """It used to be SCALED with c_3 = 1.0000000298 and no note (float32(1/3) = (1/3)(1 + 2.98e-8))."""
+
+    def float32_mean(logits: Any, samples: Any, rewards: Any) -> Any:
+        p = _softmax(logits)
+        grad = (rewards[:, None] * (np.eye(p.size)[samples] - p)).sum(0)
+        return grad * float(np.float32(1.0 / samples.shape[-1]))
+
+    report = check_estimator(float32_mean, group_sizes=(2, 3), max_examples=FEW)
+    assert report.verdict == "scaled"
+    note = report.scale_note
+    assert note is not None and note.dtype == "float32" and note.verdict == "unbiased"
+    assert "float32 constant or step inside the estimator" in report.message
+    assert report.to_dict()["scale_note"]["values"] == {"k=2": "1", "k=3": "1"}
+    again = check_estimator(float32_mean, group_sizes=(2, 3), max_examples=FEW, rtol=note.rtol, atol=note.atol)
+    assert again.verdict == "unbiased"
+
+
+def test_a_real_scale_gets_no_float32_note() -> None:
+    report = check_estimator(lambda *a: pg_reinforce(*a) * (1 + 1e-6), group_sizes=(2, 3), max_examples=FEW)
+    assert report.verdict == "scaled" and report.scale_note is None
+    assert "scale_note" not in report.to_dict()

@@ -456,6 +456,29 @@ def scale_hints(
     return dict(sorted(hints.items()))
 
 
+SCALE_NOTE_EPSILONS = 4.0
+"""A measured scale ``c`` reads as a coarser dtype's rounding of a simple value ``v`` when
+``|c - v| <= SCALE_NOTE_EPSILONS * eps * |v|``: a constant stored in that dtype
+(``float32(1/3) = (1/3)(1 + 2.98e-8)``) or one step computed in it moves ``c`` by at most
+a few of its epsilons."""
+
+
+def simple_value(k: int, c: float, eps: float) -> tuple[str, float] | None:
+    """The simple value (1, or a :data:`KNOWN_SCALES` formula at ``k``) within ``SCALE_NOTE_EPSILONS * eps`` of ``c``.
+
+    >>> simple_value(3, float(np.float32(1 / 3)) * 3, 2.0**-23)
+    ('1', 1.0)
+    >>> simple_value(2, 0.5 * (1 + 2.0**-23), 2.0**-23)[0]
+    '(k-1)/k'
+    >>> simple_value(2, 1.001, 2.0**-23) is None
+    True
+    """
+    for text, v in [("1", 1.0)] + [(name.split(",")[0], f(k)) for name, f in KNOWN_SCALES]:
+        if abs(c - v) <= SCALE_NOTE_EPSILONS * eps * abs(v):
+            return text, v
+    return None
+
+
 ROUNDOFF_DTYPES: tuple[tuple[str, float], ...] = (
     ("float32", float(np.finfo(np.float32).eps)),
     ("bfloat16", 2.0**-7),

@@ -63,6 +63,7 @@ from properties.judging.verdict import (
 from properties.onestep.results import (
     EstimatorCheckFailure,
     RoundoffNote,
+    ScaleNote,
 )
 from properties.sequence.evaluation import (
     Evaluation,
@@ -99,7 +100,6 @@ from properties.sequence.region import (
     unchecked_cells,
 )
 from properties.sequence.results import (
-    ScaleNote,
     SequenceCounterexample,
     SequenceError,
     SequenceReport,

@@ -187,61 +187,6 @@ class SequenceError(EstimatorError):
 
 
 @dataclass(frozen=True)
-class ScaleNote:
-    """A ``scaled`` verdict whose every :math:`c` lies within a few of a coarser dtype's epsilons of a simple value.
-
-    ``values`` names, per key, the value :math:`v` its :math:`c` rounds to (``"1"``, or a
-    known scale formula such as ``"(k-1)/k"``), and ``departure`` gives :math:`c/v - 1`;
-    ``dtype``/``epsilon`` the finest coarser dtype whose epsilons explain every departure
-    (a constant stored in it: ``float32(1/3) = (1/3)(1 + 2.98e-8)``, or one step computed in
-    it).  ``rtol``/``atol``/``verdict``/``scale`` are what a second full run concludes at
-    that dtype's round-off; the report's verdict itself stays strict.
-    """
-
-    dtype: str
-    epsilon: float
-    values: dict[Hashable, str]
-    departure: dict[Hashable, float]
-    rtol: float
-    atol: float
-    verdict: str
-    scale: dict[Hashable, float] | None
-
-    def text(self) -> str:
-        """The message's note: the largest departure, the suspected cause, the verdict at that precision.
-
-        >>> text = ScaleNote("float32", 2.0**-23, {(3, 1, 1, 2): "1"}, {(3, 1, 1, 2): 2.98e-8},
-        ...                  2e-05, 0.0, "unbiased", {(3, 1, 1, 2): 1.0}).text()
-        >>> text[:78]
-        'Note: every c is within 0.25 float32 epsilons (1.2e-07) of a simple value (lar'
-        >>> text[text.index("c = "):].split("):")[0], text.split("? ")[1][:48]
-        ('c = 1 * (1 + 3e-08) at k=3, T=1, P=1, V=2', 'At float32 precision (rtol=2e-05, atol=0) the ve')
-        """
-        key = max(self.departure, key=lambda k: abs(self.departure[k]))
-        delta = self.departure[key]
-        return (
-            f"Note: every c is within {abs(delta) / self.epsilon:.2g} {self.dtype} epsilons "
-            f"({self.epsilon:.2g}) of a simple value (largest: c = {self.values[key]} * (1 {'+-'[delta < 0]} "
-            f"{abs(delta):.2g}) at {key_text(key)}): a {self.dtype} constant or step inside the loss? "
-            f"At {self.dtype} precision (rtol={self.rtol:g}, atol={self.atol:g}) the verdict is "
-            f"{self.verdict.upper()}; confirm with rtol={self.rtol:g}, atol={self.atol:g}."
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
-        return {
-            "dtype": self.dtype,
-            "epsilon": self.epsilon,
-            "values": {key_text(k): v for k, v in self.values.items()},
-            "departure": {key_text(k): d for k, d in self.departure.items()},
-            "rtol": self.rtol,
-            "atol": self.atol,
-            "verdict": self.verdict,
-            "scale": None if self.scale is None else {key_text(k): c for k, c in self.scale.items()},
-        }
-
-
-@dataclass(frozen=True)
 class SequenceRun:
     """How the check ran: the evaluation mode, the shapes and batches, the costs.
 
@@ -316,9 +261,6 @@ class SequenceReport(EstimatorReport):
     """The check covered less than asked (a requested ``(k, T, P)`` has no shape within the
     batch budget): an ``unbiased``/``scaled`` verdict then holds only on the shapes checked;
     ``assert_sequence_*`` fail unless ``allow_partial=True`` and the command line exits 1."""
-    scale_note: ScaleNote | None = None
-    """For a ``scaled`` verdict whose scales are a coarser dtype's rounding of simple values
-    (:class:`ScaleNote`); ``None`` otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (``json.dumps(report.to_dict())`` works)."""
@@ -336,6 +278,7 @@ class SequenceReport(EstimatorReport):
         if self.protocol != "token-weights":
             del out["batched"]  # a loss is always called on whole batches: only weights choose
         out["partial"] = self.partial
+        # always in the sequence JSON (the one-step JSON has it only when set)
         out["scale_note"] = None if self.scale_note is None else self.scale_note.to_dict()
         return out
 

@@ -13,18 +13,19 @@ from hypothesis.errors import Flaky
 
 from impl.sequence import advantages, response_probs
 from properties.judging.verdict import (
-    KNOWN_SCALES,
     REFERENCE_MIN_SIGNAL,
     Mismatch,
     ReferenceBook,
     decide,
     norm,
     relative_residual,
+    simple_value,
     ulps,
 )
 from properties.onestep.problems import checker_settings, pinned_hypothesis
 from properties.onestep.results import (
     RoundoffNote,
+    ScaleNote,
 )
 from properties.sequence.evaluation import (
     DETERMINISM_RECHECKS,
@@ -50,7 +51,6 @@ from properties.sequence.problems import (
 )
 from properties.sequence.region import ValueRanges
 from properties.sequence.results import (
-    ScaleNote,
     SequenceCounterexample,
     SequenceError,
     WeightRow,
@@ -291,30 +291,6 @@ def _roundoff_note(
     )
 
 
-SCALE_NOTE_EPSILONS = 4.0
-"""A measured scale ``c`` reads as a coarser dtype's rounding of a simple value ``v`` when
-``|c - v| <= SCALE_NOTE_EPSILONS * eps * |v|``: a constant stored in that dtype
-(``float32(1/3) = (1/3)(1 + 2.98e-8)``) or one step computed in it moves ``c`` by at most
-a few of its epsilons."""
-
-
-def _simple_value(key: Any, c: float, eps: float) -> tuple[str, float] | None:
-    """The simple value (1, or a known scale formula at the key's ``k``) within ``SCALE_NOTE_EPSILONS * eps`` of ``c``.
-
-    >>> _simple_value((3, 1, 1, 2), float(np.float32(1 / 3)) * 3, 2.0**-23)
-    ('1', 1.0)
-    >>> _simple_value((2, 1, 1, 2), 0.5 * (1 + 2.0**-23), 2.0**-23)[0]
-    '(k-1)/k'
-    >>> _simple_value((2, 1, 1, 2), 1.001, 2.0**-23) is None
-    True
-    """
-    k = int(key[0])
-    for text, v in [("1", 1.0)] + [(name.split(",")[0], f(k)) for name, f in KNOWN_SCALES]:
-        if abs(c - v) <= SCALE_NOTE_EPSILONS * eps * abs(v):
-            return text, v
-    return None
-
-
 def _scale_note(
     run: _Run, evaluator: Any, opts: dict[str, Any], budget: int, *, seen: set[str]
 ) -> ScaleNote | None:
@@ -335,7 +311,10 @@ def _scale_note(
     for dtype, eps in ROUNDOFF_DTYPES:
         if eps <= run.max_eps or (dtype != "float32" and dtype not in seen):
             continue
-        simple = {key: _simple_value(key, c, eps) for key, c in decision.scale.items()}
+        simple = {
+            key: simple_value(int(key[0]), c, eps) if isinstance(key, tuple) else None
+            for key, c in decision.scale.items()
+        }
         values = {key: v for key, v in simple.items() if v is not None}
         if len(values) < len(simple) or all(
             abs(decision.scale[key] - v) <= decision.uncertainty[key] for key, (_, v) in values.items()
@@ -354,12 +333,13 @@ def _scale_note(
         return ScaleNote(
             dtype=dtype,
             epsilon=eps,
-            values={key: text for key, (text, _) in values.items()},
-            departure={key: decision.scale[key] / v - 1.0 for key, (_, v) in values.items()},
+            values={key_text(key): text for key, (text, _) in values.items()},
+            departure={key_text(key): decision.scale[key] / v - 1.0 for key, (_, v) in values.items()},
             rtol=rtol,
             atol=atol,
             verdict=verdict.verdict,
-            scale=None if verdict.scale is None else dict(verdict.scale),
+            scale=None if verdict.scale is None else {key_text(k): c for k, c in verdict.scale.items()},
+            inside="the loss",
         )
     return None
 
