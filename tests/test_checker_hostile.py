@@ -761,3 +761,14 @@ def test_a_real_scale_gets_no_float32_note() -> None:
     report = check_estimator(lambda *a: pg_reinforce(*a) * (1 + 1e-6), group_sizes=(2, 3), max_examples=FEW)
     assert report.verdict == "scaled" and report.scale_note is None
     assert "scale_note" not in report.to_dict()
+
+
+def test_warnings_inside_an_estimator_are_not_printed_output() -> None:
+    """NumPy's divide-by-zero warning and warnings.warn in a call do not count as printing."""
+
+    def warns(logits: Any, samples: Any, rewards: Any) -> Any:
+        np.log(np.zeros(1))
+        warnings.warn("user warning", stacklevel=1)
+        return pg_reinforce(logits, samples, rewards)
+
+    assert check_estimator(warns, group_sizes=(2, 3), max_examples=FEW).verdict == "unbiased"

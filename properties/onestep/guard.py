@@ -23,6 +23,7 @@ import contextlib
 import io
 import itertools
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -320,8 +321,9 @@ class GuardedEstimator:
 
         As for a sequence loss (:class:`properties.sequence.evaluation.Sandbox`): ``print``
         and ``os.write(1, ...)`` alike, since standard output is the caller's; a fault the
-        calls raised comes first.  Re-entrant: an inner block adds nothing.  With
-        ``report=False`` (a diagnosis re-running a call already made) the output is dropped.
+        calls raised comes first.  Warnings are recorded, not printed, and do not count.
+        Re-entrant: an inner block adds nothing.  With ``report=False`` (a diagnosis
+        re-running a call already made) the output is dropped.
         """
         if self._capturing:
             yield
@@ -329,7 +331,12 @@ class GuardedEstimator:
         out, err = io.StringIO(), io.StringIO()
         self._capturing = True
         try:
-            with self._fd1, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            with (
+                self._fd1,
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+                warnings.catch_warnings(record=True),  # recorded, not printed: they do not count
+            ):
                 yield
         finally:
             self._capturing = False
