@@ -154,6 +154,16 @@ def test_a_huge_rtol_is_a_verdict_not_a_crash(rtol: float) -> None:
     assert f"rtol={rtol!r}" in report.message and "smaller rtol" in report.message
 
 
+def test_a_loose_rtol_names_an_rtol_that_judges() -> None:
+    """At rtol=1e-2 a correct estimator is an imprecise error (its scale is known to +- 0.07);
+    the message used to say only "pass a smaller rtol": it now names one that judges."""
+    report = check_estimator(reinforce, batched=True, max_examples=FEW, rtol=1e-2)
+    _error(report, "imprecise")
+    suggested = float(report.message.split("smaller rtol: rtol=")[1].split()[0])
+    assert suggested < 1e-2
+    assert check_estimator(reinforce, batched=True, max_examples=FEW, rtol=suggested).verdict == "unbiased"
+
+
 class StrRaises(Exception):
     def __str__(self) -> str:
         raise RuntimeError("no text")
@@ -687,3 +697,78 @@ def test_sequence_problems_depend_on_the_seed_only_and_nothing_is_written(tmp_pa
     with_constants = run("sys.path.insert(0, '.'); import lots_of_constants")
     assert plain == with_constants
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lots_of_constants.py"]
+
+
+# --------------------------------------------------------------------------- output
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda: print("debug"),
+        lambda: sys.stderr.write("debug\n"),
+        lambda: __import__("os").write(1, b"debug\n"),
+    ],
+    ids=["print", "stderr", "fd1"],
+)
+@pytest.mark.parametrize("batched", [False, True])
+def test_an_estimator_that_prints_is_an_error_as_a_sequence_loss_is(
+    write: Any, batched: bool, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """It used to be certified UNBIASED, its output sent to the caller's standard output (to
+    stderr from the command line), while a sequence loss that prints is the ``printed`` error."""
+
+    def noisy(logits: Any, samples: Any, rewards: Any) -> Any:
+        write()
+        return reinforce(logits, samples, rewards) if batched else pg_reinforce(logits, samples, rewards)
+
+    report = check_estimator(noisy, batched=batched, max_examples=FEW)
+    _error(report, "printed")
+    assert "debug" in report.message and "must not print" in report.message
+    assert "debug" not in capfd.readouterr().out
+
+
+def test_a_multi_prompt_estimator_that_prints_is_an_error() -> None:
+    def noisy(logits: Any, samples: Any, rewards: Any, group: Any) -> Any:
+        print("debug")
+        return np.zeros(logits.shape)
+
+    _error(check_estimator(noisy, group_sizes=(2,), num_prompts=(2,), max_examples=2), "printed")
+
+
+# --------------------------------------------------------------------------- a float32 constant
+
+
+def test_a_float32_constant_in_a_float64_estimator_is_noted_and_the_verdict_stays() -> None:
+    """It used to be SCALED with c_3 = 1.0000000298 and no note (float32(1/3) = (1/3)(1 + 2.98e-8))."""
+
+    def float32_mean(logits: Any, samples: Any, rewards: Any) -> Any:
+        p = _softmax(logits)
+        grad = (rewards[:, None] * (np.eye(p.size)[samples] - p)).sum(0)
+        return grad * float(np.float32(1.0 / samples.shape[-1]))
+
+    report = check_estimator(float32_mean, group_sizes=(2, 3), max_examples=FEW)
+    assert report.verdict == "scaled"
+    note = report.scale_note
+    assert note is not None and note.dtype == "float32" and note.verdict == "unbiased"
+    assert "float32 constant or step inside the estimator" in report.message
+    assert report.to_dict()["scale_note"]["values"] == {"k=2": "1", "k=3": "1"}
+    again = check_estimator(float32_mean, group_sizes=(2, 3), max_examples=FEW, rtol=note.rtol, atol=note.atol)
+    assert again.verdict == "unbiased"
+
+
+def test_a_real_scale_gets_no_float32_note() -> None:
+    report = check_estimator(lambda *a: pg_reinforce(*a) * (1 + 1e-6), group_sizes=(2, 3), max_examples=FEW)
+    assert report.verdict == "scaled" and report.scale_note is None
+    assert "scale_note" not in report.to_dict()
+
+
+def test_warnings_inside_an_estimator_are_not_printed_output() -> None:
+    """NumPy's divide-by-zero warning and warnings.warn in a call do not count as printing."""
+
+    def warns(logits: Any, samples: Any, rewards: Any) -> Any:
+        np.log(np.zeros(1))
+        warnings.warn("user warning", stacklevel=1)
+        return pg_reinforce(logits, samples, rewards)
+
+    assert check_estimator(warns, group_sizes=(2, 3), max_examples=FEW).verdict == "unbiased"

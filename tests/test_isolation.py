@@ -407,6 +407,8 @@ def test_an_import_that_clears_sys_path_is_checked_normally(
 def test_prints_at_import_and_inside_the_estimator_leave_json_stdout_intact(
     estimators: Path, tmp_path: Path
 ) -> None:
+    """Output at import goes to stderr; output inside a call is the ``printed`` error, as for a
+    sequence loss (it used to go to stderr too, with the verdict ``unbiased``)."""
     user = tmp_path / "noisy.py"
     user.write_text(
         "import os\nprint('[not json')\nos.write(1, b'raw at import\\n')\n"
@@ -414,9 +416,11 @@ def test_prints_at_import_and_inside_the_estimator_leave_json_stdout_intact(
         "from user_estimators import prints as est\n"
     )
     result, _ = run_cli(f"{user}:est", *QUICK)
-    assert result.returncode == 0, (result.stdout, result.stderr)
-    assert json.loads(result.stdout)["verdict"] == "unbiased"
-    assert "[not json" in result.stderr and "raw bytes on file descriptor 1" in result.stderr
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    report = json.loads(result.stdout)
+    assert report["verdict"] == "error" and report["error"]["kind"] == "printed", report["message"]
+    assert "raw bytes on file descriptor 1" in report["message"]
+    assert "[not json" in result.stderr and "raw at import" in result.stderr
 
 
 def test_isolated_json_is_the_in_process_report(estimators: Path) -> None:

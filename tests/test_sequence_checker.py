@@ -601,3 +601,71 @@ def test_report_json_round_trip() -> None:
     assert data["counterexample"]["length_pair"]
     assert data["run"]["mode"] == "vmap"
     assert data["settings"]["group_sizes"] == [2, 3]
+
+
+# --------------------------------------------------------------------------- a loose user rtol
+
+
+def test_a_loose_rtol_is_blamed_not_the_dtype_and_the_suggested_rtol_judges() -> None:
+    """A float64 RLOO loss at rtol=1e-2 used to read "ERROR (imprecise): it no problem measured
+    the scale ... (round-off unit 2.2e-16)" with the hint "compute the loss in float64 (or
+    float32), not half precision": the loss is float64, the rtol was too loose."""
+    report = check_sequence_loss(rloo, rtol=1e-2, **SMALL)
+    assert report.error is not None and report.error.kind == "imprecise"
+    assert "rtol=0.01" in report.error.detail and "half precision" not in report.error.hint
+    assert " it no problem" not in report.message and "it could not be judged" in report.message
+    suggested = float(report.error.hint.split("rtol=")[1].split()[0])
+    assert check_sequence_loss(rloo, rtol=suggested, **SMALL).verdict == "unbiased"
+    assert check_sequence_loss(group_mean, rtol=suggested, **SMALL).verdict == "scaled"
+
+
+# --------------------------------------------------------------------------- a float32 constant in a float64 loss
+
+
+def float32_third(b: Any) -> Any:
+    """A float64 mean whose 1/B is a float32 constant: at B = 3, c = 1 + 2.98e-8."""
+    per = b.rewards * seqsum(b)
+    return -(per.sum() * float(np.float32(1.0 / per.shape[0])))
+
+
+def test_a_float32_constant_in_a_float64_loss_is_noted_and_the_verdict_stays() -> None:
+    """It used to be SCALED with c = 1.0000000298 at k=3 and no note."""
+    report = check_sequence_loss(float32_third, **SMALL)
+    assert report.verdict == "scaled"
+    note = report.scale_note
+    assert note is not None and note.dtype == "float32" and note.verdict == "unbiased"
+    assert set(note.values.values()) == {"1"}
+    assert "float32 constant or step inside the loss" in report.message
+    assert json.loads(report.to_json())["scale_note"]["verdict"] == "unbiased"
+    again = check_sequence_loss(float32_third, rtol=note.rtol, atol=note.atol, **SMALL)
+    assert again.verdict == "unbiased"
+
+
+@pytest.mark.parametrize("loss", [group_mean, lambda b: reinforce(b) * (1 + 1e-6)])
+def test_scales_that_are_no_float32_rounding_get_no_note(loss: Any) -> None:
+    report = check_sequence_loss(loss, **SMALL)
+    assert report.verdict == "scaled" and report.scale_note is None
+    assert "constant or step" not in report.message
+
+
+# --------------------------------------------------------------------------- the sequence JSON's fields
+
+
+def test_sequence_json_names_its_fields_for_a_sequence_problem() -> None:
+    """It used to carry the one-step fields: ``counterexample.logits`` (the flattened theta)
+    next to ``"n": 2``, ``error.samples`` and ``"batched": true`` for a torch loss."""
+    data = json.loads(check_sequence_loss(token_mean, **SMALL).to_json())
+    assert "batched" not in data
+    cex = data["counterexample"]
+    for one_step in ("logits", "scores", "n", "reference_logits", "reference_scores"):
+        assert one_step not in cex
+    size = np.asarray(cex["theta"]).size
+    assert len(cex["reference_theta_flat"]) == len(cex["expectation"]) == size
+    assert len(cex["reference_rewards_flat"]) == np.asarray(cex["rewards"]).size
+    err = json.loads(check_sequence_loss(lambda b: 1 / 0, **SMALL).to_json())["error"]
+    for one_step in ("logits", "samples", "rewards", "scores"):
+        assert one_step not in err
+    assert {"theta_flat", "reward_table_flat", "batch_responses", "batch_rewards"} <= set(err)
+    assert len(err["batch_responses"]) == len(err["batch_rewards"]) == len(err["batch"])
+    weights = json.loads(check_token_weights(w_reinforce, batched=True, **SMALL).to_json())
+    assert weights["batched"] is True

@@ -380,6 +380,37 @@ def decide(
     return Decision("scaled", measured, unc, ())
 
 
+def precise_rtol(
+    rtol: float, references: Mapping[Hashable, Reference[Any] | None], keys: Iterable[Hashable]
+) -> float | None:
+    r"""An ``rtol`` (one significant digit, rounded down) that would make every key's reference precise.
+
+    A user-given ``rtol`` (with ``atol = 0``) makes the tolerance, and so the uncertainty
+    :math:`u` of a scale, proportional to it; a reference is precise when
+    :math:`u < \max(1, |c|)/R`, so ``rtol * max(1, |c|) / (R u)`` is the loosest ``rtol``
+    at which that reference would be.  ``None`` when some key has no reference at all
+    (no problem had :math:`|G| > |\tau|`: no estimate).
+
+    >>> class Ev: pass
+    >>> refs = {2: Reference(1.0, 0.046, Ev()), 3: Reference(1.0, 0.002, Ev())}
+    >>> precise_rtol(1e-2, refs, [2, 3])
+    0.002
+    >>> precise_rtol(1e-2, {2: None}, [2]) is None
+    True
+    """
+    bounds: list[float] = []
+    for key in keys:
+        ref = references.get(key)
+        if ref is None or ref.uncertainty <= 0.0:
+            return None if ref is None else rtol
+        bounds.append(rtol * max(1.0, abs(ref.multiple)) / (REFERENCE_MIN_SIGNAL * ref.uncertainty))
+    if not bounds:
+        return None
+    bound = min(rtol, *bounds)
+    digit = 10.0 ** math.floor(math.log10(bound))
+    return float(f"{math.floor(bound / digit * (1 - 1e-12)) * digit:.1g}")
+
+
 KNOWN_SCALES: tuple[tuple[str, Callable[[int], float]], ...] = (
     ("(k-1)/k, the scale of a self-inclusive group mean", lambda k: (k - 1) / k),
     ("k, the scale of a sum instead of a mean", float),
@@ -423,6 +454,29 @@ def scale_hints(
             for k in ks:
                 hints.setdefault(k, text)
     return dict(sorted(hints.items()))
+
+
+SCALE_NOTE_EPSILONS = 4.0
+"""A measured scale ``c`` reads as a coarser dtype's rounding of a simple value ``v`` when
+``|c - v| <= SCALE_NOTE_EPSILONS * eps * |v|``: a constant stored in that dtype
+(``float32(1/3) = (1/3)(1 + 2.98e-8)``) or one step computed in it moves ``c`` by at most
+a few of its epsilons."""
+
+
+def simple_value(k: int, c: float, eps: float) -> tuple[str, float] | None:
+    """The simple value (1, or a :data:`KNOWN_SCALES` formula at ``k``) within ``SCALE_NOTE_EPSILONS * eps`` of ``c``.
+
+    >>> simple_value(3, float(np.float32(1 / 3)) * 3, 2.0**-23)
+    ('1', 1.0)
+    >>> simple_value(2, 0.5 * (1 + 2.0**-23), 2.0**-23)[0]
+    '(k-1)/k'
+    >>> simple_value(2, 1.001, 2.0**-23) is None
+    True
+    """
+    for text, v in [("1", 1.0)] + [(name.split(",")[0], f(k)) for name, f in KNOWN_SCALES]:
+        if abs(c - v) <= SCALE_NOTE_EPSILONS * eps * abs(v):
+            return text, v
+    return None
 
 
 ROUNDOFF_DTYPES: tuple[tuple[str, float], ...] = (

@@ -108,6 +108,7 @@ from properties.onestep.run import (
     _range_note,
     _roundoff_note,
     _Run,
+    _scale_note,
 )
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
@@ -371,6 +372,7 @@ def _make_report(name: str, run: _Run, start: float) -> EstimatorReport:
         num_prompts=run.prompts,
         partial=bool(unchecked),
         unchecked=unchecked,
+        scale_note=_scale_note(run, decision) if verdict == "scaled" else None,
     )
     object.__setattr__(report, "message", _message(report))
     return report

@@ -19,16 +19,25 @@ inputs are compared with private copies after every call.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
 from impl.exact import enumerate_groups
 from impl.types import FloatArray, IntArray
-from properties.judging.user_code import UserCodeError, call_user, safe_text, type_name
+from properties.judging.user_code import (
+    DescriptorCapture,
+    UserCodeError,
+    call_user,
+    safe_text,
+    type_name,
+)
 
 EPS64 = float(np.finfo(np.float64).eps)
 """Machine epsilon of float64: the round-off unit of the exact engine itself."""
@@ -54,6 +63,7 @@ FAULT_KINDS = (
     "nondeterministic",
     "mutated-input",
     "rows-not-independent",
+    "printed",
 )
 """The ways an estimator call can fail, as reported in ``EstimatorReport.error``."""
 
@@ -300,6 +310,49 @@ class GuardedEstimator:
         self.calls = 0
         self.user_seconds = 0.0
         self._recent: list[_Call] = []  # inputs of the last calls, for writes made later
+        self._fd1 = DescriptorCapture(1)
+        self._capturing = False
+
+    @contextlib.contextmanager
+    def _no_output(
+        self, logits: Any, samples: Any, rewards: Any, group: Any = None, *, report: bool = True
+    ) -> Iterator[None]:
+        """Run calls into user code; anything they write to standard output or ``sys.stderr`` is a ``printed`` fault.
+
+        As for a sequence loss (:class:`properties.sequence.evaluation.Sandbox`): ``print``
+        and ``os.write(1, ...)`` alike, since standard output is the caller's; a fault the
+        calls raised comes first.  Warnings are recorded, not printed, and do not count.
+        Re-entrant: an inner block adds nothing.  With ``report=False`` (a diagnosis
+        re-running a call already made) the output is dropped.
+        """
+        if self._capturing:
+            yield
+            return
+        out, err = io.StringIO(), io.StringIO()
+        self._capturing = True
+        try:
+            with (
+                self._fd1,
+                contextlib.redirect_stdout(out),
+                contextlib.redirect_stderr(err),
+                warnings.catch_warnings(record=True),  # recorded, not printed: they do not count
+            ):
+                yield
+        finally:
+            self._capturing = False
+        printed = out.getvalue() + err.getvalue() + self._fd1.text
+        if printed and report:
+            raise EstimatorFault(
+                "printed",
+                f"printed {safe_text(printed, limit=200)} in its calls; the checker calls it on "
+                "thousands of groups, so an estimator must not print (log outside it, or remove "
+                "the debugging output)",
+                logits=logits,
+                samples=samples,
+                rewards=rewards,
+                batched_call=self.batched,
+                group=group,
+            )
 
     # -- faults ---------------------------------------------------------------------
     def _fault(
@@ -367,7 +420,8 @@ class GuardedEstimator:
         self.calls += 1
         start = time.perf_counter()
         try:
-            return call_user(self.fn, *args), None
+            with self._no_output(*args[:3], report=False):
+                return call_user(self.fn, *args), None
         except UserCodeError as err:
             return None, err
         finally:
@@ -507,6 +561,12 @@ class GuardedEstimator:
         The inputs must be read-only (:func:`frozen`); they are verified unchanged after
         the call(s).
         """
+        with self._no_output(logits, samples, rewards):
+            return self._checked_call(logits, samples, rewards)
+
+    def _checked_call(
+        self, logits: FloatArray, samples: IntArray, rewards: FloatArray
+    ) -> tuple[FloatArray, float]:
         call = _Call(logits, samples, rewards)
         n = logits.size
         b = samples.shape[0]

@@ -218,6 +218,8 @@ def _message(report: EstimatorReport) -> str:
             f"It ascends J, but its step is rescaled by {cname}; it is not an unbiased estimate "
             f"of grad J. Divide by {cname} (or fix the baseline) to make it unbiased."
         )
+        if report.scale_note is not None:
+            lines.append(report.scale_note.text())
         lines.append(_partial_text(report) + region)
         return "\n".join(lines)
     if report.verdict == "biased":

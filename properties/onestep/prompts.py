@@ -343,6 +343,18 @@ class PromptsGuard(GuardedEstimator):
         k: int,
     ) -> tuple[FloatArray, float]:
         """``(B, P, n)`` per-prompt sums of the rows for every joint batch, and the output's round-off unit."""
+        with self._no_output(logits, xs, rs, group):
+            return self._run(logits, xs, rs, group, num_prompts, k)
+
+    def _run(
+        self,
+        logits: FloatArray,
+        xs: IntArray,
+        rs: FloatArray,
+        group: IntArray,
+        num_prompts: int,
+        k: int,
+    ) -> tuple[FloatArray, float]:
         rows, n = logits.shape
         shape = (rows, n)
         count = xs.shape[0]

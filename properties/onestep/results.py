@@ -66,6 +66,64 @@ class RoundoffNote:
 
 
 @dataclass(frozen=True)
+class ScaleNote:
+    """A ``scaled`` verdict whose every :math:`c` lies within a few of a coarser dtype's epsilons of a simple value.
+
+    Keyed by the message's key text (``"k=3"``, ``"k=3, T=1, P=1, V=2"``): ``values`` names
+    the value :math:`v` each :math:`c` rounds to (``"1"``, or a known scale formula such as
+    ``"(k-1)/k"``), and ``departure`` gives :math:`c/v - 1`; ``dtype``/``epsilon`` the
+    coarser dtype whose epsilons explain every departure (a constant stored in it:
+    ``float32(1/3) = (1/3)(1 + 2.98e-8)``, or one step computed in it).
+    ``rtol``/``atol``/``verdict``/``scale`` are what a second full run concludes at that
+    dtype's round-off; the report's verdict itself stays strict.
+    """
+
+    dtype: str
+    epsilon: float
+    values: dict[str, str]
+    departure: dict[str, float]
+    rtol: float
+    atol: float
+    verdict: str
+    scale: dict[str, float] | None
+    inside: str = "the estimator"
+    """What the constant or step would be inside (the message's words)."""
+
+    def text(self) -> str:
+        """The message's note: the largest departure, the suspected cause, the verdict at that precision.
+
+        >>> text = ScaleNote("float32", 2.0**-23, {"k=3": "1"}, {"k=3": 2.98e-8},
+        ...                  2e-05, 0.0, "unbiased", {"k=3": 1.0}).text()
+        >>> text[:78]
+        'Note: every c is within 0.25 float32 epsilons (1.2e-07) of a simple value (lar'
+        >>> text[text.index("c = "):].split("):")[0], text.split("? ")[1][:48]
+        ('c = 1 * (1 + 3e-08) at k=3', 'At float32 precision (rtol=2e-05, atol=0) the ve')
+        """
+        key = max(self.departure, key=lambda k: abs(self.departure[k]))
+        delta = self.departure[key]
+        return (
+            f"Note: every c is within {abs(delta) / self.epsilon:.2g} {self.dtype} epsilons "
+            f"({self.epsilon:.2g}) of a simple value (largest: c = {self.values[key]} * (1 {'+-'[delta < 0]} "
+            f"{abs(delta):.2g}) at {key}): a {self.dtype} constant or step inside {self.inside}? "
+            f"At {self.dtype} precision (rtol={self.rtol:g}, atol={self.atol:g}) the verdict is "
+            f"{self.verdict.upper()}; confirm with rtol={self.rtol:g}, atol={self.atol:g}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable fields."""
+        return {
+            "dtype": self.dtype,
+            "epsilon": self.epsilon,
+            "values": dict(self.values),
+            "departure": dict(self.departure),
+            "rtol": self.rtol,
+            "atol": self.atol,
+            "verdict": self.verdict,
+            "scale": None if self.scale is None else dict(self.scale),
+        }
+
+
+@dataclass(frozen=True)
 class RangeNote:
     """A counterexample whose scores lie outside float32's (and bfloat16's) normal range.
 
@@ -340,6 +398,9 @@ class EstimatorReport:
     num_prompts: tuple[int, ...] | None = None
     partial: bool = False
     unchecked: tuple[str, ...] = ()
+    scale_note: ScaleNote | None = None
+    """For a ``scaled`` verdict whose scales are a coarser dtype's rounding of simple values
+    (:class:`ScaleNote`); in ``to_dict`` only when set."""
 
     @property
     def ok(self) -> bool:
@@ -378,6 +439,8 @@ class EstimatorReport:
         if self.partial:
             out["partial"] = True
             out["unchecked"] = list(self.unchecked)
+        if self.scale_note is not None:
+            out["scale_note"] = self.scale_note.to_dict()
         return out
 
     def to_json(self) -> str:

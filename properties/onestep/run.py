@@ -27,7 +27,9 @@ from properties.judging.verdict import (
     judge,
     norm,
     outside_range,
+    precise_rtol,
     relative_residual,
+    simple_value,
     ulps,
 )
 from properties.onestep.guard import (
@@ -65,6 +67,7 @@ from properties.onestep.results import (
     EstimatorError,
     RangeNote,
     RoundoffNote,
+    ScaleNote,
 )
 from properties.strategies import PolicyProblem
 
@@ -422,7 +425,8 @@ class _Run:
                 f"could not be judged with rtol={self.rtol!r}: that tolerance is more than "
                 f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
             )
-            fix = "pass a smaller rtol"
+            smaller = precise_rtol(self.rtol, refs, keys) if self.atol == 0.0 else None
+            fix = "pass a smaller rtol" if smaller is None else f"pass a smaller rtol: rtol={smaller:g} or below"
         else:
             dtype = _DTYPE_NAMES.get(self.max_eps, f"a dtype with epsilon {self.max_eps:.2g}")
             cause = (
@@ -561,6 +565,46 @@ def _roundoff_note(run: _Run, m: Mismatch[Evaluation]) -> RoundoffNote | None:
         atol=atol,
         verdict=decision.verdict,
         scale=scale,
+    )
+
+
+def _scale_note(run: _Run, decision: Any) -> ScaleNote | None:
+    """A ``scaled`` verdict whose every ``c_k`` is float32's rounding of a simple value says so.
+
+    Like :func:`_roundoff_note` (never under a user ``rtol``): every ``c_k`` lies within
+    :data:`properties.judging.verdict.SCALE_NOTE_EPSILONS` float32 epsilons of 1 or of a
+    known scale at ``k``, at least one departs from it by more than its uncertainty (else
+    the value itself was measured), and the note reruns the whole check with the ``rtol``
+    of float32 round-off.  Only float32: NumPy has no bfloat16, and a 16-bit output has no
+    coarser dtype worth naming.  The verdict itself stays.
+    """
+    if run.rtol is not None or decision.scale is None or decision.uncertainty is None:
+        return None
+    dtype, eps = ROUNDOFF_DTYPES[0]
+    if eps <= run.max_eps:
+        return None
+    scale, unc = decision.scale, decision.uncertainty
+    simple = {key: simple_value(key[0] if isinstance(key, tuple) else key, c, eps) for key, c in scale.items()}
+    values = {key: v for key, v in simple.items() if v is not None}
+    if len(values) < len(simple) or all(abs(scale[key] - v) <= unc[key] for key, (_, v) in values.items()):
+        return None
+    rtol = _round_up(ROUNDOFF_SAFETY * run.largest_factor() * eps)
+    atol = _round_up(max(run.atol, ROUNDOFF_SAFETY * _SMALLEST_NORMAL[dtype]))
+    again = _check(
+        run.fn, run.ks, seed=run.seed, max_examples=run.max_examples, batched=run.batched,
+        rtol=rtol, atol=atol, progress=None, prompts=run.prompts,
+    )
+    _add_costs(run, again)
+    rerun = _decide(again)
+    return ScaleNote(
+        dtype=dtype,
+        epsilon=eps,
+        values={key_text(key): text for key, (text, _) in values.items()},
+        departure={key_text(key): scale[key] / v - 1.0 for key, (_, v) in values.items()},
+        rtol=rtol,
+        atol=atol,
+        verdict=rerun.verdict,
+        scale=None if rerun.scale is None else {key_text(k): c for k, c in rerun.scale.items()},
     )
 
 

@@ -57,11 +57,14 @@ from impl.types import FloatArray
 from properties.judging.seam import elapsed, stand_in_evaluator, wrap_evaluator
 from properties.judging.user_code import name_of, replay_detail
 from properties.judging.verdict import (
+    REFERENCE_MIN_SIGNAL,
     decide,
+    precise_rtol,
 )
 from properties.onestep.results import (
     EstimatorCheckFailure,
     RoundoffNote,
+    ScaleNote,
 )
 from properties.sequence.evaluation import (
     Evaluation,
@@ -113,6 +116,7 @@ from properties.sequence.run import (
     _execute,
     _roundoff_note,
     _Run,
+    _scale_note,
 )
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
@@ -232,6 +236,7 @@ def check_sequence_loss(
                 run = _execute(evaluator, opts, budget)
                 # the note reruns the check: a new problem may show vmap and plain calls apart
                 note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
+                scale_note = _scale_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
@@ -258,6 +263,7 @@ def check_sequence_loss(
         start,
         batched=True,
         note=note,
+        scale_note=scale_note,
     )
     return _diagnosed(report, run, loss_fn, diagnose)
 
@@ -317,6 +323,7 @@ def check_token_weights(
     evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
     run = _execute(evaluator, opts, budget)
     note = _roundoff_note(run, evaluator, opts, budget, seen=set())
+    scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
     info = _run_info(
         run,
         protocol="token weights",
@@ -337,6 +344,7 @@ def check_token_weights(
         start,
         batched=batched,
         note=note,
+        scale_note=scale_note,
     )
     return _diagnosed(report, run, fn, diagnose)
 
@@ -406,6 +414,43 @@ def _run_info(
     )
 
 
+def _imprecise_error(run: _Run, keys: tuple[Any, ...]) -> SequenceError:
+    """The ``imprecise`` error: no key's scale told from 1; blames a user's ``rtol`` if one was given."""
+    refs = run.book.references()
+    measured = "; ".join(
+        f"{key_text(k)}: no problem had |grad J| above the tolerance"
+        if (ref := refs.get(k)) is None
+        else f"{key_text(k)}: best c = {ref.multiple:.4g} +- {ref.uncertainty:.2g}"
+        for k in keys
+    )
+    if run.rtol is not None:
+        cause = (
+            f"could not be judged with rtol={run.rtol!r}: that tolerance is more than "
+            f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
+        )
+        smaller = precise_rtol(run.rtol, refs, keys) if run.atol == 0.0 else None
+        hint = (
+            "pass a smaller rtol" if smaller is None else f"pass a smaller rtol: rtol={smaller:g} or below"
+        ) + f" (the loss's own round-off unit is {run.max_eps:.2g})"
+    else:
+        cause = (
+            f"could not be judged: the round-off tolerance of its output (round-off unit "
+            f"{run.max_eps:.2g}) is more than 1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
+        )
+        hint = (
+            "compute the loss in float64 (or float32), not half precision"
+            if run.max_eps > float(np.finfo(np.float32).eps)
+            else "this should not happen for a float32 or float64 loss: please report it"
+        )
+    return SequenceError.without_call(
+        "imprecise",
+        f"{cause}, so the scale c cannot be told from 1 ({measured}) and no verdict between "
+        "unbiased and scaled is possible",
+        hint=hint,
+        found_by="the battery (scale reference)",
+    )
+
+
 def _make_report(
     name: str,
     protocol: str,
@@ -417,6 +462,7 @@ def _make_report(
     *,
     batched: bool,
     note: RoundoffNote | None = None,
+    scale_note: ScaleNote | None = None,
 ) -> SequenceReport:
     keys = sorted({s.key for s in run.shapes})
     error: SequenceError | None = None
@@ -440,14 +486,7 @@ def _make_report(
     )
     verdict = decision.verdict
     if verdict == "error" and error is None:
-        error = SequenceError.without_call(
-            "imprecise",
-            "no problem measured the scale precisely enough for "
-            + ", ".join(key_text(k) for k in decision.imprecise)
-            + f" (round-off unit {run.max_eps:.2g}); no verdict between unbiased and scaled is possible",
-            hint="compute the loss in float64 (or float32), not half precision",
-            found_by="the battery (scale reference)",
-        )
+        error = _imprecise_error(run, decision.imprecise)
     if not keys and error is None:
         # only after the vmap fallback: _require_some_shape refused the rest beforehand
         _require_some_shape(
@@ -497,6 +536,7 @@ def _make_report(
         settings=dict(opts),
         # only a pass can be partial: a counterexample or an error holds whatever was left out
         partial=info.partial and verdict in ("unbiased", "scaled"),
+        scale_note=scale_note if verdict == "scaled" else None,
     )
     object.__setattr__(report, "message", _message(report, run))
     return report

@@ -403,6 +403,8 @@ def _message(report: SequenceReport, run: _Run) -> str:
             "It ascends J, but its step is rescaled by c; divide by c (or fix the aggregation) to "
             "make it unbiased."
         )
+        if report.scale_note is not None:
+            lines.append(report.scale_note.text())
         lines += _causes(report)
         return "\n".join(lines)
     if report.verdict == "biased":

@@ -105,8 +105,23 @@ class SequenceCounterexample(Counterexample):
     weights_complete: bool = True
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields (the one-step fields plus the sequence problem)."""
+        """Plain JSON-serialisable fields: the one-step fields that hold for a sequence, plus the problem.
+
+        The one-step ``logits``/``scores``/``n``/``reference_logits``/``reference_scores``
+        are left out (they would hold the flattened ``theta``, the reward table and its
+        width): ``theta``/``rewards`` hold the problem, ``reference_theta_flat``/
+        ``reference_rewards_flat`` the reference problem's, flattened in the order of
+        ``expectation``/``gradient``/``residual``/``discrepancy``/``tolerance``.
+        """
         out = super().to_dict()
+        for one_step in ("logits", "scores", "n", "reference_logits", "reference_scores"):
+            del out[one_step]
+        out.update(
+            {
+                "reference_theta_flat": self.reference_logits.tolist(),
+                "reference_rewards_flat": self.reference_scores.tolist(),
+            }
+        )
         out.update(
             {
                 "shape": {
@@ -148,8 +163,24 @@ class SequenceError(EstimatorError):
     batch: tuple[tuple[int, str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable fields."""
+        """Plain JSON-serialisable fields, named for a sequence problem.
+
+        The one-step ``logits``/``samples``/``rewards``/``scores`` are renamed for what
+        they hold: ``theta_flat`` (the problem's ``theta``, flattened), ``reward_table_flat``
+        (its reward table, flattened), ``batch_responses`` (the response index of each row
+        of the batch) and ``batch_rewards`` (their rewards); all empty when the failure is
+        not tied to a problem (or a batch).
+        """
         out = super().to_dict()
+        scores = out.pop("scores")
+        out.update(
+            {
+                "theta_flat": out.pop("logits"),
+                "reward_table_flat": [] if scores is None else scores,
+                "batch_responses": out.pop("samples"),
+                "batch_rewards": out.pop("rewards"),
+            }
+        )
         out.update(
             {
                 "shape": None
@@ -278,7 +309,10 @@ class SequenceReport(EstimatorReport):
 
     ``scale``/``scale_uncertainty`` are keyed by ``(k, T, P, V)`` (everything fixed for a
     model); ``run`` says how the check ran (:class:`SequenceRun`); ``settings`` the checker's
-    arguments (for reruns).
+    arguments (for reruns).  ``to_dict`` leaves out ``batched`` except for token weights (a
+    loss has no per-batch mode to choose), and its counterexample and error name their
+    fields for a sequence problem (:meth:`SequenceCounterexample.to_dict`,
+    :meth:`SequenceError.to_dict`).
     """
 
     run: SequenceRun | None = None
@@ -304,9 +338,13 @@ class SequenceReport(EstimatorReport):
         )
         out["run"] = None if self.run is None else self.run.to_dict()
         out["settings"] = dict(self.settings)
+        if self.protocol != "token-weights":
+            del out["batched"]  # a loss is always called on whole batches: only weights choose
         out["partial"] = self.partial
         if self.diagnosis is not None:  # only when asked: the JSON of a plain check is unchanged
             out["diagnosis"] = self.diagnosis.to_dict()
+        # always in the sequence JSON (the one-step JSON has it only when set)
+        out["scale_note"] = None if self.scale_note is None else self.scale_note.to_dict()
         return out
 
     def to_json(self) -> str:

@@ -19,11 +19,13 @@ from properties.judging.verdict import (
     decide,
     norm,
     relative_residual,
+    simple_value,
     ulps,
 )
 from properties.onestep.problems import checker_settings, pinned_hypothesis
 from properties.onestep.results import (
     RoundoffNote,
+    ScaleNote,
 )
 from properties.sequence.evaluation import (
     DETERMINISM_RECHECKS,
@@ -293,6 +295,59 @@ def _roundoff_note(
         verdict=decision.verdict,
         scale=None if decision.scale is None else dict(decision.scale),
     )
+
+
+def _scale_note(
+    run: _Run, evaluator: Any, opts: dict[str, Any], budget: int, *, seen: set[str]
+) -> ScaleNote | None:
+    """A ``scaled`` verdict whose every ``c`` is a coarser dtype's rounding of a simple value says so.
+
+    Like :func:`_roundoff_note` (float32 always, a 16-bit dtype only when seen in the loss;
+    never under a user ``rtol``): at least one ``c`` must depart from its value by more
+    than its uncertainty (else the value itself was measured), and the note reruns the
+    whole check with the ``rtol`` that accepts that dtype's round-off.  The verdict stays.
+    """
+    if run.mismatch is not None or run.fault is not None or run.flaky is not None or run.rtol is not None:
+        return None
+    refs = run.book.references()
+    keys = sorted({s.key for s in run.shapes})
+    decision = decide(fault=False, mismatch=False, references=refs, keys=keys)
+    if decision.verdict != "scaled" or decision.scale is None or decision.uncertainty is None:
+        return None
+    for dtype, eps in ROUNDOFF_DTYPES:
+        if eps <= run.max_eps or (dtype != "float32" and dtype not in seen):
+            continue
+        simple = {
+            key: simple_value(int(key[0]), c, eps) if isinstance(key, tuple) else None
+            for key, c in decision.scale.items()
+        }
+        values = {key: v for key, v in simple.items() if v is not None}
+        if len(values) < len(simple) or all(
+            abs(decision.scale[key] - v) <= decision.uncertainty[key] for key, (_, v) in values.items()
+        ):
+            continue
+        positions = max((s.rows * s.max_len for s in run.shapes), default=1)
+        rtol = _round_up(ROUNDOFF_SAFETY * positions * eps)
+        atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+        again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
+        verdict = decide(
+            fault=again.fault is not None,
+            mismatch=again.mismatch is not None,
+            references=again.book.references(),
+            keys=sorted({s.key for s in again.shapes}),
+        )
+        return ScaleNote(
+            dtype=dtype,
+            epsilon=eps,
+            values={key_text(key): text for key, (text, _) in values.items()},
+            departure={key_text(key): decision.scale[key] / v - 1.0 for key, (_, v) in values.items()},
+            rtol=rtol,
+            atol=atol,
+            verdict=verdict.verdict,
+            scale=None if verdict.scale is None else {key_text(k): c for k, c in verdict.scale.items()},
+            inside="the loss",
+        )
+    return None
 
 
 def _round_up(x: float) -> float:
