@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CLAIMS_MD = ROOT / "CLAIMS.md"
 
 SKIP_DIRS = {".git", ".venv", "venv", "build", "dist", "__pycache__", ".hypothesis",
-             ".mypy_cache", ".ruff_cache", ".pytest_cache"}
-"""Directories that are not part of the project's sources (caches, environments, builds)."""
+             ".mypy_cache", ".ruff_cache", ".pytest_cache", ".venv-mut", "mutants"}
+"""Directories that are not part of the project's sources (caches, environments, builds, and
+the mutation run's venv and mutated copies, both made by ``benchmarks/mutation.sh``)."""
 
 OUTSIDE = re.compile(r"(?<![./\w])\.\./|(?<![\w.~])/(?:work|home|root|Users|shared)/")
 """A reference that climbs out of the repository (a parent-directory path) or into a machine's
