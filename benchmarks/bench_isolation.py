@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from impl.catalogue import get
-from properties.cli.isolation import CheckRequest, Limits, TimedCall, run_isolated
+from properties.cli.isolation import TimedCall, run_isolated
+from properties.cli.request import CheckRequest, Limits
 from properties.cli.state import _STATE_SIZE
 from properties.onestep.checker import check_estimator
 

@@ -33,16 +33,16 @@ from pathlib import Path
 from typing import Any
 
 from impl.errors import InvalidArgument
-from properties.cli.isolation import (
+from properties.cli.isolation import run_isolated
+from properties.cli.loading import split_target
+from properties.cli.main import Interrupted, UsageError
+from properties.cli.request import (
     DEFAULT_CALL_SECONDS,
     DEFAULT_TOTAL_SECONDS,
     CheckRequest,
     IsolatedOutcome,
     Limits,
-    run_isolated,
 )
-from properties.cli.loading import split_target
-from properties.cli.main import Interrupted, UsageError
 from properties.onestep.checker import DEFAULT_GROUP_SIZES, DEFAULT_MAX_EXAMPLES, MAX_GROUP_SIZE
 from properties.onestep.compare import (
     MAX_PROBLEMS,
