@@ -169,3 +169,13 @@ def test_no_import_circles() -> None:
 )
 def test_the_cycle_finder_finds_a_planted_circle(graph: dict[str, set[str]], expected: object) -> None:
     assert _cycle(graph) == expected
+
+
+def test_the_path_the_cli_names_for_catalogue_entries_exists() -> None:
+    import re
+
+    from properties.cli.loading import no_catalogue_entry
+
+    found = re.search(r"the names are in (\S+?)\)", no_catalogue_entry("rlo"))
+    assert found is not None, no_catalogue_entry("rlo")
+    assert (ROOT / found.group(1)).exists(), f"{found.group(1)} is not in the tree"
