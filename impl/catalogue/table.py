@@ -1,5 +1,5 @@
 """The one-step catalogue's entry table, in the order of the package docstring's table, with
-the scales of its scaled entries."""
+the scales of its scaled entries, lookup by name and the per-group adapter."""
 
 from __future__ import annotations
 
