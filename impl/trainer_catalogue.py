@@ -82,14 +82,29 @@ class TrainerSettings:
     temperature: float = 1.0
     advantages: Callable[..., Any] | None = None
     against: str = "objective"
+    tool_tokens: bool = False
+    sampling_mismatch: bool = False
+    values: str | None = None
 
     def checker_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``check_trainer_loss``.
+        """Keyword arguments for ``check_trainer_loss`` (the fields libraries pass only when set).
 
         >>> TrainerSettings(micro_batches=2).checker_kwargs()["micro_batches"]
         2
+        >>> "values" in TrainerSettings().checker_kwargs(), TrainerSettings(values="exact").checker_kwargs()["values"]
+        (False, 'exact')
         """
+        fields: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("tool_tokens", self.tool_tokens),
+                ("sampling_mismatch", self.sampling_mismatch),
+                ("values", self.values),
+            )
+            if value
+        }
         return {
+            **fields,
             "group_sizes": self.group_sizes,
             "vocab_size": self.vocab_size,
             "max_len": self.max_len,
