@@ -46,6 +46,12 @@ returns-per-sequence-vector            error     -
 ``one-call``: judged against the same loss's expected gradient without the split
 (``against="one-call"``), since a token mean is biased against :math:`\nabla J` however it is
 accumulated; a global token count makes the accumulation exact, a per-micro-batch mean does not.
+Against :math:`\nabla J` (``against="objective"``) the global-count fix is ``biased``, exactly as
+``token-mean-global-count`` (the same function) is: the normaliser, the step's number of response
+tokens, depends on the sampled lengths, a bias of the token mean that no accumulation removes.
+
+The fields libraries pass (the inference engine's log-probs, TRL's ``tool_mask``, a critic's
+``values``) have their entries in :mod:`impl.field_entries` (to be registered here).
 """
 
 from __future__ import annotations

@@ -169,8 +169,11 @@ def check_trainer_loss(
     computed on the whole batch first and passed as ``inputs["advantages"]``.
     ``against="one-call"`` judges against the same loss's :math:`E[g]` without the split
     (``micro_batches = dp_size = 1``) instead of :math:`\nabla J`: whether accumulation
-    changes the expected step (a token-mean loss is biased against :math:`\nabla J` however it
-    is accumulated, but a global token count makes its accumulation exact).
+    changes the expected step.  A token-mean loss with a global token count
+    (``num_items_in_batch``) is therefore ``unbiased`` against ``"one-call"`` (its accumulation
+    is exact) but ``biased`` against ``"objective"``, as the same loss called once is: a token
+    mean's normaliser, the step's number of response tokens, depends on the sampled lengths;
+    a per-micro-batch token mean is biased against both.
     ``group_sizes`` defaults to those of (2, 3, 4) that split evenly.  The other arguments are
     :func:`properties.check_sequence_loss`'s (the objective is the same), the fields libraries
     pass included: ``sampling_mismatch`` fills ``inputs["sampling_per_token_logps"]`` with the
