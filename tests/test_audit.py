@@ -174,6 +174,29 @@ def test_gae_is_checked_with_a_critic_and_biased_by_its_whitening_alone(
     assert check_sequence_loss(loss, **small).verdict == "unbiased"
 
 
+def test_rollout_correction_is_checked_against_the_inference_engine(
+    core_algos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verl's rollout correction on the checker's perturbed engine: no correction and the
+    per-token weights are biased; the sequence weights are unbiased untruncated and biased
+    where verl's default truncation (2.0) binds."""
+    from properties.audit import verl as audit_verl
+    from properties.sequence.checker import check_sequence_loss
+
+    names = {c.name: c for c in audit_verl.configurations()}
+    small = {"group_sizes": (2,), "max_len": 2, "max_examples": 2}
+
+    def verdict(name: str) -> str:
+        loss, kwargs = audit_verl.build(names[name])
+        assert kwargs == {"sampling_mismatch": True}
+        return check_sequence_loss(loss, **small, **kwargs).verdict
+
+    assert [verdict(f"rollout-is:{level}") for level in ("none", "token", "sequence")] == ["biased"] * 3
+    monkeypatch.setattr(audit_verl, "ROLLOUT_IS_THRESHOLD", 1e6)
+    assert verdict("rollout-is:sequence") == "unbiased"
+    assert verdict("rollout-is:token") == "biased"
+
+
 # --------------------------------------------------------------------- agreement with the corpus
 
 CORPUS_MATCH: dict[str, str] = {

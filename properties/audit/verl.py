@@ -45,6 +45,12 @@ biased, hiding which axis is at fault):
   whitens the advantages over the batch (``masked_whiten``, a mean and a standard deviation of
   every token of the batch), as the sequence catalogue's ``batch-whitening``; without the
   whitening it is unbiased (``tests/test_audit.py`` checks both).
+* the training-inference mismatch: ``rollout-is:LEVEL`` draws the responses from the
+  checker's perturbed inference engine (``sampling_mismatch=True``) and weights the base loss by
+  ``rollout_corr_helper.compute_rollout_correction_weights(old_log_probs -
+  sampling_log_probs, rollout_is=LEVEL, rollout_is_threshold=2.0)`` passed as the policy
+  loss's ``rollout_is_weights``, as verl's rollout correction does; ``rollout-is:none`` is the
+  same base without the correction.
 """
 
 from __future__ import annotations
@@ -101,6 +107,12 @@ _PROVIDED = frozenset(
         "values",
     }
 )
+
+ROLLOUT_IS_LEVELS = ("token", "sequence")
+"""``rollout_is`` levels of ``compute_rollout_correction_weights`` (the ``rollout-is:`` rows)."""
+
+ROLLOUT_IS_THRESHOLD = 2.0
+"""``rollout_is_threshold``: verl's default truncation of the rollout-correction weights."""
 
 CRITIC_VALUES = "random"
 """The critic's values an estimator that takes ``values`` (GAE) is checked with: a table drawn
@@ -244,6 +256,9 @@ def configurations() -> list[Configuration]:
                 kl=f"{kind} in the {where}")
     add("entropy-bonus", estimator=BASE_ESTIMATOR, policy_loss=BASE_POLICY_LOSS,
         loss_agg_mode=BASE_AGG_MODE, entropy_coeff=str(ENTROPY_COEFF))
+    for level in ("none", *ROLLOUT_IS_LEVELS):
+        add(f"rollout-is:{level}", estimator=BASE_ESTIMATOR, policy_loss=BASE_POLICY_LOSS,
+            loss_agg_mode=BASE_AGG_MODE, rollout_is=level)
     return out
 
 
@@ -326,6 +341,7 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
     entropy_coeff = float(config.axis("entropy_coeff", "0"))
     lam_axis = config.axis("lam")
     lam = float(lam_axis) if lam_axis else None
+    rollout_is = config.axis("rollout_is")
     takes_values = "values" in inspect.signature(core.get_adv_estimator_fn(estimator)).parameters
     actors: dict[int, Any] = {}
     policy_loss_fn = core.get_policy_loss_fn(loss_mode)
@@ -340,9 +356,16 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
             rewards = rewards - batch.kl_coef * (kld * batch.mask)
         advantages = _advantages(batch, estimator, rewards, lam)
         mask = batch.mask.to(bool)
+        weights = None
+        if rollout_is not in ("", "none"):
+            from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_weights
+
+            weights, _ = compute_rollout_correction_weights(
+                log_ratio=batch.old_log_probs - batch.sampling_log_probs, response_mask=batch.mask,
+                rollout_is=rollout_is, rollout_is_threshold=ROLLOUT_IS_THRESHOLD)
         total, _ = policy_loss_fn(
             old_log_prob=batch.old_log_probs, log_prob=batch.log_probs, advantages=advantages,
-            response_mask=mask, loss_agg_mode=agg_mode, config=actor, rollout_is_weights=None)
+            response_mask=mask, loss_agg_mode=agg_mode, config=actor, rollout_is_weights=weights)
         if entropy_coeff:
             from verl.utils.torch_functional import entropy_from_logits
 
@@ -365,6 +388,8 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
         kwargs["off_policy"] = True
     if takes_values:
         kwargs["values"] = config.axis("values") or CRITIC_VALUES
+    if rollout_is:  # the inference engine's responses, a perturbation of the trainer's policy
+        kwargs["sampling_mismatch"] = True
     return loss, kwargs
 
 
