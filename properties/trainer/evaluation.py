@@ -141,7 +141,6 @@ class TrainerLoss(TorchLoss):
         "ref_log_probs": 'inputs["ref_per_token_logps"]',
         "sampling_log_probs": 'inputs["sampling_per_token_logps"]',
         "values": 'inputs["values"]',
-
         "group": 'inputs["group"]',
         "table": "the reward table",
     }

@@ -205,3 +205,14 @@ def test_token_weights_validate_the_options(kwargs: dict[str, Any], match: str) 
 def test_the_trainer_validates_the_options() -> None:
     with pytest.raises(InvalidArgument, match="sampling_mismatch=True or False"):
         check_trainer_loss(FIELD_TRAINER_ENTRIES[0].fn, sampling_mismatch="yes")
+
+
+@pytest.mark.parametrize("field", ["sampling_per_token_logps", "values"])
+def test_a_write_into_a_field_is_an_error_naming_it(field: str) -> None:
+    def writes(model: Any, inputs: dict[str, Any]) -> Any:
+        inputs[field].mul_(1.0)  # in place, even keeping the values
+        return FIELD_TRAINER_ENTRIES[0].fn(model, inputs)
+
+    report = check_trainer_loss(writes, group_sizes=(2,), num_prompts=(1,), max_len=2, max_examples=0)
+    assert report.verdict == "error" and report.error is not None
+    assert report.error.kind == "mutated-input" and f'inputs["{field}"]' in report.error.detail, report.message
