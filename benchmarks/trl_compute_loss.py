@@ -97,6 +97,10 @@ def main() -> None:
     parser.add_argument("--micro-batches", type=int, default=1)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--max-examples", type=int, default=5)
+    parser.add_argument(
+        "--tool-tokens", action="store_true",
+        help="odd positions are a tool's output, passed as TRL's inputs['tool_mask']",
+    )
     args = parser.parse_args()
     for loss_type in args.loss_types:
         start = time.perf_counter()
@@ -107,10 +111,12 @@ def main() -> None:
             micro_batches=args.micro_batches,
             temperature=args.temperature,
             max_examples=args.max_examples,
+            tool_tokens=args.tool_tokens,
         )
         note = report.counterexample.roundoff if report.counterexample else None
         print(
-            f"{loss_type} M={args.micro_batches} temperature={args.temperature}: {report.verdict}"
+            f"{loss_type} M={args.micro_batches} temperature={args.temperature}"
+            + (" tool_tokens" if args.tool_tokens else "") + f": {report.verdict}"
             f" ({time.perf_counter() - start:.0f} s, mode {report.run.mode})"
             + (f"; at float32 precision: {note.verdict} {note.scale}" if note else "")
         )

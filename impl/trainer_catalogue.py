@@ -46,6 +46,12 @@ returns-per-sequence-vector            error     -
 ``one-call``: judged against the same loss's expected gradient without the split
 (``against="one-call"``), since a token mean is biased against :math:`\nabla J` however it is
 accumulated; a global token count makes the accumulation exact, a per-micro-batch mean does not.
+Against :math:`\nabla J` (``against="objective"``) the global-count fix is ``biased``, exactly as
+``token-mean-global-count`` (the same function) is: the normaliser, the step's number of response
+tokens, depends on the sampled lengths, a bias of the token mean that no accumulation removes.
+
+The fields libraries pass (the inference engine's log-probs, TRL's ``tool_mask``, a critic's
+``values``) have their entries in :mod:`impl.field_entries` (to be registered here).
 """
 
 from __future__ import annotations
@@ -82,14 +88,29 @@ class TrainerSettings:
     temperature: float = 1.0
     advantages: Callable[..., Any] | None = None
     against: str = "objective"
+    tool_tokens: bool = False
+    sampling_mismatch: bool = False
+    values: str | None = None
 
     def checker_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``check_trainer_loss``.
+        """Keyword arguments for ``check_trainer_loss`` (the fields libraries pass only when set).
 
         >>> TrainerSettings(micro_batches=2).checker_kwargs()["micro_batches"]
         2
+        >>> "values" in TrainerSettings().checker_kwargs(), TrainerSettings(values="exact").checker_kwargs()["values"]
+        (False, 'exact')
         """
+        fields: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("tool_tokens", self.tool_tokens),
+                ("sampling_mismatch", self.sampling_mismatch),
+                ("values", self.values),
+            )
+            if value
+        }
         return {
+            **fields,
             "group_sizes": self.group_sizes,
             "vocab_size": self.vocab_size,
             "max_len": self.max_len,

@@ -8,6 +8,7 @@ with one line otherwise (verl is the optional ``[verl]`` extra; see pyproject.to
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -117,8 +118,7 @@ def test_space_is_read_from_the_library(core_algos: Any) -> None:
         assert f"adv:{est}" in names
     for loss in core_algos.POLICY_LOSS_REGISTRY:
         assert f"loss:{loss}" in names and f"loss:{loss} off-policy" in names
-    gae = names["adv:gae"]
-    assert gae.not_checked is not None and "values" in gae.not_checked
+    assert names["adv:gae"].not_checked is None  # the batch has a critic's values now
     checked = [c for c in names.values() if c.not_checked is None]
     assert len(checked) >= 40
 
@@ -140,6 +140,61 @@ def test_a_newly_registered_policy_loss_is_audited(
     row = run_configuration(names["loss:audit_test_loss"], "test")
     assert row.verdict == "biased", row.cause  # a token mean weights responses by 1/length
     assert "E[g] is not" in row.cause
+
+
+def test_gae_is_checked_with_a_critic_and_biased_by_its_whitening_alone(
+    core_algos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verl's GAE gets the checker's random values; it is biased, and only through
+    ``masked_whiten``: with the whitening replaced by the identity, lam = 1 is unbiased for any
+    values, as GAE with lambda = 1 must be."""
+    from properties.audit import verl as audit_verl
+    from properties.sequence.checker import check_sequence_loss
+
+    config = next(c for c in audit_verl.configurations() if c.name == "adv:gae")
+    loss, kwargs = audit_verl.build(config)
+    assert kwargs == {"values": "random"}
+    small = {"group_sizes": (2,), "max_len": 2, "max_examples": 2, **kwargs}
+    seen: list[Any] = []
+    real_gae = core_algos.compute_gae_advantage_return
+
+    @functools.wraps(real_gae)  # the same signature: the glue passes what it names
+    def spy(**kw: Any) -> Any:
+        seen.append(kw["values"])
+        return real_gae(**kw)
+
+    monkeypatch.setattr(core_algos, "compute_gae_advantage_return", spy)
+    monkeypatch.setitem(core_algos.ADV_ESTIMATOR_REGISTRY, "gae", spy)
+    report = check_sequence_loss(loss, **small)
+    assert report.verdict == "biased", report.message
+    assert seen and report.settings["values"] == "random"
+    import verl.utils.torch_functional as verl_f
+
+    monkeypatch.setattr(verl_f, "masked_whiten", lambda values, mask, shift_mean=True: values)
+    assert check_sequence_loss(loss, **small).verdict == "unbiased"
+
+
+def test_rollout_correction_is_checked_against_the_inference_engine(
+    core_algos: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verl's rollout correction on the checker's perturbed engine: no correction and the
+    per-token weights are biased; the sequence weights are unbiased untruncated and biased
+    where verl's default truncation (2.0) binds."""
+    from properties.audit import verl as audit_verl
+    from properties.sequence.checker import check_sequence_loss
+
+    names = {c.name: c for c in audit_verl.configurations()}
+    small = {"group_sizes": (2,), "max_len": 2, "max_examples": 2}
+
+    def verdict(name: str) -> str:
+        loss, kwargs = audit_verl.build(names[name])
+        assert kwargs == {"sampling_mismatch": True}
+        return check_sequence_loss(loss, **small, **kwargs).verdict
+
+    assert [verdict(f"rollout-is:{level}") for level in ("none", "token", "sequence")] == ["biased"] * 3
+    monkeypatch.setattr(audit_verl, "ROLLOUT_IS_THRESHOLD", 1e6)
+    assert verdict("rollout-is:sequence") == "unbiased"
+    assert verdict("rollout-is:token") == "biased"
 
 
 # --------------------------------------------------------------------- agreement with the corpus
@@ -201,7 +256,7 @@ def test_verdict_agrees_with_the_corpus(core_algos: Any, name: str) -> None:
 
 # --------------------------------------------------------------------- pool and command line
 
-FAST = ["adv:opo", "agg:token-mean", "adv:gae"]
+FAST = ["adv:opo", "agg:token-mean", "kl-loss:full"]
 
 
 def test_process_pool_gives_the_rows_of_one_process(core_algos: Any) -> None:
@@ -227,7 +282,7 @@ def test_json_version_and_exit_statuses(
     assert payload["version"] == core.library_module("verl").version()
     rows = {r["name"]: r for r in payload["rows"]}
     assert set(rows) == set(FAST)
-    assert rows["adv:gae"]["verdict"] == "not checked"
+    assert rows["kl-loss:full"]["verdict"] == "not checked"
     assert rows["adv:opo"]["verdict"] == "biased" and rows["adv:opo"]["cause"]
     assert all(r["version"] == payload["version"] for r in rows.values())
     # the same matrix as expectation: exit 0, biased and not-checked rows included

@@ -39,6 +39,18 @@ biased, hiding which axis is at fault):
 * ``entropy-bonus``: the same base with ``entropy_coeff = 0.01`` (:data:`ENTROPY_COEFF`), the
   entropy of every position from ``verl.utils.torch_functional.entropy_from_logits``,
   aggregated by ``agg_loss`` and subtracted, as ``ppo_loss`` does.
+* a critic: an estimator that takes ``values`` (GAE) gets ``batch.values``, the checker's
+  random value table (:data:`CRITIC_VALUES`), so ``adv:gae`` (verl's ``gamma = lam = 1``) is
+  judged for a wrong critic.  It is biased whatever the values: ``compute_gae_advantage_return``
+  whitens the advantages over the batch (``masked_whiten``, a mean and a standard deviation of
+  every token of the batch), as the sequence catalogue's ``batch-whitening``; without the
+  whitening it is unbiased (``tests/test_audit.py`` checks both).
+* the training-inference mismatch: ``rollout-is:LEVEL`` draws the responses from the
+  checker's perturbed inference engine (``sampling_mismatch=True``) and weights the base loss by
+  ``rollout_corr_helper.compute_rollout_correction_weights(old_log_probs -
+  sampling_log_probs, rollout_is=LEVEL, rollout_is_threshold=2.0)`` passed as the policy
+  loss's ``rollout_is_weights``, as verl's rollout correction does; ``rollout-is:none`` is the
+  same base without the correction.
 """
 
 from __future__ import annotations
@@ -76,7 +88,6 @@ BASE_AGG_MODE = "seq-mean-token-sum"
 """The aggregation of the ``adv:``, ``loss:`` and KL rows (a token sum per response, mean over responses)."""
 
 NOT_CHECKED_PARAMETERS: dict[str, str] = {
-    "values": "needs a critic's value estimates (values), which the sequence batch does not have",
     "non_tensor_batch": "needs several reward components (non_tensor_batch)",
 }
 """Why an estimator whose signature requires one of these parameters is not checked."""
@@ -93,8 +104,20 @@ _PROVIDED = frozenset(
         "rollout_is_weights",
         "gamma",
         "lam",
+        "values",
     }
 )
+
+ROLLOUT_IS_LEVELS = ("token", "sequence")
+"""``rollout_is`` levels of ``compute_rollout_correction_weights`` (the ``rollout-is:`` rows)."""
+
+ROLLOUT_IS_THRESHOLD = 2.0
+"""``rollout_is_threshold``: verl's default truncation of the rollout-correction weights."""
+
+CRITIC_VALUES = "random"
+"""The critic's values an estimator that takes ``values`` (GAE) is checked with: a table drawn
+independently of the policy (``check_sequence_loss(values="random")``), a critic that is wrong,
+for which GAE with verl's default ``lam = 1`` is unbiased by itself."""
 
 
 def _core() -> Any:
@@ -233,6 +256,9 @@ def configurations() -> list[Configuration]:
                 kl=f"{kind} in the {where}")
     add("entropy-bonus", estimator=BASE_ESTIMATOR, policy_loss=BASE_POLICY_LOSS,
         loss_agg_mode=BASE_AGG_MODE, entropy_coeff=str(ENTROPY_COEFF))
+    for level in ("none", *ROLLOUT_IS_LEVELS):
+        add(f"rollout-is:{level}", estimator=BASE_ESTIMATOR, policy_loss=BASE_POLICY_LOSS,
+            loss_agg_mode=BASE_AGG_MODE, rollout_is=level)
     return out
 
 
@@ -262,14 +288,15 @@ def _token_level_scores(batch: Any) -> Any:
     return onehot * batch.rewards[:, None]
 
 
-def _advantages(batch: Any, estimator: str, token_level_rewards: Any) -> Any:
-    """``compute_advantage``'s call of the estimator (see the module docstring)."""
+def _advantages(batch: Any, estimator: str, token_level_rewards: Any, lam: float | None = None) -> Any:
+    """``compute_advantage``'s call of the estimator (see the module docstring); ``lam``
+    overrides ``AlgoConfig``'s."""
     import numpy as np
     import torch
     from verl.trainer.config import AlgoConfig
 
     core = _core()
-    algo = AlgoConfig()
+    algo = AlgoConfig() if lam is None else AlgoConfig(lam=lam)
     index = np.asarray(batch.group.tolist())
     if estimator == "grpo":
         adv, _ = core.compute_grpo_outcome_advantage(
@@ -290,6 +317,8 @@ def _advantages(batch: Any, estimator: str, token_level_rewards: Any) -> Any:
             batch.reward_fn(greedy, batch.group), dtype=token_level_rewards.dtype)
     if "gamma" in params:
         kwargs["gamma"], kwargs["lam"] = algo.gamma, algo.lam
+    if "values" in params:  # the critic's values (ray_trainer passes data.batch["values"])
+        kwargs["values"] = batch.values
     if "sum_pi_squared" in params:
         kwargs["sum_pi_squared"] = batch.logits.detach().softmax(-1).square().sum(-1)
         kwargs["old_log_probs"] = batch.old_log_probs
@@ -310,6 +339,10 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
     kl = config.axis("kl")
     kl_kind, _, where = kl.partition(" in the ")
     entropy_coeff = float(config.axis("entropy_coeff", "0"))
+    lam_axis = config.axis("lam")
+    lam = float(lam_axis) if lam_axis else None
+    rollout_is = config.axis("rollout_is")
+    takes_values = "values" in inspect.signature(core.get_adv_estimator_fn(estimator)).parameters
     actors: dict[int, Any] = {}
     policy_loss_fn = core.get_policy_loss_fn(loss_mode)
 
@@ -321,11 +354,18 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
         if where == "reward":
             kld = core.kl_penalty(batch.old_log_probs, batch.ref_log_probs, kl_penalty=kl_kind)
             rewards = rewards - batch.kl_coef * (kld * batch.mask)
-        advantages = _advantages(batch, estimator, rewards)
+        advantages = _advantages(batch, estimator, rewards, lam)
         mask = batch.mask.to(bool)
+        weights = None
+        if rollout_is not in ("", "none"):
+            from verl.trainer.ppo.rollout_corr_helper import compute_rollout_correction_weights
+
+            weights, _ = compute_rollout_correction_weights(
+                log_ratio=batch.old_log_probs - batch.sampling_log_probs, response_mask=batch.mask,
+                rollout_is=rollout_is, rollout_is_threshold=ROLLOUT_IS_THRESHOLD)
         total, _ = policy_loss_fn(
             old_log_prob=batch.old_log_probs, log_prob=batch.log_probs, advantages=advantages,
-            response_mask=mask, loss_agg_mode=agg_mode, config=actor, rollout_is_weights=None)
+            response_mask=mask, loss_agg_mode=agg_mode, config=actor, rollout_is_weights=weights)
         if entropy_coeff:
             from verl.utils.torch_functional import entropy_from_logits
 
@@ -346,6 +386,10 @@ def build(config: Configuration) -> tuple[Callable[[Any], Any], dict[str, Any]]:
         kwargs["kl_coef"] = KL_COEF
     if config.axis("off_policy") == "yes":
         kwargs["off_policy"] = True
+    if takes_values:
+        kwargs["values"] = config.axis("values") or CRITIC_VALUES
+    if rollout_is:  # the inference engine's responses, a perturbation of the trainer's policy
+        kwargs["sampling_mismatch"] = True
     return loss, kwargs
 
 

@@ -26,8 +26,9 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
 
     group = parser.add_argument_group(
         "sequence-level losses (token sequences: masks, padding, aggregation, KL, ratios)",
-        "--vocab-size, --max-len, --kl-coef and --off-policy need --sequence or --weights "
-        "(without them they are bad usage, never ignored)",
+        "--vocab-size, --max-len, --kl-coef, --off-policy, --diagnose, --tool-tokens, "
+        "--sampling-mismatch and --values need --sequence or --weights (without them they are "
+        "bad usage, never ignored)",
     )
     group.add_argument(
         "--sequence",
@@ -73,6 +74,25 @@ def add_sequence_arguments(parser: argparse.ArgumentParser) -> None:
         f"re-run the loss: {DIAGNOSIS_MEDIAN_SECONDS} s median on real library losses)",
     )
     group.add_argument(
+        "--tool-tokens",
+        action="store_true",
+        help="every odd position of a response is a tool's output: a hole in batch.mask, no "
+        "gradient in J (a multi-turn rollout)",
+    )
+    group.add_argument(
+        "--sampling-mismatch",
+        action="store_true",
+        help="responses drawn by an inference engine whose policy differs slightly from the "
+        "behaviour policy; batch.sampling_log_probs holds its log-probs",
+    )
+    group.add_argument(
+        "--values",
+        default=None,
+        metavar="random|exact",
+        help="fill batch.values with a critic's values per prefix: a random table (a wrong "
+        "critic) or the current policy's exact values",
+    )
+    group.add_argument(
         "--num-prompts",
         default=None,
         metavar="P,P,...",
@@ -102,8 +122,21 @@ DIAGNOSIS_MEDIAN_SECONDS = 3.0
 median over the sequence catalogue's simpler losses): more than the second a check may add
 unasked, so ``--diagnose`` is opt-in."""
 
-SEQUENCE_ONLY_OPTIONS = ("--vocab-size", "--max-len", "--kl-coef", "--off-policy", "--diagnose")
+FIELD_OPTIONS = ("--tool-tokens", "--sampling-mismatch", "--values")
+"""The options of the fields libraries pass (``tool_tokens``, ``sampling_mismatch``, ``values``)."""
+
+SEQUENCE_ONLY_OPTIONS = (
+    "--vocab-size",
+    "--max-len",
+    "--kl-coef",
+    "--off-policy",
+    "--diagnose",
+    *FIELD_OPTIONS,
+)
 """Options that only a sequence check reads (``--sequence`` or ``--weights``)."""
+
+VALUES_CHOICES = ("random", "exact")
+"""What ``--values`` accepts (``check_sequence_loss(values=...)``)."""
 
 
 def sequence_only_given(args: argparse.Namespace) -> list[str]:
@@ -114,8 +147,32 @@ def sequence_only_given(args: argparse.Namespace) -> list[str]:
         "--kl-coef": args.kl_coef is not None,
         "--off-policy": bool(args.off_policy),
         "--diagnose": bool(args.diagnose),
+        "--tool-tokens": bool(args.tool_tokens),
+        "--sampling-mismatch": bool(args.sampling_mismatch),
+        "--values": args.values is not None,
     }
     return [option for option in SEQUENCE_ONLY_OPTIONS if given[option]]
+
+
+def field_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """``tool_tokens``, ``sampling_mismatch`` and ``values`` as given (only those set: the
+    keyword arguments of every other check stay as they were); bad usage raises :class:`UsageError`."""
+    if args.values is not None and args.values not in VALUES_CHOICES:
+        raise UsageError(f"{_PREFIX}--values must be random or exact but got {args.values!r}")
+    given = [o for o in FIELD_OPTIONS if o in sequence_only_given(args)]
+    if args.diagnose and given:
+        raise UsageError(
+            f"{_PREFIX}--diagnose does not model {' and '.join(given)} (its probes have no such "
+            f"batches): drop --diagnose or {' and '.join(given)}"
+        )
+    out: dict[str, Any] = {}
+    if args.tool_tokens:
+        out["tool_tokens"] = True
+    if args.sampling_mismatch:
+        out["sampling_mismatch"] = True
+    if args.values is not None:
+        out["values"] = args.values
+    return out
 
 
 def check_option_kinds(args: argparse.Namespace) -> None:
@@ -223,6 +280,7 @@ def sequence_kwargs(args: argparse.Namespace, group_sizes: tuple[int, ...]) -> d
         "seed": args.seed,
         "max_examples": max_examples,
         "diagnose": bool(args.diagnose),
+        **field_kwargs(args),
     }
     if weights:
         out["batched"] = batched

@@ -252,9 +252,21 @@ _NAMES = {
 signature with exactly the other protocol's names is taken to mean that protocol."""
 
 
-def _binds(signature: inspect.Signature, count: int) -> bool:
+def _keywords(signature: inspect.Signature, kind: str) -> dict[str, None]:
+    """The keyword arguments the check passes besides the positional ones: token weights get
+    whichever of :data:`properties.sequence.evaluation.EXTRA_ARGUMENTS` they name."""
+    if kind != "token-weights":
+        return {}
+    from properties.sequence.evaluation import EXTRA_ARGUMENTS
+
+    ok = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    params = signature.parameters
+    return {n: None for n in EXTRA_ARGUMENTS if n in params and params[n].kind in ok}
+
+
+def _binds(signature: inspect.Signature, count: int, keywords: dict[str, None] | None = None) -> bool:
     try:
-        signature.bind(*([None] * count))
+        signature.bind(*([None] * count), **(keywords or {}))
     except TypeError:
         return False
     return True
@@ -286,7 +298,7 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
         signature = inspect.signature(fn)
         params = [str(p) for p in signature.parameters.values()]
         names = tuple(signature.parameters)
-        fits = _binds(signature, _ARITY[own])
+        fits = _binds(signature, _ARITY[own], _keywords(signature, own))
     except KeyboardInterrupt:
         raise
     except BaseException:  # a builtin, or a hostile __signature__ (sys.exit included): the check finds out

@@ -109,10 +109,13 @@ def _feed(h: Any, value: Any) -> None:
 
 
 def _problem_parts(problem: Any) -> tuple[Any, ...]:
-    """What identifies a sequence problem: its shape and its numbers."""
+    """What identifies a sequence problem: its shape (the fields libraries pass included) and its numbers."""
+    s = problem.shape
     return (
-        problem.shape.describe(), problem.theta, problem.rewards, problem.ref_theta,
+        s.describe(), problem.theta, problem.rewards, problem.ref_theta,
         problem.old_theta, float(problem.kl_coef), problem.label,
+        bool(s.tool_tokens), bool(s.sampling_mismatch), str(s.values),
+        problem.sampler_theta, problem.value_table,
     )
 
 

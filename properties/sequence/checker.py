@@ -77,11 +77,13 @@ from properties.sequence.messages import (
     _message,
 )
 from properties.sequence.options import (
+    FIELD_OPTIONS,
     MAX_GROUP_SIZE,
     MAX_LEN_LIMIT,
     MAX_MAX_EXAMPLES,
     MAX_NUM_PROMPTS,
     MAX_SEED,
+    _field_options,
     _require_some_shape,
     _validate,
     batch_budget,
@@ -194,24 +196,8 @@ def check_sequence_loss(
         rtol,
         atol,
     )
-    for flag, value in (("tool_tokens", tool_tokens), ("sampling_mismatch", sampling_mismatch)):
-        if not isinstance(value, bool):
-            raise InvalidArgument(f"Expected {flag}=True or False but got {describe(flag, value)}")
-        if value:  # only then, so that the settings of every other check stay as they were
-            opts[flag] = True
-    if values not in (None, "random", "exact"):
-        raise InvalidArgument(
-            f"Expected values=None, 'random' or 'exact' but got {describe('values', values)}"
-        )
-    if values is not None:
-        opts["values"] = values
-    _check_flag(diagnose)
-    modelled = [flag for flag in ("tool_tokens", "sampling_mismatch", "values") if flag in opts]
-    if diagnose and modelled:  # refused before the check, not after it
-        raise InvalidArgument(
-            f"diagnose=True does not model {', '.join(modelled)} (its probes have no such batches): "
-            "check without diagnose, or without " + ", ".join(modelled)
-        )
+    _field_options(opts, tool_tokens, sampling_mismatch, values)
+    _refuse_diagnose(opts, diagnose)
     _require_some_shape(opts, MAX_BATCHES_VECTORISED, "the loss evaluated with torch.func.vmap")
     sandbox = Sandbox()
     evaluator = stand_in_evaluator(sandbox)  # the command line's re-run: no user code, no PyTorch
@@ -283,15 +269,20 @@ def check_token_weights(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
+    values: str | None = None,
     diagnose: bool = False,
 ) -> SequenceReport:
     r"""Decide whether token weights give :math:`E[\sum_{j,t} w_{jt}\nabla\log\pi(y_{jt}\mid y_{j,<t})] = \nabla J`.
 
     ``fn(rewards (B,), mask (B, T), log_probs (B, T)) -> weights (B, T)`` (NumPy); it also
     receives, by keyword, whichever of ``group``, ``tokens``, ``old_log_probs``,
-    ``ref_log_probs`` and ``kl_coef`` its signature names.  ``batched=True``: every array
-    has a leading axis of ``G`` batches and the result is ``(G, B, T)`` (much faster).
-    The other arguments are :func:`check_sequence_loss`'s.
+    ``ref_log_probs``, ``sampling_log_probs``, ``values`` and ``kl_coef`` its signature names
+    (the arrays of :class:`~properties.sequence.batch.SequenceBatch`'s fields of those names).
+    ``batched=True``: every array has a leading axis of ``G`` batches and the result is
+    ``(G, B, T)`` (much faster).  The other arguments, ``tool_tokens``, ``sampling_mismatch``
+    and ``values`` included, are :func:`check_sequence_loss`'s.
 
     >>> def reinforce(rewards, mask, log_probs):
     ...     return rewards[:, None] * mask / rewards.shape[0]
@@ -315,7 +306,8 @@ def check_token_weights(
         raise InvalidArgument(
             f"Expected batched=True or False but got {describe('batched', batched)}"
         )
-    _check_flag(diagnose)
+    _field_options(opts, tool_tokens, sampling_mismatch, values)
+    _refuse_diagnose(opts, diagnose)
     budget = batch_budget(weights=True, batched=batched)
     _require_some_shape(opts, budget, "batched" if batched else "one call per batch")
     start = time.perf_counter()
@@ -355,6 +347,17 @@ def check_token_weights(
 def _check_flag(diagnose: Any) -> None:
     if not isinstance(diagnose, bool):
         raise InvalidArgument(f"Expected diagnose=True or False but got {describe('diagnose', diagnose)}")
+
+
+def _refuse_diagnose(opts: dict[str, Any], diagnose: Any) -> None:
+    """``diagnose=True`` with a field option is refused before the check, not after it."""
+    _check_flag(diagnose)
+    modelled = [flag for flag in FIELD_OPTIONS if flag in opts]
+    if diagnose and modelled:
+        raise InvalidArgument(
+            f"diagnose=True does not model {', '.join(modelled)} (its probes have no such batches): "
+            "check without diagnose, or without " + ", ".join(modelled)
+        )
 
 
 def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagnose: Any) -> SequenceReport:

@@ -419,7 +419,15 @@ def output_eps(dtype: Any) -> float:
 # --------------------------------------------------------------------------- protocol 2
 
 
-EXTRA_ARGUMENTS = ("group", "tokens", "old_log_probs", "ref_log_probs", "kl_coef")
+EXTRA_ARGUMENTS = (
+    "group",
+    "tokens",
+    "old_log_probs",
+    "ref_log_probs",
+    "sampling_log_probs",
+    "values",
+    "kl_coef",
+)
 """Keyword arguments a token-weight function receives when its signature names them."""
 
 
@@ -463,7 +471,7 @@ class TokenWeights:
         space = data.shape.space
         prompt = data.prompt[None, :]
         stacks: dict[str, list[Any]] = {
-            k: [] for k in ("rewards", "mask", "log_probs", "tokens", "old", "ref")
+            k: [] for k in ("rewards", "mask", "log_probs", "tokens", "old", "ref", "sampling", "values")
         }
         for pr in problems:
             lp = token_log_probs(space, pr.theta)[prompt, data.batches]
@@ -477,6 +485,12 @@ class TokenWeights:
                 else token_log_probs(space, pr.old_theta)[prompt, data.batches]
             )
             stacks["ref"].append(token_log_probs(space, pr.ref_theta)[prompt, data.batches])
+            stacks["sampling"].append(
+                stacks["old"][-1]
+                if pr.sampler_theta is None
+                else token_log_probs(space, pr.sampler_theta)[prompt, data.batches]
+            )
+            stacks["values"].append(pr.node_value_table.reshape(-1)[data.rows])
         out = {k: _read_only(np.concatenate(v)) for k, v in stacks.items()}
         g = out["rewards"].shape[0]
         out["group"] = _read_only(np.broadcast_to(data.prompt, (g, data.prompt.size)))
@@ -489,6 +503,8 @@ class TokenWeights:
             "tokens": "tokens",
             "old_log_probs": "old",
             "ref_log_probs": "ref",
+            "sampling_log_probs": "sampling",
+            "values": "values",
         }
         for name in self.extras:
             kwargs[name] = kl_coef if name == "kl_coef" else arrays[names[name]][index]

@@ -166,3 +166,30 @@ def _validate(
         "rtol": None if rtol is None else float(rtol),
         "atol": float(atol),
     }
+
+
+FIELD_OPTIONS = ("tool_tokens", "sampling_mismatch", "values")
+"""The options that add a field libraries pass to the batch (holes in the mask, the inference
+engine's log-probs, a critic's values); a check's settings name them only when they are set."""
+
+
+def _field_options(opts: dict[str, Any], tool_tokens: Any, sampling_mismatch: Any, values: Any) -> None:
+    """Validate ``tool_tokens``, ``sampling_mismatch`` and ``values`` and record in ``opts`` those set.
+
+    Only set options are recorded, so that the settings of every other check stay as they were.
+
+    >>> opts: dict[str, Any] = {}
+    >>> _field_options(opts, False, True, "exact"); opts
+    {'sampling_mismatch': True, 'values': 'exact'}
+    """
+    for flag, value in (("tool_tokens", tool_tokens), ("sampling_mismatch", sampling_mismatch)):
+        if not isinstance(value, bool):
+            raise InvalidArgument(f"Expected {flag}=True or False but got {describe(flag, value)}")
+        if value:
+            opts[flag] = True
+    if values not in (None, "random", "exact"):
+        raise InvalidArgument(
+            f"Expected values=None, 'random' or 'exact' but got {describe('values', values)}"
+        )
+    if values is not None:
+        opts["values"] = values

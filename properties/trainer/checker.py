@@ -46,6 +46,7 @@ from properties.sequence.checker import (
 )
 from properties.sequence.evaluation import Sandbox
 from properties.sequence.options import (
+    _field_options,
     _validate,
 )
 from properties.sequence.problems import (
@@ -152,6 +153,9 @@ def check_trainer_loss(
     rtol: float | None = None,
     atol: float = 0.0,
     name: str | None = None,
+    tool_tokens: bool = False,
+    sampling_mismatch: bool = False,
+    values: str | None = None,
 ) -> SequenceReport:
     r"""Decide whether a trainer loss's :math:`E[g]` equals :math:`\nabla J`, exactly.
 
@@ -165,10 +169,19 @@ def check_trainer_loss(
     computed on the whole batch first and passed as ``inputs["advantages"]``.
     ``against="one-call"`` judges against the same loss's :math:`E[g]` without the split
     (``micro_batches = dp_size = 1``) instead of :math:`\nabla J`: whether accumulation
-    changes the expected step (a token-mean loss is biased against :math:`\nabla J` however it
-    is accumulated, but a global token count makes its accumulation exact).
+    changes the expected step.  A token-mean loss with a global token count
+    (``num_items_in_batch``) is therefore ``unbiased`` against ``"one-call"`` (its accumulation
+    is exact) but ``biased`` against ``"objective"``, as the same loss called once is: a token
+    mean's normaliser, the step's number of response tokens, depends on the sampled lengths;
+    a per-micro-batch token mean is biased against both.
     ``group_sizes`` defaults to those of (2, 3, 4) that split evenly.  The other arguments are
-    :func:`properties.check_sequence_loss`'s (the objective is the same).
+    :func:`properties.check_sequence_loss`'s (the objective is the same), the fields libraries
+    pass included: ``sampling_mismatch`` fills ``inputs["sampling_per_token_logps"]`` with the
+    inference engine's log-probabilities (the responses are the engine's), ``values``
+    (``"random"`` or ``"exact"``) fills ``inputs["values"]`` with a critic's values, and
+    ``tool_tokens`` makes every odd position a tool's output, marked 0 in
+    ``inputs["tool_mask"]`` as TRL marks it (``completion_mask`` stays the attention mask;
+    :data:`~properties.trainer.evaluation.TOOL_FIELD`).
 
     Never raises for misbehaving user code (that is the ``"error"`` verdict); raises
     :class:`impl.errors.InvalidArgument` for bad arguments.
@@ -180,6 +193,7 @@ def check_trainer_loss(
     opts = _validate(
         fn, ks, vocab_size, max_len, kl_coef, off_policy, prompts, seed, max_examples, rtol, atol
     )
+    _field_options(opts, tool_tokens, sampling_mismatch, values)
     try:
         import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
     except ImportError:  # pragma: no cover - torch is installed wherever this is tested
@@ -263,10 +277,15 @@ def trainer_expectation(
     temperature: float = 1.0,
     advantages: Callable[..., Any] | None = None,
     against: str = "objective",
+    tool_tokens: bool = False,
+    sampler_theta: Any = None,
+    value_table: Any = None,
+    exact_values: bool = False,
 ) -> tuple[Any, Any]:
     r"""The exact :math:`(E[g], \nabla J)` of a trainer loss on one problem (the reproduction helper).
 
-    The arguments are :func:`properties.sequence.checker.sequence_expectation`'s and
+    The arguments are :func:`properties.sequence.checker.sequence_expectation`'s (``tool_tokens``,
+    ``sampler_theta``, ``value_table`` and ``exact_values`` included) and
     :func:`check_trainer_loss`'s (with ``against="one-call"`` the second array is the same
     loss's :math:`E[g]` without the split); misbehaviour of ``fn`` raises
     :class:`impl.errors.InvalidArgument` naming it.
@@ -286,11 +305,13 @@ def trainer_expectation(
     # the shape, as sequence_expectation finds it (it validates theta and rewards)
     _, gradient = sequence_expectation(
         lambda batch: (batch.log_probs * 0.0).sum(), theta=th, rewards=rewards, k=k,
-        ref_theta=ref_theta, old_theta=old_theta, kl_coef=kl_coef,
+        ref_theta=ref_theta, old_theta=old_theta, kl_coef=kl_coef, tool_tokens=tool_tokens,
+        sampler_theta=sampler_theta, value_table=value_table, exact_values=exact_values,
     )
     v, rows = th.shape[2], th.shape[1]
     t = next(tt for tt in range(1, 9) if sum((v - 1) ** j for j in range(tt)) + 1 == rows)
-    shape = Shape(v, t, int(k), th.shape[0])
+    kind = "exact" if exact_values else "random" if value_table is not None else ""
+    shape = Shape(v, t, int(k), th.shape[0], bool(tool_tokens), sampler_theta is not None, kind)
     if shape.rows % (m * d):
         raise InvalidArgument(f"P*k = {shape.rows} rows do not split into {m * d} equal parts")
     problem = SequenceProblem(
@@ -301,6 +322,8 @@ def trainer_expectation(
         old_theta=None if old_theta is None else np.asarray(old_theta, dtype=np.float64),
         kl_coef=float(kl_coef),
         label="reproduction",
+        sampler_theta=None if sampler_theta is None else np.asarray(sampler_theta, dtype=np.float64),
+        value_table=None if value_table is None else np.asarray(value_table, dtype=np.float64),
     )
     evaluator = TrainerLoss(
         fn,

@@ -47,14 +47,26 @@ ROW_FIELDS = (
     "old_per_token_logps",
     "ref_per_token_logps",
     "sampling_per_token_logps",
+    "values",
     "group",
 )
 """Per-row tensors of ``inputs`` (TRL's names): left-padded ``prompt_ids``/``prompt_mask``
 ``(B, W)`` (int64), ``completion_ids`` ``(B, T)`` right-padded with the EOS id,
 ``completion_mask`` ``(B, T)`` float64 1.0 on response tokens including EOS, ``rewards``
-``(B,)``, the behaviour (``old``), reference and sampling-engine (``sampling``, equal to
-``old`` here) per-token log-probabilities ``(B, T)``, the prompt index ``group`` ``(B,)``;
-plus ``advantages`` ``(B,)`` when the check computes them."""
+``(B,)``, the behaviour (``old``), reference and inference-engine (``sampling``: the
+engine's log-probabilities, equal to ``old`` unless the check has ``sampling_mismatch=True``)
+per-token log-probabilities ``(B, T)``, a critic's ``values`` ``(B, T)`` (verl's name,
+``data.batch["values"]``: the value of the prefix each position continues, 0 on padding;
+0 everywhere unless the check has ``values="random"`` or ``"exact"``), the prompt index
+``group`` ``(B,)``; plus ``advantages`` ``(B,)`` when the check computes them, and, with
+``tool_tokens=True``, :data:`TOOL_FIELD`."""
+
+TOOL_FIELD = "tool_mask"
+"""With ``tool_tokens=True`` (a tool's output at every odd position), ``inputs["tool_mask"]``
+``(B, T)`` float64 is 0.0 on the tool's tokens and 1.0 elsewhere, as TRL's ``GRPOTrainer``
+passes it: ``completion_mask`` stays the attention mask (no holes: the model must attend to the
+tool's output) and the loss mask is ``completion_mask * tool_mask``.  ``num_items_in_batch``
+and ``batch_num_tokens`` count that loss mask, as TRL does."""
 
 GLOBAL_FIELDS = (
     "num_items_in_batch",
@@ -125,8 +137,10 @@ class TrainerLoss(TorchLoss):
         "tokens": 'inputs["completion_ids"]',
         "mask": 'inputs["completion_mask"]',
         "rewards": 'inputs["rewards"]',
-        "old_log_probs": 'inputs["old_per_token_logps"] (or "sampling_per_token_logps")',
+        "old_log_probs": 'inputs["old_per_token_logps"]',
         "ref_log_probs": 'inputs["ref_per_token_logps"]',
+        "sampling_log_probs": 'inputs["sampling_per_token_logps"]',
+        "values": 'inputs["values"]',
         "group": 'inputs["group"]',
         "table": "the reward table",
     }
@@ -184,9 +198,15 @@ class TrainerLoss(TorchLoss):
             "rewards": t["rewards"],
             "old_per_token_logps": t["old_log_probs"],
             "ref_per_token_logps": t["ref_log_probs"],
-            "sampling_per_token_logps": t["old_log_probs"],
+            "sampling_per_token_logps": t["sampling_log_probs"],
+            "values": t["values"],
             "group": t["group"],
         }
+        if s.tool_tokens:  # TRL's convention: completion_mask without holes, times tool_mask
+            is_eos = (t["tokens"] == 0).to(t["mask"].dtype)
+            live = ((torch.cumsum(is_eos, -1) - is_eos) == 0).to(t["mask"].dtype)
+            rows["completion_mask"] = live
+            rows[TOOL_FIELD] = 1.0 - live + t["mask"]
         scalars: dict[str, Any] = {
             "num_items_in_batch": t["mask"].sum(),
             "batch_num_tokens": t["mask"].sum(),
@@ -255,4 +275,4 @@ class TrainerLoss(TorchLoss):
         return False
 
 
-__all__ = ["GLOBAL_FIELDS", "ROW_FIELDS", "TrainerInputs", "TrainerLoss"]
+__all__ = ["GLOBAL_FIELDS", "ROW_FIELDS", "TOOL_FIELD", "TrainerInputs", "TrainerLoss"]

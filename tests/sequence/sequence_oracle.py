@@ -65,7 +65,7 @@ Over a problem set (a dozen problems, so ~36 repeated batches) an estimator that
 fresh random keep-mask per call escapes with probability < 1e-6 (each repeat of a batch with
 >= 2 response tokens differs with probability >= 0.3 at a 90% keep rate)."""
 
-WEIGHT_EXTRAS = ("group", "tokens", "old_log_probs", "ref_log_probs")
+WEIGHT_EXTRAS = ("group", "tokens", "old_log_probs", "ref_log_probs", "sampling_log_probs", "values")
 """Keyword-only arrays a weight function receives when its signature names them."""
 
 
@@ -507,6 +507,8 @@ def _call_weights(
         "tokens": batch.tokens.numpy().copy(),
         "old_log_probs": batch.old_log_probs.numpy().copy(),
         "ref_log_probs": batch.ref_log_probs.numpy().copy(),
+        "sampling_log_probs": batch.sampling_log_probs.numpy().copy(),
+        "values": batch.values.numpy().copy(),
     }
     if batched:
         arrays = {name: a[None, ...] for name, a in arrays.items()}
