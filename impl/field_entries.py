@@ -13,10 +13,11 @@ critic's values (``values``).  These are the same fields on the two other protoc
   keyword, checked by ``properties.check_token_weights``.
 
 Their verdicts are confirmed by the brute-force oracles of ``tests/sequence/``
-(``test_field_entries.py``).  They are kept apart from the two catalogues while those are being
-split; to register them, add :data:`FIELD_TRAINER_ENTRIES` to
-``impl.trainer_catalogue.TRAINER_CATALOGUE`` and :data:`FIELD_WEIGHT_ENTRIES` to the sequence
-catalogue.
+(``test_field_entries.py``), which checks each with the options its field needs.  They are a
+catalogue of their own, beside :mod:`impl.trainer_catalogue` and :mod:`impl.sequence_catalogue`
+(the generic catalogue tests and the diagnosis, which does not model these fields, run on those
+two): this module imports the trainer catalogue's plumbing, so the trainer table cannot list
+them without an import circle.
 
 ======================================  ========  ======================================
 name                                    expected  settings

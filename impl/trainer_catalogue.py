@@ -51,7 +51,7 @@ Against :math:`\nabla J` (``against="objective"``) the global-count fix is ``bia
 tokens, depends on the sampled lengths, a bias of the token mean that no accumulation removes.
 
 The fields libraries pass (the inference engine's log-probs, TRL's ``tool_mask``, a critic's
-``values``) have their entries in :mod:`impl.field_entries` (to be registered here).
+``values``) have their entries in :mod:`impl.field_entries`, a catalogue of its own.
 """
 
 from __future__ import annotations

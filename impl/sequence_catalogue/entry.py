@@ -111,8 +111,8 @@ class SequenceSettings:
         }
         if protocol == "weights":
             out["batched"] = self.batched
-        for flag in ("tool_tokens", "sampling_mismatch"):  # only when set: the weight
-            if getattr(self, flag):  # protocol has neither keyword
+        for flag in ("tool_tokens", "sampling_mismatch"):  # only when set (keeps the
+            if getattr(self, flag):  # keywords of the older entries as they were)
                 out[flag] = True
         if self.values is not None:
             out["values"] = self.values
