@@ -378,16 +378,51 @@ def _probe(address: str, timeout: float) -> None:
         raise RayUnavailable(f"cannot reach a Ray cluster at {address}: {exc}") from None
 
 
+_CONNECT_CHILD = """
+import logging, sys
+import ray
+try:
+    ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+ray.shutdown()
+"""
+"""Connect to the address once in a child process: the probe :func:`_ray_connect` can kill."""
+
+
+def _probe_in_child(address: str, timeout: float) -> None:
+    """Connect once in a child process, killed after ``timeout`` seconds.
+
+    An address that accepts connections but never answers as Ray makes ``ray.init`` retry for
+    minutes, from threads that cannot be stopped and that log each retry on stderr: the child
+    takes that, and its stdout carries the one-line reason of a refusal.
+    """
+    import subprocess
+    import sys
+
+    where = f"the Ray cluster at {address}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CONNECT_CHILD, address], capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RayUnavailable(f"{where} did not answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        reason = (done.stdout.strip() or done.stderr.strip() or f"exit status {done.returncode}")
+        raise RayUnavailable(_one_line(f"cannot use {where}: {reason.splitlines()[-1]}"))
+
+
 def _ray_connect(cluster: RayCluster) -> tuple[Any, bool]:
     """Import Ray and connect; return ``(ray, whether to shut down at the end)``.
 
-    To an address, ``ray.init`` runs in a daemon thread joined with
-    :attr:`RayCluster.connect_timeout`, so that an address that accepts connections but never
-    answers as Ray cannot hang the audit.  A local instance is started in this thread: Ray
-    ties its processes' lives to the thread that started them.
+    An address is first tried with a plain TCP connection (:func:`_probe`) and then by
+    connecting once in a child process (:func:`_probe_in_child`), each within
+    :attr:`RayCluster.connect_timeout`, so that no address can hang the audit.
     """
     import logging
-    import threading
 
     try:
         import ray
@@ -398,8 +433,10 @@ def _ray_connect(cluster: RayCluster) -> tuple[Any, bool]:
     if ray.is_initialized():
         return ray, False
     address = cluster.address
-    if address not in (None, "auto", "local"):
-        _probe(address, cluster.connect_timeout)
+    if address is not None:
+        if address not in ("auto", "local"):
+            _probe(address, cluster.connect_timeout)
+        _probe_in_child(address, cluster.connect_timeout)
     kwargs: dict[str, Any] = {
         "address": address or "local",
         "include_dashboard": False,
@@ -409,25 +446,11 @@ def _ray_connect(cluster: RayCluster) -> tuple[Any, bool]:
     if address is None:
         kwargs["num_cpus"] = cluster.num_cpus
         kwargs["object_store_memory"] = RAY_LOCAL_OBJECT_STORE
-    failure: list[BaseException] = []
-
-    def connect() -> None:
-        try:
-            ray.init(**kwargs)
-        except BaseException as exc:  # reported by the caller, in its thread
-            failure.append(exc)
-
     where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
-    if address is None:  # its processes die with the thread that starts them (PDEATHSIG)
-        connect()
-    else:
-        thread = threading.Thread(target=connect, name="ray.init", daemon=True)
-        thread.start()
-        thread.join(cluster.connect_timeout)
-        if thread.is_alive():
-            raise RayUnavailable(f"{where} did not answer within {cluster.connect_timeout:g} s")
-    if failure:
-        raise RayUnavailable(_one_line(f"cannot use {where}: {type(failure[0]).__name__}: {failure[0]}"))
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:
+        raise RayUnavailable(_one_line(f"cannot use {where}: {type(exc).__name__}: {exc}")) from None
     return ray, True
 
 
