@@ -18,9 +18,11 @@ A library module is a module with
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
   (``kl_coef``, ``off_policy``, ...).
 
-:func:`run_audit` runs the configurations in a standard-library process pool (``spawn``), one
-configuration per task: a configuration is built and checked in the worker, so only the
-small frozen :class:`Configuration` and :class:`AuditRow` cross process boundaries.
+:func:`run_audit` runs the configurations here (``jobs=1``), in a standard-library process
+pool (``spawn``), or as Ray tasks on a cluster (:class:`RayCluster`; Ray is imported only
+then), one configuration per task: a configuration is built and checked in the worker, so
+only the small frozen :class:`Configuration` and :class:`AuditRow` cross process boundaries,
+and every runner gives the same rows in the same order (only the times differ).
 
 >>> c = Configuration("verl", "loss:dro", (("policy_loss", "dro"),), not_checked="needs dro_beta")
 >>> row = run_configuration(c, "0.0")

@@ -12,7 +12,12 @@ Exit status (a biased row is a finding about the library, not a failure of the a
   ``error``: nondeterministic).  This is the form for CI: record
   the matrix once, and a new release that changes a verdict fails the job;
 * 2 for bad usage: an unknown library, a missing one (one line naming the extra to install),
-  an unreadable ``--expect`` file, an ``--only`` that selects nothing.
+  an unreadable ``--expect`` file, an ``--only`` that selects nothing, a ``--report`` directory
+  that holds something other than a report, ``--ray`` without ray installed or with an address
+  that is unreachable or does not answer as Ray within the time limit.
+
+The printed matrix groups the rows that agree (:mod:`properties.audit.groups`; ``--no-group``
+prints one row per configuration); ``--json`` gives each configuration's row with its group.
 """
 
 from __future__ import annotations
