@@ -6,8 +6,9 @@ Runs the command as a user would (``python -m properties.cli audit LIBRARY --job
 and prints the library's version, the wall time of the whole command (imports included) and of
 the audit itself, and the median and maximum seconds per checked configuration, separately for
 the rows that found a bias or an error (time to find) and the certified ones (unbiased or
-scaled: time to certify), with the verdict counts and the number of groups of rows that agree.  Targets (issue 17): the verl matrix in at
-most 10 minutes on the 2-core machine, a median of at most 2 s per configuration.
+scaled: time to certify), with the verdict counts and the number of groups of rows that
+agree.  Targets (issue 17): the verl matrix in at most 10 minutes on the 2-core machine, a
+median of at most 2 s per configuration.
 """
 
 from __future__ import annotations
