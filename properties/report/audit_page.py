@@ -24,6 +24,7 @@ _STYLE = """<style>
 td.names { max-width: 360px; }
 td.names code { white-space: nowrap; }
 td.num { text-align: right; white-space: nowrap; }
+td.const { white-space: nowrap; }
 </style>
 """
 
@@ -88,7 +89,7 @@ def _groups_html(payload: dict[str, Any]) -> str:
         cells.append(
             f'<tr class="group" id="group-{g["group"]}" data-size="{len(g["configurations"])}">'
             f'<td class="num">{g["group"]}</td><td class="names">{names}</td>'
-            f"<td>{_badge(g['verdict'])}</td><td>{esc(g['constant'])}</td>"
+            f"<td>{_badge(g['verdict'])}</td><td class=\"const\">{esc(g['constant'])}</td>"
             f'<td>{esc(g["cause"])}</td><td class="num">{_seconds(seconds.get(g["group"]))}</td></tr>'
         )
     return f'<table id="verdicts"><tr>{head}</tr>{"".join(cells)}</table>\n'
@@ -102,7 +103,8 @@ def _rows_html(payload: dict[str, Any]) -> str:
     cells = [
         f'<tr class="config"><td><code>{esc(r["name"])}</code></td>'
         f'<td class="num"><a href="#group-{r["group"]}">{r["group"]}</a></td>'
-        f"<td>{_badge(r['verdict'])}</td><td>{esc(r['constant'])}</td><td>{esc(r['cause'])}</td>"
+        f"<td>{_badge(r['verdict'])}</td><td class=\"const\">{esc(r['constant'])}</td>"
+        f"<td>{esc(r['cause'])}</td>"
         f'<td class="num">{_seconds(r["seconds"])}</td></tr>'
         for r in payload["rows"]
     ]
