@@ -134,3 +134,24 @@ def test_an_address_that_never_answers_as_ray_times_out() -> None:
     lines = done.stderr.splitlines()
     assert lines == [f"ida-verify audit: the Ray cluster at 127.0.0.1:{port} did not answer within 5 s"]
     assert seconds < 90
+
+
+@pytest.mark.slow
+def test_ray_gives_the_pools_rows_on_verl() -> None:
+    """The same on verl's own configurations (a biased, a scaled-or-biased aggregation and a
+    not-checked one), where each Ray worker imports verl as a pool's worker does."""
+    ray = _ray()
+    try:
+        from properties.audit import verl as audit_verl
+
+        version = audit_verl.version()
+    except ImportError:
+        pytest.skip("verl is not installed (pip install '.[verl]' runs the audit tests)")
+    assert not ray.is_initialized()
+    configs = [c for c in audit_verl.configurations()
+               if c.name in ("adv:opo", "agg:token-mean", "adv:gae")]
+    on_ray = run_audit(configs, version, jobs=2, ray=RayCluster(num_cpus=2))
+    pooled = run_audit(configs, version, jobs=2)
+    untimed = [[dataclasses.replace(r, seconds=0.0) for r in rows] for rows in (on_ray, pooled)]
+    assert untimed[0] == untimed[1]
+    assert [r.verdict for r in on_ray] == [r.verdict for r in pooled]
