@@ -6,8 +6,9 @@ Runs the command as a user would (``python -m properties.cli audit LIBRARY --job
 and prints the library's version, the wall time of the whole command (imports included) and of
 the audit itself, and the median and maximum seconds per checked configuration, separately for
 the rows that found a bias or an error (time to find) and the certified ones (unbiased or
-scaled: time to certify), with the verdict counts.  Targets (issue 17): the verl matrix in at
-most 10 minutes on the 2-core machine, a median of at most 2 s per configuration.
+scaled: time to certify), with the verdict counts and the number of groups of rows that
+agree.  Targets (issue 17): the verl matrix in at most 10 minutes on the 2-core machine, a
+median of at most 2 s per configuration.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ def main() -> int:
     args = parser.parse_args()
     command = [sys.executable, "-m", "properties.cli", "audit", args.library,
                "--jobs", str(args.jobs), "--json"]
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy())
     wall = time.perf_counter() - start
@@ -50,8 +52,9 @@ def main() -> int:
         counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
     slowest = max(checked, key=lambda r: r["seconds"])
     print(f"{args.library} {payload['version']}, --jobs {args.jobs}, load average "
-          f"{os.getloadavg()[0]:.1f} at the end")
-    print(f"  {len(rows)} configurations: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items())))
+          f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} at the end")
+    print(f"  {len(rows)} configurations: " + ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+          + f"; {len(payload['groups'])} groups of rows that agree")
     print(f"  wall: {wall:.0f} s the whole command, {payload['seconds']:.0f} s the audit")
     print(f"  per configuration: median {statistics.median(times):.1f} s, max {max(times):.0f} s "
           f"({slowest['name']})")

@@ -89,7 +89,7 @@ def test_a_missing_verl_fails_when_the_test_extra_installs_it(
 
 
 def test_constant_names_a_closed_form_only_when_it_fits_every_key() -> None:
-    assert constant_text({(2, 1, 1): 1.0, (2, 2, 1): 0.5, (3, 3, 1): 1 / 3}) == "c = 1/T"
+    assert constant_text({(2, 1, 1): 1.0, (2, 2, 1): 0.5, (3, 3, 1): 1 / 3}) == "c = 1/T at P=1"
     assert constant_text({(2, 1, 1): 1.0, (2, 2, 1): 0.6}).startswith("c = 1 at k=2")
 
 
@@ -224,7 +224,7 @@ CORPUS_MATCH: dict[str, str] = {
 UPSTREAM_CHANGES: dict[str, tuple[str, str]] = {
     "agg:seq-mean-token-sum-norm": (
         "scaled",
-        "c = 1/T",
+        "c = 1/T at P=1",
     ),
 }
 """Where verl 0.9.1 differs from the corpus's commit, the verdict and constant the audit must

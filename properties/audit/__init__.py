@@ -1,9 +1,12 @@
 r"""The audit of a whole library: every configuration of the installed release, judged.
 
 * :mod:`~properties.audit.core`: library-neutral: :class:`Configuration`, :class:`AuditRow`,
-  running the configurations (in a process pool);
+  running the configurations (here, in a process pool, or as Ray tasks);
+* :mod:`~properties.audit.formula`: a scaled row's constant as a formula in k, T, P;
+* :mod:`~properties.audit.groups`: the rows that agree;
 * :mod:`~properties.audit.verl`: verl's configuration space read from the library, and a loss
-  per configuration built from verl's own functions.
+  per configuration built from verl's own functions;
+* :mod:`~properties.audit.catalogue`: this package's own catalogue losses as a library.
 
 A third library is one new module beside ``verl.py`` (``LIBRARY``, ``EXTRA``, ``version``,
 ``configurations``, ``build``) and one entry in :data:`~properties.audit.core.LIBRARIES`.

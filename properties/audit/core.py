@@ -18,9 +18,11 @@ A library module is a module with
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
   (``kl_coef``, ``off_policy``, ...).
 
-:func:`run_audit` runs the configurations in a standard-library process pool (``spawn``), one
-configuration per task: a configuration is built and checked in the worker, so only the
-small frozen :class:`Configuration` and :class:`AuditRow` cross process boundaries.
+:func:`run_audit` runs the configurations here (``jobs=1``), in a standard-library process
+pool (``spawn``), or as Ray tasks on a cluster (:class:`RayCluster`; Ray is imported only
+then), one configuration per task: a configuration is built and checked in the worker, so
+only the small frozen :class:`Configuration` and :class:`AuditRow` cross process boundaries,
+and every runner gives the same rows in the same order (only the times differ).
 
 >>> c = Configuration("verl", "loss:dro", (("policy_loss", "dro"),), not_checked="needs dro_beta")
 >>> row = run_configuration(c, "0.0")
@@ -31,7 +33,6 @@ small frozen :class:`Configuration` and :class:`AuditRow` cross process boundari
 from __future__ import annotations
 
 import importlib
-import math
 import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -40,7 +41,10 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-LIBRARIES: dict[str, str] = {"verl": "properties.audit.verl"}
+LIBRARIES: dict[str, str] = {
+    "verl": "properties.audit.verl",
+    "catalogue": "properties.audit.catalogue",
+}
 """Each auditable library and the module that lists its configurations."""
 
 NOT_CHECKED = "not checked"
@@ -57,24 +61,6 @@ AUDIT_SETTINGS: dict[str, Any] = {
 ``off_policy``): the default shapes (``k`` in 2..4, ``V`` up to 3, ``T`` up to 3, one prompt)
 with the whole battery, and 5 Hypothesis problems instead of 30, because library code calls
 ``.item()`` and runs in the checker's one-batch-at-a-time mode (about 10 ms a batch)."""
-
-SCALE_FORMULAS: tuple[tuple[str, Callable[[int, int, int], float]], ...] = (
-    ("1", lambda k, t, p: 1.0),
-    ("(k-1)/k", lambda k, t, p: (k - 1) / k),
-    ("k/(k-1)", lambda k, t, p: k / (k - 1)),
-    ("k", lambda k, t, p: float(k)),
-    ("1/T", lambda k, t, p: 1 / t),
-    ("(k-1)/(kT)", lambda k, t, p: (k - 1) / (k * t)),
-    ("1/(kT)", lambda k, t, p: 1 / (k * t)),
-    ("P", lambda k, t, p: float(p)),
-    ("kP/T", lambda k, t, p: k * p / t),
-    ("(k-1)P/T", lambda k, t, p: (k - 1) * p / t),
-)
-"""Closed forms tried for a ``scaled`` row's constant ``c(k, T, P)`` (named when one fits every key)."""
-
-SCALE_FORMULA_RTOL = 1e-6
-"""Relative tolerance within which a measured constant matches a closed form."""
-
 
 @dataclass(frozen=True)
 class Configuration:
@@ -143,30 +129,27 @@ def library_module(library: str) -> ModuleType:
 
 
 def constant_text(scale: Mapping[Any, float] | None) -> str:
-    """A ``scaled`` row's constant: the closed form that fits every ``(k, T, P)``, else the values.
+    """A ``scaled`` row's constant: the formula in k, T, P that fits every key, else the values.
 
-    >>> constant_text({(2, 1, 1): 0.5, (3, 2, 1): 0.6666666666666666})
-    'c = (k-1)/k'
+    The formula is :func:`properties.audit.formula.fit_formula`'s; without one, the first
+    three per-key values (and ``...`` when there are more).
+
+    >>> constant_text({(2, 1, 1): 0.5, (3, 1, 1): 2 / 3, (3, 2, 1): 2 / 3})
+    'c = (k-1)/k at P=1'
     >>> constant_text({(2, 1, 1): 0.3})
     'c = 0.3 at k=2, T=1, P=1'
     >>> constant_text(None)
     ''
     """
+    from properties.audit.formula import fit_formula
+    from properties.sequence.results import key_text
+
     if not scale:
         return ""
-    keys = [k for k in scale if isinstance(k, tuple) and len(k) == 3]
-    if len(keys) == len(scale) and len(keys) > 1:
-        for text, formula in SCALE_FORMULAS:
-            if all(
-                math.isclose(scale[key], formula(*key), rel_tol=SCALE_FORMULA_RTOL) for key in keys
-            ):
-                return f"c = {text}"
-    parts = [
-        f"{value:.4g} at k={key[0]}, T={key[1]}, P={key[2]}"
-        if isinstance(key, tuple) and len(key) == 3
-        else f"{value:.4g} at {key}"
-        for key, value in sorted(scale.items())
-    ]
+    formula = fit_formula(scale)
+    if formula is not None:
+        return formula.describe()
+    parts = [f"{value:.4g} at {key_text(key)}" for key, value in sorted(scale.items())]
     shown = "; ".join(parts[:3]) + ("; ..." if len(parts) > 3 else "")
     return f"c = {shown}"
 
@@ -261,8 +244,52 @@ def run_configuration(config: Configuration, version: str) -> AuditRow:
     return row_from_report(config, version, report, time.perf_counter() - start)
 
 
+# --------------------------------------------------------------------------- runners
+#
+# Where the configurations run: here (one at a time), in a process pool, or as Ray tasks.
+# Each runner calls ``done(i, row)`` once per configuration ``todo[i]``, in any order;
+# :func:`run_audit` puts the rows back in the given order, so every runner gives the same
+# list.
+
+Done = Callable[[int, AuditRow], None]
+"""``done(i, row)``: the row of ``todo[i]`` is ready."""
+
+
+def _failed_row(config: Configuration, version: str, exc: BaseException) -> AuditRow:
+    """The row of a configuration whose worker died (signal, out of memory, lost node)."""
+    return AuditRow(
+        config.library, version, config.name, config.axes, "error", "",
+        _one_line(f"the worker failed: {type(exc).__name__}: {exc}"), 0.0,
+    )
+
+
 def _worker_init(library: str) -> None:  # pragma: no cover - runs in the pool's children
     library_module(library).version()  # import the library once per worker, not per task
+
+
+def _run_here(todo: list[Configuration], version: str, done: Done) -> None:
+    for i, config in enumerate(todo):
+        done(i, run_configuration(config, version))
+
+
+def _run_pool(todo: list[Configuration], version: str, jobs: int, done: Done) -> None:
+    """A :class:`ProcessPoolExecutor` with the ``spawn`` start method (``fork`` would copy a
+    parent holding PyTorch's thread pools)."""
+    from concurrent.futures import as_completed
+
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=context, initializer=_worker_init,
+        initargs=(todo[0].library,),
+    ) as pool:
+        futures = {pool.submit(run_configuration, c, version): i for i, c in enumerate(todo)}
+        for future in as_completed(futures):
+            i = futures[future]
+            try:
+                row = future.result()
+            except Exception as exc:  # a worker died
+                row = _failed_row(todo[i], version, exc)
+            done(i, row)
 
 
 def run_audit(
@@ -270,54 +297,214 @@ def run_audit(
     version: str,
     jobs: int = 1,
     on_row: Callable[[AuditRow], None] | None = None,
+    ray: RayCluster | None = None,
 ) -> list[AuditRow]:
     """Check every configuration, ``jobs`` at a time, and return the rows in the given order.
 
-    ``jobs == 1`` runs in this process; more runs a :class:`ProcessPoolExecutor` with the
-    ``spawn`` start method (``fork`` would copy a parent holding PyTorch's thread pools).
-    ``on_row`` is called with each row as it finishes (for a progress display).
+    ``jobs == 1`` runs in this process; more runs a process pool (:func:`_run_pool`);
+    ``ray`` runs them as Ray tasks instead (:class:`RayCluster`; ``jobs`` then bounds the
+    tasks in flight).  Each runner gives the same rows in the same order (only ``seconds``
+    differ).  ``on_row`` is called with each row as it finishes (for a progress display).
+    Raises :class:`RayUnavailable` when ``ray`` is given and no cluster can be used.
     """
     todo = list(configs)
     if not todo:
         return []
     rows: dict[int, AuditRow] = {}
-    if jobs <= 1:
-        for i, config in enumerate(todo):
-            rows[i] = run_configuration(config, version)
-            if on_row is not None:
-                on_row(rows[i])
-    else:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(
-            max_workers=jobs,
-            mp_context=context,
-            initializer=_worker_init,
-            initargs=(todo[0].library,),
-        ) as pool:
-            futures = {pool.submit(run_configuration, c, version): i for i, c in enumerate(todo)}
-            from concurrent.futures import as_completed
 
-            for future in as_completed(futures):
-                i = futures[future]
-                try:
-                    rows[i] = future.result()
-                except Exception as exc:  # a worker died (signal, out of memory)
-                    c = todo[i]
-                    rows[i] = AuditRow(
-                        c.library, version, c.name, c.axes, "error", "",
-                        _one_line(f"the worker failed: {type(exc).__name__}: {exc}"), 0.0,
-                    )
-                if on_row is not None:
-                    on_row(rows[i])
+    def done(i: int, row: AuditRow) -> None:
+        rows[i] = row
+        if on_row is not None:
+            on_row(row)
+
+    if ray is not None:
+        _run_ray(todo, version, ray, jobs, done)
+    elif jobs <= 1:
+        _run_here(todo, version, done)
+    else:
+        _run_pool(todo, version, jobs, done)
     return [rows[i] for i in range(len(todo))]
+
+
+# --------------------------------------------------------------------------- Ray (imported lazily)
+
+RAY_EXTRA = "ray"
+"""The extra of this package that installs Ray (verl's own dependencies include it)."""
+
+RAY_CONNECT_TIMEOUT = 30.0
+"""Seconds to wait for a Ray cluster to answer before giving up (``ray.init`` itself would
+retry an unreachable address for minutes)."""
+
+RAY_LOCAL_OBJECT_STORE = 200 * 1024**2
+"""Bytes of object store for a local Ray instance (the rows are small; Ray's default is 30 % of
+the machine's memory)."""
+
+
+class RayUnavailable(Exception):
+    """Ray is missing, or no cluster answered at the address: one line saying which."""
+
+
+@dataclass(frozen=True)
+class RayCluster:
+    """Where to run the configurations as Ray tasks.
+
+    ``address`` is what ``ray.init`` takes (``"auto"``, ``"HOST:PORT"``, ``"ray://HOST:PORT"``);
+    ``None`` starts a local Ray instance with ``num_cpus`` CPUs (``None``: all), shut down at
+    the end.  A process already connected to Ray (``ray.is_initialized()``) uses that
+    connection and keeps it.  The cluster's workers must be able to import this package and
+    the audited library (on a local instance they inherit this process's environment).
+    """
+
+    address: str | None = None
+    num_cpus: int | None = None
+    connect_timeout: float = RAY_CONNECT_TIMEOUT
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Fail fast where nothing listens at ``HOST:PORT`` (``ray.init`` would wait for minutes).
+
+    >>> _probe("no-port-here", 1.0)
+    Traceback (most recent call last):
+    ...
+    properties.audit.core.RayUnavailable: --ray 'no-port-here': expected auto, HOST:PORT or ray://HOST:PORT
+    """
+    import socket
+
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise RayUnavailable(f"--ray {address!r}: expected auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise RayUnavailable(f"cannot reach a Ray cluster at {address}: {exc}") from None
+
+
+_CONNECT_CHILD = """
+import logging, sys
+import ray
+try:
+    ray.init(address=sys.argv[1], include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR)
+except Exception as exc:
+    print(f"{type(exc).__name__}: {exc}")
+    sys.exit(3)
+ray.shutdown()
+"""
+"""Connect to the address once in a child process: the probe :func:`_ray_connect` can kill."""
+
+
+def _probe_in_child(address: str, timeout: float) -> None:
+    """Connect once in a child process, killed after ``timeout`` seconds.
+
+    An address that accepts connections but never answers as Ray makes ``ray.init`` retry for
+    minutes, from threads that cannot be stopped and that log each retry on stderr: the child
+    takes that, and its stdout carries the one-line reason of a refusal.
+    """
+    import subprocess
+    import sys
+
+    where = f"the Ray cluster at {address}"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _CONNECT_CHILD, address], capture_output=True, text=True,
+            timeout=timeout, check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RayUnavailable(f"{where} did not answer within {timeout:g} s") from None
+    if done.returncode != 0:
+        reason = (done.stdout.strip() or done.stderr.strip() or f"exit status {done.returncode}")
+        raise RayUnavailable(_one_line(f"cannot use {where}: {reason.splitlines()[-1]}"))
+
+
+def _ray_connect(cluster: RayCluster) -> tuple[Any, bool]:
+    """Import Ray and connect; return ``(ray, whether to shut down at the end)``.
+
+    An address is first tried with a plain TCP connection (:func:`_probe`) and then by
+    connecting once in a child process (:func:`_probe_in_child`), each within
+    :attr:`RayCluster.connect_timeout`, so that no address can hang the audit.
+    """
+    import logging
+
+    try:
+        import ray
+    except ImportError as exc:
+        raise RayUnavailable(
+            f"ray is not installed ({exc}); install it with: pip install 'ida-verify[{RAY_EXTRA}]'"
+        ) from None
+    if ray.is_initialized():
+        return ray, False
+    address = cluster.address
+    if address is not None:
+        if address not in ("auto", "local"):
+            _probe(address, cluster.connect_timeout)
+        _probe_in_child(address, cluster.connect_timeout)
+    kwargs: dict[str, Any] = {
+        "address": address or "local",
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+    }
+    if address is None:
+        kwargs["num_cpus"] = cluster.num_cpus
+        kwargs["object_store_memory"] = RAY_LOCAL_OBJECT_STORE
+    where = "a local Ray instance" if address is None else f"the Ray cluster at {address}"
+    try:
+        ray.init(**kwargs)
+    except Exception as exc:
+        raise RayUnavailable(_one_line(f"cannot use {where}: {type(exc).__name__}: {exc}")) from None
+    return ray, True
+
+
+def _ray_task(config: Configuration, version: str) -> AuditRow:  # pragma: no cover - in Ray
+    """A Ray task: as a pool's worker, import the library before the clock starts."""
+    if config.not_checked is None and config.library not in _IMPORTED:
+        _worker_init(config.library)
+        _IMPORTED.add(config.library)
+    return run_configuration(config, version)
+
+
+_IMPORTED: set[str] = set()
+"""The libraries this Ray worker has imported (a worker runs many tasks)."""
+
+
+def _run_ray(
+    todo: list[Configuration], version: str, cluster: RayCluster, jobs: int, done: Done
+) -> None:
+    """One Ray task (1 CPU, no retry, as a pool's task) per configuration, ``jobs`` in flight."""
+    ray, owned = _ray_connect(cluster)
+    try:
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_task)
+        waiting = list(enumerate(todo))
+        running: dict[Any, int] = {}
+        limit = max(1, jobs)
+        while waiting or running:
+            while waiting and len(running) < limit:
+                i, config = waiting.pop(0)
+                running[task.remote(config, version)] = i
+            ready, _ = ray.wait(list(running), num_returns=1)
+            for ref in ready:
+                i = running.pop(ref)
+                try:
+                    row = ray.get(ref)
+                except Exception as exc:  # the task's worker died, or the node was lost
+                    row = _failed_row(todo[i], version, exc)
+                done(i, row)
+    finally:
+        if owned:
+            ray.shutdown()
 
 
 __all__ = [
     "AUDIT_SETTINGS",
     "LIBRARIES",
     "NOT_CHECKED",
+    "RAY_CONNECT_TIMEOUT",
+    "RAY_EXTRA",
     "AuditRow",
     "Configuration",
+    "RayCluster",
+    "RayUnavailable",
     "constant_text",
     "library_module",
     "row_from_report",

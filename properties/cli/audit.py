@@ -12,7 +12,12 @@ Exit status (a biased row is a finding about the library, not a failure of the a
   ``error``: nondeterministic).  This is the form for CI: record
   the matrix once, and a new release that changes a verdict fails the job;
 * 2 for bad usage: an unknown library, a missing one (one line naming the extra to install),
-  an unreadable ``--expect`` file, an ``--only`` that selects nothing.
+  an unreadable ``--expect`` file, an ``--only`` that selects nothing, a ``--report`` directory
+  that holds something other than a report, ``--ray`` without ray installed or with an address
+  that is unreachable or does not answer as Ray within the time limit.
+
+The printed matrix groups the rows that agree (:mod:`properties.audit.groups`; ``--no-group``
+prints one row per configuration); ``--json`` gives each configuration's row with its group.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ import os
 import sys
 import time
 from typing import Any
+
+LOCAL_RAY = "<local>"
+"""``--ray`` without an address: start a local Ray instance."""
 
 
 def _jobs(text: str) -> int:
@@ -63,6 +71,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="JSON of expected verdicts (a previous --json output): exit 0 iff every verdict matches",
     )
+    parser.add_argument(
+        "--ray",
+        nargs="?",
+        const=LOCAL_RAY,
+        default=None,
+        metavar="ADDRESS",
+        help="run the configurations as Ray tasks on the cluster at ADDRESS (as ray.init takes it: "
+        "auto, HOST:PORT, ray://HOST:PORT); without ADDRESS, on a local Ray instance of --jobs CPUs",
+    )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write the matrix as an HTML page (index.html, audit.json) into DIR",
+    )
+    parser.add_argument(
+        "--no-group",
+        dest="group",
+        action="store_false",
+        help="print one row per configuration instead of one per group of rows that agree",
+    )
 
 
 def _selected(name: str, patterns: list[str]) -> bool:
@@ -93,31 +121,90 @@ def _load_expect(path: str) -> dict[str, str]:
     return data
 
 
-def _table(rows: list[Any], library: str, version: str, seconds: float, jobs: int) -> str:
+def _summary(rows: list[Any], seconds: float, where: str) -> str:
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.verdict] = counts.get(r.verdict, 0) + 1
+    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
+    return f"{summary}; {seconds:.0f} s wall {where}"
+
+
+def _time(seconds: float) -> str:
+    return f"{seconds:.1f}s" if seconds else "-"
+
+
+def _table(rows: list[Any], library: str, version: str, seconds: float, where: str) -> str:
+    """One row per configuration (``--no-group``)."""
     headers = ("configuration", "verdict", "constant", "time", "cause")
-    cells = [
-        (r.name, r.verdict, r.constant, f"{r.seconds:.1f}s" if r.seconds else "-", r.cause)
-        for r in rows
-    ]
+    cells = [(r.name, r.verdict, r.constant, _time(r.seconds), r.cause) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:4])]
     lines = [f"{library} {version}: {len(rows)} configurations"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers[:4], widths, strict=True)) + "  cause")
     for c in cells:
         lines.append("  ".join(x.ljust(w) for x, w in zip(c[:4], widths, strict=True)) + "  " + c[4])
-    counts: dict[str, int] = {}
-    for r in rows:
-        counts[r.verdict] = counts.get(r.verdict, 0) + 1
-    summary = ", ".join(f"{n} {v}" for v, n in sorted(counts.items()))
-    lines.append(f"{summary}; {seconds:.0f} s wall with --jobs {jobs}")
+    lines.append(_summary(rows, seconds, where))
     return "\n".join(lines)
+
+
+def _grouped_table(rows: list[Any], library: str, version: str, seconds: float, where: str) -> str:
+    """One entry per group of rows that agree (:mod:`properties.audit.groups`): a line listing
+    its configurations, then its verdict, constant, time (all its rows) and cause."""
+    from properties.audit.groups import group_rows
+
+    groups = group_rows(rows)
+    lines = [
+        f"{library} {version}: {len(rows)} configurations in {len(groups)} groups of rows that "
+        "agree (--no-group: one row per configuration)"
+    ]
+    width = len(str(len(groups)))
+    for g in groups:
+        lines.append(f"{g.number:>{width}}. {', '.join(g.names)}")
+        parts = [g.verdict, g.constant, _time(g.seconds), g.cause]
+        lines.append(" " * (width + 2) + "  ".join(p for p in parts if p))
+    lines.append(_summary(rows, seconds, where))
+    return "\n".join(lines)
+
+
+def _connect_ray(args: argparse.Namespace, jobs: int) -> Any:
+    from properties.audit import core
+
+    address = None if args.ray == LOCAL_RAY else args.ray
+    return core.RayCluster(address, num_cpus=jobs, connect_timeout=core.RAY_CONNECT_TIMEOUT)
+
+
+def _payload(rows: list[Any], library: str, version: str, jobs: int, where: str,
+             seconds: float) -> dict[str, Any]:
+    """The ``--json`` output: one object per configuration (with its ``group``), the groups."""
+    from properties.audit.groups import group_numbers, group_rows
+
+    numbers = group_numbers(rows)
+    return {
+        "library": library,
+        "version": version,
+        "jobs": jobs,
+        "runner": where,
+        "seconds": round(seconds, 3),
+        "rows": [{**r.to_dict(), "group": n} for r, n in zip(rows, numbers, strict=True)],
+        "groups": [
+            {"group": g.number, "verdict": g.verdict, "constant": g.constant, "cause": g.cause,
+             "configurations": list(g.names)}
+            for g in group_rows(rows)
+        ],
+    }
 
 
 def run(args: argparse.Namespace) -> int:
     """Audit the library; the exit status is the module docstring's."""
-    from properties.audit.core import NOT_CHECKED, library_module, run_audit
+    from properties.audit.core import NOT_CHECKED, RayUnavailable, library_module, run_audit
     from properties.cli.main import UsageError
 
     module = library_module(args.library)
+    if args.report:
+        from properties.report.page import out_dir_problem
+
+        problem = out_dir_problem(args.report, "--report")
+        if problem is not None:
+            raise UsageError(f"ida-verify audit: {problem}")
     try:
         version = module.version()
     except ImportError as exc:
@@ -134,6 +221,14 @@ def run(args: argparse.Namespace) -> int:
             print(c.name if c.not_checked is None else f"{c.name}  ({NOT_CHECKED}: {c.not_checked})")
         return 0
     jobs = args.jobs or os.cpu_count() or 1
+    ray = None
+    if args.ray is not None:
+        ray = _connect_ray(args, jobs)
+        where = f"on Ray ({'a local instance' if ray.address is None else ray.address})"
+        in_flight = args.jobs or len(configs)
+    else:
+        where = f"with --jobs {jobs}"
+        in_flight = min(jobs, len(configs))
     from properties.cli.progress import progress_bar
 
     start = time.perf_counter()
@@ -145,19 +240,23 @@ def run(args: argparse.Namespace) -> int:
             progress(len(finished), len(configs), row.name)
 
         progress(0, len(configs), "")
-        rows = run_audit(configs, version, jobs=min(jobs, len(configs)), on_row=on_row)
+        try:
+            rows = run_audit(configs, version, jobs=in_flight, on_row=on_row, ray=ray)
+        except RayUnavailable as exc:
+            raise UsageError(f"ida-verify audit: {exc}") from None
     seconds = time.perf_counter() - start
+    payload = _payload(rows, args.library, version, jobs, where, seconds)
     if args.json:
-        payload = {
-            "library": args.library,
-            "version": version,
-            "jobs": jobs,
-            "seconds": round(seconds, 3),
-            "rows": [r.to_dict() for r in rows],
-        }
         print(json.dumps(payload, indent=2))
+    elif args.group:
+        print(_grouped_table(rows, args.library, version, seconds, where))
     else:
-        print(_table(rows, args.library, version, seconds, jobs))
+        print(_table(rows, args.library, version, seconds, where))
+    if args.report:
+        from properties.report.audit_page import write_audit_report
+
+        out = write_audit_report(args.report, payload)
+        print(f"wrote {out / 'index.html'}", file=sys.stderr if args.json else sys.stdout)
     if expect is None:
         status = 1 if any(r.verdict in ("error", NOT_CHECKED) for r in rows) else 0
     else:

@@ -3,6 +3,7 @@
 * :mod:`~properties.report.page`: :func:`write_report`, :func:`write_check_report`, atomic output;
 * :mod:`~properties.report.sequence_page`: :func:`write_sequence_report`, a sequence check's page;
 * :mod:`~properties.report.compare_page`: :func:`write_compare_report`, a comparison's page;
+* :mod:`~properties.report.audit_page`: :func:`write_audit_report`, a library audit's page;
 * :mod:`~properties.report.figures`: the figures' data (from :mod:`impl`), drawing and captions;
 * :mod:`~properties.report.html`: the page's HTML and the JSON beside it.
 
