@@ -1,11 +1,11 @@
 """The one-call-per-batch fallback made cheaper (issue 16 item 4) keeps what it guaranteed.
 
 The batches a chunk builds at once equal the ones built one by one, the collector is paused
-only during the chunk, a trainer call's model and tensors are its own, and the node maps the
-model keeps are exact.  Each test failed on the code before the change (the helpers it
-checks did not exist, or the collector ran during the calls), except three guards that
-passed before and must still pass: a late write named in the fallback, a collector the caller
-disabled, a failing chunk.
+only during the chunk, a trainer call's model and tensors are its own, the node maps the
+model keeps are exact, token weights run under one guard.  The tests of a new helper or
+behaviour failed on the code before (the helper did not exist, the collector ran during the
+calls, output seen after a fallback chunk raised IndexError, a guard per weights call); the
+others are guards that passed before and must still pass.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ torch = pytest.importorskip("torch")
 
 from impl.sequence import response_space  # noqa: E402 - after the torch skip
 from properties.sequence.batch import SequenceBatch  # noqa: E402
-from properties.sequence.checker import check_sequence_loss  # noqa: E402
+from properties.sequence.checker import check_sequence_loss, check_token_weights  # noqa: E402
 from properties.sequence.problems import Shape, battery, shape_data  # noqa: E402
 from properties.sequence.results import SequenceError  # noqa: E402
 from properties.sequence.torch_inputs import (  # noqa: E402
@@ -200,3 +200,74 @@ def test_the_node_map_is_kept_by_value_and_handed_out_as_a_copy(
     assert computed == [1]
     assert torch.equal(model.nodes(ids.int(), mask), original(model, ids.int(), mask))
     assert computed == [1, 1]  # another dtype is another key
+
+
+# --------------------------------------------------------------------------- output seen late
+
+
+def _prints_on_one_batch(b: Any) -> Any:
+    """Prints on the batches whose two responses start with token 1 (not the probe's)."""
+    if float(b.tokens[0, 0]) == 1 and float(b.tokens[1, 0]) == 1:
+        print("debug")
+    return -(b.rewards[:, None] * b.log_probs * b.mask).sum()
+
+
+def test_output_seen_after_a_fallback_chunk_names_a_batch() -> None:
+    # before: the fault was placed at batch hi (past the chunk): IndexError, our traceback
+    report = check_sequence_loss(_prints_on_one_batch, **SMALL)
+    err = report.error
+    assert isinstance(err, SequenceError) and err.kind == "printed" and err.batch
+    assert report.run is not None and report.run.mode == "loop"
+
+
+def _weights(rewards: Any, mask: Any, log_probs: Any) -> Any:
+    return rewards[:, None] * mask / rewards.shape[0]
+
+
+def test_token_weights_per_batch_run_under_one_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    from properties.sequence.evaluation import Sandbox, TokenWeights
+
+    entered: list[str] = []
+    guard = Sandbox.guard
+
+    def counting(self: Any, what: str, calls: int = 1) -> Any:
+        entered.append(what)
+        return guard(self, what, calls)
+
+    monkeypatch.setattr(Sandbox, "guard", counting)
+    shape = Shape(2, 2, 2, 1)
+    problems = battery(shape, kl_coef=0.0, off_policy=False)[:3]
+    weights, _ = TokenWeights(_weights, batched=False, sandbox=Sandbox()).weights(
+        problems, check_determinism=False
+    )
+    assert entered == ["a call on one batch"]  # before: one guard per batch
+    data = shape_data(shape)
+    for w, problem in zip(weights, problems, strict=True):
+        rewards = problem.rewards[data.prompt[None, :], data.batches]
+        assert np.array_equal(w, rewards[..., None] * data.mask / shape.rows)
+
+
+def test_token_weights_returned_in_one_reused_buffer_are_copied_per_batch() -> None:
+    buffers: dict[tuple[int, ...], Any] = {}
+
+    def reuses(rewards: Any, mask: Any, log_probs: Any) -> Any:
+        buffer = buffers.setdefault(mask.shape, np.zeros(mask.shape))
+        buffer[...] = _weights(rewards, mask, log_probs)
+        return buffer
+
+    fresh = check_token_weights(_weights, **SMALL)
+    reused = check_token_weights(reuses, **SMALL)
+    assert reused.verdict == fresh.verdict == "unbiased"
+    assert reused.problems_checked == fresh.problems_checked
+
+
+def _prints_weights(rewards: Any, mask: Any, log_probs: Any) -> Any:
+    if float(rewards.sum()) > 1.5:
+        print("debug")
+    return _weights(rewards, mask, log_probs)
+
+
+def test_token_weights_output_names_a_batch() -> None:
+    report = check_token_weights(_prints_weights, **SMALL)
+    err = report.error
+    assert isinstance(err, SequenceError) and err.kind == "printed" and err.batch

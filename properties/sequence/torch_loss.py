@@ -398,7 +398,14 @@ class TorchLoss:
                     for call in calls:
                         append(call())
             except SequenceFault as fault:
-                fault.problem, fault.batch = inputs.locate(lo + len(losses))
+                if len(losses) < hi - lo:
+                    fault.problem, fault.batch = inputs.locate(lo + len(losses))
+                    raise
+                # seen when the guard closed, after every call (output): plain calls name a batch
+                del calls, losses
+                for i in range(lo, min(hi, lo + NARROW_ATTEMPTS)):
+                    self._plain(inputs, i, kl_coef)
+                fault.problem, fault.batch = inputs.locate(lo)[0], None
                 raise
             del calls
             tensor = torch.Tensor
