@@ -24,7 +24,8 @@ Sections printed:
    <commit>``): on :data:`LOOPED_SHAPE`, microseconds per batch of one ``_looped`` chunk (all
    ``G`` batches, one backward) for a few losses, the *floor* (the same loss called on
    prebuilt batches, one backward: what the user's code costs) and our *overhead* (the
-   difference); the same for two trainer losses (``check_trainer_loss``'s path, whose model is
+   difference); the same for per-batch token weights (``check_token_weights``, ``batched=False``)
+   and, in total, for two trainer losses (``check_trainer_loss``'s path, whose model is
    ours), and batches per second in a whole fallback check.  Old and new code run in child
    processes, alternately, :data:`LOOPED_ROUNDS` times; the minimum over rounds is shown, with
    the load average before and after.  Times are CPU seconds of the measuring process
@@ -59,7 +60,7 @@ from properties.sequence.checker import (
     check_sequence_loss,
     check_token_weights,
 )
-from properties.sequence.evaluation import Sandbox
+from properties.sequence.evaluation import Sandbox, TokenWeights
 from properties.sequence.problems import (
     MAX_BATCHES_VECTORISED,
     battery,
@@ -396,6 +397,11 @@ def measure_looped(seed: int) -> dict[str, float]:
             tin.used = [False]
             g = tin.x.shape[0]
             out[name] = min(_chunk_seconds(tl, tin, g) for _ in range(LOOPED_REPEATS)) / g * 1e6
+    weigher = TokenWeights(reinforce_weights, batched=False, sandbox=Sandbox())
+    problems = battery(shape, kl_coef=0.0, off_policy=False)[:4]
+    g = shape.num_batches * len(problems)
+    out["token weights"] = min(_weights_seconds(weigher, problems) for _ in range(LOOPED_REPEATS)) / g * 1e6
+    out["token weights floor"] = min(_weights_floor(problems) for _ in range(LOOPED_REPEATS)) / g * 1e6
     start = time.process_time()
     report = check_sequence_loss(rloo_not_vmappable, seed=seed)
     out["check seconds"] = time.process_time() - start
@@ -409,6 +415,33 @@ def measure_looped(seed: int) -> dict[str, float]:
     out["trainer check seconds"] = time.process_time() - start
     out["trainer check calls"] = float(report.estimator_calls)
     return out
+
+
+def reinforce_weights(rewards: Any, mask: Any, log_probs: Any) -> Any:
+    """REINFORCE's token weights (the NumPy protocol, one batch per call)."""
+    return rewards[:, None] * mask / rewards.shape[0]
+
+
+def _weights_seconds(weigher: Any, problems: list[Any]) -> float:
+    start = time.process_time()
+    weigher.weights(problems, check_determinism=False)
+    return time.process_time() - start
+
+
+def _weights_floor(problems: list[Any]) -> float:
+    """The weight function alone on every batch's arrays (built beforehand)."""
+    from properties.sequence.problems import shape_data
+
+    data = shape_data(problems[0].shape)
+    rows = [
+        (pr.rewards[data.prompt, batch], data.mask[i], data.mask[i])
+        for pr in problems
+        for i, batch in enumerate(data.batches)
+    ]
+    start = time.process_time()
+    for r, m, lp in rows:
+        reinforce_weights(r, m, lp)
+    return time.process_time() - start
 
 
 LOOPED_LOSSES: list[tuple[str, Callable[..., Any]]] = [
@@ -457,6 +490,13 @@ def section_looped(baseline: str, seed: int) -> None:
             f"  {name:28s} {floor:7.1f} {b[name]:8.1f} {a[name]:8.1f} {ob:16.1f} {oa:7.1f} "
             f"{ob / max(oa, 1e-9):6.1f} {1e6 / b[name]:17.0f} {1e6 / a[name]:7.0f}"
         )
+    floor = min(b["token weights floor"], a["token weights floor"])
+    ob, oa = b["token weights"] - floor, a["token weights"] - floor
+    print(
+        f"  {'token weights (batched=False)':28s} {floor:7.1f} {b['token weights']:8.1f} "
+        f"{a['token weights']:8.1f} {ob:16.1f} {oa:7.1f} {ob / max(oa, 1e-9):6.1f} "
+        f"{1e6 / b['token weights']:17.0f} {1e6 / a['token weights']:7.0f}"
+    )
     for name in ("trainer-reinforce", "trainer-reinforce M=2 D=2"):
         print(
             f"  {name:28s} {'':>7s} {b[name]:8.1f} {a[name]:8.1f} {'':>16s} {'':>7s} "
