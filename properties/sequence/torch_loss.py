@@ -433,7 +433,8 @@ class TorchLoss:
     def _calls(
         self, t: dict[str, Any], x: Any, lp: Any, inputs: Inputs, kl_coef: float
     ) -> list[Callable[[], Any]]:
-        """The user's calls on every batch of a chunk (row ``i`` of ``t``, ``x`` and ``lp``), not yet made."""
+        """The user's calls on every batch of a chunk (row ``i`` of ``t``, ``x`` and ``lp``), not yet
+        made: what :meth:`_prepare` gives for each row (a subclass that overrides one overrides both)."""
         fn = self.fn
         return [functools.partial(fn, b) for b in make_batches(t, x, lp, inputs, kl_coef)]
 
