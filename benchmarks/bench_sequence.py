@@ -19,19 +19,36 @@ Sections printed:
 4. **vmap vs fallback**: the same shapes evaluated with the loss called once per batch
    (``vmap`` off), and a whole check of a loss that ``vmap`` can run against its twin that
    it cannot (the fallback plans smaller problems).
+5. **The one-call-per-batch fallback, before and after** (issue 16 item 4; needs
+   ``--baseline DIR``, a checkout of the old code, e.g. ``git worktree add --detach DIR
+   <commit>``): on :data:`LOOPED_SHAPE`, microseconds per batch of one ``_looped`` chunk (all
+   ``G`` batches, one backward) for a few losses, the *floor* (the same loss called on
+   prebuilt batches, one backward: what the user's code costs) and our *overhead* (the
+   difference); the same for per-batch token weights (``check_token_weights``, ``batched=False``)
+   and, in total, for two trainer losses (``check_trainer_loss``'s path, whose model is
+   ours), and batches per second in a whole fallback check.  Old and new code run in child
+   processes, alternately, :data:`LOOPED_ROUNDS` times; the minimum over rounds is shown, with
+   the load average before and after.  Times are CPU seconds of the measuring process
+   (``time.process_time``; torch runs on one thread), less disturbed by other processes than
+   wall-clock times on a shared machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# BENCH_CODE_ROOT: the checkout whose code a child process of section 5 measures
+sys.path.insert(0, os.environ.get("BENCH_CODE_ROOT") or str(Path(__file__).resolve().parents[1]))
 
 import torch
 
@@ -43,7 +60,7 @@ from properties.sequence.checker import (
     check_sequence_loss,
     check_token_weights,
 )
-from properties.sequence.evaluation import Sandbox
+from properties.sequence.evaluation import Sandbox, TokenWeights
 from properties.sequence.problems import (
     MAX_BATCHES_VECTORISED,
     battery,
@@ -301,6 +318,202 @@ def section_fallback(seed: int) -> None:
         )
 
 
+LOOPED_SHAPE = (3, 3, 2, 1)
+"""``(V, T, k, P)`` of section 5: ``G = 225`` batches, the largest ``V = 3, T = 3`` shape of the
+fallback's budget."""
+
+LOOPED_ROUNDS = 3
+"""Alternate rounds of old and new code in section 5 (the minimum is shown: the machine is shared)."""
+
+LOOPED_REPEATS = 7
+"""Chunks timed per loss and round in a child of section 5 (the minimum is kept)."""
+
+
+def free_loss(b: Any) -> Any:
+    """The cheapest loss: one op, so that its time per batch is nearly all the checker's."""
+    return b.log_probs.sum()
+
+
+def _floor_seconds(fn: Callable[..., Any], inputs: Any, g: int) -> float:
+    """The user's code alone on ``g`` prebuilt batches: the calls and one backward of their sum
+    (CPU seconds of this process, like every time of section 5: the machine is shared).  The
+    batches are built as cheaply as we know (one ``unbind`` per field, no reshape node for a 0-d
+    loss), so that the floor holds only what the loss's own ops cost."""
+    from properties.sequence.torch_inputs import log_probs, make_batch
+
+    t = inputs.tensors(0, g)
+    x = torch.from_numpy(inputs.x[:g]).requires_grad_()
+    lp = log_probs(x, inputs, 0, g, t["tokens"])
+    cols = {n: (v.unbind(0) if n != "group" else None) for n, v in t.items()}
+    xs, lps = x.unbind(0), lp.unbind(0)
+    batches = [
+        make_batch({n: (c[i] if c is not None else t["group"]) for n, c in cols.items()}, xs[i], lps[i], inputs, 0.0)
+        for i in range(g)
+    ]
+    gc.disable()  # the floor is the user's code alone, without the collector's pauses
+    try:
+        start = time.process_time()
+        out = [fn(b) for b in batches]
+        stacked = torch.stack([o if o.dim() == 0 else o.reshape(()) for o in out])
+        torch.autograd.grad(stacked.sum(), (x, lp), allow_unused=True)
+        return time.process_time() - start
+    finally:
+        gc.enable()
+
+
+def _chunk_seconds(evaluator: Any, inputs: Any, g: int) -> float:
+    start = time.process_time()
+    evaluator._looped(inputs, 0, g, 0.0)
+    return time.process_time() - start
+
+
+def measure_looped(seed: int) -> dict[str, float]:
+    """Section 5's child: microseconds per batch (``<loss>``, ``<loss> floor``) and a whole check."""
+    from impl import trainer_catalogue
+    from properties.sequence.problems import Shape, shape_data
+    from properties.sequence.torch_inputs import Inputs
+    from properties.trainer.checker import check_trainer_loss
+    from properties.trainer.evaluation import TrainerInputs, TrainerLoss
+
+    shape = Shape(*LOOPED_SHAPE)
+    problem = battery(shape, kl_coef=0.0, off_policy=False)[1]
+    out: dict[str, float] = {}
+    with torch_threads():
+        for name, fn in LOOPED_LOSSES:
+            ev = TorchLoss(fn, sandbox=Sandbox(), use_vmap=False)
+            ev.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)  # probe, warm-up
+            inputs = Inputs([problem], shape_data(shape))
+            inputs.used = [False]
+            g = inputs.x.shape[0]
+            out[name] = min(_chunk_seconds(ev, inputs, g) for _ in range(LOOPED_REPEATS)) / g * 1e6
+            out[f"{name} floor"] = (
+                min(_floor_seconds(fn, inputs, g) for _ in range(LOOPED_REPEATS)) / g * 1e6
+            )
+        reinforce_fn = trainer_catalogue.get("trainer-reinforce").fn
+        for name, split in (("trainer-reinforce", (1, 1)), ("trainer-reinforce M=2 D=2", (2, 2))):
+            tl = TrainerLoss(reinforce_fn, sandbox=Sandbox(), micro_batches=split[0], dp_size=split[1], use_vmap=False)
+            tl.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
+            tin = TrainerInputs([problem], shape_data(shape))
+            tin.used = [False]
+            g = tin.x.shape[0]
+            out[name] = min(_chunk_seconds(tl, tin, g) for _ in range(LOOPED_REPEATS)) / g * 1e6
+    weigher = TokenWeights(reinforce_weights, batched=False, sandbox=Sandbox())
+    problems = battery(shape, kl_coef=0.0, off_policy=False)[:4]
+    g = shape.num_batches * len(problems)
+    out["token weights"] = min(_weights_seconds(weigher, problems) for _ in range(LOOPED_REPEATS)) / g * 1e6
+    out["token weights floor"] = min(_weights_floor(problems) for _ in range(LOOPED_REPEATS)) / g * 1e6
+    start = time.process_time()
+    report = check_sequence_loss(rloo_not_vmappable, seed=seed)
+    out["check seconds"] = time.process_time() - start
+    out["check calls"] = float(report.estimator_calls)
+    def reinforce_item(model: Any, inputs: Any) -> Any:
+        float(inputs["rewards"].sum())  # vmap cannot run it: the fallback
+        return reinforce_fn(model, inputs)
+
+    start = time.process_time()
+    report = check_trainer_loss(reinforce_item, seed=seed, group_sizes=(2,), num_prompts=(1,))
+    out["trainer check seconds"] = time.process_time() - start
+    out["trainer check calls"] = float(report.estimator_calls)
+    return out
+
+
+def reinforce_weights(rewards: Any, mask: Any, log_probs: Any) -> Any:
+    """REINFORCE's token weights (the NumPy protocol, one batch per call)."""
+    return rewards[:, None] * mask / rewards.shape[0]
+
+
+def _weights_seconds(weigher: Any, problems: list[Any]) -> float:
+    start = time.process_time()
+    weigher.weights(problems, check_determinism=False)
+    return time.process_time() - start
+
+
+def _weights_floor(problems: list[Any]) -> float:
+    """The weight function alone on every batch's arrays (built beforehand)."""
+    from properties.sequence.problems import shape_data
+
+    data = shape_data(problems[0].shape)
+    rows = [
+        (pr.rewards[data.prompt, batch], data.mask[i], data.mask[i])
+        for pr in problems
+        for i, batch in enumerate(data.batches)
+    ]
+    start = time.process_time()
+    for r, m, lp in rows:
+        reinforce_weights(r, m, lp)
+    return time.process_time() - start
+
+
+LOOPED_LOSSES: list[tuple[str, Callable[..., Any]]] = [
+    ("free (one op)", free_loss),
+    ("reinforce", reinforce),
+    ("rloo + float()", rloo_not_vmappable),
+    ("grpo-std", grpo_std),
+    ("ppo-clip", ppo_clip),
+]
+"""Section 5's sequence losses, each forced into the fallback (``vmap`` off)."""
+
+
+def _child(root: str, seed: int) -> dict[str, float]:
+    env = {**os.environ, "BENCH_CODE_ROOT": root, "PYTHONPATH": root}
+    done = subprocess.run(
+        [sys.executable, __file__, "--measure-looped", "--seed", str(seed)],
+        env=env, capture_output=True, text=True, check=True,
+    )
+    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def section_looped(baseline: str, seed: int) -> None:
+    here = str(Path(__file__).resolve().parents[1])
+    load_before = os.getloadavg()
+    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    for _ in range(LOOPED_ROUNDS):
+        runs["before"].append(_child(baseline, seed))
+        runs["after"].append(_child(here, seed))
+    load_after = os.getloadavg()
+    best = {k: {key: min(r[key] for r in rs) for key in rs[0]} for k, rs in runs.items()}
+    b, a = best["before"], best["after"]
+    print(
+        f"== 5. the one-call-per-batch fallback, V, T, k, P = {LOOPED_SHAPE}: before ({baseline}) "
+        f"and after ({here}); min of {LOOPED_ROUNDS} alternate rounds; load average "
+        f"{' '.join(f'{x:.2f}' for x in load_before)} before, {' '.join(f'{x:.2f}' for x in load_after)} after"
+    )
+    print(
+        f"  {'loss (us per batch)':28s} {'floor':>7s} {'before':>8s} {'after':>8s} "
+        f"{'overhead before':>16s} {'after':>7s} {'ratio':>6s} {'batches/s before':>17s} {'after':>7s}"
+    )
+    for name, _ in LOOPED_LOSSES:
+        floor = min(b[f"{name} floor"], a[f"{name} floor"])
+        ob, oa = b[name] - floor, a[name] - floor
+        print(
+            f"  {name:28s} {floor:7.1f} {b[name]:8.1f} {a[name]:8.1f} {ob:16.1f} {oa:7.1f} "
+            f"{ob / max(oa, 1e-9):6.1f} {1e6 / b[name]:17.0f} {1e6 / a[name]:7.0f}"
+        )
+    floor = min(b["token weights floor"], a["token weights floor"])
+    ob, oa = b["token weights"] - floor, a["token weights"] - floor
+    print(
+        f"  {'token weights (batched=False)':28s} {floor:7.1f} {b['token weights']:8.1f} "
+        f"{a['token weights']:8.1f} {ob:16.1f} {oa:7.1f} {ob / max(oa, 1e-9):6.1f} "
+        f"{1e6 / b['token weights']:17.0f} {1e6 / a['token weights']:7.0f}"
+    )
+    for name in ("trainer-reinforce", "trainer-reinforce M=2 D=2"):
+        print(
+            f"  {name:28s} {'':>7s} {b[name]:8.1f} {a[name]:8.1f} {'':>16s} {'':>7s} "
+            f"{b[name] / a[name]:6.1f} {1e6 / b[name]:17.0f} {1e6 / a[name]:7.0f}  (total ratio)"
+        )
+    for label, key in (
+        ("check_sequence_loss(rloo + float())", "check"),
+        ("check_trainer_loss(reinforce + float(), k=2, P=1)", "trainer check"),
+    ):
+        print(
+            f"  whole {label}: {b[key + ' seconds']:.2f} s before, {a[key + ' seconds']:.2f} s after "
+            f"CPU ({b[key + ' calls']:.0f} and {a[key + ' calls']:.0f} calls: "
+            f"{b[key + ' calls'] / b[key + ' seconds']:.0f} and {a[key + ' calls'] / a[key + ' seconds']:.0f} "
+            "calls per second)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -308,7 +521,20 @@ def main() -> None:
         "--entries", default="", help="comma-separated catalogue names (default: all)"
     )
     parser.add_argument("--skip-catalogue", action="store_true")
+    parser.add_argument(
+        "--baseline", default="", help="a checkout of the old code: adds section 5 (before/after)"
+    )
+    parser.add_argument("--only-looped", action="store_true", help="run section 5 alone")
+    parser.add_argument("--measure-looped", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.measure_looped:
+        print(json.dumps(measure_looped(args.seed)))
+        return
+    if args.only_looped:
+        if not args.baseline:
+            parser.error("--only-looped needs --baseline DIR")
+        section_looped(args.baseline, args.seed)
+        return
     names = [n for n in args.entries.split(",") if n] or None
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads available (the checker uses 1)"
@@ -319,6 +545,8 @@ def main() -> None:
     with torch_threads():
         section_cost([s for s in shapes if s.num_prompts == 1])
     section_fallback(args.seed)
+    if args.baseline:
+        section_looped(args.baseline, args.seed)
 
 
 if __name__ == "__main__":

@@ -25,12 +25,14 @@ computed on the whole batch before the split, as trainers do.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
 import torch  # type: ignore[import-not-found,unused-ignore]  # this module is imported lazily
 
+from impl.sequence import response_space
 from impl.types import FloatArray
 from properties.judging.user_code import safe_text
 from properties.sequence.evaluation import Evaluation, Sandbox, SequenceFault
@@ -125,6 +127,39 @@ def _static_check(out: Any) -> None:
         raise SequenceFault("bad-type", f"returned a {out.dtype} tensor; a loss must be floating-point")
 
 
+class _Models:
+    """Fresh :class:`TabularCausalLM` s for the calls of a chunk, each a copy of one template.
+
+    Building one costs ``nn.Module.__init__`` and six ``nn.Module.__setattr__`` (about 0.3 ms a
+    call, measured: a tenth of a fallback call of a trainer loss).  A copy gets the template's
+    attributes, its own copy of every container (parameters, buffers, hooks: empty) and of
+    every tensor (the node offsets and prompt lengths), and the batch's ``table``: what one
+    call does to its model (an attribute set, a hook registered, an in-place write) reaches no
+    other call's model, as with a model built per call
+    (``tests/test_trainer.py::test_models_are_independent_copies``).
+    """
+
+    def __init__(self, layout: PromptLayout, temperature: float) -> None:
+        space_shape = (layout.num_prompts, -1, layout.vocab_size)
+        rows = response_space(layout.vocab_size, layout.max_len).num_rows
+        theta = torch.zeros(layout.num_prompts * rows * layout.vocab_size, dtype=torch.float64)
+        self.state = TabularCausalLM(
+            theta.reshape(space_shape), layout, temperature=temperature, trainable=False
+        ).__dict__
+
+    def __call__(self, table: Any) -> TabularCausalLM:
+        model: TabularCausalLM = object.__new__(TabularCausalLM)
+        state = model.__dict__
+        for name, value in self.state.items():
+            if isinstance(value, torch.Tensor):
+                value = value.clone()
+            elif isinstance(value, dict | set | list):
+                value = value.copy()
+            state[name] = value
+        state["table"] = table
+        return model
+
+
 class TrainerLoss(TorchLoss):
     """``fn(model, inputs) -> scalar`` behind the sandbox, with the trainer's split and sums.
 
@@ -175,24 +210,70 @@ class TrainerLoss(TorchLoss):
         self, t: dict[str, Any], x: Any, lp: Any, inputs: Inputs, kl_coef: float
     ) -> Callable[[], Any]:
         assert isinstance(inputs, TrainerInputs)
-
-        def call() -> Any:
-            return self._step(t, x, inputs, kl_coef)
-
-        return call
-
-    def _step(self, t: dict[str, Any], x: Any, inputs: TrainerInputs, kl_coef: float) -> Any:
         s = inputs.shape
-        layout = inputs.layout
+        fresh = {
+            "prompt_ids": inputs.prompt_ids.clone(),
+            "prompt_mask": inputs.prompt_mask.clone(),
+            "num_items_in_batch": t["mask"].sum(),
+            "batch_num_tokens": t["mask"].sum(),
+        }
         model = TabularCausalLM(
             x.reshape(s.num_prompts, -1, s.vocab_size),
-            layout,
+            inputs.layout,
             temperature=self.temperature,
             trainable=False,
         )
+
+        def call() -> Any:
+            return self._step(t, fresh, model, inputs, kl_coef)
+
+        return call
+
+    def _calls(
+        self, t: dict[str, Any], x: Any, lp: Any, inputs: Inputs, kl_coef: float
+    ) -> list[Callable[[], Any]]:
+        """:meth:`_prepare` for every batch of a chunk, with the per-call work done per chunk:
+        the tensors each call owns are rows of one chunk tensor (a write stays in its row), and
+        the models are copies of one (:class:`_Models`)."""
+        assert isinstance(inputs, TrainerInputs)
+        s = inputs.shape
+        n = x.shape[0]
+        names = ("tokens", "mask", "rewards", "old_log_probs", "ref_log_probs")
+        columns = [t[name].unbind(0) for name in names]
+        owned = {
+            "prompt_ids": inputs.prompt_ids.expand(n, *inputs.prompt_ids.shape).clone(),
+            "prompt_mask": inputs.prompt_mask.expand(n, *inputs.prompt_mask.shape).clone(),
+            "num_items_in_batch": t["mask"].sum((1, 2)),
+            "batch_num_tokens": t["mask"].sum((1, 2)),
+        }
+        owned_rows = [owned[name].unbind(0) for name in owned]
+        tables = x.reshape(n, s.num_prompts, -1, s.vocab_size).unbind(0)
+        models = _Models(inputs.layout, self.temperature)
+        step, group = self._step, t["group"]
+        out: list[Callable[[], Any]] = []
+        for table, row, own in zip(
+            tables, zip(*columns, strict=True), zip(*owned_rows, strict=True), strict=True
+        ):
+            tb = dict(zip(names, row, strict=True))
+            tb["group"] = group
+            fresh = dict(zip(owned, own, strict=True))
+            out.append(functools.partial(step, tb, fresh, models(table), inputs, kl_coef))
+        return out
+
+    def _step(
+        self,
+        t: dict[str, Any],
+        fresh: dict[str, Any],
+        model: TabularCausalLM,
+        inputs: TrainerInputs,
+        kl_coef: float,
+    ) -> Any:
+        """One trainer step on one batch: ``fresh`` holds the tensors this call owns (its
+        ``prompt_ids``, ``prompt_mask`` and token counts), ``model`` the batch's model."""
+        s = inputs.shape
         rows: dict[str, Any] = {
-            "prompt_ids": inputs.prompt_ids.clone(),
-            "prompt_mask": inputs.prompt_mask.clone(),
+            "prompt_ids": fresh["prompt_ids"],
+            "prompt_mask": fresh["prompt_mask"],
             "completion_ids": t["tokens"],
             "completion_mask": t["mask"],
             "rewards": t["rewards"],
@@ -208,8 +289,8 @@ class TrainerLoss(TorchLoss):
             rows["completion_mask"] = live
             rows[TOOL_FIELD] = 1.0 - live + t["mask"]
         scalars: dict[str, Any] = {
-            "num_items_in_batch": t["mask"].sum(),
-            "batch_num_tokens": t["mask"].sum(),
+            "num_items_in_batch": fresh["num_items_in_batch"],
+            "batch_num_tokens": fresh["batch_num_tokens"],
             "global_batch_size": s.rows,
             "num_prompts": s.num_prompts,
             "group_size": s.k,

@@ -104,6 +104,35 @@ class PromptLayout:
         return out
 
 
+NODES_CACHE_SIZE = 4096
+"""Most node maps :meth:`TabularCausalLM.nodes` keeps (emptied when full): a shape's batches
+(at most the looped budget, a few hundred) times its micro-batches fit."""
+
+_NODES: dict[tuple[Any, ...], Any] = {}
+"""Node maps by :func:`_nodes_key` (layout, dtypes, shapes and bytes of the ids and mask)."""
+
+
+def _nodes_key(layout: PromptLayout, input_ids: Any, attention_mask: Any) -> tuple[Any, ...] | None:
+    """The key of a node map: the layout and the exact values of both inputs, or ``None`` when
+    they are not plain CPU tensors whose bytes can be read (e.g. under ``vmap``)."""
+    if type(input_ids) is not torch.Tensor or type(attention_mask) is not torch.Tensor:
+        return None
+    try:
+        ids = input_ids.detach().numpy()
+        mask = attention_mask.detach().numpy()
+    except (RuntimeError, TypeError):
+        return None
+    return (
+        layout,
+        ids.dtype.str,
+        ids.shape,
+        ids.tobytes(),
+        mask.dtype.str,
+        mask.shape,
+        mask.tobytes(),
+    )
+
+
 @dataclass
 class CausalLMOutput:
     """What the forward returns: ``logits`` ``(B, L', V + P)`` (``out.logits`` or ``out["logits"]``)."""
@@ -209,7 +238,25 @@ class TabularCausalLM(torch.nn.Module):  # type: ignore[misc,unused-ignore]
         return _Head(self)
 
     def nodes(self, input_ids: Any, attention_mask: Any) -> Any:
-        """The row of ``table.reshape(P * (N+1), V)`` each position reads, ``(B, L)``."""
+        """The row of ``table.reshape(P * (N+1), V)`` each position reads, ``(B, L)``.
+
+        A function of the layout and of the values of ``input_ids`` and ``attention_mask``
+        only, kept in :data:`_NODES` (a copy is returned): the checker calls a trainer loss
+        with the same ids on every problem of a shape, and this takes ~30 small tensor ops.
+        """
+        key = _nodes_key(self.layout, input_ids, attention_mask)
+        if key is not None:
+            hit = _NODES.get(key)
+            if hit is not None:
+                return hit.clone()
+        out = self._nodes(input_ids, attention_mask)
+        if key is not None:
+            if len(_NODES) >= NODES_CACHE_SIZE:
+                _NODES.clear()
+            _NODES[key] = out.detach().clone()
+        return out
+
+    def _nodes(self, input_ids: Any, attention_mask: Any) -> Any:
         v = self.layout.vocab_size
         p_count = self.layout.num_prompts
         ids = input_ids.long()
@@ -287,6 +334,7 @@ class TabularCausalLM(torch.nn.Module):  # type: ignore[misc,unused-ignore]
 
 __all__ = [
     "MAX_TEMPERATURE",
+    "NODES_CACHE_SIZE",
     "PROMPT_BASE_LENGTH",
     "PROMPT_LOGIT",
     "CausalLMHidden",
