@@ -238,7 +238,9 @@ class TrainerLoss(TorchLoss):
         assert isinstance(inputs, TrainerInputs)
         s = inputs.shape
         n = x.shape[0]
-        names = ("tokens", "mask", "rewards", "old_log_probs", "ref_log_probs")
+        names = (
+            "tokens", "mask", "rewards", "old_log_probs", "ref_log_probs", "sampling_log_probs", "values"
+        )
         columns = [t[name].unbind(0) for name in names]
         owned = {
             "prompt_ids": inputs.prompt_ids.expand(n, *inputs.prompt_ids.shape).clone(),
