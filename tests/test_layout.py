@@ -3,6 +3,10 @@
 Every ``import`` of a ``properties`` module by another, at module level or inside a function,
 is an edge.  The subpackages sit on floors (``judging`` lowest, ``cli`` highest) and an edge
 may only go down or stay on its floor; no set of modules may import each other in a circle.
+
+The line limit holds for every module of every package of the project (``spec``, ``impl``,
+``properties``) and of ``benchmarks/``.  ``tests/`` (and the root ``conftest.py``) are exempt:
+a test module is a list of independent cases read one at a time, not a unit to hold in a head.
 """
 
 from __future__ import annotations
@@ -16,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "properties"
 
 MAX_LINES = 800
-"""The most lines a module of ``properties`` may have ("about 800": a file that fits in a head)."""
+"""The most lines a module may have ("about 800": a file that fits in a head)."""
+
+LINE_CHECKED = ("spec", "impl", "properties", "benchmarks")
+"""The folders whose modules :data:`MAX_LINES` holds for: every package and the benchmarks."""
 
 FLOORS = {
     "properties._version": 0,
@@ -76,13 +83,33 @@ def _graph() -> dict[str, set[str]]:
     return graph
 
 
-def test_no_module_is_longer_than_a_head_holds() -> None:
-    long = {
-        str(p.relative_to(ROOT)): n
-        for p in PACKAGE.rglob("*.py")
+def _long_modules(root: Path, folders: tuple[str, ...]) -> dict[str, int]:
+    """The modules under ``root/folder`` with more than :data:`MAX_LINES` lines, with their counts."""
+    return {
+        str(p.relative_to(root)): n
+        for folder in folders
+        for p in sorted((root / folder).rglob("*.py"))
         if (n := len(p.read_text().splitlines())) > MAX_LINES
     }
+
+
+def test_no_module_is_longer_than_a_head_holds() -> None:
+    long = _long_modules(ROOT, LINE_CHECKED)
     assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_every_package_of_the_project_is_held_to_the_line_limit() -> None:
+    packages = {init.parent.name for init in ROOT.glob("*/__init__.py")} - {"tests"}
+    assert {"spec", "impl", "properties"} <= packages  # the glob finds them
+    assert packages <= set(LINE_CHECKED), f"packages without the line limit: {packages - set(LINE_CHECKED)}"
+    assert (ROOT / "benchmarks").is_dir() and "benchmarks" in LINE_CHECKED
+
+
+def test_the_line_limit_finds_a_planted_long_module(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "long.py").write_text("x = 1\n" * (MAX_LINES + 1))
+    (tmp_path / "pkg" / "short.py").write_text("x = 1\n" * MAX_LINES)
+    assert _long_modules(tmp_path, ("pkg",)) == {str(Path("pkg/sub/long.py")): MAX_LINES + 1}
 
 
 def test_every_part_is_a_subpackage_with_a_docstring_and_all() -> None:
@@ -142,3 +169,13 @@ def test_no_import_circles() -> None:
 )
 def test_the_cycle_finder_finds_a_planted_circle(graph: dict[str, set[str]], expected: object) -> None:
     assert _cycle(graph) == expected
+
+
+def test_the_path_the_cli_names_for_catalogue_entries_exists() -> None:
+    import re
+
+    from properties.cli.loading import no_catalogue_entry
+
+    found = re.search(r"the names are in (\S+?)\)", no_catalogue_entry("rlo"))
+    assert found is not None, no_catalogue_entry("rlo")
+    assert (ROOT / found.group(1)).exists(), f"{found.group(1)} is not in the tree"

@@ -67,13 +67,13 @@ def no_catalogue_entry(name: str) -> str:
     """The one line for ``catalogue:NAME`` with no such entry, with the closest names.
 
     >>> no_catalogue_entry("rlo")
-    "no catalogue entry 'rlo' (the names are in impl/catalogue.py); did you mean 'rloo'?"
+    "no catalogue entry 'rlo' (the names are in impl/catalogue/); did you mean 'rloo'?"
     """
     from impl.catalogue import CATALOGUE, MULTI_PROMPT_CATALOGUE
 
     names = [e.name for e in CATALOGUE] + [e.name for e in MULTI_PROMPT_CATALOGUE]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
-    return f"no catalogue entry {name!r} (the names are in impl/catalogue.py){_did_you_mean(close)}"
+    return f"no catalogue entry {name!r} (the names are in impl/catalogue/){_did_you_mean(close)}"
 
 
 def _did_you_mean(close: list[str]) -> str:
