@@ -1,9 +1,10 @@
 """``ida-verify audit verl``: the configuration space read from the installed verl, verdicts
 that agree with the corpus, the process pool, the exit statuses.
 
-The tests that need verl run against the real package.  Where verl cannot be imported they
-fail if the ``test`` extra installs verl (a broken install must not pass silently), and skip
-with one line otherwise (verl is the optional ``[verl]`` extra; see pyproject.toml).
+The tests that need verl run against the real package: the ``test`` extra installs verl 0.9.1
+(pyproject.toml says why and what it costs), so where verl cannot be imported they fail (a
+broken install must not pass silently).  They would skip with one line only if the test extra
+stopped naming verl (verl is also the optional ``[verl]`` extra for users).
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 def test_a_missing_verl_fails_when_the_test_extra_installs_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert not _verl_in_test_extra()  # the [verl] extra is separate (pyproject.toml says why)
+    assert _verl_in_test_extra()  # the test extra installs verl: CI runs these tests for real
     assert _verl_in_test_extra('test = [\n    "pytest>=7.4",\n    "verl==0.9.1",\n]\n')
     assert _verl_in_test_extra('test = [\n    "ida-verify[verl]",\n]\n')
     monkeypatch.setitem(sys.modules, "verl", None)  # import verl now raises ImportError

@@ -47,13 +47,27 @@ def test_the_quickstart_is_two_commands_and_ci_runs_the_test_one_verbatim() -> N
     assert all(test_command in line for line in pip_lines), f"CI installs more than the README: {pip_lines}"
 
 
-def test_the_test_extra_installs_what_the_tiers_need() -> None:
+def _extra(name: str) -> list[str]:
+    """The requirements of one extra of pyproject.toml, as written."""
     text = (ROOT / "pyproject.toml").read_text()
-    block = re.search(r"^test = \[(.*?)^\]", text, flags=re.S | re.M)
-    assert block is not None, "pyproject.toml has no test extra"
-    requirements = re.findall(r'"([^"]+)"', block.group(1))
+    block = re.search(rf"^{name} = \[(.*?)^\]", text, flags=re.S | re.M)
+    assert block is not None, f"pyproject.toml has no {name} extra"
+    return re.findall(r'"([^"]+)"', block.group(1))
+
+
+def test_the_test_extra_installs_what_the_tiers_need() -> None:
+    requirements = _extra("test")
     names = {re.split(r"[<>=!~\[ ]", req, maxsplit=1)[0].lower() for req in requirements}
     assert {"pytest", "pytest-xdist", "torch", "matplotlib", "ruff", "mypy"} <= names
+
+
+@pytest.mark.parametrize("library", ["verl", "trl"])
+def test_the_test_extra_installs_the_audited_library_at_the_pin_of_its_extra(library: str) -> None:
+    """``ida-verify audit LIB`` is tested against the real package in CI (issue 17): the test
+    extra installs it, pinned exactly, at the version the user extra ``[LIB]`` pins."""
+    pinned = [r for r in _extra("test") if re.match(rf"{library}\s*==", r)]
+    assert len(pinned) == 1, f"the test extra does not pin {library} exactly: {_extra('test')}"
+    assert pinned[0] in _extra(library), f"{pinned[0]} is not the pin of the [{library}] extra"
 
 
 @pytest.mark.slow
