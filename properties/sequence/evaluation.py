@@ -277,13 +277,42 @@ class Evaluation:
         return self.problem.shape.key
 
     def _size(self) -> float:
+        return max(self._reward_size(), self.largest)
+
+    def _reward_size(self) -> float:
+        """The size of the objective's own terms: the largest reward and KL penalty."""
         pr = self.problem
-        size = max(float(np.abs(pr.rewards).max()), self.largest)
+        size = float(np.abs(pr.rewards).max())
         if pr.kl_coef > 0:
             space = pr.shape.space
             ratio = sequence_log_probs(space, pr.theta) - sequence_log_probs(space, pr.ref_theta)
             size = max(size, pr.kl_coef * float(np.abs(ratio).max()))
         return size
+
+    @property
+    def scale_roundoff(self) -> FloatArray:
+        r"""The round-off per unit of scale: :math:`\tau^R_i = F\,B\,T\,\epsilon_{out} S_R (2\rho_{p,n} + 1)`.
+
+        :math:`S_R` is the size of the objective's own terms (the largest reward and
+        :math:`\beta\max_y|\log\pi - \log\pi_{\mathrm{ref}}|`), the rest as in
+        :data:`ROUNDOFF_SAFETY`.  It bounds two round-offs that grow with the scale
+        :math:`c` of the estimator: the float64 engine's own error in :math:`\nabla J`
+        (a sum of terms of size :math:`S_R`, at most :math:`\epsilon_{64} \le
+        \epsilon_{out}` each), which :math:`c\,\nabla J` multiplies by :math:`|c|`, and
+        the user's cancellations of rewards multiplied by :math:`c` before they cancel
+        (a static loss scale of 65536: terms of size :math:`|c| S_R` that leave
+        :math:`E[g]` small, on a near-deterministic node).  :attr:`tolerance` holds one
+        :math:`\tau^R` (its :math:`S \ge S_R`); :func:`properties.judging.verdict.judge`
+        adds :math:`(|c| - 1)\,\tau^R` for a scale :math:`|c| > 1`.
+        """
+        pr = self.problem
+        s = pr.shape
+        reach = pr.reach[:, :, None]
+        unit = ROUNDOFF_SAFETY * s.rows * s.max_len * self.eps_out
+        if self.rtol is not None:
+            unit = self.rtol
+        out: FloatArray = unit * self._reward_size() * (2.0 * reach + 1.0) * np.ones_like(self.mean)
+        return out
 
     def rtol_scale(self) -> FloatArray:
         """What an ``rtol`` multiplies: :math:`E|g_i| + S(2\rho_i + 1)` per coordinate."""
