@@ -13,6 +13,8 @@ presses Ctrl-C wants the run to stop (the command line turns it into exit status
   whether the code tried to exit (``SystemExit``).
 * :func:`safe_text`, :func:`exception_text` and :func:`name_of` describe user objects,
   exceptions and callables; they never raise (except ``KeyboardInterrupt``).
+* :func:`kept_torch_modes` puts torch's global modes back after a region of user code
+  (a loss that turns off grad mode must not turn it off for every later check).
 
 >>> def bad():
 ...     raise SystemExit(0)
@@ -25,9 +27,11 @@ exited SystemExit
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -327,6 +331,71 @@ def call_user(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         raise
     except BaseException as exc:
         raise UserCodeError(exc) from None
+
+
+TORCH_MODES: tuple[tuple[str, str], ...] = (
+    ("is_grad_enabled", "set_grad_enabled"),
+    ("get_default_dtype", "set_default_dtype"),
+    ("get_default_device", "set_default_device"),
+    ("is_anomaly_enabled", "set_anomaly_enabled"),
+    ("are_deterministic_algorithms_enabled", "use_deterministic_algorithms"),
+    ("get_num_threads", "set_num_threads"),
+)
+"""torch's process-wide modes a user call may change: ``(getter, setter)`` names in ``torch``.
+
+Each is read before a region of user code and set back after it when it changed
+(:func:`kept_torch_modes`); the anomaly mode keeps its ``check_nan`` flag and the
+deterministic algorithms their ``warn_only`` flag.  A getter torch lacks is skipped."""
+
+
+def _torch_modes(torch: Any) -> dict[str, Any]:
+    saved: dict[str, Any] = {}
+    for getter, _ in TORCH_MODES:
+        get = getattr(torch, getter, None)
+        if get is not None:
+            saved[getter] = get()
+    if "is_anomaly_enabled" in saved and hasattr(torch, "is_anomaly_check_nan_enabled"):
+        saved["is_anomaly_enabled"] = (saved["is_anomaly_enabled"], torch.is_anomaly_check_nan_enabled())
+    det = "are_deterministic_algorithms_enabled"
+    if det in saved and hasattr(torch, "is_deterministic_algorithms_warn_only_enabled"):
+        saved[det] = (saved[det], torch.is_deterministic_algorithms_warn_only_enabled())
+    return saved
+
+
+def _restore_torch_modes(torch: Any, saved: dict[str, Any]) -> None:
+    now = _torch_modes(torch)
+    for getter, setter in TORCH_MODES:
+        if getter not in saved or now.get(getter) == saved[getter]:
+            continue
+        value = saved[getter]
+        if getter == "is_anomaly_enabled" and isinstance(value, tuple):
+            torch.set_anomaly_enabled(value[0], value[1])
+        elif getter == "are_deterministic_algorithms_enabled" and isinstance(value, tuple):
+            torch.use_deterministic_algorithms(value[0], warn_only=value[1])
+        else:
+            getattr(torch, setter)(value)
+
+
+@contextlib.contextmanager
+def kept_torch_modes() -> Iterator[None]:
+    """Run a region of user code, then set torch's global modes (:data:`TORCH_MODES`) back.
+
+    Once per region (a guarded call, or a loop of calls), not per call; a no-op when torch
+    has not been imported (then no user code before the region can have changed a mode).
+    Without it a loss that called ``torch.set_grad_enabled(False)`` (an error verdict
+    itself) left grad mode off, and every later check in the process blamed a correct
+    loss with "error (no-grad)" (issue 15, F2).
+
+    >>> with kept_torch_modes():
+    ...     pass
+    """
+    torch = sys.modules.get("torch")
+    saved = None if torch is None else _torch_modes(torch)
+    try:
+        yield
+    finally:
+        if torch is not None and saved is not None:
+            _restore_torch_modes(torch, saved)
 
 
 def replay_detail(flaky: str, *, outcome: str, inputs: str, advice: str = "") -> str:

@@ -30,7 +30,12 @@ import numpy as np
 
 from impl.sequence import scatter_positions, sequence_log_probs, token_log_probs, token_scores
 from impl.types import FloatArray
-from properties.judging.user_code import DescriptorCapture, UserCodeError, safe_text
+from properties.judging.user_code import (
+    DescriptorCapture,
+    UserCodeError,
+    kept_torch_modes,
+    safe_text,
+)
 from properties.sequence.problems import Key, SequenceProblem, ShapeData, shape_data
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -154,6 +159,7 @@ class Sandbox:
                 contextlib.redirect_stdout(out),
                 contextlib.redirect_stderr(err),
                 warnings.catch_warnings(record=True),
+                kept_torch_modes(),
             ):
                 try:
                     yield
