@@ -132,6 +132,13 @@ class ModeChanged(Exception):
 # --------------------------------------------------------------------------- calling user code
 
 
+SHAPE_HINT = (
+    "the batch holds B = P*k responses padded to T = max_len (tokens/mask/log_probs are "
+    "(B, T), logits (B, T, V), rewards and group (B,)); B and T vary between problems"
+)
+"""The hint of a sequence loss's exception about shapes (:class:`Sandbox`)."""
+
+
 class Sandbox:
     """Runs user code: counts calls and time, captures output, turns exceptions into faults.
 
@@ -142,10 +149,12 @@ class Sandbox:
     pass through.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape_hint: str = SHAPE_HINT) -> None:
         self.calls = 0
         self.user_seconds = 0.0
         self._fd1 = DescriptorCapture(1)
+        self.shape_hint = shape_hint
+        """The hint for an exception about shapes: what the call's arguments hold."""
 
     @contextlib.contextmanager
     def guard(self, what: str, calls: int = 1) -> Iterator[None]:
@@ -180,7 +189,8 @@ class Sandbox:
                     "arrays and tensors that must not change: copy before modifying (e.g. "
                     "adv = rewards - baseline, not rewards -= baseline)",
                 ) from None
-            raise SequenceFault(kind, f"{exc.describe} in {what}", hint=_hint_for(exc)) from None
+            hint = self.shape_hint if _about_shapes(exc) else ""
+            raise SequenceFault(kind, f"{exc.describe} in {what}", hint=hint) from None
         finally:
             self.user_seconds += time.perf_counter() - start
         printed = out.getvalue() + err.getvalue() + self._fd1.text
@@ -205,14 +215,9 @@ def _is_write_to_read_only(exc: UserCodeError) -> bool:
 _SHAPE_WORDS = ("shape", "dimension", "axis", "index", "broadcast", "ndim", "size")
 
 
-def _hint_for(exc: UserCodeError) -> str:
+def _about_shapes(exc: UserCodeError) -> bool:
     text = exc.text.lower()
-    if exc.is_instance(IndexError) or any(w in text for w in _SHAPE_WORDS):
-        return (
-            "the batch holds B = P*k responses padded to T = max_len (tokens/mask/log_probs are "
-            "(B, T), logits (B, T, V), rewards and group (B,)); B and T vary between problems"
-        )
-    return ""
+    return exc.is_instance(IndexError) or any(w in text for w in _SHAPE_WORDS)
 
 
 # --------------------------------------------------------------------------- evaluations

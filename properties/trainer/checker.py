@@ -100,6 +100,28 @@ def _split_options(
     return int(micro_batches), int(dp_size), float(temperature)
 
 
+def shape_hint(micro_batches: int, dp_size: int) -> str:
+    """The hint of a trainer loss's exception about shapes: the rows one call holds.
+
+    >>> shape_hint(1, 1)[:38]
+    'each call holds the batch: B = P*k row'
+    >>> shape_hint(2, 2)[:36]
+    'each call holds one micro-batch: B/4'
+    """
+    fields = (
+        "(completion_ids/completion_mask (rows, T), prompt_ids/prompt_mask (rows, prompt width), "
+        "rewards/group/advantages (rows,)); P, k and T vary between problems"
+    )
+    parts = micro_batches * dp_size
+    if parts == 1:
+        return f"each call holds the batch: B = P*k rows padded to T = max_len {fields}"
+    return (
+        f"each call holds one micro-batch: B/{parts} of the batch's B = P*k rows "
+        f"(micro_batches*dp_size = {parts} parts; num_items_in_batch and global_batch_size "
+        f"count the whole batch) {fields}"
+    )
+
+
 def _group_sizes(
     group_sizes: Iterable[int] | None, num_prompts: Iterable[int], parts: int
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -198,7 +220,7 @@ def check_trainer_loss(
     from properties.trainer.evaluation import TrainerLoss
 
     start = time.perf_counter()
-    sandbox = Sandbox()
+    sandbox = Sandbox(shape_hint=shape_hint(m, d))
     evaluator = TrainerLoss(
         fn,
         sandbox=sandbox,
