@@ -22,6 +22,7 @@ from properties.sequence.checker import (  # noqa: E402
     check_sequence_loss,
     check_token_weights,
 )
+from properties.sequence.region import ONE_PROMPT_BLIND_SPOT  # noqa: E402
 
 pytestmark = pytest.mark.torch
 
@@ -316,7 +317,8 @@ def test_the_weight_table_shows_the_truncated_response_where_the_misfit_is() -> 
 def test_a_check_stopped_at_a_counterexample_claims_no_blind_spot() -> None:
     report = check_sequence_loss(half_weight_when_truncated, **SMALL)
     assert report.verdict == "biased" and report.run is not None
-    assert report.run.blind_spots == ()
+    # nothing it did not reach is claimed (no "only T = 1", "only V = 2"); P = 1 holds throughout
+    assert report.run.blind_spots == (ONE_PROMPT_BLIND_SPOT,)
     assert "not reached (the check stopped at the first failure)" in report.message
 
 

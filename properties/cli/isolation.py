@@ -408,7 +408,11 @@ def _write_page(out_dir: str, request: CheckRequest, report: Any, timed: TimedCa
                 out_dir, report, timed, batched=bool(request.kwargs.get("batched", False))
             )
     except (ReportUnavailable, InvalidArgument, OSError) as exc:
-        return exception_text(exc).replace("\n", " ")
+        # a late failure (the directory changed during the check, a full disk): one line,
+        # in our words or the system's, never our source line (exception_text adds it)
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
+        text = f"could not write the report to {out_dir}: {why or type(exc).__name__}"
+        return text.replace("\n", " ")
     return None
 
 

@@ -13,6 +13,8 @@ presses Ctrl-C wants the run to stop (the command line turns it into exit status
   whether the code tried to exit (``SystemExit``).
 * :func:`safe_text`, :func:`exception_text` and :func:`name_of` describe user objects,
   exceptions and callables; they never raise (except ``KeyboardInterrupt``).
+* :func:`kept_torch_modes` puts torch's global modes back after a region of user code
+  (a loss that turns off grad mode must not turn it off for every later check).
 
 >>> def bad():
 ...     raise SystemExit(0)
@@ -26,6 +28,7 @@ exited SystemExit
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -327,6 +330,81 @@ def call_user(fn: Callable[..., _T], /, *args: Any, **kwargs: Any) -> _T:
         raise
     except BaseException as exc:
         raise UserCodeError(exc) from None
+
+
+TORCH_MODES = (
+    "grad mode",
+    "default dtype",
+    "anomaly mode (and its check_nan)",
+    "deterministic algorithms (and warn_only)",
+    "number of threads",
+)
+"""torch's process-wide modes a user call may change, set back after each region of user code
+(:func:`kept_torch_modes`).  Not the default device: ``torch.get_default_device`` alone
+costs ~26 us, a tenth of a guarded call, and a CPU-only check runs on the CPU whatever it says."""
+
+
+_GETTERS: list[tuple[Callable[[], Any], ...]] = []
+"""torch's getters of :data:`TORCH_MODES`, bound once (looking them up costs more than calling them)."""
+
+
+def _torch_modes(torch: Any) -> tuple[Any, ...]:
+    if not _GETTERS:
+        _GETTERS.append(
+            (
+                torch.is_grad_enabled,
+                torch.get_default_dtype,
+                torch.is_anomaly_enabled,
+                torch.is_anomaly_check_nan_enabled,
+                torch.are_deterministic_algorithms_enabled,
+                torch.is_deterministic_algorithms_warn_only_enabled,
+                torch.get_num_threads,
+            )
+        )
+    g = _GETTERS[0]
+    return (g[0](), g[1](), g[2](), g[3](), g[4](), g[5](), g[6]())
+
+
+def _restore_torch_modes(torch: Any, saved: tuple[Any, ...]) -> None:
+    now = _torch_modes(torch)
+    if now == saved:
+        return
+    grad, dtype, anomaly, check_nan, deterministic, warn_only, threads = saved
+    if now[0] != grad:
+        torch.set_grad_enabled(grad)
+    if now[1] != dtype:
+        torch.set_default_dtype(dtype)
+    if now[2:4] != (anomaly, check_nan):
+        torch.set_anomaly_enabled(anomaly, check_nan)
+    if now[4:6] != (deterministic, warn_only):
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+    if now[6] != threads:
+        torch.set_num_threads(threads)
+
+
+class kept_torch_modes:  # named as a function: with kept_torch_modes(): ...
+    """Run a region of user code, then set torch's global modes (:data:`TORCH_MODES`) back.
+
+    Once per region (a guarded call, or a loop of calls), not per call; a no-op when torch
+    has not been imported (then no user code before the region can have changed a mode).
+    Without it a loss that called ``torch.set_grad_enabled(False)`` (an error verdict
+    itself) left grad mode off, and every later check in the process blamed a correct
+    loss with "error (no-grad)" (issue 15, F2).  A class, not a generator: it runs around
+    every guarded call.
+
+    >>> with kept_torch_modes():
+    ...     pass
+    """
+
+    __slots__ = ("_saved", "_torch")
+
+    def __enter__(self) -> None:
+        self._torch = torch = sys.modules.get("torch")
+        self._saved = None if torch is None else _torch_modes(torch)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._torch is not None and self._saved is not None:
+            _restore_torch_modes(self._torch, self._saved)
 
 
 def replay_detail(flaky: str, *, outcome: str, inputs: str, advice: str = "") -> str:

@@ -23,7 +23,9 @@ The rules:
   offered before the reference is chosen are judged when it is.  A reference with
   :math:`u \ge \max(1, |c|)/R` is *imprecise*: it can still show a bias, but cannot certify a scale.
 * **Judgement.** A problem agrees with the reference :math:`(c, u)` iff
-  :math:`|E_i - c\,G_i| \le \tau_i + u\,|G_i|` for every coordinate (:func:`judge`); a
+  :math:`|E_i - c\,G_i| \le \tau_i + u\,|G_i| + \max(0, |c| - 1)\,\tau^R_i` for every
+  coordinate (:func:`judge`, :func:`scale_allowance`; :math:`\tau^R` is the optional
+  ``scale_roundoff``, the round-off per unit of scale, 0 without it); a
   reference with :math:`c \le u` is a counterexample by itself (:func:`nonpositive`).
 * **Verdict precedence** (:func:`decide`): an estimator fault (``error``) beats a
   counterexample (``biased``), which beats an imprecise reference (``error``, kind
@@ -194,6 +196,30 @@ class Mismatch(Generic[E]):
     reason: str
 
 
+def scale_allowance(ev: Evaluated, multiple: float) -> FloatArray | float:
+    r"""The round-off a scale :math:`|c| > 1` adds to :math:`\tau`: :math:`(|c| - 1)\,\tau^R`.
+
+    :math:`\tau^R` is the evaluation's ``scale_roundoff`` (round-off per unit of scale),
+    when it has one: the round-off of the exact :math:`G` itself (a float64 sum, so
+    :math:`G = 2.95 \times 10^{-17}` where :math:`\nabla J = 0` exactly) and the user's
+    cancellations of values :math:`c` times the rewards both grow with :math:`|c|`, and
+    :math:`\tau` covers them once (for :math:`|c| \le 1`).  Without the term a correct
+    loss times a static fp16 loss scale of 65536 was "biased" (issue 15, F1).  Evaluations
+    without ``scale_roundoff`` (the one-step checker's, whose ``tolerance`` already folds
+    :math:`|c^*|\max|s|` in) get 0.
+
+    >>> class Ev:
+    ...     scale_roundoff = np.array([1e-16, 2e-16])
+    >>> scale_allowance(Ev(), 1e6).tolist(), scale_allowance(Ev(), 0.5)
+    ([9.99999e-11, 1.999998e-10], 0.0)
+    """
+    unit = getattr(ev, "scale_roundoff", None)
+    if unit is None or not abs(multiple) > 1.0 or not math.isfinite(multiple):
+        return 0.0
+    out: FloatArray = (abs(multiple) - 1.0) * np.asarray(unit, dtype=np.float64)
+    return out
+
+
 def judge(ev: E, ref: Reference[E]) -> Mismatch[E] | None:
     """``None`` if ``|E - c G| <= tau + u |G|`` everywhere, else the :class:`Mismatch`."""
     discrepancy: FloatArray = ev.mean - ref.multiple * ev.gradient
@@ -201,7 +227,9 @@ def judge(ev: E, ref: Reference[E]) -> Mismatch[E] | None:
     if float(np.max(worst, initial=0.0)) <= ev.floor:  # within the constant part of tau
         return None
     tau = ev.tolerance
-    allowed: FloatArray = tau + ref.uncertainty * np.abs(ev.gradient)
+    allowed: FloatArray = (
+        tau + ref.uncertainty * np.abs(ev.gradient) + scale_allowance(ev, ref.multiple)
+    )
     if np.all(worst <= allowed):
         return None
     multiple, residual = best_fit(ev)
@@ -594,6 +622,7 @@ __all__ = [
     "outside_range",
     "reference_candidate",
     "relative_residual",
+    "scale_allowance",
     "scale_hints",
     "ulps",
 ]

@@ -35,6 +35,7 @@ from properties.judging.user_code import (
     DescriptorCapture,
     UserCodeError,
     call_user,
+    kept_torch_modes,
     safe_text,
     type_name,
 )
@@ -336,6 +337,7 @@ class GuardedEstimator:
                 contextlib.redirect_stdout(out),
                 contextlib.redirect_stderr(err),
                 warnings.catch_warnings(record=True),  # recorded, not printed: they do not count
+                kept_torch_modes(),
             ):
                 yield
         finally:

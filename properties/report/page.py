@@ -65,7 +65,29 @@ def _out_dir_fault(out: Path) -> str | None:
         return "file"
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         return "occupied"
+    if not _can_create_beside(out):
+        return "unwritable"
     return None
+
+
+def _can_create_beside(out: Path) -> bool:
+    """Whether a directory can be created where the report's temporary sibling will be.
+
+    Tried for real (a directory made and removed in the nearest existing ancestor of
+    ``out.parent``): permission bits say nothing to root, and ``/proc`` or a read-only
+    mount refuse whatever they say.  Without it ``check --report /proc/nope`` ran the whole
+    check before failing (issue 15, F4).
+    """
+    base = out.parent
+    while not base.exists() and base != base.parent:
+        base = base.parent
+    try:
+        probe = base / f".{out.name}.probe-{uuid.uuid4().hex[:12]}"
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError:
+        return False
+    return True
 
 
 _OUT_DIR_TEXT = {
@@ -81,6 +103,10 @@ _OUT_DIR_TEXT = {
         "refusing to replace what is there: {got}",
         f"is neither new, empty nor a previous ida-verify report (with {MANIFEST}): refusing to "
         "replace what is there",
+    ),
+    "unwritable": (
+        "Expected out_dir to be where this process can create a directory but got {got}",
+        "cannot be written: no directory can be created there",
     ),
 }
 """Each refusal as the API says it (naming ``out_dir``) and as the command line says it

@@ -30,7 +30,12 @@ import numpy as np
 
 from impl.sequence import scatter_positions, sequence_log_probs, token_log_probs, token_scores
 from impl.types import FloatArray
-from properties.judging.user_code import DescriptorCapture, UserCodeError, safe_text
+from properties.judging.user_code import (
+    DescriptorCapture,
+    UserCodeError,
+    kept_torch_modes,
+    safe_text,
+)
 from properties.sequence.problems import Key, SequenceProblem, ShapeData, shape_data
 
 EPS64 = float(np.finfo(np.float64).eps)
@@ -127,6 +132,13 @@ class ModeChanged(Exception):
 # --------------------------------------------------------------------------- calling user code
 
 
+SHAPE_HINT = (
+    "the batch holds B = P*k responses padded to T = max_len (tokens/mask/log_probs are "
+    "(B, T), logits (B, T, V), rewards and group (B,)); B and T vary between problems"
+)
+"""The hint of a sequence loss's exception about shapes (:class:`Sandbox`)."""
+
+
 class Sandbox:
     """Runs user code: counts calls and time, captures output, turns exceptions into faults.
 
@@ -137,10 +149,12 @@ class Sandbox:
     pass through.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shape_hint: str = SHAPE_HINT) -> None:
         self.calls = 0
         self.user_seconds = 0.0
         self._fd1 = DescriptorCapture(1)
+        self.shape_hint = shape_hint
+        """The hint for an exception about shapes: what the call's arguments hold."""
 
     @contextlib.contextmanager
     def guard(self, what: str, calls: int = 1) -> Iterator[None]:
@@ -154,6 +168,7 @@ class Sandbox:
                 contextlib.redirect_stdout(out),
                 contextlib.redirect_stderr(err),
                 warnings.catch_warnings(record=True),
+                kept_torch_modes(),
             ):
                 try:
                     yield
@@ -174,7 +189,8 @@ class Sandbox:
                     "arrays and tensors that must not change: copy before modifying (e.g. "
                     "adv = rewards - baseline, not rewards -= baseline)",
                 ) from None
-            raise SequenceFault(kind, f"{exc.describe} in {what}", hint=_hint_for(exc)) from None
+            hint = self.shape_hint if _about_shapes(exc) else ""
+            raise SequenceFault(kind, f"{exc.describe} in {what}", hint=hint) from None
         finally:
             self.user_seconds += time.perf_counter() - start
         printed = out.getvalue() + err.getvalue() + self._fd1.text
@@ -199,14 +215,9 @@ def _is_write_to_read_only(exc: UserCodeError) -> bool:
 _SHAPE_WORDS = ("shape", "dimension", "axis", "index", "broadcast", "ndim", "size")
 
 
-def _hint_for(exc: UserCodeError) -> str:
+def _about_shapes(exc: UserCodeError) -> bool:
     text = exc.text.lower()
-    if exc.is_instance(IndexError) or any(w in text for w in _SHAPE_WORDS):
-        return (
-            "the batch holds B = P*k responses padded to T = max_len (tokens/mask/log_probs are "
-            "(B, T), logits (B, T, V), rewards and group (B,)); B and T vary between problems"
-        )
-    return ""
+    return exc.is_instance(IndexError) or any(w in text for w in _SHAPE_WORDS)
 
 
 # --------------------------------------------------------------------------- evaluations
@@ -277,13 +288,42 @@ class Evaluation:
         return self.problem.shape.key
 
     def _size(self) -> float:
+        return max(self._reward_size(), self.largest)
+
+    def _reward_size(self) -> float:
+        """The size of the objective's own terms: the largest reward and KL penalty."""
         pr = self.problem
-        size = max(float(np.abs(pr.rewards).max()), self.largest)
+        size = float(np.abs(pr.rewards).max())
         if pr.kl_coef > 0:
             space = pr.shape.space
             ratio = sequence_log_probs(space, pr.theta) - sequence_log_probs(space, pr.ref_theta)
             size = max(size, pr.kl_coef * float(np.abs(ratio).max()))
         return size
+
+    @property
+    def scale_roundoff(self) -> FloatArray:
+        r"""The round-off per unit of scale: :math:`\tau^R_i = F\,B\,T\,\epsilon_{out} S_R (2\rho_{p,n} + 1)`.
+
+        :math:`S_R` is the size of the objective's own terms (the largest reward and
+        :math:`\beta\max_y|\log\pi - \log\pi_{\mathrm{ref}}|`), the rest as in
+        :data:`ROUNDOFF_SAFETY`.  It bounds two round-offs that grow with the scale
+        :math:`c` of the estimator: the float64 engine's own error in :math:`\nabla J`
+        (a sum of terms of size :math:`S_R`, at most :math:`\epsilon_{64} \le
+        \epsilon_{out}` each), which :math:`c\,\nabla J` multiplies by :math:`|c|`, and
+        the user's cancellations of rewards multiplied by :math:`c` before they cancel
+        (a static loss scale of 65536: terms of size :math:`|c| S_R` that leave
+        :math:`E[g]` small, on a near-deterministic node).  :attr:`tolerance` holds one
+        :math:`\tau^R` (its :math:`S \ge S_R`); :func:`properties.judging.verdict.judge`
+        adds :math:`(|c| - 1)\,\tau^R` for a scale :math:`|c| > 1`.
+        """
+        pr = self.problem
+        s = pr.shape
+        reach = pr.reach[:, :, None]
+        unit = ROUNDOFF_SAFETY * s.rows * s.max_len * self.eps_out
+        if self.rtol is not None:
+            unit = self.rtol
+        out: FloatArray = unit * self._reward_size() * (2.0 * reach + 1.0) * np.ones_like(self.mean)
+        return out
 
     def rtol_scale(self) -> FloatArray:
         """What an ``rtol`` multiplies: :math:`E|g_i| + S(2\rho_i + 1)` per coordinate."""

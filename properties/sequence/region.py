@@ -84,7 +84,8 @@ def describe_shapes(shapes: Iterable[Shape]) -> str:
 
 
 def blind_spots(shapes: Sequence[Shape], requested: Sequence[Shape]) -> list[str]:
-    """What no evaluated shape can show, where a requested shape could have.
+    """What no evaluated shape can show, where a requested shape could have (and pooling
+    across prompts, which only ``P >= 2`` shows, whenever every shape has ``P = 1``).
 
     >>> blind_spots([Shape(2, 1, 12, 1)], [Shape(2, 1, 12, 1), Shape(2, 2, 12, 1)])[0][:40]
     'only T = 1 was evaluated: every response'
@@ -102,7 +103,19 @@ def blind_spots(shapes: Sequence[Shape], requested: Sequence[Shape]) -> list[str
             "only V = 2 was evaluated: one token besides EOS, so no bias that depends on which "
             "token was sampled can show"
         )
+    if shapes and all(s.num_prompts == 1 for s in shapes):
+        out.append(ONE_PROMPT_BLIND_SPOT)
     return out
+
+
+ONE_PROMPT_BLIND_SPOT = (
+    "only one prompt per batch (P = 1) was evaluated, so no bias from pooling statistics across "
+    "prompts (a batch-wide baseline or normalisation, a dynamic-sampling filter without refill) "
+    "can show; pass num_prompts=(1, 2) to check it"
+)
+"""What a check of one prompt per batch cannot show, requested or not: the default
+``num_prompts=(1,)`` certified a DAPO filter biased only at ``P >= 2`` without saying so
+(issue 15, F6)."""
 
 
 def unchecked_cells(shapes: Sequence[Shape], requested: Sequence[Shape]) -> list[Cell]:
@@ -176,6 +189,7 @@ class ValueRanges:
 
 
 __all__ = [
+    "ONE_PROMPT_BLIND_SPOT",
     "ValueRanges",
     "blind_spots",
     "describe_shapes",

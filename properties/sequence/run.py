@@ -198,6 +198,10 @@ class _Run:
         if m is None or self.fault is not None:
             return
         ev = m.evaluation
+        if getattr(self.evaluator, "connected", True) is False:  # E[g] = 0 for want of a path
+            self.fault = SequenceFault("no-grad", NO_PATH_TEXT, problem=ev.problem)
+            self.fault_found_by = f"the counterexample found by {self.found_by}"
+            return
         confirm = getattr(self.evaluator, "confirm_counterexample", None)
         if confirm is not None:  # what vmap computed must be what plain calls compute
             try:
@@ -230,6 +234,17 @@ class _Run:
         )
         self.fault_found_by = f"re-checking the counterexample found by {self.found_by}"
 
+
+NO_PATH_TEXT = (
+    "returned a loss with no gradient path to the policy on any batch (it requires grad, but no "
+    "backward pass reached log_probs, logits or the model: a fresh tensor such as "
+    "torch.tensor(0.0, requires_grad=True), or one built from detached values), so minimising "
+    "it cannot move the policy"
+)
+"""The ``no-grad`` fault of a loss that requires grad but never depends on the policy
+(issue 15, F5: it was "biased" with ``c = 0``).  A loss without a path on some batches only
+(a filter returning a fresh zero where nothing is learnt) is judged as usual: its gradient
+there is 0."""
 
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 """A float64 counterexample within the float32 round-off bound says so (the verdict stays)."""

@@ -144,6 +144,9 @@ class TorchLoss:
         self.batches_evaluated = 0
         self.direct = False
         self.used = [False]
+        self.connected = False
+        """Whether some call's loss had a gradient path to the policy (``None`` gradients in
+        every backward pass: a fresh leaf, the ``no-grad`` fault of :meth:`_Run.confirm`)."""
 
     # -- hooks (the trainer protocol, properties.trainer, overrides them) ------------
     input_names: ClassVar[dict[str, str]] = {"table": "the reward table (via reward_fn)"}
@@ -327,6 +330,7 @@ class TorchLoss:
         except SequenceFault as fault:
             fault.problem, fault.batch = problem, b
             raise
+        self.connected = self.connected or gx is not None or glp is not None
         gx = torch.zeros_like(x) if gx is None else gx.detach()
         glp = torch.zeros_like(lp) if glp is None else glp.detach()
         if not bool(torch.isfinite(gx.sum())):
@@ -468,6 +472,7 @@ class TorchLoss:
         if same_loss and bool(_close_rows(pgx[None], gx[None], scales[1])[0]):
             return
         problem, b = inputs.locate(i)
+        self._vmap_again(inputs, i, kl_coef, loss, gx, scales)
         what = "loss" if not same_loss else "gradient"
         self._fallback(
             f"under torch.func.vmap it gave a different {what} than a plain call on the same batch "
@@ -475,6 +480,30 @@ class TorchLoss:
             f"{problem.shape.describe()}, {problem.label}): plain calls are judged instead.  Under "
             "vmap, log_probs and logits report requires_grad=False and grad_fn=None, so a loss that "
             "branches on them (or on the batch dimension, or global state) computes something else"
+        )
+
+    def _vmap_again(
+        self, inputs: Inputs, i: int, kl_coef: float, loss: Any, gx: Any, scales: tuple[float, float]
+    ) -> None:
+        """Before a fallback: vmap on batch ``i`` again must repeat ``loss`` and ``gx``, else the loss
+        changed between calls (state kept, issue 15's A18: doubled after its 200th call), which
+        no evaluation mode can judge: ``nondeterministic``."""
+        try:
+            again, again_gx, _ = self._vmapped(inputs, i, i + 1, kl_coef)
+        except ModeChanged:
+            return  # vmap cannot run it at all: the fallback decides
+        if bool(_close_rows(again, loss[None], scales[0])[0]) and bool(
+            _close_rows(again_gx, gx[None], scales[1])[0]
+        ):
+            return
+        problem, b = inputs.locate(i)
+        raise SequenceFault(
+            "nondeterministic",
+            f"gave a different loss or gradient under torch.func.vmap when called again on the same "
+            f"batch ({float(loss)!r} then {float(again[0])!r}); the exact checker needs a "
+            "deterministic function of the batch (no random numbers, no state kept between calls)",
+            problem=problem,
+            batch=b,
         )
 
     def _confirm_sample(

@@ -34,7 +34,7 @@ import torch  # type: ignore[import-not-found,unused-ignore]  # this module is i
 
 from impl.sequence import response_space
 from impl.types import FloatArray
-from properties.judging.user_code import safe_text
+from properties.judging.user_code import UserCodeError, name_of, safe_text, type_name
 from properties.sequence.evaluation import Evaluation, Sandbox, SequenceFault
 from properties.sequence.problems import SequenceProblem, ShapeData
 from properties.sequence.torch_loss import Inputs, TorchLoss
@@ -303,14 +303,7 @@ class TrainerLoss(TorchLoss):
             "beta": kl_coef,
         }
         if self.advantage_fn is not None:
-            adv = self.advantage_fn({**rows, **scalars})
-            if not isinstance(adv, torch.Tensor) or tuple(adv.shape) != (s.rows,):
-                raise SequenceFault(
-                    "wrong-shape",
-                    f"the advantage function returned {safe_text(adv, limit=80)} "
-                    f"(shape {getattr(adv, 'shape', None)}), expected a tensor of shape ({s.rows},)",
-                )
-            rows["advantages"] = adv
+            rows["advantages"] = self._advantages({**rows, **scalars}, s.rows)
         parts = self.dp_size * self.micro_batches
         if parts == 1:
             return self.fn(model, {**rows, **scalars})
@@ -323,6 +316,41 @@ class TrainerLoss(TorchLoss):
             term = out.reshape(()) / self.dp_size
             total = term if total is None else total + term
         return total
+
+    def _advantages(self, inputs: dict[str, Any], rows: int) -> Any:
+        """``advantage_fn(inputs)``, checked; a failure is blamed on it (:data:`ADVANTAGE_BLAME`), not the loss.
+
+        Its non-finite values are caught on plain calls (under ``vmap`` a value cannot be
+        tested: the non-finite loss there makes plain calls judge, which land here).
+        """
+        fn = self.advantage_fn
+        assert fn is not None
+        who = f"was checked with advantages={name_of(fn)}, which"
+        try:
+            adv = fn(inputs)
+        except (KeyboardInterrupt, SequenceFault, UserCodeError):
+            raise
+        except BaseException as exc:
+            err = UserCodeError(exc)
+            raise SequenceFault(err.kind, f"{who} {err.describe}; {ADVANTAGE_BLAME}") from None
+        if not isinstance(adv, torch.Tensor):
+            raise SequenceFault(
+                "bad-type",
+                f"{who} returned {safe_text(adv, limit=80)} (type={type_name(type(adv))}) instead of "
+                f"a tensor of shape ({rows},); {ADVANTAGE_BLAME}",
+            )
+        if tuple(adv.shape) != (rows,):
+            raise SequenceFault(
+                "wrong-shape",
+                f"{who} returned a tensor of shape {tuple(adv.shape)}, expected ({rows},) (one "
+                f"advantage per row of the batch); {ADVANTAGE_BLAME}",
+            )
+        if not _batched(adv) and not bool(torch.isfinite(adv).all()):
+            raise SequenceFault(
+                "non-finite",
+                f"{who} returned non-finite advantages {safe_text(adv, limit=80)}; {ADVANTAGE_BLAME}",
+            )
+        return adv
 
     def evaluate(
         self,
@@ -358,4 +386,14 @@ class TrainerLoss(TorchLoss):
         return False
 
 
-__all__ = ["GLOBAL_FIELDS", "ROW_FIELDS", "TOOL_FIELD", "TrainerInputs", "TrainerLoss"]
+ADVANTAGE_BLAME = "the advantage function failed, not the loss"
+"""How a fault of ``advantages=`` ends: the loss is not to blame (issue 15, F5)."""
+
+
+def _batched(t: Any) -> bool:
+    """Whether ``t`` is a ``torch.func.vmap`` batched tensor (its values cannot be tested)."""
+    probe = getattr(torch._C._functorch, "is_batchedtensor", None)
+    return bool(probe(t)) if probe is not None else False
+
+
+__all__ = ["ADVANTAGE_BLAME", "GLOBAL_FIELDS", "ROW_FIELDS", "TOOL_FIELD", "TrainerInputs", "TrainerLoss"]
