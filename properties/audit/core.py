@@ -30,6 +30,7 @@ small frozen :class:`Configuration` and :class:`AuditRow` cross process boundari
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import math
 import multiprocessing
@@ -40,7 +41,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-LIBRARIES: dict[str, str] = {"verl": "properties.audit.verl"}
+LIBRARIES: dict[str, str] = {"trl": "properties.audit.trl", "verl": "properties.audit.verl"}
 """Each auditable library and the module that lists its configurations."""
 
 NOT_CHECKED = "not checked"
@@ -149,21 +150,24 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
     'c = (k-1)/k'
     >>> constant_text({(2, 1, 1): 0.3})
     'c = 0.3 at k=2, T=1, P=1'
+    >>> constant_text({(2, 1, 1, 2): 0.5, (4, 2, 1, 3): 0.375})  # keys (k, T, P, V)
+    'c = (k-1)/(kT)'
     >>> constant_text(None)
     ''
     """
     if not scale:
         return ""
-    keys = [k for k in scale if isinstance(k, tuple) and len(k) == 3]
+    keys = [k for k in scale if isinstance(k, tuple) and len(k) in (3, 4)]
     if len(keys) == len(scale) and len(keys) > 1:
         for text, formula in SCALE_FORMULAS:
             if all(
-                math.isclose(scale[key], formula(*key), rel_tol=SCALE_FORMULA_RTOL) for key in keys
+                math.isclose(scale[key], formula(*key[:3]), rel_tol=SCALE_FORMULA_RTOL)
+                for key in keys
             ):
                 return f"c = {text}"
     parts = [
-        f"{value:.4g} at k={key[0]}, T={key[1]}, P={key[2]}"
-        if isinstance(key, tuple) and len(key) == 3
+        f"{value:.4g} at " + ", ".join(f"{n}={v}" for n, v in zip("kTPV", key, strict=False))
+        if isinstance(key, tuple) and len(key) in (3, 4)
         else f"{value:.4g} at {key}"
         for key, value in sorted(scale.items())
     ]
@@ -218,6 +222,16 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
             f" on all {report.problems_checked} problems of {len(run.shapes)} shapes "
             f"(up to {run.batch_budget} batches each, {mode})"
         )
+    note = getattr(report.counterexample, "roundoff", None)
+    if note is not None:  # the strict verdict stands; the note says what it is at that precision
+        at = constant_text(note.scale) if note.verdict == "scaled" else ""
+        shape = getattr(report.counterexample, "shape", None)
+        where = f" on {shape.describe()}" if shape is not None else ""
+        cause = (
+            f"at {note.dtype} precision: {note.verdict}" + (f", {at}" if at else "")
+            + f"; the float64 counterexample{where} is off by {note.relative_residual:.2g} "
+            f"|grad J|, within {note.dtype} round-off"
+        )
     unchecked = tuple(key_text(k) for k in run.unchecked) if run is not None else ()
     if unchecked:
         cause += f"; not checked: {', '.join(unchecked)}"
@@ -235,6 +249,25 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     )
 
 
+def _checker(name: str) -> Callable[..., Any]:
+    """The checker a configuration asks for: ``"sequence"`` (``check_sequence_loss(fn(batch))``,
+    the default) or ``"trainer"`` (``check_trainer_loss(fn(model, inputs))``, with its
+    ``micro_batches``, ``dp_size``, ``advantages``, ``against``, ``temperature``).
+
+    >>> _checker("trainer").__name__
+    'check_trainer_loss'
+    """
+    if name == "trainer":
+        from properties.trainer.checker import check_trainer_loss
+
+        return check_trainer_loss
+    if name != "sequence":
+        raise ValueError(f"unknown checker {name!r} (expected 'sequence' or 'trainer')")
+    from properties.sequence.checker import check_sequence_loss
+
+    return check_sequence_loss
+
+
 def run_configuration(config: Configuration, version: str) -> AuditRow:
     """Build and check one configuration (in this process); never raises for library faults.
 
@@ -247,18 +280,20 @@ def run_configuration(config: Configuration, version: str) -> AuditRow:
         )
     start = time.perf_counter()
     try:
-        from properties.sequence.checker import check_sequence_loss
-
         loss_fn, kwargs = library_module(config.library).build(config)
+        check = _checker(kwargs.pop("checker", "sequence"))
         settings = {**AUDIT_SETTINGS, **kwargs}
-        report = check_sequence_loss(loss_fn, name=config.name, **settings)
+        report = check(loss_fn, name=config.name, **settings)
     except Exception as exc:  # the library or our glue failed before any verdict
         return AuditRow(
             config.library, version, config.name, config.axes, "error", "",
             _one_line(f"could not build the loss: {type(exc).__name__}: {exc}"),
             time.perf_counter() - start,
         )
-    return row_from_report(config, version, report, time.perf_counter() - start)
+    row = row_from_report(config, version, report, time.perf_counter() - start)
+    if settings.get("against") == "one-call":
+        row = dataclasses.replace(row, cause=_one_line(f"against one call (M=D=1): {row.cause}"))
+    return row
 
 
 def _worker_init(library: str) -> None:  # pragma: no cover - runs in the pool's children
