@@ -113,7 +113,11 @@ BASE: dict[str, str] = {
 
 SETTINGS: dict[str, Any] = {"group_sizes": (2, 4)}
 """Checker settings of every TRL row on top of :data:`properties.audit.core.AUDIT_SETTINGS`:
-group sizes that split into ``M = 2`` micro-batches, the same for every row so that rows compare."""
+group sizes that split into ``M = 2`` micro-batches, the same for every row so that rows compare
+(``k = 3`` would double the rows' time: TRL's loss runs one batch at a time, as it calls ``.item()``)."""
+
+ACCUM_GROUP_SIZES: tuple[int, ...] = (2, 4)
+"""Group sizes of the ``accum:`` rows (one prompt's ``k`` rows split into ``M`` equal parts)."""
 
 NOT_CHECKED: dict[str, str] = {
     "vllm-is:token_truncate": "needs vLLM: the importance ratio is computed from the inference engine's "
@@ -456,10 +460,13 @@ def build(config: Configuration) -> tuple[Callable[..., Any], dict[str, Any]]:
         kwargs["off_policy"] = True
     if micro_batches > 1:
         kwargs["against"] = "one-call"
+        kwargs["group_sizes"] = ACCUM_GROUP_SIZES
     return fn, kwargs
 
 
 __all__ = [
+    "ACCUM_GROUP_SIZES",
+    "ACCUM_MICRO_BATCHES",
     "BASE",
     "EXTRA",
     "KL_COEF",
