@@ -2,7 +2,8 @@ r"""The library-neutral audit: configurations, the row each gets, and running th
 
 A library module (:mod:`properties.audit.verl`) lists its configurations and says how to turn
 one into a sequence loss; this module checks each one with
-:func:`properties.check_sequence_loss` and returns one :class:`AuditRow` per configuration.
+:func:`properties.check_sequence_loss` (or :func:`properties.check_trainer_loss`, where the
+configuration asks for it) and returns one :class:`AuditRow` per configuration.
 A configuration the sequence protocol cannot express (a critic's values, a learned reward
 model, multi-turn tool calls, ...) carries ``not_checked``, the reason, and is listed with the
 verdict ``"not checked"``: never dropped.
@@ -16,7 +17,10 @@ A library module is a module with
   library itself;
 * ``build(config) -> (loss_fn, check_kwargs)``: the loss for one configuration, built from the
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
-  (``kl_coef``, ``off_policy``, ...).
+  (``kl_coef``, ``off_policy``, ...).  ``check_kwargs["checker"] = "trainer"`` asks for
+  :func:`properties.check_trainer_loss` instead (``loss_fn(model, inputs)``, with its
+  ``micro_batches``, ``dp_size``, ``advantages``, ``against``); a row judged
+  ``against="one-call"`` says so at the start of its cause.
 
 :func:`run_audit` runs the configurations in a standard-library process pool (``spawn``), one
 configuration per task: a configuration is built and checked in the worker, so only the
