@@ -62,7 +62,7 @@ def small(monkeypatch: pytest.MonkeyPatch, grpo_trainer: Any) -> Any:
 
     for name, value in SMALL.items():
         monkeypatch.setitem(core.AUDIT_SETTINGS, name, value)
-    monkeypatch.setitem(audit_trl.SETTINGS, "group_sizes", SMALL["group_sizes"])
+        monkeypatch.setitem(audit_trl.SETTINGS, name, value)
     monkeypatch.setattr(audit_trl, "ACCUM_GROUP_SIZES", SMALL_SPLIT)
     return audit_trl
 
