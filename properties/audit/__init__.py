@@ -7,6 +7,9 @@ r"""The audit of a whole library: every configuration of the installed release, 
 * :mod:`~properties.audit.verl`: verl's configuration space read from the library, and a loss
   per configuration built from verl's own functions;
 * :mod:`~properties.audit.catalogue`: this package's own catalogue losses as a library.
+* :mod:`~properties.audit.trl`: TRL's configuration space read from ``GRPOConfig`` and
+  ``GRPOTrainer``, each configuration checked through TRL's own ``GRPOTrainer._compute_loss``
+  with :func:`properties.check_trainer_loss` (``build`` returns ``checker="trainer"``).
 
 A third library is one new module beside ``verl.py`` (``LIBRARY``, ``EXTRA``, ``version``,
 ``configurations``, ``build``) and one entry in :data:`~properties.audit.core.LIBRARIES`.

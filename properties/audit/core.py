@@ -2,7 +2,8 @@ r"""The library-neutral audit: configurations, the row each gets, and running th
 
 A library module (:mod:`properties.audit.verl`) lists its configurations and says how to turn
 one into a sequence loss; this module checks each one with
-:func:`properties.check_sequence_loss` and returns one :class:`AuditRow` per configuration.
+:func:`properties.check_sequence_loss` (or :func:`properties.check_trainer_loss`, where the
+configuration asks for it) and returns one :class:`AuditRow` per configuration.
 A configuration the sequence protocol cannot express (a critic's values, a learned reward
 model, multi-turn tool calls, ...) carries ``not_checked``, the reason, and is listed with the
 verdict ``"not checked"``: never dropped.
@@ -16,7 +17,10 @@ A library module is a module with
   library itself;
 * ``build(config) -> (loss_fn, check_kwargs)``: the loss for one configuration, built from the
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
-  (``kl_coef``, ``off_policy``, ...).
+  (``kl_coef``, ``off_policy``, ...).  ``check_kwargs["checker"] = "trainer"`` asks for
+  :func:`properties.check_trainer_loss` instead (``loss_fn(model, inputs)``, with its
+  ``micro_batches``, ``dp_size``, ``advantages``, ``against``); a row judged
+  ``against="one-call"`` says so at the start of its cause.
 
 :func:`run_audit` runs the configurations here (``jobs=1``), in a standard-library process
 pool (``spawn``), or as Ray tasks on a cluster (:class:`RayCluster`; Ray is imported only
@@ -32,6 +36,7 @@ and every runner gives the same rows in the same order (only the times differ).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import multiprocessing
 import time
@@ -42,8 +47,9 @@ from types import ModuleType
 from typing import Any
 
 LIBRARIES: dict[str, str] = {
-    "verl": "properties.audit.verl",
     "catalogue": "properties.audit.catalogue",
+    "trl": "properties.audit.trl",
+    "verl": "properties.audit.verl",
 }
 """Each auditable library and the module that lists its configurations."""
 
@@ -91,7 +97,8 @@ class AuditRow:
 
     ``verdict`` is the sequence checker's (``unbiased``, ``scaled``, ``biased``, ``error``) or
     ``"not checked"``; ``constant`` the scale of a ``scaled`` row (a closed form in ``k``,
-    ``T``, ``P`` where one of :data:`SCALE_FORMULAS` fits, else the measured values);
+    ``T``, ``P`` where :func:`properties.audit.formula.fit_formula` finds one, else the measured
+    values);
     ``cause`` one line (the counterexample's reason, the error, or why not checked);
     ``unchecked`` the shapes the checker could not reach within its budget.
     """
@@ -138,6 +145,8 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
     'c = (k-1)/k at P=1'
     >>> constant_text({(2, 1, 1): 0.3})
     'c = 0.3 at k=2, T=1, P=1'
+    >>> constant_text({(2, 1, 1, 2): 0.5, (4, 2, 1, 3): 0.375})  # keys (k, T, P, V)
+    'c = (k-1)/(kT) at P=1'
     >>> constant_text(None)
     ''
     """
@@ -201,6 +210,16 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
             f" on all {report.problems_checked} problems of {len(run.shapes)} shapes "
             f"(up to {run.batch_budget} batches each, {mode})"
         )
+    note = getattr(report.counterexample, "roundoff", None)
+    if note is not None:  # the strict verdict stands; the note says what it is at that precision
+        at = constant_text(note.scale) if note.verdict == "scaled" else ""
+        shape = getattr(report.counterexample, "shape", None)
+        where = f" on {shape.describe()}" if shape is not None else ""
+        cause = (
+            f"at {note.dtype} precision: {note.verdict}" + (f", {at}" if at else "")
+            + f"; the float64 counterexample{where} is off by {note.relative_residual:.2g} "
+            f"|grad J|, within {note.dtype} round-off"
+        )
     unchecked = tuple(key_text(k) for k in run.unchecked) if run is not None else ()
     if unchecked:
         cause += f"; not checked: {', '.join(unchecked)}"
@@ -218,6 +237,25 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     )
 
 
+def _checker(name: str) -> Callable[..., Any]:
+    """The checker a configuration asks for: ``"sequence"`` (``check_sequence_loss(fn(batch))``,
+    the default) or ``"trainer"`` (``check_trainer_loss(fn(model, inputs))``, with its
+    ``micro_batches``, ``dp_size``, ``advantages``, ``against``, ``temperature``).
+
+    >>> _checker("trainer").__name__
+    'check_trainer_loss'
+    """
+    if name == "trainer":
+        from properties.trainer.checker import check_trainer_loss
+
+        return check_trainer_loss
+    if name != "sequence":
+        raise ValueError(f"unknown checker {name!r} (expected 'sequence' or 'trainer')")
+    from properties.sequence.checker import check_sequence_loss
+
+    return check_sequence_loss
+
+
 def run_configuration(config: Configuration, version: str) -> AuditRow:
     """Build and check one configuration (in this process); never raises for library faults.
 
@@ -230,18 +268,20 @@ def run_configuration(config: Configuration, version: str) -> AuditRow:
         )
     start = time.perf_counter()
     try:
-        from properties.sequence.checker import check_sequence_loss
-
         loss_fn, kwargs = library_module(config.library).build(config)
+        check = _checker(kwargs.pop("checker", "sequence"))
         settings = {**AUDIT_SETTINGS, **kwargs}
-        report = check_sequence_loss(loss_fn, name=config.name, **settings)
+        report = check(loss_fn, name=config.name, **settings)
     except Exception as exc:  # the library or our glue failed before any verdict
         return AuditRow(
             config.library, version, config.name, config.axes, "error", "",
             _one_line(f"could not build the loss: {type(exc).__name__}: {exc}"),
             time.perf_counter() - start,
         )
-    return row_from_report(config, version, report, time.perf_counter() - start)
+    row = row_from_report(config, version, report, time.perf_counter() - start)
+    if settings.get("against") == "one-call":
+        row = dataclasses.replace(row, cause=_one_line(f"against one call (M=D=1): {row.cause}"))
+    return row
 
 
 # --------------------------------------------------------------------------- runners

@@ -1,0 +1,209 @@
+"""``ida-verify audit trl``: TRL's own ``GRPOTrainer._compute_loss`` judged per configuration.
+
+The tests that need TRL run against the real installed package (trl 1.16.0), on small shapes
+(``k`` 2 or 3, ``V = 2``, ``T <= 2``, one Hypothesis problem after the battery) so that the
+file stays fast; the whole matrix at the audit's shapes is ``benchmarks/bench_audit.py trl``.
+Where TRL cannot be imported they fail if the ``test`` extra installs it (a broken install
+must not pass silently), and skip with one line otherwise (TRL is the optional ``[trl]``
+extra; see pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from properties.audit import core
+from properties.audit.core import AuditRow, Configuration, run_configuration
+from properties.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = {"group_sizes": (2, 3), "vocab_size": 2, "max_len": 2, "max_examples": 1, "seed": 0}
+"""Checker settings of these tests: small shapes, every ``k`` the closed forms need to tell apart."""
+
+SMALL_SPLIT = (2,)
+"""Group sizes of the ``M = 2`` rows: one prompt of ``k = 2`` splits into two one-row micro-batches."""
+
+
+def _trl_in_test_extra(text: str | None = None) -> bool:
+    """Whether pyproject's ``test`` extra names trl (or the ``trl`` extra)."""
+    text = (ROOT / "pyproject.toml").read_text() if text is None else text
+    block = re.search(r"^test = \[(.*?)^\]", text, re.S | re.M)
+    assert block is not None, "pyproject.toml has no test extra"
+    return bool(re.search(r'"(trl[=<>!~ ]|ida-verify\[[^]]*trl)', block.group(1)))
+
+
+def _import_trl() -> Any:
+    try:
+        from trl.trainer import grpo_trainer
+    except ImportError as exc:
+        if _trl_in_test_extra():
+            pytest.fail(f"the test extra installs trl but it does not import: {exc}")
+        pytest.skip("trl is not installed (pip install '.[trl]' runs the TRL audit tests)")
+    return grpo_trainer
+
+
+@pytest.fixture(scope="module")
+def grpo_trainer() -> Any:
+    pytest.importorskip("torch")
+    return _import_trl()
+
+
+@pytest.fixture
+def small(monkeypatch: pytest.MonkeyPatch, grpo_trainer: Any) -> Any:
+    """The TRL module with :data:`SMALL` settings for every row (``M = 2`` rows: ``k = 2``)."""
+    from properties.audit import trl as audit_trl
+
+    for name, value in SMALL.items():
+        monkeypatch.setitem(core.AUDIT_SETTINGS, name, value)
+        monkeypatch.setitem(audit_trl.SETTINGS, name, value)
+    monkeypatch.setattr(audit_trl, "ACCUM_GROUP_SIZES", SMALL_SPLIT)
+    return audit_trl
+
+
+def _row(audit_trl: Any, name: str) -> AuditRow:
+    config = next(c for c in audit_trl.configurations() if c.name == name)
+    return run_configuration(config, audit_trl.version())
+
+
+# --------------------------------------------------------------------- without trl
+
+
+def test_missing_trl_is_one_line_naming_the_extra(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from properties.audit import trl as audit_trl
+
+    def missing() -> str:
+        raise ImportError("No module named 'trl'")
+
+    monkeypatch.setattr(audit_trl, "version", missing)
+    assert main(["audit", "trl"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'ida-verify[trl]'" in err
+
+
+def test_a_missing_trl_fails_when_the_test_extra_installs_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _trl_in_test_extra()  # the test extra installs trl: CI runs these tests for real
+    assert _trl_in_test_extra('test = [\n    "pytest>=7.4",\n    "trl==1.16.0",\n]\n')
+    assert _trl_in_test_extra('test = [\n    "ida-verify[verl,trl]",\n]\n')
+    monkeypatch.setitem(sys.modules, "trl", None)  # import trl now raises ImportError
+    monkeypatch.setitem(sys.modules, "trl.trainer", None)
+    monkeypatch.setattr(sys.modules[__name__], "_trl_in_test_extra", lambda text=None: True)
+    with pytest.raises(pytest.fail.Exception, match="does not import"):
+        _import_trl()
+    monkeypatch.setattr(sys.modules[__name__], "_trl_in_test_extra", lambda text=None: False)
+    with pytest.raises(pytest.skip.Exception, match=r"pip install '\.\[trl\]'"):
+        _import_trl()
+
+
+def test_a_configuration_chooses_its_checker_and_a_bad_choice_is_an_error_row(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from properties.audit import verl as audit_verl
+
+    def build(config: Configuration) -> Any:
+        return (lambda batch: None), {"checker": "nonsense"}
+
+    monkeypatch.setattr(audit_verl, "build", build)
+    row = run_configuration(Configuration("verl", "x", ()), "v")
+    assert row.verdict == "error" and "unknown checker 'nonsense'" in row.cause
+
+
+# --------------------------------------------------------------------- the space, from trl
+
+
+def test_space_is_read_from_trl(grpo_trainer: Any) -> None:
+    from properties.audit import trl as audit_trl
+
+    source = Path(grpo_trainer.__file__).read_text()
+    loss_types = audit_trl.loss_types()
+    assert loss_types[0] == audit_trl.BASE["loss_type"]
+    assert set(loss_types) == {"grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "luspo", "vespo"}
+    for loss in loss_types:
+        assert f'"{loss}"' in source
+    assert set(audit_trl.scale_rewards_modes()) == {"group", "batch", "none"}
+    assert audit_trl.importance_sampling_levels() == ["token", "sequence"]
+    names = {c.name: c for c in audit_trl.configurations()}
+    assert len(names) == len(audit_trl.configurations())  # no duplicates
+    for loss in loss_types:
+        assert {f"loss:{loss}", f"loss:{loss} off-policy", f"accum:{loss}"} <= set(names)
+    assert names["default"].axis("loss_type") == "dapo"  # GRPOConfig's default, read from the dataclass
+    assert names["default"].axis("scale_rewards") == "group"
+    assert "vLLM" in (names["vllm-is:token_mask"].not_checked or "")
+    for config in names.values():  # every checked row builds; every axis is a GRPOConfig field
+        if config.not_checked is None:
+            fn, kwargs = audit_trl.build(config)
+            assert callable(fn) and kwargs["checker"] == "trainer"
+
+
+# --------------------------------------------------------------------- verdicts
+
+
+@pytest.mark.parametrize(("name", "constant"), [("loss:dr_grpo", "c = (k-1)/(kT)"), ("loss:luspo", "c = (k-1)/k")])
+def test_scaled_configurations_are_certified_at_float32_with_their_constant(
+    small: Any, name: str, constant: str
+) -> None:
+    """Strictly (float64) biased by TRL's float32 log-probs; at float32 precision: scaled."""
+    row = _row(small, name)
+    assert row.verdict == "biased", row.cause
+    note = row.report["counterexample"]["roundoff"] if row.report else None
+    assert note is not None and note["verdict"] == "scaled", row.cause
+    assert row.cause.startswith(f"at float32 precision: scaled, {constant}; "), row.cause
+    assert "within float32 round-off" in row.cause
+
+
+def test_length_normalised_loss_is_biased_even_at_float32(small: Any) -> None:
+    row = _row(small, "loss:grpo")
+    assert row.verdict == "biased"
+    assert row.cause.startswith("at float32 precision: biased;"), row.cause
+
+
+def test_reward_scaling_is_biased_beyond_round_off(small: Any) -> None:
+    row = _row(small, "scale:group")
+    assert row.verdict == "biased"
+    assert row.cause.startswith("E[g] is not") and "round-off" not in row.cause, row.cause
+    residual = float(re.search(r"residual ([0-9.e+-]+) \|grad J\|", row.cause).group(1))  # type: ignore[union-attr]
+    assert residual < 1e-6  # the right direction, a scale that varies with the rewards (1/std)
+
+
+@pytest.mark.parametrize(
+    ("name", "verdict"),
+    [("accum:dapo", "unbiased"), ("accum:bnpo", "biased")],
+)
+def test_accumulation_follows_num_items_in_batch(small: Any, name: str, verdict: str) -> None:
+    """dapo divides by ``num_items_in_batch`` (the step's tokens): two micro-batches give the step
+    of one call.  bnpo divides by the micro-batch's own tokens: they do not."""
+    row = _row(small, name)
+    assert row.cause.startswith("against one call (M=D=1): "), row.cause
+    note = row.report["counterexample"]["roundoff"] if row.report else None
+    got = row.verdict if note is None else note["verdict"]
+    assert got == verdict, row.cause
+
+
+# --------------------------------------------------------------------- the command
+
+
+def test_cli_prints_the_matrix_with_the_version_and_json(
+    small: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import trl
+
+    status = main(["audit", "trl", "--only", "scale:batch", "--only", "tools", "--jobs", "1", "--no-group"])
+    out = capsys.readouterr().out
+    assert status == 1  # a "not checked" row: the audit covered less than TRL offers
+    assert out.splitlines()[0] == f"trl {trl.__version__}: 2 configurations"
+    assert re.search(r"^scale:batch\s+biased\s", out, re.M)
+    assert re.search(r"^tools\s+not checked\s.*multi-turn", out, re.M)
+    assert main(["audit", "trl", "--only", "scale:batch", "--json"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["library"] == "trl" and payload["version"] == trl.__version__
+    [row] = payload["rows"]
+    assert (row["name"], row["verdict"], row["version"]) == ("scale:batch", "biased", trl.__version__)
+    assert row["axes"]["scale_rewards"] == "batch" and row["axes"]["loss_type"] == "dr_grpo"
