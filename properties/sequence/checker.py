@@ -69,6 +69,7 @@ from properties.onestep.results import (
 from properties.sequence.evaluation import (
     Evaluation,
     ModeChanged,
+    RouteChanged,
     Sandbox,
     SequenceFault,
     TokenWeights,
@@ -230,10 +231,11 @@ def check_sequence_loss(
         threads = torch_threads()
     start = time.perf_counter()
     budget = MAX_BATCHES_VECTORISED
+    route = Route()
     with threads:
         while True:
             try:
-                run = _execute(evaluator, opts, budget)
+                run = _execute(evaluator, opts, budget, multiset=route.multiset)
                 # the note reruns the check: a new problem may show vmap and plain calls apart
                 note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
                 scale_note = _scale_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
@@ -242,13 +244,17 @@ def check_sequence_loss(
                     raise
                 budget = MAX_BATCHES_LOOPED
                 continue
+            except RouteChanged as exc:
+                route.abandon(str(exc))
+                continue
             break
     info = _run_info(
         run,
         protocol="pytorch loss",
         mode=evaluator.mode,
         fallback_reason=evaluator.fallback_reason,
-        budget=budget,
+        budget=run.plan_budget,
+        route_reason=route.reason,
         batches_evaluated=evaluator.batches_evaluated,
         probe_seconds=evaluator.probe_seconds,
         dtypes=tuple(sorted(evaluator.dtypes)),
@@ -321,15 +327,23 @@ def check_token_weights(
     start = time.perf_counter()
     sandbox = Sandbox()
     evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
-    run = _execute(evaluator, opts, budget)
-    note = _roundoff_note(run, evaluator, opts, budget, seen=set())
-    scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
+    route = Route()
+    while True:
+        try:
+            run = _execute(evaluator, opts, budget, multiset=route.multiset)
+            note = _roundoff_note(run, evaluator, opts, budget, seen=set())
+            scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
+        except RouteChanged as exc:
+            route.abandon(str(exc))
+            continue
+        break
     info = _run_info(
         run,
         protocol="token weights",
         mode=evaluator.mode,
         fallback_reason=None,
-        budget=budget,
+        budget=run.plan_budget,
+        route_reason=route.reason,
         batches_evaluated=sum(run.problems.values()),
         probe_seconds=None,
         dtypes=(),
@@ -350,6 +364,21 @@ def check_token_weights(
 
 
 # --------------------------------------------------------------------------- the report
+
+
+class Route:
+    """The route of a check: multisets where cheaper, until the loss shows an asymmetry (then
+    ordered batches, with the ``reason``)."""
+
+    def __init__(self) -> None:
+        self.multiset = True
+        self.reason: str | None = None
+
+    def abandon(self, reason: str) -> None:
+        """Re-plan on ordered batches (a second asymmetry cannot happen there)."""
+        if not self.multiset:  # pragma: no cover - the ordered route raises no RouteChanged
+            raise RuntimeError(reason)
+        self.multiset, self.reason = False, reason
 
 
 def _check_flag(diagnose: Any) -> None:
@@ -386,11 +415,14 @@ def _run_info(
     batches_evaluated: int,
     probe_seconds: float | None,
     dtypes: tuple[str, ...],
+    route_reason: str | None = None,
 ) -> SequenceRun:
-    """How the check ran: exactly the shapes evaluated, the requested ones that were not, the ranges."""
+    """How the check ran: exactly the shapes evaluated, the requested ones that were not, the ranges,
+    and which shapes took the multiset route (``route_reason``: why none could)."""
     requested = requested_shapes(run.ks, run.prompts, run.vocab_size, run.max_len)
-    planned = set(run.shapes)
-    evaluated = set(run.evaluated)
+    planned = {s.key for s in run.shapes}
+    evaluated = {s.key for s in run.evaluated}
+    multiset = [s for s in run.evaluated if s.route == "multiset"]
     return SequenceRun(
         protocol=protocol,
         mode=mode,
@@ -402,12 +434,14 @@ def _run_info(
         probe_seconds=probe_seconds,
         dtypes=dtypes,
         problems=dict(run.problems),
-        over_budget=describe_shapes(s for s in requested if s not in planned)
-        if any(s not in planned for s in requested)
+        over_budget=describe_shapes(s for s in requested if s.key not in planned)
+        if any(s.key not in planned for s in requested)
         else "",
-        not_reached=describe_shapes(s for s in run.shapes if s not in evaluated)
-        if any(s not in evaluated for s in run.shapes)
+        not_reached=describe_shapes(s for s in run.shapes if s.key not in evaluated)
+        if any(s.key not in evaluated for s in run.shapes)
         else "",
+        multiset=describe_shapes(multiset) if multiset else "",
+        route_fallback=route_reason or "",
         # what the planned shapes cannot show (a check stopped early lists what it did not reach)
         blind_spots=tuple(blind_spots(run.shapes, requested)),
         ranges=run.ranges.to_dict(),
