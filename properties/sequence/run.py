@@ -137,25 +137,14 @@ class _Run:
         self.problems[source] = self.problems.get(source, 0) + n
 
     def evaluate(self, problems: list[SequenceProblem], *, check_determinism: bool) -> list[Evaluation]:
-        """The evaluator's :class:`Evaluation` of problems of one shape; on the multiset route the
-        re-ordered copies too, which must agree (else :class:`RouteChanged`)."""
-        evs: list[Evaluation] = self.evaluator.evaluate(
-            problems, rtol=self.rtol, atol=self.atol, check_determinism=check_determinism
+        """:func:`evaluate_checked` with this run's tolerances."""
+        return evaluate_checked(
+            self.evaluator,
+            problems,
+            rtol=self.rtol,
+            atol=self.atol,
+            check_determinism=check_determinism,
         )
-        shape = problems[0].shape
-        if shape.route != "multiset" or shape_data(shape.on_route("reordered")).batches.size == 0:
-            return evs
-        copies = [
-            dataclasses.replace(pr, shape=shape.on_route("reordered"), _cache={}) for pr in problems
-        ]
-        again: list[Evaluation] = self.evaluator.evaluate(
-            copies, rtol=self.rtol, atol=self.atol, check_determinism=False
-        )
-        for ev, other in zip(evs, again, strict=True):
-            reason = _asymmetry(ev, other)
-            if reason:
-                raise RouteChanged(reason)
-        return evs
 
     def run_battery(self) -> None:
         first = True
@@ -257,6 +246,35 @@ class _Run:
             problem=ev.problem,
         )
         self.fault_found_by = f"re-checking the counterexample found by {self.found_by}"
+
+
+def evaluate_checked(
+    evaluator: Any,
+    problems: list[SequenceProblem],
+    *,
+    rtol: float | None,
+    atol: float,
+    check_determinism: bool,
+) -> list[Evaluation]:
+    """The evaluator's :class:`Evaluation` of problems of one shape; on the multiset route the
+    re-ordered copies too, which must agree (else :class:`RouteChanged`, with the batch)."""
+    evs: list[Evaluation] = evaluator.evaluate(
+        problems, rtol=rtol, atol=atol, check_determinism=check_determinism
+    )
+    shape = problems[0].shape
+    if shape.route != "multiset" or shape_data(shape.on_route("reordered")).batches.size == 0:
+        return evs
+    copies = [
+        dataclasses.replace(pr, shape=shape.on_route("reordered"), _cache={}) for pr in problems
+    ]
+    again: list[Evaluation] = evaluator.evaluate(
+        copies, rtol=rtol, atol=atol, check_determinism=False
+    )
+    for ev, other in zip(evs, again, strict=True):
+        reason = _asymmetry(ev, other)
+        if reason:
+            raise RouteChanged(reason)
+    return evs
 
 
 def _asymmetry(ev: Evaluation, other: Evaluation) -> str:
