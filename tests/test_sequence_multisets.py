@@ -10,6 +10,7 @@ there the shapes named were over the batch budget, or the route did not exist.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 from typing import Any
 
@@ -122,7 +123,9 @@ def test_a_symmetric_loss_gets_the_same_expectation_on_both_routes() -> None:
     with torch_threads():
         for shape in multiset:
             problems = battery(shape, kl_coef=0.1, off_policy=True)[:3]
-            ordered = [p.__class__(**{**p.__dict__, "shape": shape.on_route("ordered"), "_cache": {}}) for p in problems]
+            ordered = [
+                dataclasses.replace(p, shape=shape.on_route("ordered"), _cache={}) for p in problems
+            ]
             evaluator = TorchLoss(group_mean, sandbox=Sandbox())
             ours = evaluate_checked(evaluator, problems, rtol=None, atol=0.0, check_determinism=False)
             theirs = evaluator.evaluate(ordered, rtol=None, atol=0.0, check_determinism=False)

@@ -69,7 +69,6 @@ from properties.onestep.results import (
 from properties.sequence.evaluation import (
     Evaluation,
     ModeChanged,
-    RouteChanged,
     Sandbox,
     SequenceFault,
     TokenWeights,
@@ -77,6 +76,7 @@ from properties.sequence.evaluation import (
 from properties.sequence.messages import (
     _message,
 )
+from properties.sequence.multisets import Route
 from properties.sequence.options import (
     MAX_GROUP_SIZE,
     MAX_LEN_LIMIT,
@@ -114,10 +114,8 @@ from properties.sequence.run import (
     SCALE_MATCH_UNCERTAINTIES,
     _counterexample,
     _error_from_fault,
-    _execute,
-    _roundoff_note,
+    _execute_with_notes,
     _Run,
-    _scale_note,
 )
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
@@ -235,17 +233,13 @@ def check_sequence_loss(
     with threads:
         while True:
             try:
-                run = _execute(evaluator, opts, budget, multiset=route.multiset)
-                # the note reruns the check: a new problem may show vmap and plain calls apart
-                note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
-                scale_note = _scale_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
+                run, note, scale_note = _execute_with_notes(
+                    evaluator, opts, budget, route, seen=evaluator.dtypes
+                )
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
                 budget = MAX_BATCHES_LOOPED
-                continue
-            except RouteChanged as exc:
-                route.abandon(str(exc))
                 continue
             break
     info = _run_info(
@@ -328,15 +322,7 @@ def check_token_weights(
     sandbox = Sandbox()
     evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
     route = Route()
-    while True:
-        try:
-            run = _execute(evaluator, opts, budget, multiset=route.multiset)
-            note = _roundoff_note(run, evaluator, opts, budget, seen=set())
-            scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
-        except RouteChanged as exc:
-            route.abandon(str(exc))
-            continue
-        break
+    run, note, scale_note = _execute_with_notes(evaluator, opts, budget, route, seen=set())
     info = _run_info(
         run,
         protocol="token weights",
@@ -366,21 +352,6 @@ def check_token_weights(
 # --------------------------------------------------------------------------- the report
 
 
-class Route:
-    """The route of a check: multisets where cheaper, until the loss shows an asymmetry (then
-    ordered batches, with the ``reason``)."""
-
-    def __init__(self) -> None:
-        self.multiset = True
-        self.reason: str | None = None
-
-    def abandon(self, reason: str) -> None:
-        """Re-plan on ordered batches (a second asymmetry cannot happen there)."""
-        if not self.multiset:  # pragma: no cover - the ordered route raises no RouteChanged
-            raise RuntimeError(reason)
-        self.multiset, self.reason = False, reason
-
-
 def _check_flag(diagnose: Any) -> None:
     if not isinstance(diagnose, bool):
         raise InvalidArgument(f"Expected diagnose=True or False but got {describe('diagnose', diagnose)}")
@@ -402,7 +373,6 @@ def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagno
     out = dataclasses.replace(report, diagnosis=found)
     object.__setattr__(out, "message", _message(out, run))
     return out
-
 
 
 def _run_info(

@@ -331,6 +331,13 @@ def _checked(report: SequenceReport) -> str:
     return checked
 
 
+def _multisets_text(shape: Shape) -> str:
+    """``", summed as 28 multisets"`` on the multiset route, else ``""``."""
+    if shape.route != "multiset":
+        return ""
+    return f", summed as {shape_data(shape).batches.shape[0]} multisets"
+
+
 def _parse(text: str) -> tuple[int, int, int, int]:
     """``(V, T, k, P)`` from :meth:`Shape.describe`.
 
@@ -428,7 +435,7 @@ def _message(report: SequenceReport, run: _Run) -> str:
             f"Counterexample (found by {cex.found_by}): {cex.shape.describe()} "
             f"({cex.shape.space.num_responses} possible responses per prompt, "
             f"{cex.shape.num_batches} batches"
-            + (f", summed as {shape_data(cex.shape).batches.shape[0]} multisets" if cex.shape.route == "multiset" else "")
+            + _multisets_text(cex.shape)
             + "):",
             *_problem_text(cex),
             f"  {fit}; c = {cex.reference_multiple:.12g} for {key_text(cex.shape.key)} on the reference "

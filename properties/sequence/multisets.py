@@ -90,7 +90,7 @@ def multiset_cost(num_responses: int, k: int, num_prompts: int) -> int:
     (1345, 3375)
     """
     m = math.comb(num_responses + k - 1, k) ** num_prompts
-    return 2 * m - num_responses**num_prompts
+    return int(2 * m - num_responses**num_prompts)
 
 
 def reordered_copies(reps: IntArray, k: int, num_prompts: int) -> tuple[IntArray, IntArray]:
@@ -130,13 +130,12 @@ def binned_weights(
     >>> binned_weights(np.ones((1, 2, 1)), np.array([[1, 1]]), np.array([0, 0]), 2).tolist()
     [[[0.0], [2.0]]]
     """
-    g, b, t = weights.shape
+    g, _, t = weights.shape
     cells = int(prompt.max(initial=0) + 1) * num_responses
     flat = (np.arange(g)[:, None] * cells + prompt[None, :] * num_responses + batches)[:, :, None]
     index = (flat * t + np.arange(t)[None, None, :]).ravel()
-    out: FloatArray = np.bincount(index, weights=weights.ravel(), minlength=g * cells * t).reshape(
-        g, cells, t
-    )
+    summed = np.bincount(index, weights=weights.ravel(), minlength=g * cells * t)
+    out: FloatArray = np.asarray(summed, dtype=np.float64).reshape(g, cells, t)
     return out
 
 
@@ -152,8 +151,24 @@ def asymmetry(first: FloatArray, again: FloatArray, allowed: FloatArray) -> int 
     return int(np.argmax(bad))
 
 
+class Route:
+    """The route of a check: multisets where cheaper, until the loss shows an asymmetry (then
+    ordered batches, with the ``reason``)."""
+
+    def __init__(self) -> None:
+        self.multiset = True
+        self.reason: str | None = None
+
+    def abandon(self, reason: str) -> None:
+        """Re-plan on ordered batches (a second asymmetry cannot happen there)."""
+        if not self.multiset:  # pragma: no cover - the ordered route raises no RouteChanged
+            raise RuntimeError(reason)
+        self.multiset, self.reason = False, reason
+
+
 __all__ = [
     "EXACT_COUNT",
+    "Route",
     "asymmetry",
     "binned_weights",
     "group_multisets",

@@ -39,7 +39,7 @@ from properties.sequence.evaluation import (
     RouteChanged,
     SequenceFault,
 )
-from properties.sequence.multisets import asymmetry, binned_weights
+from properties.sequence.multisets import Route, asymmetry, binned_weights
 from properties.sequence.problems import (
     FULL_BATTERY_BATCHES,
     LOOPED_EXTRA_VOCAB_BATCHES,
@@ -298,9 +298,9 @@ def _asymmetry(ev: Evaluation, other: Evaluation) -> str:
         big = np.maximum(np.abs(a), np.abs(b))
         if ev.rtol is not None:
             return ev.atol + ev.rtol * (big + scale)
-        return ROUNDOFF_SAFETY * shape.rows * shape.max_len * eps * (big + scale) + ev.atol + ROUNDOFF_SAFETY * TINY.get(
-            eps, TINY[EPS64]
-        )
+        positions = shape.rows * shape.max_len
+        tiny = TINY.get(eps, TINY[EPS64])
+        return ROUNDOFF_SAFETY * (positions * eps * (big + scale) + tiny) + ev.atol
 
     where = asymmetry(first, again, allowed(first, again, size))
     what = "gradients"
@@ -681,3 +681,18 @@ def _execute(
         run.run_hypothesis()
     run.confirm()
     return run
+
+
+def _execute_with_notes(
+    evaluator: Any, opts: dict[str, Any], budget: int, route: Route, *, seen: set[str]
+) -> tuple[_Run, RoundoffNote | None, ScaleNote | None]:
+    """:func:`_execute` and the round-off and scale notes on the route's batches; re-planned on
+    ordered batches when the loss shows an asymmetry (``route`` keeps the reason)."""
+    while True:
+        try:
+            run = _execute(evaluator, opts, budget, multiset=route.multiset)
+            # the notes rerun the check: a new problem may show vmap and plain calls apart
+            note = _roundoff_note(run, evaluator, opts, budget, seen=seen)
+            return run, note, _scale_note(run, evaluator, opts, budget, seen=seen)
+        except RouteChanged as exc:
+            route.abandon(str(exc))
