@@ -496,7 +496,9 @@ def _make_report(
         _require_some_shape(
             opts,
             info.batch_budget,
-            info.fallback_reason or "torch.func.vmap could not run it",
+            "; ".join(
+                filter(None, [info.fallback_reason or "torch.func.vmap could not run it", info.route_fallback])
+            ),
             fallback=True,
         )
         raise InvalidArgument(  # pragma: no cover - the smallest shape fits whenever any does
