@@ -32,6 +32,7 @@ Sections printed:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import time
@@ -345,11 +346,12 @@ MULTISET_LOSSES = (
 )
 """``(label, loss, vmap)`` of the whole checks timed on both routes."""
 
+MULTISET_CATALOGUE = ("rloo-verl-dict-loop", "dr-grpo-trl", "ppo-clip-off-policy", "w-rloo-multi-prompt")
+"""Catalogue entries timed on both routes (their own settings)."""
+
 
 def _ordered_only() -> Any:
     """A context in which checks take ordered batches only (the checker before the route)."""
-    import contextlib
-
     import properties.sequence.checker as checker
 
     class _Ordered(checker.Route):
@@ -408,8 +410,6 @@ def section_multiset(seed: int) -> None:
         if label.endswith("no vmap") and attr != "rloo_not_vmappable":
             loss = _no_vmap(loss)
         for route in ("ordered", "multiset"):
-            import contextlib
-
             context = _ordered_only() if route == "ordered" else contextlib.nullcontext()
             with context:
                 start = time.perf_counter()
@@ -423,6 +423,22 @@ def section_multiset(seed: int) -> None:
                 f"  {label:22s} {route:8s} {report.verdict:9s} {seconds:8.2f} {batches:8d} "
                 f"{batches / seconds:10.0f} {len(report.run.shapes):6d}"
             )
+    for name in MULTISET_CATALOGUE:
+        _, found = _entries([name])
+        for entry in found:
+            check = check_sequence_loss if entry.protocol == "loss" else check_token_weights
+            for route in ("ordered", "multiset"):
+                context = _ordered_only() if route == "ordered" else contextlib.nullcontext()
+                with context:
+                    start = time.perf_counter()
+                    report = check(entry.fn, seed=seed, **_kwargs(entry))
+                    seconds = time.perf_counter() - start
+                assert report.run is not None
+                print(
+                    f"  {name[:22]:22s} {route:8s} {report.verdict:9s} {seconds:8.2f} "
+                    f"{'':8s} {'':10s} {len(report.run.shapes):6d}  ({report.run.mode}, "
+                    f"right: {_right(entry, report)})"
+                )
     for label, _, vmap in MULTISET_LOSSES:
         ratio = rates[(label, "multiset")] / rates[(label, "ordered")]
         slower = seconds_of[(label, "multiset")] / seconds_of[(label, "ordered")]

@@ -1,16 +1,20 @@
 r"""Problems for the sequence checker: shapes within budget, the battery, Hypothesis (private).
 
 A *shape* ``(V, T, k, P)`` fixes the response space (:func:`impl.sequence.response_space`)
-and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated.
+and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated
+(``route="ordered"``), or one ordering of each multiset of a group's responses with its
+number of orderings (``route="multiset"``, :mod:`properties.sequence.multisets`).
 A *problem* adds the numbers: the policy ``theta``, the reward table, the reference policy
 (always given: a loss may add a KL term of its own) and, off-policy, the behaviour policy.
 The scale reference is kept per ``key = (k, T, P, V)``: everything a model fixes (a loss may
 scale its gradient by ``1/V``, a mean over the vocabulary, and is then scaled, not biased).
 
-Shapes are kept only when :math:`R^{kP}` fits the batch budget of the evaluation mode
-(:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a batched weight function,
-:data:`MAX_BATCHES_LOOPED` when the user's code runs once per batch), and run smallest
-first, so that the first counterexample found is on the smallest batches.
+Shapes are kept only when the batches they evaluate (:attr:`Shape.cost`) fit the batch
+budget of the evaluation mode (:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a
+batched weight function, :data:`MAX_BATCHES_LOOPED` when the user's code runs once per
+batch; :data:`MULTISET_BATCHES_VECTORISED` and :data:`MULTISET_BATCHES_LOOPED` when the
+multiset route is open), and run smallest first, so that the first counterexample found is
+on the smallest batches.
 """
 
 from __future__ import annotations
