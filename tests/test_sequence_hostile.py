@@ -347,9 +347,9 @@ def test_a_check_stopped_at_a_counterexample_claims_no_blind_spot() -> None:
 def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from properties.sequence import checker
+    from properties.sequence import run  # the check and its notes run there (_execute_with_notes)
 
-    real = checker._roundoff_note
+    real = run._roundoff_note
     calls: list[int] = []
 
     def falls_back_once(run: Any, evaluator: Any, *args: Any, **kwargs: Any) -> Any:
@@ -358,7 +358,7 @@ def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
             evaluator._fallback("under torch.func.vmap it gave a different loss (test)")
         return real(run, evaluator, *args, **kwargs)
 
-    monkeypatch.setattr(checker, "_roundoff_note", falls_back_once)
+    monkeypatch.setattr(run, "_roundoff_note", falls_back_once)
     report = check_sequence_loss(reinforce, **SMALL)
     assert report.verdict == "unbiased" and report.run is not None
     assert report.run.mode == "loop" and len(calls) == 2
