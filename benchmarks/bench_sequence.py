@@ -31,11 +31,20 @@ Sections printed:
    the load average before and after.  Times are CPU seconds of the measuring process
    (``time.process_time``; torch runs on one thread), less disturbed by other processes than
    wall-clock times on a shared machine.
+6. **The multiset route** (issue 15, "Widen the region"; issue 16 item 4): per path, the
+   default shapes covered on ordered batches only ("before") and with the multiset route
+   ("after"), then whole checks of a few losses on both routes, back to back in this run:
+   seconds, batches evaluated per second and shapes evaluated.  Targets: the fallback covers
+   the 17 default shapes vmap covered on ordered batches (it covered 14) and vmap all 18;
+   the batches evaluated per second stay within 20% of the ordered route's (the route adds
+   no cost per batch); a whole check in the fallback within 4x its ordered time (it
+   evaluates up to 6x more shapes' batches).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -526,7 +535,11 @@ def main() -> None:
     )
     parser.add_argument("--only-looped", action="store_true", help="run section 5 alone")
     parser.add_argument("--measure-looped", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--multiset-only", action="store_true", help="section 6 only")
     args = parser.parse_args()
+    if args.multiset_only:
+        section_multiset(args.seed)
+        return
     if args.measure_looped:
         print(json.dumps(measure_looped(args.seed)))
         return
@@ -547,6 +560,132 @@ def main() -> None:
     section_fallback(args.seed)
     if args.baseline:
         section_looped(args.baseline, args.seed)
+    section_multiset(args.seed)
+
+
+MULTISET_LOSSES = (
+    ("rloo", "rloo", True),
+    ("group-mean", "group_mean", True),
+    ("ppo-clip", "ppo_clip", True),
+    ("token-mean (biased)", "token_mean", True),
+    ("rloo, no vmap", "rloo_not_vmappable", False),
+    ("group-mean, no vmap", "group_mean", False),
+    ("token-mean, no vmap", "token_mean", False),
+)
+"""``(label, loss, vmap)`` of the whole checks timed on both routes."""
+
+MULTISET_CATALOGUE = ("rloo-verl-dict-loop", "dr-grpo-trl", "ppo-clip-off-policy", "w-rloo-multi-prompt")
+"""Catalogue entries timed on both routes (their own settings)."""
+
+
+def _ordered_only() -> Any:
+    """A context in which checks take ordered batches only (the checker before the route)."""
+    import properties.sequence.checker as checker
+
+    class _Ordered(checker.Route):
+        def __init__(self) -> None:
+            super().__init__()
+            self.multiset = False
+
+    @contextlib.contextmanager
+    def patched() -> Any:
+        before = checker.Route
+        checker.Route = _Ordered  # type: ignore[misc]
+        try:
+            yield
+        finally:
+            checker.Route = before  # type: ignore[misc]
+
+    return patched()
+
+
+def section_multiset(seed: int) -> None:
+    from properties.sequence.problems import (
+        LOOPED_EXTRA_VOCAB_BATCHES,
+        MAX_BATCHES_LOOPED,
+        MULTISET_BATCHES_LOOPED,
+        MULTISET_BATCHES_VECTORISED,
+    )
+
+    print("== 6. the multiset route: shapes covered per path, whole checks before (ordered) and after")
+    args = (DEFAULT_GROUP_SIZES, (1,), DEFAULT_VOCAB_SIZE, DEFAULT_MAX_LEN)
+    plans = {
+        ("vmap", "ordered"): plan_shapes(*args, budget=MAX_BATCHES_VECTORISED),
+        ("vmap", "multiset"): plan_shapes(*args, budget=MULTISET_BATCHES_VECTORISED, multiset=True),
+        ("fallback", "ordered"): plan_shapes(
+            *args, budget=MAX_BATCHES_LOOPED, extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES
+        ),
+        ("fallback", "multiset"): plan_shapes(*args, budget=MULTISET_BATCHES_LOOPED, multiset=True),
+    }
+    total = len(args[0]) * (DEFAULT_VOCAB_SIZE - 1) * DEFAULT_MAX_LEN
+    for (path, route), shapes in plans.items():
+        print(
+            f"  {path:8s} {route:8s} {len(shapes):2d}/{total} default shapes (P=1), "
+            f"{sum(s.cost for s in shapes):6d} batches evaluated per problem set, "
+            f"largest {max(s.num_batches for s in shapes)} ordered batches"
+        )
+    base = {s.key for s in plans[("vmap", "ordered")]}
+    covered = base <= {s.key for s in plans[("fallback", "multiset")]}
+    print(f"  target: the fallback covers the {len(base)} shapes vmap covered: {'met' if covered else 'MISSED'}")
+    print(
+        f"  {'loss':22s} {'route':8s} {'verdict':9s} {'seconds':>8s} {'batches':>8s} "
+        f"{'batches/s':>10s} {'shapes':>6s}"
+    )
+    rates: dict[tuple[str, str], float] = {}
+    seconds_of: dict[tuple[str, str], float] = {}
+    for label, attr, _ in MULTISET_LOSSES:
+        loss = globals()[attr]
+        if label.endswith("no vmap") and attr != "rloo_not_vmappable":
+            loss = _no_vmap(loss)
+        for route in ("ordered", "multiset"):
+            context = _ordered_only() if route == "ordered" else contextlib.nullcontext()
+            with context:
+                start = time.perf_counter()
+                report = check_sequence_loss(loss, seed=seed)
+                seconds = time.perf_counter() - start
+            assert report.run is not None
+            batches = report.run.batches_evaluated
+            rates[(label, route)] = batches / seconds
+            seconds_of[(label, route)] = seconds
+            print(
+                f"  {label:22s} {route:8s} {report.verdict:9s} {seconds:8.2f} {batches:8d} "
+                f"{batches / seconds:10.0f} {len(report.run.shapes):6d}"
+            )
+    for name in MULTISET_CATALOGUE:
+        _, found = _entries([name])
+        for entry in found:
+            check = check_sequence_loss if entry.protocol == "loss" else check_token_weights
+            for route in ("ordered", "multiset"):
+                context = _ordered_only() if route == "ordered" else contextlib.nullcontext()
+                with context:
+                    start = time.perf_counter()
+                    report = check(entry.fn, seed=seed, **_kwargs(entry))
+                    seconds = time.perf_counter() - start
+                assert report.run is not None
+                print(
+                    f"  {name[:22]:22s} {route:8s} {report.verdict:9s} {seconds:8.2f} "
+                    f"{'':8s} {'':10s} {len(report.run.shapes):6d}  ({report.run.mode}, "
+                    f"right: {_right(entry, report)})"
+                )
+    for label, _, vmap in MULTISET_LOSSES:
+        ratio = rates[(label, "multiset")] / rates[(label, "ordered")]
+        slower = seconds_of[(label, "multiset")] / seconds_of[(label, "ordered")]
+        goal = "" if vmap else f"; whole check x{slower:.2f} (target <= 4: {'met' if slower <= 4 else 'MISSED'})"
+        print(
+            f"  {label:22s} batches/s multiset/ordered = {ratio:.2f} "
+            f"(target >= 0.8: {'met' if ratio >= 0.8 else 'MISSED'}){goal}"
+        )
+
+
+def _no_vmap(loss: Callable[..., Any]) -> Callable[..., Any]:
+    """The loss behind ``.item()``: ``torch.func.vmap`` cannot run it (the fallback path)."""
+
+    def wrapped(b: Any) -> Any:
+        _ = float(b.rewards.sum().item())
+        return loss(b)
+
+    wrapped.__name__ = f"{loss.__name__}_no_vmap"
+    return wrapped
 
 
 if __name__ == "__main__":

@@ -103,6 +103,10 @@ def estimator(logits, samples, rewards):
 def looped(b):  # .item() keeps torch.func.vmap from running it: called once per batch
     scale = 1.0 + 0.0 * float(b.rewards.sum().item())
     return -scale * (b.rewards * (b.log_probs * b.mask).sum(-1)).mean()
+
+def looped_row0(b):  # the same, with row 0's reward as every row's baseline: not symmetric
+    scale = 1.0 + 0.0 * float(b.rewards.sum().item())
+    return -scale * ((b.rewards - b.rewards[0]) * (b.log_probs * b.mask).sum(-1)).mean()
 """
 
 
@@ -142,11 +146,15 @@ def test_group_sizes_that_fit_no_shape_are_bad_usage(
 def test_no_shape_after_the_vmap_fallback_is_bad_usage(
     more: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """k = 9 fits the vmap budget (512 batches) but not the per-batch one (256)."""
-    argv = ["check", f"{more}:looped", "--sequence", "--group-sizes", "9", "--max-examples", "0"]
+    """k = 9 fits the vmap budget (512 batches) but not the per-batch one (256) on ordered
+    batches; summed over multisets it fits (18 batches), unless the loss is not symmetric."""
+    argv = ["check", f"{more}:looped_row0", "--sequence", "--group-sizes", "9", "--max-examples", "0"]
     argv += ["--max-len", "1", "--vocab-size", "2"]
     line = _one_usage_line(argv, capsys)
     assert "batch budget" in line and "once per batch" in line and "bug in ida-verify" not in line
+    assert "not symmetric in the rows of a prompt's group" in line
+    symmetric = [*argv[:1], f"{more}:looped", *argv[2:]]
+    assert main(symmetric) == 0
 
 
 def test_the_api_raises_invalid_argument_when_no_shape_fits() -> None:

@@ -152,13 +152,16 @@ def weights_reinforce(rewards: Any, mask: Any, log_probs: Any) -> Any:
 
 
 def test_a_check_that_dropped_a_requested_shape_is_partial_not_a_pass() -> None:
-    report = check_token_weights(weights_reinforce, group_sizes=(2, 5), max_len=3, max_examples=0)
+    # k=5, T=3 fits one prompt now (summed over multisets), but not two: 6,256 batches at V = 2
+    report = check_token_weights(
+        weights_reinforce, group_sizes=(2, 5), num_prompts=(2,), max_len=3, max_examples=0
+    )
     assert report.verdict == "unbiased"  # the verdict's values are kept for old consumers
     assert report.partial
-    assert report.run is not None and report.run.unchecked == ((5, 3, 1),)
+    assert report.run is not None and report.run.unchecked == ((5, 3, 2),)
     assert report.message.startswith(
         "Weight function 'weights_reinforce' is UNBIASED on the shapes checked; PARTIAL: "
-        "not checked at any V (over the batch budget 256): k=5, T=3, P=1:"
+        "not checked at any V (over the batch budget 1536): k=5, T=3, P=2:"
     )
     assert report.to_dict()["partial"] is True
     with pytest.raises(EstimatorCheckFailure, match="the check was partial"):
@@ -182,7 +185,8 @@ def test_a_partial_pass_exits_non_zero(tmp_path: Any, capsys: pytest.CaptureFixt
     )
     argv = ["check", f"{path}:reinforce", "--sequence", "--max-examples", "0", "--max-len", "2"]
     assert main([*argv, "--group-sizes", "2"]) == 0
-    assert main([*argv, "--group-sizes", "2,12"]) == 1
+    # k = 12 fits one prompt at T <= 2 now (summed over multisets), not two prompts at T = 2
+    assert main([*argv, "--group-sizes", "12", "--num-prompts", "1,2"]) == 1
     out = capsys.readouterr().out
     assert "UNBIASED on the shapes checked; PARTIAL" in out
 
@@ -194,9 +198,15 @@ def test_the_region_line_lists_exactly_the_shapes_evaluated_and_the_rest() -> No
     report = check_sequence_loss(reinforce, max_examples=0)  # defaults: V <= 3, T <= 3, k 2..4
     assert report.run is not None and report.run.mode == "vmap"
     evaluated = {text for text, _, _ in report.run.shapes}
-    assert "V=3, T=3, k=4, P=1" not in evaluated and "V=2, T=3, k=4, P=1" in evaluated
-    assert "k=4, P=1: T=1..2 at V=2..3, T=3 at V=2" in report.message
-    assert "not evaluated (over the batch budget 8192): k=4, P=1: T=3 at V=3" in report.message
+    # V=3, T=3, k=4 (50,625 ordered batches) is summed as 3,060 multisets and their copies
+    assert "V=3, T=3, k=4, P=1" in evaluated and len(evaluated) == 18
+    assert "k=4, P=1: T=1..3 at V=2..3 (up to 50625 batches each)" in report.message
+    assert (
+        "summed over multisets of each group's responses (the symmetry within a group checked on a "
+        "re-ordered copy of every multiset) on k=3, P=1: T=1..3 at V=2..3; k=4, P=1: T=1..3 at "
+        "V=2..3, over ordered batches elsewhere" in report.message
+    )
+    assert "not evaluated" not in report.message and report.run.over_budget == ""
     assert not report.partial  # every (k, T, P) was checked at some V
 
 
@@ -211,14 +221,28 @@ def test_the_fallback_region_line_says_which_shapes_plain_calls_evaluated() -> N
     assert "evaluated one batch at a time (plain calls) (fallback:" in report.message
     assert "V in {" not in report.message
     evaluated = {text for text, _, _ in report.run.shapes}
-    assert "V=3, T=3, k=2, P=1" in evaluated  # 225 batches: within the looped budget of 256
-    assert ": k=2, P=1: T=1..3 at V=2..3; k=3, P=1: T=1 at V=2..3, T=2..3 at V=2;" in report.message
-    assert report.run.over_budget == "k=3, P=1: T=2..3 at V=3; k=4, P=1: T=2..3 at V=3"
-    assert "not evaluated (over the batch budget 256): k=3, P=1: T=2..3 at V=3;" in report.message
+    assert "V=3, T=3, k=2, P=1" in evaluated  # 225 batches: within the looped budget
+    assert "V=3, T=3, k=3, P=1" in evaluated  # 1,345 multisets and copies for 3,375 batches
+    assert (
+        ": k=2, P=1: T=1..3 at V=2..3; k=3, P=1: T=1..3 at V=2..3; k=4, P=1: T=1..2 at V=2..3, "
+        "T=3 at V=2 (up to 3375 batches each)" in report.message
+    )
+    assert report.run.over_budget == "k=4, P=1: T=3 at V=3"
+    assert "not evaluated (over the batch budget 1536): k=4, P=1: T=3 at V=3." in report.message
 
 
 def test_a_check_that_cannot_show_length_bias_says_so() -> None:
-    report = check_sequence_loss(length_normalised, group_sizes=(12,), max_examples=0)
+    # k = 12 reaches T = 2 summed over multisets (and length_normalised is caught there); a
+    # loss that weighs row 0 twice and row 1 not at all is not symmetric: ordered batches,
+    # where only T = 1 at V = 2 fits (4,096 batches)
+    def asymmetric(b: Any) -> Any:
+        w = torch.ones(b.rewards.shape[0], dtype=b.log_probs.dtype)
+        w[0], w[1] = 2.0, 0.0
+        return -(w * _per_response(b).sum(-1) / b.mask.sum(-1)).mean()
+
+    assert check_sequence_loss(length_normalised, group_sizes=(12,), max_examples=0).verdict == "biased"
+    report = check_sequence_loss(asymmetric, group_sizes=(12,), max_examples=0)
+    assert report.run is not None and "not symmetric in the rows" in report.run.route_fallback
     assert report.verdict == "unbiased" and report.partial
     assert "only T = 1 was evaluated" in report.message
     assert "no bias from response lengths" in report.message
@@ -325,9 +349,9 @@ def test_a_check_stopped_at_a_counterexample_claims_no_blind_spot() -> None:
 def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from properties.sequence import checker
+    from properties.sequence import run  # the check and its notes run there (_execute_with_notes)
 
-    real = checker._roundoff_note
+    real = run._roundoff_note
     calls: list[int] = []
 
     def falls_back_once(run: Any, evaluator: Any, *args: Any, **kwargs: Any) -> Any:
@@ -336,7 +360,7 @@ def test_a_fallback_during_the_round_off_rerun_restarts_the_check(
             evaluator._fallback("under torch.func.vmap it gave a different loss (test)")
         return real(run, evaluator, *args, **kwargs)
 
-    monkeypatch.setattr(checker, "_roundoff_note", falls_back_once)
+    monkeypatch.setattr(run, "_roundoff_note", falls_back_once)
     report = check_sequence_loss(reinforce, **SMALL)
     assert report.verdict == "unbiased" and report.run is not None
     assert report.run.mode == "loop" and len(calls) == 2

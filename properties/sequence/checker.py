@@ -76,6 +76,7 @@ from properties.sequence.evaluation import (
 from properties.sequence.messages import (
     _message,
 )
+from properties.sequence.multisets import Route
 from properties.sequence.options import (
     FIELD_OPTIONS,
     MAX_GROUP_SIZE,
@@ -115,10 +116,8 @@ from properties.sequence.run import (
     SCALE_MATCH_UNCERTAINTIES,
     _counterexample,
     _error_from_fault,
-    _execute,
-    _roundoff_note,
+    _execute_with_notes,
     _Run,
-    _scale_note,
 )
 
 DEFAULT_GROUP_SIZES = (2, 3, 4)
@@ -216,13 +215,13 @@ def check_sequence_loss(
         threads = torch_threads()
     start = time.perf_counter()
     budget = MAX_BATCHES_VECTORISED
+    route = Route()
     with threads:
         while True:
             try:
-                run = _execute(evaluator, opts, budget)
-                # the note reruns the check: a new problem may show vmap and plain calls apart
-                note = _roundoff_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
-                scale_note = _scale_note(run, evaluator, opts, budget, seen=evaluator.dtypes)
+                run, note, scale_note = _execute_with_notes(
+                    evaluator, opts, budget, route, seen=evaluator.dtypes
+                )
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
@@ -234,7 +233,8 @@ def check_sequence_loss(
         protocol="pytorch loss",
         mode=evaluator.mode,
         fallback_reason=evaluator.fallback_reason,
-        budget=budget,
+        budget=run.plan_budget,
+        route_reason=route.reason,
         batches_evaluated=evaluator.batches_evaluated,
         probe_seconds=evaluator.probe_seconds,
         dtypes=tuple(sorted(evaluator.dtypes)),
@@ -313,15 +313,15 @@ def check_token_weights(
     start = time.perf_counter()
     sandbox = Sandbox()
     evaluator = wrap_evaluator(TokenWeights(fn, batched=batched, sandbox=sandbox), sandbox)
-    run = _execute(evaluator, opts, budget)
-    note = _roundoff_note(run, evaluator, opts, budget, seen=set())
-    scale_note = _scale_note(run, evaluator, opts, budget, seen=set())
+    route = Route()
+    run, note, scale_note = _execute_with_notes(evaluator, opts, budget, route, seen=set())
     info = _run_info(
         run,
         protocol="token weights",
         mode=evaluator.mode,
         fallback_reason=None,
-        budget=budget,
+        budget=run.plan_budget,
+        route_reason=route.reason,
         batches_evaluated=sum(run.problems.values()),
         probe_seconds=None,
         dtypes=(),
@@ -378,7 +378,6 @@ def _diagnosed(report: SequenceReport, run: _Run, fn: Callable[..., Any], diagno
     return out
 
 
-
 def _run_info(
     run: _Run,
     *,
@@ -389,11 +388,14 @@ def _run_info(
     batches_evaluated: int,
     probe_seconds: float | None,
     dtypes: tuple[str, ...],
+    route_reason: str | None = None,
 ) -> SequenceRun:
-    """How the check ran: exactly the shapes evaluated, the requested ones that were not, the ranges."""
+    """How the check ran: exactly the shapes evaluated, the requested ones that were not, the ranges,
+    and which shapes took the multiset route (``route_reason``: why none could)."""
     requested = requested_shapes(run.ks, run.prompts, run.vocab_size, run.max_len)
-    planned = set(run.shapes)
-    evaluated = set(run.evaluated)
+    planned = {s.key for s in run.shapes}
+    evaluated = {s.key for s in run.evaluated}
+    multiset = [s for s in run.evaluated if s.route == "multiset"]
     return SequenceRun(
         protocol=protocol,
         mode=mode,
@@ -405,12 +407,14 @@ def _run_info(
         probe_seconds=probe_seconds,
         dtypes=dtypes,
         problems=dict(run.problems),
-        over_budget=describe_shapes(s for s in requested if s not in planned)
-        if any(s not in planned for s in requested)
+        over_budget=describe_shapes(s for s in requested if s.key not in planned)
+        if any(s.key not in planned for s in requested)
         else "",
-        not_reached=describe_shapes(s for s in run.shapes if s not in evaluated)
-        if any(s not in evaluated for s in run.shapes)
+        not_reached=describe_shapes(s for s in run.shapes if s.key not in evaluated)
+        if any(s.key not in evaluated for s in run.shapes)
         else "",
+        multiset=describe_shapes(multiset) if multiset else "",
+        route_fallback=route_reason or "",
         # what the planned shapes cannot show (a check stopped early lists what it did not reach)
         blind_spots=tuple(blind_spots(run.shapes, requested)),
         ranges=run.ranges.to_dict(),
@@ -495,7 +499,9 @@ def _make_report(
         _require_some_shape(
             opts,
             info.batch_budget,
-            info.fallback_reason or "torch.func.vmap could not run it",
+            "; ".join(
+                filter(None, [info.fallback_reason or "torch.func.vmap could not run it", info.route_fallback])
+            ),
             fallback=True,
         )
         raise InvalidArgument(  # pragma: no cover - the smallest shape fits whenever any does

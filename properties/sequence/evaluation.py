@@ -129,6 +129,11 @@ class ModeChanged(Exception):
     """
 
 
+class RouteChanged(Exception):
+    """The loss is not symmetric within a group (:mod:`properties.sequence.multisets`): the checker
+    must re-plan on ordered batches.  The message says where it was seen."""
+
+
 # --------------------------------------------------------------------------- calling user code
 
 
@@ -745,6 +750,7 @@ __all__ = [
     "ROUNDOFF_SAFETY",
     "Evaluation",
     "ModeChanged",
+    "RouteChanged",
     "Sandbox",
     "SequenceFault",
     "TokenWeights",

@@ -14,7 +14,7 @@ from properties.judging.verdict import (
 from properties.onestep.results import (
     RoundoffNote,
 )
-from properties.sequence.problems import Shape
+from properties.sequence.problems import Shape, shape_data
 from properties.sequence.region import describe_shapes
 from properties.sequence.results import (
     SequenceCounterexample,
@@ -314,6 +314,14 @@ def _checked(report: SequenceReport) -> str:
         + (f"values={report.settings['values']!r}, " if report.settings.get("values") else "")
         + f"{report.seconds:.2f} s"
     )
+    if info.multiset:
+        checked += (
+            f"; summed over multisets of each group's responses (the symmetry within a group "
+            f"checked on a re-ordered copy of every multiset) on {info.multiset}, over ordered "
+            "batches elsewhere"
+        )
+    if info.route_fallback:
+        checked += f"; over ordered batches only: {info.route_fallback}"
     if info.over_budget:
         checked += f"; not evaluated (over the batch budget {info.batch_budget}): {info.over_budget}"
     if info.not_reached:
@@ -321,6 +329,13 @@ def _checked(report: SequenceReport) -> str:
     for note in info.blind_spots:
         checked += f"; {note}"
     return checked
+
+
+def _multisets_text(shape: Shape) -> str:
+    """``", summed as 28 multisets"`` on the multiset route, else ``""``."""
+    if shape.route != "multiset":
+        return ""
+    return f", summed as {shape_data(shape).batches.shape[0]} multisets"
 
 
 def _parse(text: str) -> tuple[int, int, int, int]:
@@ -419,7 +434,9 @@ def _message(report: SequenceReport, run: _Run) -> str:
             f"{head} is BIASED: {cex.reason}.",
             f"Counterexample (found by {cex.found_by}): {cex.shape.describe()} "
             f"({cex.shape.space.num_responses} possible responses per prompt, "
-            f"{cex.shape.num_batches} batches):",
+            f"{cex.shape.num_batches} batches"
+            + _multisets_text(cex.shape)
+            + "):",
             *_problem_text(cex),
             f"  {fit}; c = {cex.reference_multiple:.12g} for {key_text(cex.shape.key)} on the reference "
             f"problem ({cex.reference_label})",

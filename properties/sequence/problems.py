@@ -1,20 +1,25 @@
 r"""Problems for the sequence checker: shapes within budget, the battery, Hypothesis (private).
 
 A *shape* ``(V, T, k, P)`` fixes the response space (:func:`impl.sequence.response_space`)
-and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated.
+and the batches: ``P`` prompts of ``k`` responses, all :math:`R^{kP}` of them enumerated
+(``route="ordered"``), or one ordering of each multiset of a group's responses with its
+number of orderings (``route="multiset"``, :mod:`properties.sequence.multisets`).
 A *problem* adds the numbers: the policy ``theta``, the reward table, the reference policy
 (always given: a loss may add a KL term of its own) and, off-policy, the behaviour policy.
 The scale reference is kept per ``key = (k, T, P, V)``: everything a model fixes (a loss may
 scale its gradient by ``1/V``, a mean over the vocabulary, and is then scaled, not biased).
 
-Shapes are kept only when :math:`R^{kP}` fits the batch budget of the evaluation mode
-(:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a batched weight function,
-:data:`MAX_BATCHES_LOOPED` when the user's code runs once per batch), and run smallest
-first, so that the first counterexample found is on the smallest batches.
+Shapes are kept only when the batches they evaluate (:attr:`Shape.cost`) fit the batch
+budget of the evaluation mode (:data:`MAX_BATCHES_VECTORISED` with ``torch.func.vmap`` or a
+batched weight function, :data:`MAX_BATCHES_LOOPED` when the user's code runs once per
+batch; :data:`MULTISET_BATCHES_VECTORISED` and :data:`MULTISET_BATCHES_LOOPED` when the
+multiset route is open), and run smallest first, so that the first counterexample found is
+on the smallest batches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,10 +35,12 @@ from impl.sequence import (
     node_prefix_log_probs,
     node_values,
     num_responses,
+    response_probs,
     response_space,
     sequence_gradient,
 )
 from impl.types import FloatArray, IntArray
+from properties.sequence.multisets import multiset_batches, multiset_cost, reordered_copies
 from properties.strategies import EXTREME_LOGIT
 
 MAX_BATCHES_VECTORISED = 8192
@@ -51,6 +58,20 @@ LOOPED_EXTRA_VOCAB_BATCHES = 256
 was 81, which left ``V = 3, T = 3`` out at every ``k`` of the defaults (issue 15: 48 of 49
 library losses in the fallback were never evaluated there); at 256 ``V = 3, T = 3, k = 2``
 (225 batches) is evaluated, for about 0.5 s more on the default settings."""
+
+MULTISET_BATCHES_VECTORISED = 8192
+"""On the multiset route (:mod:`properties.sequence.multisets`), the largest number of batches
+evaluated per problem (multisets and their re-ordered copies) with many batches per call:
+as many as :data:`MAX_BATCHES_VECTORISED`, which now admits every ``V <= 3, T <= 3`` up to
+``k = 4`` for one prompt (``V = 3, T = 3, k = 4``: 6,105 of 50,625 ordered batches), and
+``k = 3, P = 2`` up to ``V = 2, T = 3`` (784 of 4,096), ``k = 4, P = 2`` at ``V = 2`` (up to
+2,434 of 65,536)."""
+
+MULTISET_BATCHES_LOOPED = 1536
+"""... when the user's code runs once per batch, every ``V``: the one-call-per-batch fallback then
+covers the 17 default one-prompt shapes ``vmap`` covered on ordered batches (the largest,
+``V = 3, T = 3, k = 3``, evaluates 1,345 batches for 3,375 ordered ones), and ``k = 3, P = 2``
+up to ``T = 3`` at ``V = 2`` (784), where a per-batch weight function's bias hid (issue 15)."""
 
 LOOPED_FULL_BATTERY_BATCHES = 16
 """In the looped mode, shapes with more batches than this get the reduced battery."""
@@ -82,6 +103,7 @@ class Shape:
     tool_tokens: bool = False
     sampling_mismatch: bool = False
     values: str = ""
+    route: str = "ordered"
 
     @property
     def key(self) -> Key:
@@ -105,8 +127,25 @@ class Shape:
 
     @property
     def num_batches(self) -> int:
-        """``G = R ** (k P)``."""
+        """``G = R ** (k P)``: the ordered batches (all of them stand behind the estimate, whatever the route)."""
         return int(num_responses(self.vocab_size, self.max_len) ** self.rows)
+
+    @property
+    def cost(self) -> int:
+        """The batches evaluated per problem: ``R ** (k P)`` on the ordered route, the multisets and
+        their re-ordered copies on the multiset route (:func:`~properties.sequence.multisets.multiset_cost`).
+
+        >>> Shape(3, 3, 3, 1).cost, Shape(3, 3, 3, 1, route="multiset").cost
+        (3375, 1345)
+        """
+        if self.route == "ordered":
+            return self.num_batches
+        r = num_responses(self.vocab_size, self.max_len)
+        return multiset_cost(r, self.k, self.num_prompts)
+
+    def on_route(self, route: str) -> Shape:
+        """The same shape on another route (``"ordered"``, ``"multiset"`` or ``"reordered"``)."""
+        return dataclasses.replace(self, route=route)
 
     def describe(self) -> str:
         """``V=3, T=2, k=2, P=1``."""
@@ -119,7 +158,11 @@ class ShapeData:
 
     ``batches`` ``(G, B)`` response indices; ``tokens``/``mask``/``nodes`` ``(G, B, T)``;
     ``rows`` ``(G, B, T)`` the row of ``theta.reshape(P*(N+1), V)`` each position reads;
-    ``prompt`` ``(B,)`` the prompt of each row (``group``).
+    ``prompt`` ``(B,)`` the prompt of each row (``group``).  On the multiset route
+    (``shape.route``) the batches are one ordering of each multiset and ``counts`` ``(G,)``
+    its number of orderings (``None``: ordered, one each); on the ``"reordered"`` route the
+    re-ordered copies of the multisets ``source`` ``(G,)`` (indices into the multiset route's
+    batches).
     """
 
     shape: Shape
@@ -128,6 +171,8 @@ class ShapeData:
     mask: FloatArray
     rows: IntArray
     prompt: IntArray
+    counts: IntArray | None = None
+    source: IntArray | None = None
 
 
 _DATA: dict[Shape, ShapeData] = {}
@@ -155,7 +200,14 @@ def shape_data(shape: Shape) -> ShapeData:
     data = _DATA.get(shape)
     if data is None:
         space = shape.space
-        batches = enumerate_batches(space, shape.k, shape.num_prompts)
+        counts = source = None
+        if shape.route == "ordered":
+            batches = enumerate_batches(space, shape.k, shape.num_prompts)
+        else:
+            batches, counts = multiset_batches(space.num_responses, shape.k, shape.num_prompts)
+            if shape.route == "reordered":
+                source, batches = reordered_copies(batches, shape.k, shape.num_prompts)
+                counts = counts[source]
         prompt = np.repeat(np.arange(shape.num_prompts, dtype=np.int64), shape.k)
         rows = prompt[None, :, None] * space.num_rows + space.nodes[batches]
         data = ShapeData(
@@ -165,9 +217,12 @@ def shape_data(shape: Shape) -> ShapeData:
             mask=space.mask[batches] * (1.0 - tool_positions(shape.max_len) * shape.tool_tokens),
             rows=rows,
             prompt=prompt,
+            counts=counts,
+            source=source,
         )
-        for arr in (data.batches, data.tokens, data.mask, data.rows, data.prompt):
-            arr.setflags(write=False)
+        for arr in (data.batches, data.tokens, data.mask, data.rows, data.prompt, counts, source):
+            if arr is not None:
+                arr.setflags(write=False)
         _DATA[shape] = data
     return data
 
@@ -183,28 +238,37 @@ def plan_shapes(
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
     values: str = "",
+    multiset: bool = False,
 ) -> list[Shape]:
     """The ``(V, T, k, P)`` to check, smallest first.
 
-    Every ``k``, ``P`` and ``1 <= T <= max_len``; ``V = 2`` within ``budget`` batches, and
-    each ``2 < V <= vocab_size`` within ``extra_vocab_budget`` (default ``budget``).
+    Every ``k``, ``P`` and ``1 <= T <= max_len``; ``V = 2`` within ``budget`` evaluated
+    batches (:attr:`Shape.cost`), and each ``2 < V <= vocab_size`` within
+    ``extra_vocab_budget`` (default ``budget``).  With ``multiset`` a shape takes the
+    multiset route where it evaluates fewer batches than the ordered one (never at ``k = 1``,
+    nor at ``k = 2, P = 1``, where the re-ordered copies make up the difference), else the
+    ordered route.
 
     >>> [s.describe() for s in plan_shapes((2,), (1,), 2, 2, budget=100)]
     ['V=2, T=1, k=2, P=1', 'V=2, T=2, k=2, P=1']
+    >>> [(s.describe(), s.route, s.cost) for s in plan_shapes((3,), (2,), 2, 2, budget=200, multiset=True)]
+    [('V=2, T=1, k=3, P=2', 'multiset', 28), ('V=2, T=2, k=3, P=2', 'multiset', 191)]
     """
     extra = budget if extra_vocab_budget is None else min(budget, extra_vocab_budget)
-    out = [
-        Shape(v, t, k, p, tool_tokens, sampling_mismatch, values)
-        for k in group_sizes
-        for p in num_prompts
-        for t in range(1, max_len + 1)
-        for v in range(2, vocab_size + 1)
-        if num_responses(v, t) ** (k * p) <= (budget if v == 2 else extra)
-    ]
+    out = []
+    for k in group_sizes:
+        for p in num_prompts:
+            for t in range(1, max_len + 1):
+                for v in range(2, vocab_size + 1):
+                    shape = Shape(v, t, k, p, tool_tokens, sampling_mismatch, values)
+                    if multiset and shape.on_route("multiset").cost < shape.cost:
+                        shape = shape.on_route("multiset")
+                    if shape.cost <= (budget if v == 2 else extra):
+                        out.append(shape)
     return sorted(
         out,
         key=lambda s: (
-            s.num_batches * s.rows * s.max_len,
+            s.cost * s.rows * s.max_len,
             s.k,
             s.num_prompts,
             s.max_len,
@@ -295,7 +359,12 @@ class SequenceProblem:
         """Probabilities of the ``G`` batches under the behaviour policy."""
         out = self._cache.get("weights")
         if out is None:
-            out = batch_probs(self.shape.space, self.behaviour, self.shape.k)
+            data = shape_data(self.shape)
+            if data.counts is None:
+                out = batch_probs(self.shape.space, self.behaviour, self.shape.k)
+            else:  # every ordering of a multiset has the same probability: count * probability
+                probs = response_probs(self.shape.space, self.behaviour)
+                out = probs[data.prompt[None, :], data.batches].prod(axis=1) * data.counts
             self._cache["weights"] = out
         return out
 
@@ -528,7 +597,7 @@ def battery(
     p = shape.num_prompts
     out = []
     for i, (label, theta_fn, reward_fn, everywhere) in enumerate(BATTERY):
-        if not everywhere and shape.num_batches > full_up_to:
+        if not everywhere and shape.cost > full_up_to:
             continue
         theta = theta_fn(space, p, i)
         rewards = np.stack([reward_fn(space, q) for q in range(p)]).astype(np.float64)
@@ -644,6 +713,8 @@ __all__ = [
     "LOOPED_FULL_BATTERY_BATCHES",
     "MAX_BATCHES_LOOPED",
     "MAX_BATCHES_VECTORISED",
+    "MULTISET_BATCHES_LOOPED",
+    "MULTISET_BATCHES_VECTORISED",
     "SAMPLER_SHIFT",
     "Cell",
     "Key",

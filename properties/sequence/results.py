@@ -211,7 +211,11 @@ class SequenceRun:
     counterexample or an error), both as :func:`properties.sequence.region.describe_shapes`
     text (empty: none); ``blind_spots`` what the evaluated shapes cannot show; ``ranges`` the
     logits, token log-probs and rewards the problems held; ``probe_seconds`` one plain call
-    of the loss on one batch; ``dtypes`` the floating dtypes the loss computed in.
+    of the loss on one batch; ``dtypes`` the floating dtypes the loss computed in;
+    ``multiset`` the shapes summed over multisets of each group's responses
+    (:mod:`properties.sequence.multisets`; the rest over ordered batches), and
+    ``route_fallback`` why none was (the loss is not symmetric within a group), both text
+    (empty: none).
     """
 
     protocol: str
@@ -228,6 +232,8 @@ class SequenceRun:
     not_reached: str = ""
     blind_spots: tuple[str, ...] = ()
     ranges: dict[str, float | None] = field(default_factory=dict)
+    multiset: str = ""
+    route_fallback: str = ""
 
     @property
     def partial(self) -> bool:
@@ -252,6 +258,8 @@ class SequenceRun:
             "not_reached": self.not_reached,
             "blind_spots": list(self.blind_spots),
             "ranges": dict(self.ranges),
+            **({"multiset_shapes": self.multiset} if self.multiset else {}),
+            **({"route_fallback": self.route_fallback} if self.route_fallback else {}),
         }
 
 

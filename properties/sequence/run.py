@@ -3,6 +3,7 @@ counterexamples and the round-off note."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -35,13 +36,17 @@ from properties.sequence.evaluation import (
     TINY,
     Evaluation,
     ModeChanged,
+    RouteChanged,
     SequenceFault,
 )
+from properties.sequence.multisets import Route, asymmetry, binned_weights
 from properties.sequence.problems import (
     FULL_BATTERY_BATCHES,
     LOOPED_EXTRA_VOCAB_BATCHES,
     LOOPED_FULL_BATTERY_BATCHES,
     MAX_BATCHES_LOOPED,
+    MULTISET_BATCHES_LOOPED,
+    MULTISET_BATCHES_VECTORISED,
     SequenceProblem,
     Shape,
     battery,
@@ -90,8 +95,10 @@ class _Run:
         tool_tokens: bool = False,
         sampling_mismatch: bool = False,
         values: str = "",
+        multiset: bool = False,
     ) -> None:
         self.evaluator = evaluator
+        self.multiset = multiset
         self.ks, self.prompts = ks, prompts
         self.vocab_size, self.max_len = vocab_size, max_len
         self.kl_coef, self.off_policy = kl_coef, off_policy
@@ -100,17 +107,21 @@ class _Run:
         self.budget = budget
         looped = budget <= MAX_BATCHES_LOOPED
         self.full_up_to = LOOPED_FULL_BATTERY_BATCHES if looped else FULL_BATTERY_BATCHES
+        if multiset:  # counted in evaluated batches (multisets and their re-ordered copies)
+            budget = MULTISET_BATCHES_LOOPED if looped else MULTISET_BATCHES_VECTORISED
         self.shapes = plan_shapes(
             ks,
             prompts,
             vocab_size,
             max_len,
             budget=budget,
-            extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped else None,
+            extra_vocab_budget=LOOPED_EXTRA_VOCAB_BATCHES if looped and not multiset else None,
             tool_tokens=tool_tokens,
             sampling_mismatch=sampling_mismatch,
             values=values,
+            multiset=multiset,
         )
+        self.plan_budget = budget
         self.book: ReferenceBook[Evaluation] = ReferenceBook()
         self.mismatch: Mismatch[Evaluation] | None = None
         self.found_by = ""
@@ -125,6 +136,16 @@ class _Run:
     def _count(self, source: str, n: int = 1) -> None:
         self.problems[source] = self.problems.get(source, 0) + n
 
+    def evaluate(self, problems: list[SequenceProblem], *, check_determinism: bool) -> list[Evaluation]:
+        """:func:`evaluate_checked` with this run's tolerances."""
+        return evaluate_checked(
+            self.evaluator,
+            problems,
+            rtol=self.rtol,
+            atol=self.atol,
+            check_determinism=check_determinism,
+        )
+
     def run_battery(self) -> None:
         first = True
         for shape in self.shapes:
@@ -132,9 +153,7 @@ class _Run:
                 shape, kl_coef=self.kl_coef, off_policy=self.off_policy, full_up_to=self.full_up_to
             )
             try:
-                evs = self.evaluator.evaluate(
-                    problems, rtol=self.rtol, atol=self.atol, check_determinism=first
-                )
+                evs = self.evaluate(problems, check_determinism=first)
             except SequenceFault as fault:
                 self.fault, self.fault_found_by = fault, "battery"
                 return
@@ -161,16 +180,14 @@ class _Run:
         @hypothesis_seed(self.seed)
         @given(generated_problems(self.shapes, kl_coef=self.kl_coef, off_policy=self.off_policy))
         def property_(problem: SequenceProblem) -> None:
-            if "mode" in failure:  # the evaluation mode changed: the run is re-planned
+            if "mode" in failure:  # the evaluation mode or route changed: the run is re-planned
                 return
             try:
-                (ev,) = self.evaluator.evaluate(
-                    [problem], rtol=self.rtol, atol=self.atol, check_determinism=False
-                )
+                (ev,) = self.evaluate([problem], check_determinism=False)
             except SequenceFault as fault:
                 failure["last"] = fault
                 raise
-            except ModeChanged as exc:  # not a failure for Hypothesis to shrink (nor flaky)
+            except (ModeChanged, RouteChanged) as exc:  # not a failure to shrink (nor flaky)
                 failure["mode"] = exc
                 return
             self._count("hypothesis")
@@ -246,6 +263,90 @@ NO_PATH_TEXT = (
 (a filter returning a fresh zero where nothing is learnt) is judged as usual: its gradient
 there is 0."""
 
+
+def evaluate_checked(
+    evaluator: Any,
+    problems: list[SequenceProblem],
+    *,
+    rtol: float | None,
+    atol: float,
+    check_determinism: bool,
+) -> list[Evaluation]:
+    """The evaluator's :class:`Evaluation` of problems of one shape; on the multiset route the
+    re-ordered copies too, which must agree (else :class:`RouteChanged`, with the batch)."""
+    evs: list[Evaluation] = evaluator.evaluate(
+        problems, rtol=rtol, atol=atol, check_determinism=check_determinism
+    )
+    shape = problems[0].shape
+    if shape.route != "multiset" or shape_data(shape.on_route("reordered")).batches.size == 0:
+        return evs
+    copies = [
+        dataclasses.replace(pr, shape=shape.on_route("reordered"), _cache={}) for pr in problems
+    ]
+    again: list[Evaluation] = evaluator.evaluate(
+        copies, rtol=rtol, atol=atol, check_determinism=False
+    )
+    for ev, other in zip(evs, again, strict=True):
+        reason = _asymmetry(ev, other)
+        if reason:
+            raise RouteChanged(reason)
+    return evs
+
+
+def _asymmetry(ev: Evaluation, other: Evaluation) -> str:
+    r"""Why a problem's multisets and their re-ordered copies (``other``) disagree ("" when they agree).
+
+    Per batch, the gradients must agree within the round-off bound of one batch,
+    :data:`ROUNDOFF_SAFETY` :math:`B\,T\,\epsilon\,(\max(|g_b|, |g'_b|) + S)` (:math:`S` the
+    size of the values that may cancel, as in :meth:`Evaluation.rtol_scale`; a user's
+    ``rtol``/``atol`` replace it, as in the tolerance of :math:`E[g]`), and so must the token
+    weights binned by prompt, response and position.
+    """
+    pr, copy = ev.problem, other.problem
+    shape = pr.shape
+    data, moved = shape_data(shape), shape_data(copy.shape)
+    assert moved.source is not None and ev.per_batch is not None and other.per_batch is not None
+    eps = max(ev.eps_out, other.eps_out)
+    size = ev._size()
+    first, again = ev.per_batch[moved.source], other.per_batch
+
+    def allowed(a: Any, b: Any, scale: float) -> Any:
+        big = np.maximum(np.abs(a), np.abs(b))
+        if ev.rtol is not None:
+            return ev.atol + ev.rtol * (big + scale)
+        positions = shape.rows * shape.max_len
+        tiny = TINY.get(eps, TINY[EPS64])
+        return ROUNDOFF_SAFETY * (positions * eps * (big + scale) + tiny) + ev.atol
+
+    where = asymmetry(first, again, allowed(first, again, size))
+    what = "gradients"
+    if where is None and ev._raw_weights is not None and other._raw_weights is not None:
+        r = shape.space.num_responses
+        w1 = binned_weights(ev._raw_weights[moved.source], data.batches[moved.source], data.prompt, r)
+        w2 = binned_weights(other._raw_weights, moved.batches, moved.prompt, r)
+        scale = float(max(np.abs(w1).max(initial=0.0), np.abs(w2).max(initial=0.0)))
+        where, what = asymmetry(w1, w2, allowed(w1, w2, scale)), "token weights"
+    if where is None:
+        return ""
+    b = int(moved.source[where])
+    rows = ", ".join(_row_text(shape, pr, data.batches[b]))
+    again_rows = ", ".join(_row_text(shape, pr, moved.batches[where]))
+    return (
+        f"it is not symmetric in the rows of a prompt's group: the batch [{rows}] and its re-ordering "
+        f"[{again_rows}] gave different {what} ({shape.describe()}, {pr.label}), so every ordered "
+        "batch is enumerated instead of one ordering of each multiset"
+    )
+
+
+def _row_text(shape: Shape, problem: SequenceProblem, ids: Any) -> list[str]:
+    space = shape.space
+    prompt = shape_data(shape).prompt
+    return [
+        f"p{int(p)}: {space.strings[int(r)]}" + (" (truncated)" if space.truncated[int(r)] else "")
+        for p, r in zip(prompt, ids, strict=True)
+    ]
+
+
 FLOAT32_EPS = float(np.finfo(np.float32).eps)
 """A float64 counterexample within the float32 round-off bound says so (the verdict stays)."""
 
@@ -293,7 +394,7 @@ def _roundoff_note(
     rtol = _round_up(max(ROUNDOFF_SAFETY * positions * eps, 2.0 * needed))
     # below the dtype's smallest normal number relative round-off no longer holds (it flushes)
     atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
-    again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
+    again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol, multiset=run.multiset)
     decision = decide(
         fault=again.fault is not None,
         mismatch=again.mismatch is not None,
@@ -344,7 +445,7 @@ def _scale_note(
         positions = max((s.rows * s.max_len for s in run.shapes), default=1)
         rtol = _round_up(ROUNDOFF_SAFETY * positions * eps)
         atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
-        again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol)
+        again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol, multiset=run.multiset)
         verdict = decide(
             fault=again.fault is not None,
             mismatch=again.mismatch is not None,
@@ -377,7 +478,7 @@ def _round_up(x: float) -> float:
     return float(f"{math.ceil(round(x / unit, 9)) * unit:.1g}")
 
 
-def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
+def _make_run(evaluator: Any, opts: dict[str, Any], budget: int, *, multiset: bool = False) -> _Run:
     return _Run(
         evaluator,
         ks=opts["group_sizes"],
@@ -394,6 +495,7 @@ def _make_run(evaluator: Any, opts: dict[str, Any], budget: int) -> _Run:
         tool_tokens=bool(opts.get("tool_tokens", False)),
         sampling_mismatch=bool(opts.get("sampling_mismatch", False)),
         values=str(opts.get("values") or ""),
+        multiset=multiset,
     )
 
 
@@ -578,15 +680,35 @@ def _execute(
     *,
     rtol: float | None = None,
     atol: float | None = None,
+    multiset: bool = False,
 ) -> _Run:
-    """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override)."""
+    """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override).
+
+    ``multiset``: shapes where it is cheaper take the multiset route (raises
+    :class:`RouteChanged` when the loss is not symmetric within a group).
+    """
     if rtol is not None:
         opts = {**opts, "rtol": rtol}
     if atol is not None:
         opts = {**opts, "atol": atol}
-    run = _make_run(evaluator, opts, budget)
+    run = _make_run(evaluator, opts, budget, multiset=multiset)
     run.run_battery()
     if run.fault is None and run.mismatch is None:
         run.run_hypothesis()
     run.confirm()
     return run
+
+
+def _execute_with_notes(
+    evaluator: Any, opts: dict[str, Any], budget: int, route: Route, *, seen: set[str]
+) -> tuple[_Run, RoundoffNote | None, ScaleNote | None]:
+    """:func:`_execute` and the round-off and scale notes on the route's batches; re-planned on
+    ordered batches when the loss shows an asymmetry (``route`` keeps the reason)."""
+    while True:
+        try:
+            run = _execute(evaluator, opts, budget, multiset=route.multiset)
+            # the notes rerun the check: a new problem may show vmap and plain calls apart
+            note = _roundoff_note(run, evaluator, opts, budget, seen=seen)
+            return run, note, _scale_note(run, evaluator, opts, budget, seen=seen)
+        except RouteChanged as exc:
+            route.abandon(str(exc))
