@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_extras import in_test_extra  # tests/audit_extras.py (verl ships "tests")
 
 from properties.audit import core
 from properties.audit.core import Configuration, constant_text, run_audit, run_configuration
@@ -27,10 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _verl_in_test_extra(text: str | None = None) -> bool:
     """Whether pyproject's ``test`` extra names verl (or the ``verl`` extra)."""
-    text = (ROOT / "pyproject.toml").read_text() if text is None else text
-    block = re.search(r"^test = \[(.*?)^\]", text, re.S | re.M)
-    assert block is not None, "pyproject.toml has no test extra"
-    return bool(re.search(r'"(verl[=<>!~ ]|ida-verify\[[^]]*verl)', block.group(1)))
+    return in_test_extra("verl", text)
 
 
 def _import_verl() -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_extras import in_test_extra  # tests/audit_extras.py (verl ships "tests")
 
 from properties.audit import core
 from properties.audit.core import AuditRow, Configuration, run_configuration
@@ -33,10 +34,7 @@ SMALL_SPLIT = (2,)
 
 def _trl_in_test_extra(text: str | None = None) -> bool:
     """Whether pyproject's ``test`` extra names trl (or the ``trl`` extra)."""
-    text = (ROOT / "pyproject.toml").read_text() if text is None else text
-    block = re.search(r"^test = \[(.*?)^\]", text, re.S | re.M)
-    assert block is not None, "pyproject.toml has no test extra"
-    return bool(re.search(r'"(trl[=<>!~ ]|ida-verify\[[^]]*trl)', block.group(1)))
+    return in_test_extra("trl", text)
 
 
 def _import_trl() -> Any:

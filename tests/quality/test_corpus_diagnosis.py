@@ -16,7 +16,7 @@ from properties.sequence.diagnosis import diagnose
 
 pytest.importorskip("torch")
 
-from tests.corpus import CORPUS  # needs torch
+from corpus import CORPUS
 
 _LENGTH_STD = frozenset({"length", "reward-normalisation"})
 
