@@ -36,7 +36,7 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -106,8 +106,10 @@ class AuditRow:
     ``verdict`` is the sequence checker's (``unbiased``, ``scaled``, ``biased``, ``error``) or
     ``"not checked"``; ``constant`` the scale of a ``scaled`` row (a closed form in ``k``,
     ``T``, ``P`` where one of :data:`SCALE_FORMULAS` fits, else the measured values);
-    ``cause`` one line (the counterexample's reason, the error, or why not checked);
-    ``unchecked`` the shapes the checker could not reach within its budget.
+    ``cause`` one line (what makes a biased or scaled row so, :mod:`properties.audit.cause`;
+    else the counterexample's reason, the error, or why not checked); ``detail`` the
+    checker's own statement (the symptom); ``unchecked`` the shapes the checker could not
+    reach within its budget.
     """
 
     library: str
@@ -120,6 +122,7 @@ class AuditRow:
     seconds: float
     unchecked: tuple[str, ...] = ()
     report: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (the checker's full report under ``report``)."""
@@ -131,6 +134,7 @@ class AuditRow:
             "verdict": self.verdict,
             "constant": self.constant,
             "cause": self.cause,
+            "detail": self.detail,
             "seconds": round(self.seconds, 3),
             "unchecked": list(self.unchecked),
             "report": self.report,
@@ -235,10 +239,11 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     )
 
 
-def run_configuration(config: Configuration, version: str) -> AuditRow:
+def run_configuration(config: Configuration, version: str, diagnose: bool = False) -> AuditRow:
     """Build and check one configuration (in this process); never raises for library faults.
 
     A configuration whose loss cannot even be built gets ``error`` with the exception.
+    ``diagnose`` also runs the diagnosis on a biased or scaled row, to name its cause.
     """
     if config.not_checked is not None:
         return AuditRow(
@@ -258,7 +263,14 @@ def run_configuration(config: Configuration, version: str) -> AuditRow:
             _one_line(f"could not build the loss: {type(exc).__name__}: {exc}"),
             time.perf_counter() - start,
         )
-    return row_from_report(config, version, report, time.perf_counter() - start)
+    row = row_from_report(config, version, report, 0.0)
+    from properties.audit.cause import row_cause
+
+    found = row_cause(report, row.cause, constant=row.constant, unchecked=row.unchecked,
+                      loss_fn=loss_fn, check_kwargs=settings, diagnose=diagnose,
+                      axes=dict(config.axes))
+    return replace(row, cause=found.cause, detail=found.detail,
+                   seconds=time.perf_counter() - start)
 
 
 def _worker_init(library: str) -> None:  # pragma: no cover - runs in the pool's children
@@ -270,12 +282,14 @@ def run_audit(
     version: str,
     jobs: int = 1,
     on_row: Callable[[AuditRow], None] | None = None,
+    diagnose: bool = False,
 ) -> list[AuditRow]:
     """Check every configuration, ``jobs`` at a time, and return the rows in the given order.
 
     ``jobs == 1`` runs in this process; more runs a :class:`ProcessPoolExecutor` with the
     ``spawn`` start method (``fork`` would copy a parent holding PyTorch's thread pools).
     ``on_row`` is called with each row as it finishes (for a progress display).
+    ``diagnose`` names each biased or scaled row's cause (in the worker that checked it).
     """
     todo = list(configs)
     if not todo:
@@ -283,7 +297,7 @@ def run_audit(
     rows: dict[int, AuditRow] = {}
     if jobs <= 1:
         for i, config in enumerate(todo):
-            rows[i] = run_configuration(config, version)
+            rows[i] = run_configuration(config, version, diagnose)
             if on_row is not None:
                 on_row(rows[i])
     else:
@@ -294,7 +308,7 @@ def run_audit(
             initializer=_worker_init,
             initargs=(todo[0].library,),
         ) as pool:
-            futures = {pool.submit(run_configuration, c, version): i for i, c in enumerate(todo)}
+            futures = {pool.submit(run_configuration, c, version, diagnose): i for i, c in enumerate(todo)}
             from concurrent.futures import as_completed
 
             for future in as_completed(futures):

@@ -59,6 +59,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the configurations and check nothing"
     )
     parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="name each biased or scaled row's cause with the diagnosis (several seconds a row)",
+    )
+    parser.add_argument(
         "--expect",
         metavar="FILE",
         help="JSON of expected verdicts (a previous --json output): exit 0 iff every verdict matches",
@@ -145,7 +150,8 @@ def run(args: argparse.Namespace) -> int:
             progress(len(finished), len(configs), row.name)
 
         progress(0, len(configs), "")
-        rows = run_audit(configs, version, jobs=min(jobs, len(configs)), on_row=on_row)
+        rows = run_audit(configs, version, jobs=min(jobs, len(configs)), on_row=on_row,
+                         diagnose=args.diagnose)
     seconds = time.perf_counter() - start
     if args.json:
         payload = {
