@@ -193,7 +193,8 @@ def _run_diagnosis(
     if loss_fn is None:
         return None, "no loss to diagnose"
     if getattr(result, "protocol", None) != "sequence-loss":
-        return None, f"the diagnosis does not model the {getattr(result, 'protocol', '?')!s} protocol"
+        protocol = getattr(result, "protocol", "?")
+        return None, f"the diagnosis does not model the {protocol!s} protocol"
     from properties.sequence.diagnosis import diagnose
 
     try:

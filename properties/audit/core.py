@@ -308,7 +308,9 @@ def run_audit(
             initializer=_worker_init,
             initargs=(todo[0].library,),
         ) as pool:
-            futures = {pool.submit(run_configuration, c, version, diagnose): i for i, c in enumerate(todo)}
+            futures = {
+                pool.submit(run_configuration, c, version, diagnose): i for i, c in enumerate(todo)
+            }
             from concurrent.futures import as_completed
 
             for future in as_completed(futures):
