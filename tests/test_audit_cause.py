@@ -205,6 +205,7 @@ std; sapo computes a per-response token mean whatever ``loss_agg_mode`` says; a 
 loss has a zero-mean gradient."""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(VERL_CAUSES))
 def test_verl_rows_name_their_cause(name: str) -> None:
     try:
