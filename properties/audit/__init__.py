@@ -2,6 +2,8 @@ r"""The audit of a whole library: every configuration of the installed release, 
 
 * :mod:`~properties.audit.core`: library-neutral: :class:`Configuration`, :class:`AuditRow`,
   running the configurations (in a process pool);
+* :mod:`~properties.audit.cause`: a row's one-line cause (from the diagnosis, opt-in with
+  ``diagnose=True``/``--diagnose``) and its symptom (``detail``);
 * :mod:`~properties.audit.verl`: verl's configuration space read from the library, and a loss
   per configuration built from verl's own functions.
 
