@@ -58,7 +58,7 @@ CAUSE_PHRASES: dict[str, str] = {
     "kl-zero": "KL k1 in the loss: zero-mean gradient (no KL gradient in expectation)",
     "kl-forward": "KL k3 in the loss: the per-node forward KL gradient, not grad KL(pi || pi_ref)",
     "kl-per-token": "KL k2 in the loss: the per-token KL gradient, the future terms missing",
-    "kl-biased": "the KL part is biased (a KL estimate other than k1 in the reward?)",
+    "kl-biased": "the KL part is biased: its E[g] is not -beta grad KL(pi || pi_ref)",
     "kl-scale": "the KL and reward parts are scaled differently (beta effectively changed)",
     "extra-term": "a term that does not come from the rewards (an entropy bonus?)",
     "low-precision": "float32 round-off, no cause above it",
