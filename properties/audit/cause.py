@@ -25,7 +25,7 @@ pass).
 >>> from types import SimpleNamespace as NS
 >>> found = NS(findings=(NS(name="reward-normalisation", sentence="...", evidence={}),))
 >>> row_cause(NS(verdict="biased", diagnosis=found), "E[g] is not 1.01 grad J").cause
-"std normalisation of the group's rewards (E[g] unchanged when every reward is doubled)"
+"std normalisation of the group's rewards"
 >>> row_cause(NS(verdict="scaled", diagnosis=None), "E[g] is a constant multiple",
 ...           constant="c = k").cause
 "c = k: the group's responses are summed, not averaged"
@@ -39,8 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 CAUSE_PHRASES: dict[str, str] = {
-    "reward-normalisation": "std normalisation of the group's rewards "
-    "(E[g] unchanged when every reward is doubled)",
+    "reward-normalisation": "std normalisation of the group's rewards",
     "reward-nonlinear": "the rewards enter nonlinearly (doubling them does not double E[g])",
     "reward-shift": "a statistic of the rewards that a shift changes (a count of nonzero rewards?)",
     "no-gradient": "no expected gradient at all (E[g] = 0)",
@@ -75,7 +74,7 @@ CAUSE_PHRASES: dict[str, str] = {
 
 LENGTH_PHRASES = (
     "length normalisation 1/|y| (a per-response token mean, as seq-mean-token-mean)",
-    "token weights that change with the response's length (a mean over the batch's tokens?)",
+    "length-dependent token weights (a mean over the batch's tokens?)",
 )
 """The ``length`` finding: a weight proportional to ``1/|y|`` (its sentence says ``1/|y|``), or
 another dependence on the length."""
