@@ -128,6 +128,11 @@ def test_k1_in_the_loss_names_its_zero_mean_gradient(toy: dict[str, Configuratio
 
 
 def test_a_scaled_row_describes_its_constant(toy: dict[str, Configuration]) -> None:
+    # the checker keys its constants by (k, T, P, V): the closed form is still named
+    plain = run_configuration(toy["token-sum"], "0.0")
+    assert (plain.verdict, plain.constant) == ("scaled", "c = k"), plain.constant
+    assert plain.cause == "c = k: the group's responses are summed, not averaged", plain.cause
+    assert plain.detail.startswith("E[g] is a constant multiple of grad J on all")
     scaled = SimpleNamespace(verdict="scaled", diagnosis=None)
     found = row_cause(scaled, "E[g] is a constant multiple", constant="c = k", unchecked=("x",))
     assert found.cause == "c = k: the group's responses are summed, not averaged; not checked: x"

@@ -151,6 +151,8 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
 
     >>> constant_text({(2, 1, 1): 0.5, (3, 2, 1): 0.6666666666666666})
     'c = (k-1)/k'
+    >>> constant_text({(2, 1, 1, 2): 2.0, (3, 2, 1, 3): 3.0})  # the checker's (k, T, P, V) keys
+    'c = k'
     >>> constant_text({(2, 1, 1): 0.3})
     'c = 0.3 at k=2, T=1, P=1'
     >>> constant_text(None)
@@ -158,16 +160,18 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
     """
     if not scale:
         return ""
-    keys = [k for k in scale if isinstance(k, tuple) and len(k) == 3]
+    keys = [k for k in scale if isinstance(k, tuple) and len(k) in (3, 4)]
     if len(keys) == len(scale) and len(keys) > 1:
         for text, formula in SCALE_FORMULAS:
             if all(
-                math.isclose(scale[key], formula(*key), rel_tol=SCALE_FORMULA_RTOL) for key in keys
+                math.isclose(scale[key], formula(*key[:3]), rel_tol=SCALE_FORMULA_RTOL)
+                for key in keys
             ):
                 return f"c = {text}"
     parts = [
         f"{value:.4g} at k={key[0]}, T={key[1]}, P={key[2]}"
-        if isinstance(key, tuple) and len(key) == 3
+        + (f", V={key[3]}" if len(key) == 4 else "")
+        if isinstance(key, tuple) and len(key) in (3, 4)
         else f"{value:.4g} at {key}"
         for key, value in sorted(scale.items())
     ]
