@@ -226,3 +226,19 @@ def test_verl_rows_name_their_cause(name: str) -> None:
     assert row.detail.startswith("E[g] is not"), row.detail
     if name == "loss:sapo":
         assert "although loss_agg_mode is seq-mean-token-sum" in row.cause, row.cause
+
+
+@pytest.mark.slow
+def test_the_process_pool_diagnoses_in_its_workers() -> None:
+    try:
+        from properties.audit import verl as audit_verl
+
+        version_text = audit_verl.version()
+    except ImportError:
+        pytest.skip("verl is not installed (pip install '.[verl]' runs the audit tests)")
+    configs = [c for c in audit_verl.configurations() if c.name in ("adv:grpo", "agg:token-mean")]
+    pooled = run_audit(configs, version_text, jobs=2, diagnose=True)
+    assert [r.name for r in pooled] == ["adv:grpo", "agg:token-mean"]
+    assert pooled[0].cause == "std normalisation of the group's rewards", pooled[0].cause
+    assert pooled[1].cause.startswith("length-dependent token weights"), pooled[1].cause
+    assert all(r.detail.startswith("E[g] is not") for r in pooled)
