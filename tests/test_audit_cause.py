@@ -183,6 +183,11 @@ def test_a_loss_the_probes_cannot_run_falls_back_to_the_symptom() -> None:
                       diagnose=True)
     assert found.cause == "E[g] is not 1 grad J"
     assert "the diagnosis named no cause" in found.detail and "could not run" in found.detail
+    found_ = SimpleNamespace(findings=(SimpleNamespace(name="eos", sentence=""),),
+                             skipped=("padding: the loss misbehaved",))
+    partial = row_cause(SimpleNamespace(verdict="biased", diagnosis=found_), "symptom")
+    assert partial.cause == "the EOS token gets no weight"
+    assert partial.detail == "symptom [the diagnosis: 1 probes could not run: padding: the loss misbehaved]"
     bad = row_cause(result, "E[g] is not 1 grad J", loss_fn=grpo_std,
                     check_kwargs={"kl_coef": -1.0}, diagnose=True)
     assert bad.cause == "E[g] is not 1 grad J"

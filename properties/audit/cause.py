@@ -235,11 +235,12 @@ def row_cause(
         diagnosis, failed = _run_diagnosis(result, loss_fn, check_kwargs)
     seconds = time.perf_counter() - start if diagnose else 0.0
     named = diagnosis_cause(diagnosis) if diagnosis is not None else ""
+    skipped = list(getattr(diagnosis, "skipped", ()) or ())
+    could_not = f"{len(skipped)} probes could not run: {skipped[0]}" if skipped else ""
     if diagnosis is not None and not named:
-        skipped = list(getattr(diagnosis, "skipped", ()) or ())
-        failed = "the diagnosis named no cause" + (
-            f" ({len(skipped)} probes could not run: {skipped[0]})" if skipped else ""
-        )
+        failed = "the diagnosis named no cause" + (f" ({could_not})" if could_not else "")
+    elif could_not:  # the causes those probes look for were not looked for
+        failed = f"the diagnosis: {could_not}"
     detail = f"{symptom} [{failed}]" if failed else symptom
     if named:
         named += hard_coded_note(diagnosis, axes)
