@@ -4,6 +4,8 @@ r"""The audit of a whole library: every configuration of the installed release, 
   running the configurations (here, in a process pool, or as Ray tasks);
 * :mod:`~properties.audit.formula`: a scaled row's constant as a formula in k, T, P;
 * :mod:`~properties.audit.groups`: the rows that agree;
+* :mod:`~properties.audit.cause`: a row's one-line cause (from the diagnosis, opt-in with
+  ``diagnose=True``/``--diagnose``) and its symptom (``detail``);
 * :mod:`~properties.audit.verl`: verl's configuration space read from the library, and a loss
   per configuration built from verl's own functions;
 * :mod:`~properties.audit.catalogue`: this package's own catalogue losses as a library.

@@ -99,8 +99,10 @@ class AuditRow:
     ``"not checked"``; ``constant`` the scale of a ``scaled`` row (a closed form in ``k``,
     ``T``, ``P`` where :func:`properties.audit.formula.fit_formula` finds one, else the measured
     values);
-    ``cause`` one line (the counterexample's reason, the error, or why not checked);
-    ``unchecked`` the shapes the checker could not reach within its budget.
+    ``cause`` one line (what makes a biased or scaled row so, :mod:`properties.audit.cause`;
+    else the counterexample's reason, the error, or why not checked); ``detail`` the
+    checker's own statement (the symptom); ``unchecked`` the shapes the checker could not
+    reach within its budget.
     """
 
     library: str
@@ -113,6 +115,7 @@ class AuditRow:
     seconds: float
     unchecked: tuple[str, ...] = ()
     report: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    detail: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (the checker's full report under ``report``)."""
@@ -124,6 +127,7 @@ class AuditRow:
             "verdict": self.verdict,
             "constant": self.constant,
             "cause": self.cause,
+            "detail": self.detail,
             "seconds": round(self.seconds, 3),
             "unchecked": list(self.unchecked),
             "report": self.report,
@@ -256,10 +260,11 @@ def _checker(name: str) -> Callable[..., Any]:
     return check_sequence_loss
 
 
-def run_configuration(config: Configuration, version: str) -> AuditRow:
+def run_configuration(config: Configuration, version: str, diagnose: bool = False) -> AuditRow:
     """Build and check one configuration (in this process); never raises for library faults.
 
     A configuration whose loss cannot even be built gets ``error`` with the exception.
+    ``diagnose`` also runs the diagnosis on a biased or scaled row, to name its cause.
     """
     if config.not_checked is not None:
         return AuditRow(
@@ -278,7 +283,14 @@ def run_configuration(config: Configuration, version: str) -> AuditRow:
             _one_line(f"could not build the loss: {type(exc).__name__}: {exc}"),
             time.perf_counter() - start,
         )
-    row = row_from_report(config, version, report, time.perf_counter() - start)
+    row = row_from_report(config, version, report, 0.0)
+    from properties.audit.cause import row_cause
+
+    found = row_cause(report, row.cause, constant=row.constant, unchecked=row.unchecked,
+                      loss_fn=loss_fn, check_kwargs=settings, diagnose=diagnose,
+                      axes=dict(config.axes))
+    row = dataclasses.replace(row, cause=found.cause, detail=found.detail,
+                              seconds=time.perf_counter() - start)
     if settings.get("against") == "one-call":
         row = dataclasses.replace(row, cause=_one_line(f"against one call (M=D=1): {row.cause}"))
     return row
@@ -307,12 +319,14 @@ def _worker_init(library: str) -> None:  # pragma: no cover - runs in the pool's
     library_module(library).version()  # import the library once per worker, not per task
 
 
-def _run_here(todo: list[Configuration], version: str, done: Done) -> None:
+def _run_here(todo: list[Configuration], version: str, done: Done, diagnose: bool = False) -> None:
     for i, config in enumerate(todo):
-        done(i, run_configuration(config, version))
+        done(i, run_configuration(config, version, diagnose))
 
 
-def _run_pool(todo: list[Configuration], version: str, jobs: int, done: Done) -> None:
+def _run_pool(
+    todo: list[Configuration], version: str, jobs: int, done: Done, diagnose: bool = False
+) -> None:
     """A :class:`ProcessPoolExecutor` with the ``spawn`` start method (``fork`` would copy a
     parent holding PyTorch's thread pools)."""
     from concurrent.futures import as_completed
@@ -322,7 +336,9 @@ def _run_pool(todo: list[Configuration], version: str, jobs: int, done: Done) ->
         max_workers=jobs, mp_context=context, initializer=_worker_init,
         initargs=(todo[0].library,),
     ) as pool:
-        futures = {pool.submit(run_configuration, c, version): i for i, c in enumerate(todo)}
+        futures = {
+            pool.submit(run_configuration, c, version, diagnose): i for i, c in enumerate(todo)
+        }
         for future in as_completed(futures):
             i = futures[future]
             try:
@@ -338,6 +354,7 @@ def run_audit(
     jobs: int = 1,
     on_row: Callable[[AuditRow], None] | None = None,
     ray: RayCluster | None = None,
+    diagnose: bool = False,
 ) -> list[AuditRow]:
     """Check every configuration, ``jobs`` at a time, and return the rows in the given order.
 
@@ -358,11 +375,11 @@ def run_audit(
             on_row(row)
 
     if ray is not None:
-        _run_ray(todo, version, ray, jobs, done)
+        _run_ray(todo, version, ray, jobs, done, diagnose)
     elif jobs <= 1:
-        _run_here(todo, version, done)
+        _run_here(todo, version, done, diagnose)
     else:
-        _run_pool(todo, version, jobs, done)
+        _run_pool(todo, version, jobs, done, diagnose)
     return [rows[i] for i in range(len(todo))]
 
 
@@ -496,12 +513,12 @@ def _ray_connect(cluster: RayCluster) -> tuple[Any, bool]:
     return ray, True
 
 
-def _ray_task(config: Configuration, version: str) -> AuditRow:  # pragma: no cover - in Ray
+def _ray_task(config: Configuration, version: str, diagnose: bool = False) -> AuditRow:  # pragma: no cover - in Ray
     """A Ray task: as a pool's worker, import the library before the clock starts."""
     if config.not_checked is None and config.library not in _IMPORTED:
         _worker_init(config.library)
         _IMPORTED.add(config.library)
-    return run_configuration(config, version)
+    return run_configuration(config, version, diagnose)
 
 
 _IMPORTED: set[str] = set()
@@ -509,7 +526,12 @@ _IMPORTED: set[str] = set()
 
 
 def _run_ray(
-    todo: list[Configuration], version: str, cluster: RayCluster, jobs: int, done: Done
+    todo: list[Configuration],
+    version: str,
+    cluster: RayCluster,
+    jobs: int,
+    done: Done,
+    diagnose: bool = False,
 ) -> None:
     """One Ray task (1 CPU, no retry, as a pool's task) per configuration, ``jobs`` in flight."""
     ray, owned = _ray_connect(cluster)
@@ -521,7 +543,7 @@ def _run_ray(
         while waiting or running:
             while waiting and len(running) < limit:
                 i, config = waiting.pop(0)
-                running[task.remote(config, version)] = i
+                running[task.remote(config, version, diagnose)] = i
             ready, _ = ray.wait(list(running), num_returns=1)
             for ref in ready:
                 i = running.pop(ref)

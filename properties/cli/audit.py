@@ -67,6 +67,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--list", action="store_true", help="list the configurations and check nothing"
     )
     parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="name each biased or scaled row's cause with the diagnosis (several seconds a row)",
+    )
+    parser.add_argument(
         "--expect",
         metavar="FILE",
         help="JSON of expected verdicts (a previous --json output): exit 0 iff every verdict matches",
@@ -241,7 +246,8 @@ def run(args: argparse.Namespace) -> int:
 
         progress(0, len(configs), "")
         try:
-            rows = run_audit(configs, version, jobs=in_flight, on_row=on_row, ray=ray)
+            rows = run_audit(configs, version, jobs=in_flight, on_row=on_row, ray=ray,
+                             diagnose=args.diagnose)
         except RayUnavailable as exc:
             raise UsageError(f"ida-verify audit: {exc}") from None
     seconds = time.perf_counter() - start
