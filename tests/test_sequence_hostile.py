@@ -228,7 +228,11 @@ def test_the_fallback_region_line_says_which_shapes_plain_calls_evaluated() -> N
         "T=3 at V=2 (up to 3375 batches each)" in report.message
     )
     assert report.run.over_budget == "k=4, P=1: T=3 at V=3"
-    assert "not evaluated (over the batch budget 1536): k=4, P=1: T=3 at V=3." in report.message
+    # the shapes left out, then (one prompt per batch) the pooling blind spot
+    assert (
+        "not evaluated (over the batch budget 1536): k=4, P=1: T=3 at V=3; only one prompt per "
+        "batch (P = 1) was evaluated" in report.message
+    )
 
 
 def test_a_check_that_cannot_show_length_bias_says_so() -> None:
