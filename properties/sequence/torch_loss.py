@@ -454,7 +454,7 @@ class TorchLoss:
             self._fallback(_reason(exc))
         scales = _scales(loss, gx, glp, inputs.lp[:hi])
         for i in sorted({0, hi - 1}):
-            self._compare(inputs, i, kl_coef, loss[i], gx[i], scales)
+            self._compare(inputs, i, kl_coef, loss[i], gx[i], scales, (0, hi))
 
     def _compare(
         self,
@@ -464,15 +464,17 @@ class TorchLoss:
         loss: Any,
         gx: Any,
         scales: tuple[float, float],
+        span: tuple[int, int],
     ) -> None:
         """A plain call on stacked batch ``i`` against vmap's ``loss`` and ``gx``: fall back on a
-        difference beyond round-off (``scales``: the sizes of the losses and gradients compared)."""
+        difference beyond round-off (``scales``: the sizes of the losses and gradients compared;
+        ``span``: the batches of the vmapped call that gave them)."""
         pl, pgx, _ = self._plain(inputs, i, kl_coef)
         same_loss = bool(_close_rows(pl[None], loss[None], scales[0])[0])
         if same_loss and bool(_close_rows(pgx[None], gx[None], scales[1])[0]):
             return
         problem, b = inputs.locate(i)
-        self._vmap_again(inputs, i, kl_coef, loss, gx, scales)
+        self._vmap_again(inputs, i, kl_coef, loss, gx, scales, span)
         what = "loss" if not same_loss else "gradient"
         self._fallback(
             f"under torch.func.vmap it gave a different {what} than a plain call on the same batch "
@@ -483,34 +485,46 @@ class TorchLoss:
         )
 
     def _vmap_again(
-        self, inputs: Inputs, i: int, kl_coef: float, loss: Any, gx: Any, scales: tuple[float, float]
+        self,
+        inputs: Inputs,
+        i: int,
+        kl_coef: float,
+        loss: Any,
+        gx: Any,
+        scales: tuple[float, float],
+        span: tuple[int, int],
     ) -> None:
-        """Before a fallback: vmap on batch ``i`` again must repeat ``loss`` and ``gx``, else the loss
-        changed between calls (state kept, issue 15's A18: doubled after its 200th call), which
-        no evaluation mode can judge: ``nondeterministic``."""
+        """Before a fallback: the same vmapped call (batches ``span``) again must repeat batch
+        ``i``'s ``loss`` and ``gx``, else the loss changed between calls (state kept, issue 15's
+        A18: doubled after its 200th call), which no evaluation mode can judge:
+        ``nondeterministic``.  The call is repeated whole: vmap over one batch is another kernel
+        than vmap over many, and a loss that cancels to round-off (constant rewards, zero
+        advantages) differs between the two by more than its own size."""
+        lo, hi = span
         try:
-            again, again_gx, _ = self._vmapped(inputs, i, i + 1, kl_coef)
+            again, again_gx, _ = self._vmapped(inputs, lo, hi, kl_coef)
         except ModeChanged:
             return  # vmap cannot run it at all: the fallback decides
-        if bool(_close_rows(again, loss[None], scales[0])[0]) and bool(
-            _close_rows(again_gx, gx[None], scales[1])[0]
+        if bool(_close_rows(again[i - lo, None], loss[None], scales[0])[0]) and bool(
+            _close_rows(again_gx[i - lo, None], gx[None], scales[1])[0]
         ):
             return
         problem, b = inputs.locate(i)
         raise SequenceFault(
             "nondeterministic",
             f"gave a different loss or gradient under torch.func.vmap when called again on the same "
-            f"batch ({float(loss)!r} then {float(again[0])!r}); the exact checker needs a "
+            f"batch ({float(loss)!r} then {float(again[i - lo])!r}); the exact checker needs a "
             "deterministic function of the batch (no random numbers, no state kept between calls)",
             problem=problem,
             batch=b,
         )
 
     def _confirm_sample(
-        self, inputs: Inputs, kl_coef: float, loss: Any, gx: Any, glp: Any
+        self, inputs: Inputs, kl_coef: float, loss: Any, gx: Any, glp: Any, chunk: int
     ) -> None:
         """Plain calls on :data:`CONFIRM_BATCHES` batches of every problem (drawn from a
-        ``np.random.Generator`` seeded by the problem) must give vmap's loss and gradient."""
+        ``np.random.Generator`` seeded by the problem) must give vmap's loss and gradient
+        (vmapped ``chunk`` batches at a time)."""
         g = inputs.g
         index = []
         for m, problem in enumerate(inputs.problems):
@@ -533,7 +547,10 @@ class TorchLoss:
         if bool(bad.any()):
             j = int(bad.nonzero()[0, 0])
             i, m = index[j], int(owner[j])
-            self._compare(inputs, i, kl_coef, loss[i], gx[i], (float(per_loss[m]), float(per_gx[m])))
+            lo = i - i % chunk
+            span = (lo, min(len(loss), lo + chunk))
+            scales = (float(per_loss[m]), float(per_gx[m]))
+            self._compare(inputs, i, kl_coef, loss[i], gx[i], scales, span)
             self._fallback(  # pragma: no cover - _compare falls back on the same batch
                 "under torch.func.vmap it gave a different loss or gradient than plain calls"
             )
@@ -560,7 +577,7 @@ class TorchLoss:
             bad = ~(_close_rows(vl, pl, scales[0]) & _close_rows(vgx, pgx, scales[1]))
             if bool(bad.any()):
                 j = lo + int(bad.nonzero()[0, 0])
-                self._compare(inputs, j, problem.kl_coef, vl[j - lo], vgx[j - lo], scales)
+                self._compare(inputs, j, problem.kl_coef, vl[j - lo], vgx[j - lo], scales, (lo, hi))
                 self._fallback(  # pragma: no cover - _compare falls back on the same batch
                     "under torch.func.vmap it gave a different loss or gradient than plain calls"
                 )
@@ -605,7 +622,7 @@ class TorchLoss:
         gx_all = torch.cat(gxs) if len(gxs) > 1 else gxs[0]
         glp_t = torch.cat(glps) if len(glps) > 1 else glps[0]
         if self.mode == "vmap":
-            self._confirm_sample(inputs, kl, torch.cat(losses), gx_all, glp_t)
+            self._confirm_sample(inputs, kl, torch.cat(losses), gx_all, glp_t, chunk)
         self.batches_evaluated += total
         glp_all = glp_t.numpy()
         per_batch = self._per_batch(data, gx_all, len(problems))
