@@ -163,12 +163,19 @@ def test_the_correct_loss_is_certified_with_its_right_and_wrong_temperature() ->
 # --------------------------------------------------------------------------- accumulation
 
 
-def test_the_accumulation_bug_is_caught_with_two_micro_batches_and_not_with_one() -> None:
+def test_the_accumulation_bug_is_caught_with_two_micro_batches_and_one_call_needs_a_split() -> None:
     bug = get("ga-token-mean-per-micro-batch")
     caught = _check(bug)
     assert caught.verdict == "biased" and caught.counterexample is not None
-    assert "against='one-call'" in caught.message
-    assert _check(bug, micro_batches=1, group_sizes=(2, 3)).verdict == "unbiased"
+    assert "against='one-call'" in caught.message and "written 'grad J' below" in caught.message
+    # one micro-batch against one call compares the call with itself: refused, not certified
+    with pytest.raises(InvalidArgument, match="nothing would be checked"):
+        _check(bug, micro_batches=1, group_sizes=(2, 3))
+    with pytest.raises(InvalidArgument, match="nothing would be checked"):
+        assert_trainer_unbiased(bug.fn, against="one-call", max_len=2, max_examples=FEW)
+    with pytest.raises(InvalidArgument, match="nothing would be checked"):
+        trainer_expectation(bug.fn, theta=np.zeros((1, 3, 2)), rewards=np.zeros((1, 3)), k=2,
+                            against="one-call")
 
 
 def test_the_global_token_count_fix_is_certified_and_still_a_token_mean() -> None:

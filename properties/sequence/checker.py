@@ -430,7 +430,13 @@ def _imprecise_error(run: _Run, keys: tuple[Any, ...]) -> SequenceError:
         else f"{key_text(k)}: best c = {ref.multiple:.4g} +- {ref.uncertainty:.2g}"
         for k in keys
     )
-    if run.rtol is not None:
+    if run.atol > 0.0 and run.rtol is None:
+        cause = (
+            f"could not be judged with atol={run.atol!r}: that tolerance is more than "
+            f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"
+        )
+        hint = f"pass a smaller atol (the loss's own round-off unit is {run.max_eps:.2g})"
+    elif run.rtol is not None:
         cause = (
             f"could not be judged with rtol={run.rtol!r}: that tolerance is more than "
             f"1/{REFERENCE_MIN_SIGNAL:g} of |grad J| on every problem checked"

@@ -537,7 +537,7 @@ class TorchLoss:
         pl, pgx, _ = self._looped(inputs.subset(np.array(index)), 0, len(index), kl_coef)
         picked = torch.tensor(index)
         # each batch against the sizes of its own problem's losses and gradients
-        per_loss = _loss_sizes(loss, glp, inputs.lp).reshape(len(inputs.problems), g).amax(dim=1)
+        per_loss = _loss_sizes(loss, gx, glp, inputs.lp).reshape(len(inputs.problems), g).amax(dim=1)
         per_gx = gx.detach().abs().reshape(len(inputs.problems), -1).amax(dim=1)
         owner = picked // g
         bad = ~(
@@ -561,7 +561,7 @@ class TorchLoss:
         if self.mode != "vmap":
             return
         data = shape_data(problem.shape)
-        inputs = Inputs([problem], data)
+        inputs = self._new_inputs([problem], data)
         inputs.used = self.used
         total = inputs.x.shape[0]
         s = data.shape
@@ -688,18 +688,27 @@ def _close_rows(a: Any, b: Any, scale: Any) -> Any:
     return ((a64 - b64).abs() <= allowed).all(dim=1)
 
 
-def _loss_sizes(loss: Any, glp: Any, lp: Any) -> Any:
+def _loss_sizes(loss: Any, gx: Any, glp: Any, lp: Any) -> Any:
     r"""Per batch, the size of what a loss sums: :math:`|L| + \sum_{j,t}|\partial L/\partial
-    \ell_{jt}\,\ell_{jt}|` (``\ell`` the token log-probs).  A loss whose terms cancel (RLOO
-    under a uniform policy is exactly 0 for every batch) has round-off of the size of its
-    terms, not of its value."""
-    terms = (glp.detach() * lp.detach()).abs().reshape(glp.shape[0], -1).sum(dim=1)
-    return loss.detach().abs().reshape(-1) + terms
+    \ell_{jt}\,\ell_{jt}| + (1 + \max|\ell|)\sum|\partial L/\partial x|` (``\ell`` the token
+    log-probs, ``x`` the logits).  A loss whose terms cancel (RLOO under a uniform policy is
+    exactly 0 for every batch) has round-off of the size of its terms, not of its value.  The
+    last sum sees the terms of a loss that computes its log-probs itself from the logits (a
+    trainer loss calls the model: no gradient reaches ``\ell``): a token's term
+    :math:`a\,\ell` has :math:`\sum_v|\partial/\partial x_v| = 2|a|(1 - p)`, of the size of
+    :math:`|a\,\ell|` up to the factor ``1 + max|l|``."""
+    n = loss.reshape(-1).shape[0]
+    terms = (glp.detach() * lp.detach()).abs().reshape(n, -1).sum(dim=1)
+    through_x = gx.detach().abs().reshape(n, -1).sum(dim=1)
+    largest = lp.detach().abs().reshape(n, -1).amax(dim=1) if lp.numel() else torch.zeros(n)
+    return loss.detach().abs().reshape(-1) + terms + (1.0 + largest.to(through_x.dtype)) * through_x.to(
+        terms.dtype
+    )
 
 
 def _scales(loss: Any, gx: Any, glp: Any, lp: Any) -> tuple[float, float]:
     """The sizes of the losses (:func:`_loss_sizes`) and of the gradients of a set of batches."""
-    return float(_loss_sizes(loss, glp, lp).max()), float(gx.detach().abs().max())
+    return float(_loss_sizes(loss, gx, glp, lp).max()), float(gx.detach().abs().max())
 
 
 def _reason(exc: ModeChanged) -> str:

@@ -101,6 +101,30 @@ def _split_options(
     return int(micro_batches), int(dp_size), float(temperature)
 
 
+def _against(against: Any, micro_batches: int, dp_size: int) -> str:
+    """``against`` checked: one of :data:`AGAINST`, and ``"one-call"`` only with a split.
+
+    With ``micro_batches = dp_size = 1`` the one-call reference *is* the call judged, so the
+    comparison is an identity and would certify any loss (a silent pass): refused.
+
+    >>> _against("one-call", 2, 1)
+    'one-call'
+    >>> _against("one-call", 1, 1)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    impl.errors.InvalidArgument: against='one-call' compares the split step with ... nothing would be checked ...
+    """
+    if against not in AGAINST:
+        raise InvalidArgument(f"Expected against in {AGAINST} but got {describe('against', against)}")
+    if against == "one-call" and micro_batches * dp_size == 1:
+        raise InvalidArgument(
+            "against='one-call' compares the split step with the same loss called once, and with "
+            "micro_batches = dp_size = 1 they are the same call: nothing would be checked (pass "
+            "micro_batches > 1 or dp_size > 1, or against='objective')"
+        )
+    return str(against)
+
+
 def shape_hint(micro_batches: int, dp_size: int) -> str:
     """The hint of a trainer loss's exception about shapes: the rows one call holds.
 
@@ -216,8 +240,7 @@ def check_trainer_loss(
     :class:`impl.errors.InvalidArgument` for bad arguments.
     """
     m, d, temp = _split_options(micro_batches, dp_size, temperature, advantages)
-    if against not in AGAINST:
-        raise InvalidArgument(f"Expected against in {AGAINST} but got {describe('against', against)}")
+    against = _against(against, m, d)
     default_prompts = num_prompts is None
     ks, prompts = _group_sizes(
         group_sizes, DEFAULT_NUM_PROMPTS if num_prompts is None else num_prompts, m * d
@@ -290,8 +313,8 @@ def check_trainer_loss(
         return report
     target = (
         "the target is not grad J but the same loss's E[g] without the split "
-        "(micro_batches = dp_size = 1), so 'unbiased' means the accumulation does not change "
-        "the expected step"
+        "(micro_batches = dp_size = 1), written 'grad J' below, so 'unbiased' means the "
+        "accumulation does not change the expected step"
     )
     region = replace(report.region, notes=(*report.region.notes, target))
     return replace(
@@ -337,8 +360,7 @@ def trainer_expectation(
     from properties.trainer.evaluation import TrainerLoss
 
     m, d, temp = _split_options(micro_batches, dp_size, temperature, advantages)
-    if against not in AGAINST:
-        raise InvalidArgument(f"Expected against in {AGAINST} but got {describe('against', against)}")
+    against = _against(against, m, d)
     th = np.asarray(theta, dtype=np.float64)
     # the shape, as sequence_expectation finds it (it validates theta and rewards)
     _, gradient = sequence_expectation(

@@ -304,17 +304,27 @@ class TrainerLoss(TorchLoss):
         }
         if self.advantage_fn is not None:
             rows["advantages"] = self._advantages({**rows, **scalars}, s.rows)
+        # the tensors this call owns are not in the chunk's mutation check: their version
+        # counters are (a write to a row of a chunk tensor would otherwise surface as autograd's
+        # "modified by an inplace operation" at the backward, or not at all)
+        owned = {n: v for n, v in fresh.items() if not _batched(v)}
+        versions = {n: v._version for n, v in owned.items()}
         parts = self.dp_size * self.micro_batches
         if parts == 1:
-            return self.fn(model, {**rows, **scalars})
-        size = s.rows // parts
-        total: Any = None
-        for i in range(parts):
-            part = {name: value[i * size : (i + 1) * size] for name, value in rows.items()}
-            out = self.fn(model, {**part, **scalars})
-            _static_check(out)
-            term = out.reshape(()) / self.dp_size
-            total = term if total is None else total + term
+            total = self.fn(model, {**rows, **scalars})
+        else:
+            size = s.rows // parts
+            total = None
+            for i in range(parts):
+                part = {name: value[i * size : (i + 1) * size] for name, value in rows.items()}
+                out = self.fn(model, {**part, **scalars})
+                _static_check(out)
+                term = out.reshape(()) / self.dp_size
+                total = term if total is None else total + term
+        written = [n for n, v in owned.items() if v._version != versions[n]]
+        if written:
+            which = " and ".join(f"inputs[{n!r}]" for n in written)
+            raise SequenceFault("mutated-input", f"changed {which} in place; {self.mutation_advice}")
         return total
 
     def _advantages(self, inputs: dict[str, Any], rows: int) -> Any:
@@ -326,6 +336,11 @@ class TrainerLoss(TorchLoss):
         fn = self.advantage_fn
         assert fn is not None
         who = f"was checked with advantages={name_of(fn)}, which"
+        # a write shows in a version counter on plain calls (under vmap the loss's mutation
+        # check catches it, and its plain re-calls of the batch land here and name this function)
+        versions = {
+            n: v._version for n, v in inputs.items() if isinstance(v, torch.Tensor) and not _batched(v)
+        }
         try:
             adv = fn(inputs)
         except (KeyboardInterrupt, SequenceFault, UserCodeError):
@@ -333,6 +348,14 @@ class TrainerLoss(TorchLoss):
         except BaseException as exc:
             err = UserCodeError(exc)
             raise SequenceFault(err.kind, f"{who} {err.describe}; {ADVANTAGE_BLAME}") from None
+        written = [n for n, before in versions.items() if inputs[n]._version != before]
+        if written:
+            which = " and ".join(f"inputs[{n!r}]" for n in written)
+            raise SequenceFault(
+                "mutated-input",
+                f"{who} changed {which} in place (the loss is given the same tensors: copy first, "
+                f"r = inputs['rewards'] - mean, not inputs['rewards'] -= mean); {ADVANTAGE_BLAME}",
+            )
         if not isinstance(adv, torch.Tensor):
             raise SequenceFault(
                 "bad-type",
