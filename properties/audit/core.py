@@ -39,6 +39,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -316,7 +317,12 @@ def _failed_row(config: Configuration, version: str, exc: BaseException) -> Audi
 
 
 def _worker_init(library: str) -> None:  # pragma: no cover - runs in the pool's children
-    library_module(library).version()  # import the library once per worker, not per task
+    try:
+        library_module(library).version()  # import the library once per worker, not per task
+    except KeyboardInterrupt:
+        # Ctrl-C reaches the whole process group while the workers import: the parent says so
+        # in one line; the pool would print each worker's "Exception in initializer" traceback
+        os._exit(130)
 
 
 def _run_here(todo: list[Configuration], version: str, done: Done, diagnose: bool = False) -> None:

@@ -7,7 +7,8 @@ Exit status (a biased row is a finding about the library, not a failure of the a
   library offers, and says so);
 * with ``--expect FILE`` (a previous ``--json`` output, or ``{"name": "verdict", ...}``): 0 when
   every selected configuration's verdict (``not checked`` and ``error`` included) equals the
-  expected one; 1 otherwise, naming each difference on stderr.  An ``error`` passes only where
+  expected one; 1 otherwise, naming each difference on stderr (a configuration the file records
+  and ``--only`` selects but the library no longer offers is a difference).  An ``error`` passes only where
   the file expects it (verl's ``clip_cov`` draws random tokens, so the checker's verdict on it is
   ``error``: nondeterministic).  This is the form for CI: record
   the matrix once, and a new release that changes a verdict fails the job;
@@ -57,11 +58,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--only",
-        action="append",
+        action="extend",
+        nargs="+",
         default=[],
         metavar="NAME",
-        help="check only the configuration NAME, or the names starting with NAME when it ends in "
-        "':' or '*' (repeatable)",
+        help="check only the configurations NAME ..., or the names starting with NAME when it ends "
+        "in ':' or '*' (several names, or --only repeated)",
     )
     parser.add_argument(
         "--list", action="store_true", help="list the configurations and check nothing"
@@ -134,6 +136,15 @@ def _summary(rows: list[Any], seconds: float, where: str) -> str:
     return f"{summary}; {seconds:.0f} s wall {where}"
 
 
+def _count(n: int, noun: str) -> str:
+    """``n noun``, plural unless one.
+
+    >>> _count(1, "group"), _count(3, "configuration")
+    ('1 group', '3 configurations')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _time(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds else "-"
 
@@ -143,7 +154,7 @@ def _table(rows: list[Any], library: str, version: str, seconds: float, where: s
     headers = ("configuration", "verdict", "constant", "time", "cause")
     cells = [(r.name, r.verdict, r.constant, _time(r.seconds), r.cause) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:4])]
-    lines = [f"{library} {version}: {len(rows)} configurations"]
+    lines = [f"{library} {version}: {_count(len(rows), 'configuration')}"]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers[:4], widths, strict=True)) + "  cause")
     for c in cells:
         lines.append("  ".join(x.ljust(w) for x, w in zip(c[:4], widths, strict=True)) + "  " + c[4])
@@ -158,8 +169,8 @@ def _grouped_table(rows: list[Any], library: str, version: str, seconds: float, 
 
     groups = group_rows(rows)
     lines = [
-        f"{library} {version}: {len(rows)} configurations in {len(groups)} groups of rows that "
-        "agree (--no-group: one row per configuration)"
+        f"{library} {version}: {_count(len(rows), 'configuration')} in "
+        f"{_count(len(groups), 'group')} of rows that agree (--no-group: one row per configuration)"
     ]
     width = len(str(len(groups)))
     for g in groups:
@@ -222,6 +233,13 @@ def run(args: argparse.Namespace) -> int:
     if not configs:
         raise UsageError(f"ida-verify audit: --only {' '.join(args.only)} selects no configuration")
     if args.list:
+        if args.json:
+            listed = [
+                {"name": c.name, "axes": dict(c.axes), "not_checked": c.not_checked} for c in configs
+            ]
+            print(json.dumps({"library": args.library, "version": version, "configurations": listed},
+                             indent=2))
+            return 0
         for c in configs:
             print(c.name if c.not_checked is None else f"{c.name}  ({NOT_CHECKED}: {c.not_checked})")
         return 0
@@ -270,6 +288,13 @@ def run(args: argparse.Namespace) -> int:
             f"{r.name}: {r.verdict}, expected {expect.get(r.name, 'no entry')}"
             for r in rows
             if expect.get(r.name) != r.verdict
+        ]
+        # a recorded configuration the library no longer has is a change too (when selected)
+        offered = {c.name for c in module.configurations()}
+        differences += [
+            f"{name}: no longer a configuration of {args.library} {version}, expected {verdict}"
+            for name, verdict in expect.items()
+            if name not in offered and _selected(name, args.only)
         ]
         for line in differences:
             print(f"ida-verify audit: {line}", file=sys.stderr)

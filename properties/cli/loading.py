@@ -290,6 +290,8 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
     'w' takes (rewards, mask, log_probs), but ... as FUNC(batch): did you mean --weights?
     >>> protocol_mismatch(lambda logits, samples, rewards: 0, "estimator", "f.py:g", {}) is None
     True
+    >>> print(protocol_mismatch(lambda model, inputs: 0, "sequence", "f.py:t", {}))  # doctest: +ELLIPSIS
+    't' takes (model, inputs), a trainer loss FUNC(model, inputs): ... properties.check_trainer_loss
     """
     own = "pooled" if kind == "estimator" and kwargs.get("num_prompts") is not None else kind
     if own not in _ARITY:
@@ -304,6 +306,12 @@ def protocol_mismatch(fn: Any, kind: str, target: str, kwargs: dict[str, Any]) -
     except BaseException:  # a builtin, or a hostile __signature__ (sys.exit included): the check finds out
         return None
     three = "token-weights" if names[:1] == ("rewards",) else "estimator"
+    if not fits and names[:1] == ("model",) and _binds(signature, 2):
+        attr = target.rpartition(":")[2]
+        return (
+            f"{attr!r} takes ({', '.join(params)}), a trainer loss FUNC(model, inputs): the command "
+            "line has no trainer mode; check it from Python with properties.check_trainer_loss"
+        )
     if fits:
         named = [p for p, n in _NAMES.items() if p != own and own in _NAMES and names[:3] == n]
         candidates = named
