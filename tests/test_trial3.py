@@ -170,3 +170,10 @@ def test_one_configuration_in_one_group_is_singular(capsys: pytest.CaptureFixtur
     assert "1 configuration in 1 group of rows that agree" in out
     assert main(["audit", "catalogue", "--jobs", "1", "--no-group", "--only", ONE]) == 0
     assert ": 1 configuration\n" in capsys.readouterr().out
+
+
+def test_an_error_row_states_its_kind_once(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["audit", "catalogue", "--jobs", "1", "--json", "--only", "raises-not-implemented"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert row["verdict"] == "error"
+    assert row["cause"].startswith("raised NotImplementedError") and "raised: raised" not in row["cause"]

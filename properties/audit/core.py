@@ -201,7 +201,8 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     verdict = str(report.verdict)
     constant = constant_text(report.scale) if verdict == "scaled" else ""
     if report.error is not None:
-        cause = f"{report.error.kind}: {report.error.detail}"
+        kind, detail = report.error.kind, report.error.detail
+        cause = detail if detail.startswith(kind) else f"{kind}: {detail}"  # not "raised: raised ..."
     elif report.counterexample is not None:
         cause = _counterexample_cause(report.counterexample)
     elif verdict == "scaled":

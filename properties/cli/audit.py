@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         version = module.version()
     except ImportError as exc:
         raise UsageError(
-            f"ida-verify audit: {args.library} is not installed ({exc}); "
+            f"ida-verify audit: {args.library} cannot be imported ({exc}); "
             f"install it with: pip install 'ida-verify[{module.EXTRA}]'"
         ) from None
     expect = _load_expect(args.expect) if args.expect else None
