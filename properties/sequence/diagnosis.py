@@ -34,7 +34,6 @@ on a few small *targeted* problems, each built so that one cause shows alone:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import math
 import time
@@ -57,6 +56,7 @@ from properties.sequence.evaluation import (
 )
 from properties.sequence.problems import SequenceProblem, Shape
 from properties.sequence.results import Diagnosis, Finding, SequenceReport
+from properties.sequence.rewrites import FAITHFUL_RTOL, logits_via_log_probs, pad_with_token
 
 PROPORTIONAL_RTOL = 1e-6
 r"""``E[g]`` is ``c * grad J`` when ``max|E[g] - c grad J| <= PROPORTIONAL_RTOL * max(|E[g]|, |c grad J|)``
@@ -85,15 +85,15 @@ BEHAVIOUR_LOGIT_SCALE = 0.8
 TRUNCATION_RTOL = 1e-4
 """Truncated and EOS-ended responses are weighted differently when their fitted ``(c, b)`` differ by more."""
 
-FAITHFUL_RTOL = 1e-5
-"""A loss that reads ``logits`` keeps its E[g] when they are routed through ``log_probs``
-(:func:`_logits_via_log_probs`) if the two agree to this (float32 losses differ by ~1e-7)."""
-
 FLOAT64_RESIDUAL = 1e-10
 """A relative residual of ``E[g] - c grad J`` above this is more than float64 round-off."""
 
 LOW_PRECISION_DTYPES = frozenset({"float32", "float16", "bfloat16"})
 """Dtypes whose round-off a float64 check can call a bias."""
+
+MAX_PROBE_BATCHES = 10_000
+"""Most batches a probe enumerates: larger groups (a trainer's ``M D = 4`` parts need ``k >= 4``)
+are skipped, and listed, rather than left to run for minutes one batch at a time."""
 
 VISIBLE_PROBABILITY = 1e-12
 """Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
@@ -245,7 +245,7 @@ class _Prober:
 
     def padded(self, fn: Callable[..., Any]) -> Callable[..., Any] | None:
         """``fn`` with the padded tokens not the EOS id (``None``: a weight function's show on the end node)."""
-        return _pad_with_token(fn) if self.protocol == "sequence-loss" else None
+        return pad_with_token(fn) if self.protocol == "sequence-loss" else None
 
     def per_row_loss(self) -> Callable[..., Any] | None:
         """The loss as a sequence loss whose ``log_probs`` carry its token weights (``None``: its own do)."""
@@ -292,13 +292,16 @@ class _Prober:
     ) -> Evaluation | None:
         """``E[g]`` of ``fn`` (the loss) on one problem, or ``None`` (listed in ``skipped``)."""
         self.probes.append(label)
-        if k * theta.shape[0] % self.parts:
-            self.skipped.append(f"{label}: its {k * theta.shape[0]} rows do not split into {self.parts} parts")
-            return None
         v = theta.shape[2]
         t = next(tt for tt in range(1, 9) if response_space(v, tt).num_rows == theta.shape[1])
+        shape = Shape(v, t, int(k), theta.shape[0])
+        if shape.rows % self.parts or shape.num_batches > MAX_PROBE_BATCHES:
+            why = (f"{shape.num_batches} batches of k={k}, more than {MAX_PROBE_BATCHES}" if shape.rows % self.parts == 0
+                   else f"{shape.rows} rows do not split into {self.parts} parts")
+            self.skipped.append(f"{label}: not run ({why})")
+            return None
         problem = SequenceProblem(
-            shape=Shape(v, t, int(k), theta.shape[0]),
+            shape=shape,
             theta=theta,
             rewards=np.asarray(rewards, dtype=np.float64),
             ref_theta=theta if ref_theta is None else ref_theta,
@@ -341,42 +344,6 @@ def _binary(space_lengths: Any, truncated: Any) -> FloatArray:
         out[r] = float(seen.get(key, 0) % 2 == 0)
         seen[key] = seen.get(key, 0) + 1
     return out[None, :]
-
-
-def _logits_via_log_probs(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
-    r"""``loss_fn`` on a batch whose ``logits`` reach the parameters only through ``log_probs``.
-
-    ``logits' = logits.detach() + e_{y_t} (lp - lp.detach()) / (1 - \pi(y_t))``: equal in
-    value, and :math:`\partial\,\mathrm{log\_softmax}(\mathrm{logits}')[y_t] / \partial
-    lp = 1`, so a loss that gathers the sampled tokens' log-softmax keeps its gradient, now
-    carried by the token weights.  Any other use of the logits changes the gradient, which
-    the caller detects by comparing :math:`E[g]` with the unwrapped loss's.
-    """
-
-    def wrapped(batch: Any) -> Any:
-        import torch  # type: ignore[import-not-found,unused-ignore]
-
-        lp = batch.log_probs
-        onehot = torch.zeros_like(batch.logits).scatter(-1, batch.tokens[..., None], 1.0)
-        lift = (lp - lp.detach()) / (1.0 - lp.detach().exp()).clamp(min=FAITHFUL_RTOL)
-        logits = batch.logits.detach() + onehot * lift[..., None]
-        return loss_fn(dataclasses.replace(batch, logits=logits))
-
-    wrapped.__name__ = getattr(loss_fn, "__name__", "loss")
-    return wrapped
-
-
-def _pad_with_token(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``loss_fn`` on a batch whose padded tokens are token 1 instead of the EOS id."""
-
-    def wrapped(batch: Any) -> Any:
-        import torch  # type: ignore[import-not-found,unused-ignore]
-
-        tokens = torch.where(batch.mask > 0, batch.tokens, torch.ones_like(batch.tokens))
-        return loss_fn(dataclasses.replace(batch, tokens=tokens))
-
-    wrapped.__name__ = getattr(loss_fn, "__name__", "loss")
-    return wrapped
 
 
 # --------------------------------------------------------------------------- causes
@@ -447,7 +414,7 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
     if ev is not None and route is not None:  # E[g] must not change when re-expressed
         label = "token weights, the loss re-expressed per row, logits through log_probs"
         routed = pr.run(label, theta=theta, rewards=rewards, k=pr.group(2), protocol="sequence-loss",
-                        fn=_logits_via_log_probs(route))
+                        fn=logits_via_log_probs(route))
         if routed is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
             if routed is not None:
                 pr.skipped.append(f"{label}: E[g] changed ({proportion(routed.mean, ev.mean)[1]:.2g} relative): "
@@ -459,7 +426,7 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
     omega = ev.token_weights[0]
     if not np.any(omega) and np.any(ev.mean) and pr.protocol == "sequence-loss":
         routed = pr.run("token weights, logits through log_probs", theta=theta, rewards=rewards, k=pr.group(2),
-                        fn=_logits_via_log_probs(pr.loss_fn))
+                        fn=logits_via_log_probs(pr.loss_fn))
         routed_weights = None if routed is None else routed.token_weights
         if routed is None or routed_weights is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
             return [_logits_finding()]

@@ -17,10 +17,10 @@ off-policy, the after-the-end node's gradient) runs through
   table, whose node on row ``b``'s path at position ``t`` holds ``batch.logits[b, t]`` (every
   other node, the after-the-end node included, holds the constant 0).  The diagnosis then
   routes those logits through ``batch.log_probs`` as for any sequence loss that reads its
-  logits (:func:`properties.sequence.diagnosis._logits_via_log_probs`), which gives the token
+  logits (:func:`properties.sequence.rewrites.logits_via_log_probs`), which gives the token
   weights :math:`w_{bt} = -\partial L/\partial \log\pi(y_{bt})`.  The re-expression is kept only
   when it is *faithful*: its :math:`E[g]` must equal the trainer evaluation's on the same
-  problem (to :data:`~properties.sequence.diagnosis.FAITHFUL_RTOL`); a loss that groups rows by
+  problem (to :data:`~properties.sequence.rewrites.FAITHFUL_RTOL`); a loss that groups rows by
   comparing ``prompt_ids``, reads the after-the-end node or the whole distribution (an entropy
   bonus) changes it, and the token-weight causes are then listed as not looked for.
 * **padding tokens** (:func:`pad_with_token`): ``inputs["completion_ids"]`` gets token 1 where
