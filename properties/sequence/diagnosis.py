@@ -296,8 +296,8 @@ class _Prober:
         t = next(tt for tt in range(1, 9) if response_space(v, tt).num_rows == theta.shape[1])
         shape = Shape(v, t, int(k), theta.shape[0])
         if shape.rows % self.parts or shape.num_batches > MAX_PROBE_BATCHES:
-            why = (f"{shape.num_batches} batches of k={k}, more than {MAX_PROBE_BATCHES}" if shape.rows % self.parts == 0
-                   else f"{shape.rows} rows do not split into {self.parts} parts")
+            why = (f"{shape.rows} rows do not split into {self.parts} parts" if shape.rows % self.parts
+                   else f"{shape.num_batches} batches of k={k}, more than {MAX_PROBE_BATCHES}")
             self.skipped.append(f"{label}: not run ({why})")
             return None
         problem = SequenceProblem(
