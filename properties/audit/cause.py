@@ -205,6 +205,8 @@ def _run_diagnosis(
     if loss_fn is None:
         return None, "no loss to diagnose"
     protocol = DIAGNOSED_PROTOCOLS.get(str(getattr(result, "protocol", None)))
+    if (check_kwargs or {}).get("against", "objective") != "objective":
+        return None, "not diagnosed: judged against one call, and the diagnosis names causes against grad J"
     if protocol is None:
         return None, f"the diagnosis does not model the {getattr(result, 'protocol', '?')!s} protocol"
     import properties.trainer.diagnosis  # noqa: F401 - registers protocol="trainer"
