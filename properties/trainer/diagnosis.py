@@ -181,7 +181,10 @@ def pad_with_token(fn: Callable[..., Any]) -> Callable[..., Any]:
 class TrainerProber(_Prober):
     """The diagnosis's prober for ``fn(model, inputs)``: :class:`~properties.trainer.evaluation.TrainerLoss`
     with the check's options (``settings``: its keywords or its report), groups that split into
-    ``M D`` parts, :func:`pad_with_token` and :func:`as_sequence_loss`."""
+    ``M D`` parts, :func:`pad_with_token` and :func:`as_sequence_loss`.  A report's ``settings``
+    (JSON) do not hold the ``advantages`` function: diagnose a check that had one from its
+    keywords (without them a loss that reads ``inputs["advantages"]`` fails every probe, and
+    each is listed in ``skipped``)."""
 
     def __init__(
         self, loss_fn: Callable[..., Any], protocol: str = "trainer", batched: bool = False, settings: Any = None
