@@ -237,3 +237,14 @@ def test_trl_compute_loss_has_the_causes_of_its_option(name: str) -> None:
     if name == "loss:dr_grpo":  # a scale, and round-off far below the probes' tolerance
         (low,) = [f for f in found.findings if f.name == "low-precision"]
         assert 1e-10 < low.evidence["relative_residual"] < 1e-6
+
+
+def test_a_trainer_report_is_diagnosed_with_its_own_settings() -> None:
+    """The report's ``protocol`` (``"trainer-loss"``) and ``settings`` (here ``kl_coef``) are enough
+    for a loss without an advantage function."""
+    from properties.trainer.checker import check_trainer_loss
+
+    entry = trainer_entry("trl-kl-k3-in-loss")
+    report = check_trainer_loss(entry.fn, max_examples=0, **{**entry.settings.checker_kwargs(), "max_len": 2})
+    assert report.verdict == "biased" and report.settings["kl_coef"] > 0
+    assert diagnose(entry.fn, report, protocol=report.protocol).names() == ("kl-forward",)

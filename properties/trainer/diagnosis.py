@@ -189,7 +189,7 @@ class TrainerProber(_Prober):
     def __init__(
         self, loss_fn: Callable[..., Any], protocol: str = "trainer", batched: bool = False, settings: Any = None
     ) -> None:
-        super().__init__(loss_fn, protocol, batched)
+        super().__init__(loss_fn, "trainer", batched)  # "trainer-loss", a report's protocol, is the same
         given = settings.settings if isinstance(settings, SequenceReport) else settings
         self.options = trainer_options(given if isinstance(given, Mapping) else None)
         self.parts = self.options.parts
