@@ -248,3 +248,18 @@ def test_a_trainer_report_is_diagnosed_with_its_own_settings() -> None:
     report = check_trainer_loss(entry.fn, max_examples=0, **{**entry.settings.checker_kwargs(), "max_len": 2})
     assert report.verdict == "biased" and report.settings["kl_coef"] > 0
     assert diagnose(entry.fn, report, protocol=report.protocol).names() == ("kl-forward",)
+
+
+@pytest.mark.slow
+def test_the_trl_audit_row_gets_its_cause_and_keeps_its_symptom() -> None:
+    """``run_configuration(..., diagnose=True)`` on a TRL row: the cause is the diagnosis's, the
+    detail the checker's symptom."""
+    pytest.importorskip("trl")
+    from properties.audit import trl as audit_trl
+    from properties.audit.core import run_configuration
+
+    config = next(c for c in audit_trl.configurations() if c.name == "scale:group")
+    row = run_configuration(config, audit_trl.version(), diagnose=True)
+    assert row.verdict == "biased"
+    assert row.cause == "std normalisation of the group's rewards", row
+    assert row.detail.startswith("E[g] is not"), row.detail
