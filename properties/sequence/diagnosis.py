@@ -417,8 +417,9 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
                         fn=logits_via_log_probs(route))
         if routed is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
             if routed is not None:
-                pr.skipped.append(f"{label}: E[g] changed ({proportion(routed.mean, ev.mean)[1]:.2g} relative): "
-                                  "eos, position, length and truncation were not looked for")
+                change = float(np.abs(routed.mean - ev.mean).max() / max(float(np.abs(ev.mean).max()), 1e-300))
+                pr.skipped.append(f"{label}: E[g] changed ({change:.2g} relative): eos, position, length and "
+                                  "truncation were not looked for")
             return []
         ev = routed
     if ev is None or ev.token_weights is None:
