@@ -166,10 +166,10 @@ def test_the_command_line_diagnoses_in_the_rows(
 
 
 def test_a_result_the_diagnosis_cannot_read_falls_back_to_the_symptom() -> None:
-    trainer = SimpleNamespace(verdict="biased", protocol="trainer loss")
-    found = row_cause(trainer, "E[g] is not 1 grad J", loss_fn=grpo_std, diagnose=True)
+    weights = SimpleNamespace(verdict="biased", protocol="token-weights")  # trainer losses: test_trainer_diagnosis
+    found = row_cause(weights, "E[g] is not 1 grad J", loss_fn=grpo_std, diagnose=True)
     assert found.cause == "E[g] is not 1 grad J"
-    assert "does not model the trainer loss protocol" in found.detail
+    assert "does not model the token-weights protocol" in found.detail
     assert row_cause(None, "whatever").cause == "whatever"
     assert row_cause(object(), "whatever", diagnose=True).cause == "whatever"
 

@@ -9,9 +9,16 @@ the checker's own statement (kept for the JSON).
   :func:`properties.sequence.diagnosis.diagnose` names, one short phrase each
   (:data:`CAUSE_PHRASES`), joined by ``"; "``.  The diagnosis is the result's own
   (``result.diagnosis``, when the check was run with ``diagnose=True``) or, with
-  ``diagnose=True`` here, run on ``loss_fn`` with the check's keyword arguments (sequence
-  losses only: its probes call ``loss_fn(batch)``).  It re-runs the loss on a few thousand
-  batches (several seconds for a loss that runs one batch at a time), so it is opt-in.
+  ``diagnose=True`` here, run on ``loss_fn`` with the check's keyword arguments: a sequence
+  loss ``loss_fn(batch)``, or a trainer loss ``loss_fn(model, inputs)`` (``protocol="trainer"``,
+  :mod:`properties.trainer.diagnosis`, with the check's ``micro_batches``, ``dp_size``,
+  ``temperature``, ``advantages``; a row judged ``against="one-call"`` is not diagnosed, and
+  its detail says why).  It re-runs the loss on a few thousand batches (several seconds for a
+  loss that runs one batch at a time), so it is opt-in.  A loss that computes in float32 (TRL's
+  fused LM head) is probed in float64 as every loss is: its round-off stays far below the
+  probes' tolerance (``PROPORTIONAL_RTOL``), so it names no cause of its own, and when no other
+  cause is found the diagnosis says ``low-precision`` (a strict ``biased`` verdict that is
+  round-off then reads as its scale and ``float32 round-off, no cause above it``).
 * **scaled, without a diagnosis**: the constant's closed form read as a cause
   (:data:`SCALE_DESCRIPTIONS`: ``c = k`` is a sum over the group's responses).
 * **anything else** (unbiased, error, a result of another type, a diagnosis that failed or
@@ -94,6 +101,10 @@ SCALE_DESCRIPTIONS: dict[str, str] = {
 }
 """What each closed form of :func:`properties.audit.formula.fit_formula` (``c = ...``) usually
 means, for a scaled row without a diagnosis."""
+
+
+DIAGNOSED_PROTOCOLS: dict[str, str] = {"sequence-loss": "sequence-loss", "trainer-loss": "trainer"}
+"""The diagnosis's protocol for each checked protocol (a report's ``protocol``) it models."""
 
 
 CAUSE_LIMIT = 240
@@ -193,13 +204,17 @@ def _run_diagnosis(
     """The diagnosis of ``loss_fn`` (or ``None``) and, when it could not run, why."""
     if loss_fn is None:
         return None, "no loss to diagnose"
-    if getattr(result, "protocol", None) != "sequence-loss":
-        protocol = getattr(result, "protocol", "?")
-        return None, f"the diagnosis does not model the {protocol!s} protocol"
+    protocol = DIAGNOSED_PROTOCOLS.get(str(getattr(result, "protocol", None)))
+    if (check_kwargs or {}).get("against", "objective") != "objective":
+        return None, "not diagnosed: judged against one call, and the diagnosis names causes against grad J"
+    if protocol is None:
+        return None, f"the diagnosis does not model the {getattr(result, 'protocol', '?')!s} protocol"
+    import properties.trainer.diagnosis  # noqa: F401 - registers protocol="trainer"
     from properties.sequence.diagnosis import diagnose
 
     try:
-        return diagnose(loss_fn, dict(check_kwargs) if check_kwargs is not None else result), ""
+        given = dict(check_kwargs) if check_kwargs is not None else result
+        return diagnose(loss_fn, given, protocol=protocol), ""
     except Exception as exc:  # hostile library code, or options the probes do not model
         return None, f"the diagnosis failed: {type(exc).__name__}: {exc}"
 
@@ -256,6 +271,7 @@ def row_cause(
 
 __all__ = [
     "CAUSE_PHRASES",
+    "DIAGNOSED_PROTOCOLS",
     "LENGTH_PHRASES",
     "SCALE_DESCRIPTIONS",
     "RowCause",

@@ -34,7 +34,6 @@ on a few small *targeted* problems, each built so that one cause shows alone:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import math
 import time
@@ -57,6 +56,7 @@ from properties.sequence.evaluation import (
 )
 from properties.sequence.problems import SequenceProblem, Shape
 from properties.sequence.results import Diagnosis, Finding, SequenceReport
+from properties.sequence.rewrites import FAITHFUL_RTOL, logits_via_log_probs, pad_with_token
 
 PROPORTIONAL_RTOL = 1e-6
 r"""``E[g]`` is ``c * grad J`` when ``max|E[g] - c grad J| <= PROPORTIONAL_RTOL * max(|E[g]|, |c grad J|)``
@@ -85,15 +85,15 @@ BEHAVIOUR_LOGIT_SCALE = 0.8
 TRUNCATION_RTOL = 1e-4
 """Truncated and EOS-ended responses are weighted differently when their fitted ``(c, b)`` differ by more."""
 
-FAITHFUL_RTOL = 1e-5
-"""A loss that reads ``logits`` keeps its E[g] when they are routed through ``log_probs``
-(:func:`_logits_via_log_probs`) if the two agree to this (float32 losses differ by ~1e-7)."""
-
 FLOAT64_RESIDUAL = 1e-10
 """A relative residual of ``E[g] - c grad J`` above this is more than float64 round-off."""
 
 LOW_PRECISION_DTYPES = frozenset({"float32", "float16", "bfloat16"})
 """Dtypes whose round-off a float64 check can call a bias."""
+
+MAX_PROBE_BATCHES = 10_000
+"""Most batches a probe enumerates: larger groups (a trainer's ``M D = 4`` parts need ``k >= 4``)
+are skipped, and listed, rather than left to run for minutes one batch at a time."""
 
 VISIBLE_PROBABILITY = 1e-12
 """Responses less likely than this are left out of the token-weight fits (their weights are noise)."""
@@ -210,10 +210,18 @@ class _Prober:
 
     One evaluator per function is kept across the probes, so that a loss ``vmap`` cannot run
     falls back to the loop once, not once per probe (what
-    :func:`properties.sequence.checker.evaluate_one` does for a single problem).
+    :func:`properties.sequence.checker.evaluate_one` does for a single problem).  Another
+    protocol subclasses it (:data:`PROBERS`): its evaluator (:meth:`_new_evaluator`), the
+    rows a batch must split into (``parts``), its padded-token rewrite (:meth:`padded`) and,
+    when its gradient holds no token weights, the loss re-expressed as a sequence loss
+    (:meth:`per_row_loss`).
     """
 
-    def __init__(self, loss_fn: Callable[..., Any], protocol: str = "sequence-loss", batched: bool = False) -> None:
+    parts = 1
+
+    def __init__(
+        self, loss_fn: Callable[..., Any], protocol: str = "sequence-loss", batched: bool = False, settings: Any = None
+    ) -> None:
         self.loss_fn = loss_fn
         self.protocol = protocol
         self.batched = batched
@@ -231,30 +239,43 @@ class _Prober:
         out[:, 0, 0] = out[:, 0, 1:].min(axis=-1) - 0.5
         return out
 
+    def group(self, k: int, p: int = 1) -> int:
+        """The smallest group size ``>= k`` whose batch of ``p k`` rows splits into ``parts``."""
+        return next(m for m in itertools.count(k) if m * p % self.parts == 0)
+
+    def padded(self, fn: Callable[..., Any]) -> Callable[..., Any] | None:
+        """``fn`` with the padded tokens not the EOS id (``None``: a weight function's show on the end node)."""
+        return pad_with_token(fn) if self.protocol == "sequence-loss" else None
+
+    def per_row_loss(self) -> Callable[..., Any] | None:
+        """The loss as a sequence loss whose ``log_probs`` carry its token weights (``None``: its own do)."""
+        return None
+
     def low_precision(self) -> tuple[str, ...]:
         """The floating dtypes below float64 the loss computed in (seen by the main evaluator)."""
         main = self._evaluators.get(id(self.loss_fn))
         seen: set[str] = getattr(main, "dtypes", set())
         return tuple(sorted(d for d in seen if d in LOW_PRECISION_DTYPES))
 
-    def _evaluator(self, fn: Callable[..., Any]) -> Any:
-        """The evaluator of ``fn``, through the seam (the command line's parent re-runs the
-        probes on the child's record, as it does the check's own problems)."""
+    def _evaluator(self, fn: Callable[..., Any], protocol: str) -> Any:
+        """The evaluator of ``fn`` under ``protocol``, through the seam (the command line's parent
+        re-runs the probes on the child's record, as it does the check's own problems)."""
         found = self._evaluators.get(id(fn))
         if found is None:
-            sandbox = Sandbox()
-            if self.protocol == "sequence-loss":
-                found = stand_in_evaluator(sandbox)
-                if found is None:
-                    from properties.sequence.torch_loss import TorchLoss
-
-                    found = wrap_evaluator(TorchLoss(fn, sandbox=sandbox), sandbox)
-                else:
-                    self.replayed = True
-            else:
-                found = wrap_evaluator(TokenWeights(fn, batched=self.batched, sandbox=sandbox), sandbox)
+            found = self._new_evaluator(fn, protocol, Sandbox())
             self._evaluators[id(fn)] = found
         return found
+
+    def _new_evaluator(self, fn: Callable[..., Any], protocol: str, sandbox: Sandbox) -> Any:
+        if protocol == "token-weights":
+            return wrap_evaluator(TokenWeights(fn, batched=self.batched, sandbox=sandbox), sandbox)
+        found = stand_in_evaluator(sandbox) if protocol == self.protocol else None
+        if found is not None:
+            self.replayed = True
+            return found
+        from properties.sequence.torch_loss import TorchLoss
+
+        return wrap_evaluator(TorchLoss(fn, sandbox=sandbox), sandbox)
 
     def run(
         self,
@@ -267,12 +288,20 @@ class _Prober:
         ref_theta: FloatArray | None = None,
         old_theta: FloatArray | None = None,
         fn: Callable[..., Any] | None = None,
+        protocol: str | None = None,
     ) -> Evaluation | None:
+        """``E[g]`` of ``fn`` (the loss) on one problem, or ``None`` (listed in ``skipped``)."""
         self.probes.append(label)
         v = theta.shape[2]
         t = next(tt for tt in range(1, 9) if response_space(v, tt).num_rows == theta.shape[1])
+        shape = Shape(v, t, int(k), theta.shape[0])
+        if shape.rows % self.parts or shape.num_batches > MAX_PROBE_BATCHES:
+            why = (f"{shape.rows} rows do not split into {self.parts} parts" if shape.rows % self.parts
+                   else f"{shape.num_batches} batches of k={k}, more than {MAX_PROBE_BATCHES}")
+            self.skipped.append(f"{label}: not run ({why})")
+            return None
         problem = SequenceProblem(
-            shape=Shape(v, t, int(k), theta.shape[0]),
+            shape=shape,
             theta=theta,
             rewards=np.asarray(rewards, dtype=np.float64),
             ref_theta=theta if ref_theta is None else ref_theta,
@@ -280,7 +309,7 @@ class _Prober:
             kl_coef=float(kl_coef),
             label=f"diagnosis: {label}",
         )
-        evaluator = self._evaluator(self.loss_fn if fn is None else fn)
+        evaluator = self._evaluator(self.loss_fn if fn is None else fn, protocol or self.protocol)
         try:
             if self.protocol == "token-weights":
                 (ev,) = evaluator.evaluate([problem], rtol=None, atol=0.0, check_determinism=False)
@@ -317,42 +346,6 @@ def _binary(space_lengths: Any, truncated: Any) -> FloatArray:
     return out[None, :]
 
 
-def _logits_via_log_probs(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
-    r"""``loss_fn`` on a batch whose ``logits`` reach the parameters only through ``log_probs``.
-
-    ``logits' = logits.detach() + e_{y_t} (lp - lp.detach()) / (1 - \pi(y_t))``: equal in
-    value, and :math:`\partial\,\mathrm{log\_softmax}(\mathrm{logits}')[y_t] / \partial
-    lp = 1`, so a loss that gathers the sampled tokens' log-softmax keeps its gradient, now
-    carried by the token weights.  Any other use of the logits changes the gradient, which
-    the caller detects by comparing :math:`E[g]` with the unwrapped loss's.
-    """
-
-    def wrapped(batch: Any) -> Any:
-        import torch  # type: ignore[import-not-found,unused-ignore]
-
-        lp = batch.log_probs
-        onehot = torch.zeros_like(batch.logits).scatter(-1, batch.tokens[..., None], 1.0)
-        lift = (lp - lp.detach()) / (1.0 - lp.detach().exp()).clamp(min=FAITHFUL_RTOL)
-        logits = batch.logits.detach() + onehot * lift[..., None]
-        return loss_fn(dataclasses.replace(batch, logits=logits))
-
-    wrapped.__name__ = getattr(loss_fn, "__name__", "loss")
-    return wrapped
-
-
-def _pad_with_token(loss_fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``loss_fn`` on a batch whose padded tokens are token 1 instead of the EOS id."""
-
-    def wrapped(batch: Any) -> Any:
-        import torch  # type: ignore[import-not-found,unused-ignore]
-
-        tokens = torch.where(batch.mask > 0, batch.tokens, torch.ones_like(batch.tokens))
-        return loss_fn(dataclasses.replace(batch, tokens=tokens))
-
-    wrapped.__name__ = getattr(loss_fn, "__name__", "loss")
-    return wrapped
-
-
 # --------------------------------------------------------------------------- causes
 
 
@@ -362,14 +355,14 @@ def _kl_findings(pr: _Prober, beta: float) -> list[Finding]:
     ref = pr.theta(3, 2, 1)
     space = response_space(3, 2)
     zero = np.zeros((1, space.num_responses))
-    ev = pr.run("kl part", theta=theta, rewards=zero, k=2, kl_coef=beta, ref_theta=ref)
+    ev = pr.run("kl part", theta=theta, rewards=zero, k=pr.group(2), kl_coef=beta, ref_theta=ref)
     if ev is None:
         return []
     c, res = proportion(ev.mean, ev.gradient)
     if res <= PROPORTIONAL_RTOL and abs(c - 1) <= PROPORTIONAL_RTOL:
         return []
     if res <= PROPORTIONAL_RTOL and c > 0:  # scaled: fine if the reward part has the same constant
-        part = pr.run("reward part", theta=theta, rewards=_graded(space.num_responses, pr.rng), k=2)
+        part = pr.run("reward part", theta=theta, rewards=_graded(space.num_responses, pr.rng), k=pr.group(2))
         if part is None:
             return []
         c_r, res_r = proportion(part.mean, part.gradient)
@@ -401,7 +394,7 @@ def _kl_findings(pr: _Prober, beta: float) -> list[Finding]:
 def _extra_term(pr: _Prober) -> list[Finding]:
     theta = pr.theta(3, 2, 1)
     space = response_space(3, 2)
-    ev = pr.run("extra term", theta=theta, rewards=np.zeros((1, space.num_responses)), k=2)
+    ev = pr.run("extra term", theta=theta, rewards=np.zeros((1, space.num_responses)), k=pr.group(2))
     if ev is None:
         return []
     size = float(np.abs(ev.mean).max())
@@ -416,13 +409,25 @@ def _weight_findings(pr: _Prober) -> list[Finding]:
     space = response_space(3, 3)
     theta = pr.theta(3, 3, 1)
     rewards = _binary(space.lengths, space.truncated)
-    ev = pr.run("token weights", theta=theta, rewards=rewards, k=2)
+    ev = pr.run("token weights", theta=theta, rewards=rewards, k=pr.group(2))
+    route = pr.per_row_loss()
+    if ev is not None and route is not None:  # E[g] must not change when re-expressed
+        label = "token weights, the loss re-expressed per row, logits through log_probs"
+        routed = pr.run(label, theta=theta, rewards=rewards, k=pr.group(2), protocol="sequence-loss",
+                        fn=logits_via_log_probs(route))
+        if routed is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
+            if routed is not None:
+                change = float(np.abs(routed.mean - ev.mean).max() / max(float(np.abs(ev.mean).max()), 1e-300))
+                pr.skipped.append(f"{label}: E[g] changed ({change:.2g} relative): eos, position, length and "
+                                  "truncation were not looked for")
+            return []
+        ev = routed
     if ev is None or ev.token_weights is None:
         return []
     omega = ev.token_weights[0]
     if not np.any(omega) and np.any(ev.mean) and pr.protocol == "sequence-loss":
-        routed = pr.run("token weights, logits through log_probs", theta=theta, rewards=rewards, k=2,
-                        fn=_logits_via_log_probs(pr.loss_fn))
+        routed = pr.run("token weights, logits through log_probs", theta=theta, rewards=rewards, k=pr.group(2),
+                        fn=logits_via_log_probs(pr.loss_fn))
         routed_weights = None if routed is None else routed.token_weights
         if routed is None or routed_weights is None or not _close(routed.mean, ev.mean, FAITHFUL_RTOL):
             return [_logits_finding()]
@@ -510,10 +515,10 @@ def _statistic_findings(pr: _Prober) -> tuple[list[Finding], bool, bool]:
     space = response_space(3, 2)
     theta = pr.theta(3, 2, 1)
     rewards = _graded(space.num_responses, pr.rng)
-    base = pr.run("rewards", theta=theta, rewards=rewards, k=3)
-    zero = pr.run("rewards = 0", theta=theta, rewards=0 * rewards, k=3)
-    double = pr.run("rewards x2", theta=theta, rewards=2 * rewards, k=3)
-    shift = pr.run("rewards + c", theta=theta, rewards=rewards + SHIFT, k=3)
+    base = pr.run("rewards", theta=theta, rewards=rewards, k=pr.group(3))
+    zero = pr.run("rewards = 0", theta=theta, rewards=0 * rewards, k=pr.group(3))
+    double = pr.run("rewards x2", theta=theta, rewards=2 * rewards, k=pr.group(3))
+    shift = pr.run("rewards + c", theta=theta, rewards=rewards + SHIFT, k=pr.group(3))
     if base is None or double is None or shift is None or zero is None:
         return [], False, False
     out: list[Finding] = []
@@ -557,10 +562,9 @@ def _padding_findings(pr: _Prober) -> list[Finding]:
     space = response_space(2, 3)
     theta = pr.theta(2, 3, 1)
     rewards = _graded(space.num_responses, pr.rng)
-    base = pr.run("padding", theta=theta, rewards=rewards, k=2)
-    other = None
-    if pr.protocol == "sequence-loss":  # a weight function's padding weights show on the end node
-        other = pr.run("padding tokens", theta=theta, rewards=rewards, k=2, fn=_pad_with_token(pr.loss_fn))
+    base = pr.run("padding", theta=theta, rewards=rewards, k=pr.group(2))
+    padded = pr.padded(pr.loss_fn)
+    other = None if padded is None else pr.run("padding tokens", theta=theta, rewards=rewards, k=pr.group(2), fn=padded)
     if base is None:
         return []
     size = float(np.abs(base.mean).max())
@@ -586,7 +590,8 @@ _FACTORS: tuple[tuple[str, Callable[[int, int, int], float], str], ...] = (
 
 def _scale_findings(pr: _Prober) -> list[Finding]:
     """Reward part at (k, T, P) in {(2,2,1), (3,2,1), (2,3,1), (2,2,2)}: factor the constant c."""
-    keys = ((2, 2, 1), (3, 2, 1), (2, 3, 1), (2, 2, 2))
+    k1 = pr.group(2)  # (2, 3) unless the trainer's M D parts need larger groups
+    keys = ((k1, 2, 1), (pr.group(k1 + 1), 2, 1), (k1, 3, 1), (pr.group(2, 2), 2, 2))
     cs: list[float] = []
     for k, t, p in keys:
         space = response_space(2, t)
@@ -642,8 +647,8 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
     theta = pr.theta(3, 2, 1)
     old = theta + pr.rng.normal(0.0, BEHAVIOUR_LOGIT_SCALE, size=theta.shape)
     rewards = _graded(space.num_responses, pr.rng)
-    on = pr.run("on-policy", theta=theta, rewards=rewards, k=2)
-    off = pr.run("off-policy", theta=theta, rewards=rewards, k=2, old_theta=old)
+    on = pr.run("on-policy", theta=theta, rewards=rewards, k=pr.group(2))
+    off = pr.run("off-policy", theta=theta, rewards=rewards, k=pr.group(2), old_theta=old)
     if on is None or off is None:
         return []
     c_on, r_on = proportion(on.mean, on.gradient)
@@ -664,7 +669,7 @@ def _off_policy_findings(pr: _Prober) -> list[Finding]:
                             {"scale_on_policy": c_on, "baseline": b})]
 
     def biased(label: str, behaviour: FloatArray, th: FloatArray, rw: FloatArray) -> tuple[bool, float]:
-        ev = pr.run(label, theta=th, rewards=rw, k=2, old_theta=behaviour)
+        ev = pr.run(label, theta=th, rewards=rw, k=pr.group(2), old_theta=behaviour)
         if ev is None:
             return False, math.nan
         c, res = proportion(ev.mean, ev.gradient)
@@ -711,20 +716,24 @@ def diagnose(
     probes run only when the check used them).  ``protocol="token-weights"`` (and
     ``batched``) diagnoses a NumPy weight function of
     :func:`properties.sequence.checker.check_token_weights` instead (without the
-    padded-token probe: its padding weights show on the after-the-end node).  A probe the
-    loss cannot run is listed in ``skipped``.  Raises :class:`impl.errors.InvalidArgument`
-    for bad arguments.
+    padded-token probe: its padding weights show on the after-the-end node).
+    ``protocol="trainer"`` diagnoses ``fn(model, inputs)`` of
+    :func:`properties.check_trainer_loss`, with the check's ``micro_batches``, ``dp_size``,
+    ``temperature`` and ``advantages`` (:mod:`properties.trainer.diagnosis`; ``against`` must
+    be ``"objective"``; registered in :data:`PROBERS` when :mod:`properties.trainer` is imported,
+    as ``import properties`` does).  A probe the loss cannot run is listed in ``skipped``.
+    Raises :class:`impl.errors.InvalidArgument` for bad arguments.
     """
     if not callable(loss_fn):
         raise InvalidArgument(f"Expected a callable but got {describe('loss_fn', loss_fn)}")
-    if protocol not in ("sequence-loss", "token-weights") or not isinstance(batched, bool):
+    if protocol not in PROBERS or not isinstance(batched, bool):
         raise InvalidArgument(
-            f"Expected protocol='sequence-loss' or 'token-weights' and batched=True or False but got "
+            f"Expected protocol in {sorted(PROBERS)} and batched=True or False but got "
             f"{describe('protocol', protocol)}, {describe('batched', batched)}"
         )
     opts = _options(report_or_kwargs)
     start = time.perf_counter()
-    pr = _Prober(loss_fn, protocol, batched)
+    pr = PROBERS[protocol](loss_fn, protocol, batched, report_or_kwargs)
     findings: list[Finding] = []
     if opts.kl_coef > 0:
         findings += _kl_findings(pr, opts.kl_coef)
@@ -752,4 +761,7 @@ def diagnose(
     return Diagnosis(tuple(findings), tuple(pr.skipped), time.perf_counter() - start, tuple(pr.probes))
 
 
-__all__ = ["Diagnosis", "Finding", "diagnose", "per_node_kl_gradients", "proportion"]
+PROBERS: dict[str, type[_Prober]] = {"sequence-loss": _Prober, "token-weights": _Prober}
+"""The prober of each protocol (a higher floor adds its own: ``"trainer"``)."""
+
+__all__ = ["PROBERS", "Diagnosis", "Finding", "diagnose", "per_node_kl_gradients", "proportion"]

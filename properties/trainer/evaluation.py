@@ -36,7 +36,7 @@ from impl.sequence import response_space
 from impl.types import FloatArray
 from properties.judging.user_code import UserCodeError, name_of, safe_text, type_name
 from properties.sequence.evaluation import Evaluation, Sandbox, SequenceFault
-from properties.sequence.problems import SequenceProblem, ShapeData
+from properties.sequence.problems import SequenceProblem, Shape, ShapeData
 from properties.sequence.torch_loss import Inputs, TorchLoss
 from properties.trainer.model import PromptLayout, TabularCausalLM
 
@@ -225,7 +225,7 @@ class TrainerLoss(TorchLoss):
         )
 
         def call() -> Any:
-            return self._step(t, fresh, model, inputs, kl_coef)
+            return self._step(t, fresh, model, inputs.shape, kl_coef)
 
         return call
 
@@ -259,7 +259,7 @@ class TrainerLoss(TorchLoss):
             tb = dict(zip(names, row, strict=True))
             tb["group"] = group
             fresh = dict(zip(owned, own, strict=True))
-            out.append(functools.partial(step, tb, fresh, models(table), inputs, kl_coef))
+            out.append(functools.partial(step, tb, fresh, models(table), inputs.shape, kl_coef))
         return out
 
     def _step(
@@ -267,12 +267,11 @@ class TrainerLoss(TorchLoss):
         t: dict[str, Any],
         fresh: dict[str, Any],
         model: TabularCausalLM,
-        inputs: TrainerInputs,
+        s: Shape,
         kl_coef: float,
     ) -> Any:
-        """One trainer step on one batch: ``fresh`` holds the tensors this call owns (its
-        ``prompt_ids``, ``prompt_mask`` and token counts), ``model`` the batch's model."""
-        s = inputs.shape
+        """One trainer step on one batch of shape ``s``: ``fresh`` holds the tensors this call
+        owns (its ``prompt_ids``, ``prompt_mask`` and token counts), ``model`` the batch's model."""
         rows: dict[str, Any] = {
             "prompt_ids": fresh["prompt_ids"],
             "prompt_mask": fresh["prompt_mask"],
