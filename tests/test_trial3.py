@@ -177,3 +177,16 @@ def test_an_error_row_states_its_kind_once(capsys: pytest.CaptureFixture[str]) -
     (row,) = json.loads(capsys.readouterr().out)["rows"]
     assert row["verdict"] == "error"
     assert row["cause"].startswith("raised NotImplementedError") and "raised: raised" not in row["cause"]
+
+
+def test_diagnose_refuses_an_option_no_checker_takes() -> None:
+    from impl.errors import InvalidArgument
+    from properties.sequence.diagnosis import diagnose
+
+    def token_mean(batch: Any) -> Any:
+        per = (batch.log_probs * batch.mask).sum(-1) / batch.mask.sum(-1)
+        return -(batch.rewards * per).mean()
+
+    with pytest.raises(InvalidArgument, match="kl_cof"):
+        diagnose(token_mean, {"kl_cof": 0.1})
+    assert diagnose(token_mean, {"kl_coef": 0.0, "max_len": 2}).names() == ("length",)

@@ -169,6 +169,27 @@ class _Options:
     multi_prompt: bool
 
 
+TRAINER_OPTIONS = ("micro_batches", "dp_size", "temperature", "advantages", "against")
+"""The trainer checker's options besides the sequence checker's (read by the trainer's prober)."""
+
+
+def _known_options(kwargs: Mapping[str, Any]) -> None:
+    """Refuse a key no checker takes (a typo such as ``kl_cof`` would silently drop the KL probes)."""
+    import inspect
+
+    from properties.sequence.checker import check_sequence_loss, check_token_weights
+
+    known = {"checker", *TRAINER_OPTIONS}
+    for fn in (check_sequence_loss, check_token_weights):
+        known |= set(inspect.signature(fn).parameters)
+    unknown = sorted(str(k) for k in kwargs if k not in known)
+    if unknown:
+        raise InvalidArgument(
+            f"diagnose got options no checker takes: {', '.join(unknown)} (expected the keyword "
+            "arguments of check_sequence_loss, check_token_weights or check_trainer_loss)"
+        )
+
+
 def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Options:
     if report_or_kwargs is None:
         return _Options(0.0, False, False)
@@ -182,6 +203,7 @@ def _options(report_or_kwargs: SequenceReport | Mapping[str, Any] | None) -> _Op
         multi = shape is not None and int(shape.num_prompts) > 1
         return _Options(kl, off, multi)
     if isinstance(report_or_kwargs, Mapping):
+        _known_options(report_or_kwargs)
         kl = report_or_kwargs.get("kl_coef", 0.0)
         off = report_or_kwargs.get("off_policy", False)
         prompts = report_or_kwargs.get("num_prompts", (1,))
