@@ -6,10 +6,14 @@ Each configuration is checked with :func:`properties.check_trainer_loss` through
 ``GRPOConfig``, whose field defaults are read from the dataclass itself), on the checker's
 :class:`~properties.trainer.model.TabularCausalLM`.  That model is also a backbone and a linear
 LM head, so TRL's own ``add_fused_lm_head`` patches it and ``_get_per_token_logps_and_entropies``
-runs unchanged.  TRL's fused head computes the log-probabilities in float32: the strict
-(float64) verdict of every configuration is then at best ``biased`` by round-off, and the row's
-cause gives the checker's round-off note, the verdict at float32 precision (``at float32
-precision: scaled, c = (k-1)/(kT)``).
+runs unchanged.  TRL's fused head (``ChunkedLogProbFunction``, ``trl/kernels/chunked_logprob.py``)
+computes the log-probabilities in float32 whatever the model's dtype, so a strict (float64)
+check calls every configuration ``biased`` by TRL's round-off (about ``1e-8 |grad J|``).  The
+module declares that precision (:data:`PRECISION`): every row is judged once at float32
+round-off (:func:`properties.audit.core.precision_tolerance`, the checker's own rule) and says
+so (``at float32 precision: ...`` in the cause, the ``precision`` of the row and the table's
+header).  A bias larger than that tolerance is still ``biased``; one below about
+``rtol |grad J|`` (``7e-05``) is not seen.
 
 **What is re-expressed.**  trl 1.16.0 computes the advantages inside
 ``GRPOTrainer._generate_and_score_completions``, which also generates, calls the reward
@@ -18,12 +22,18 @@ re-expresses its ``sum_then_normalize`` / ``normalize_then_sum`` branch for one 
 function (group mean from :func:`impl.trainer_catalogue.group_mean_advantages`; the standard
 deviation from TRL's own ``trl.trainer.utils.nanstd``; ``+ 1e-4``; ``scale_rewards`` in
 ``group``, ``batch``, ``none``), and ``mask_truncated_completions`` is that method's one line
-(a completion whose last token is not EOS gets a zero mask).  Everything else is TRL's code.
+(a completion whose last token is not EOS gets a zero mask).  With vLLM's importance-sampling
+correction (``vllm-is:MODE`` rows), :func:`trl_vllm_importance_sampling_ratio` re-expresses the
+ratio the same method computes from ``old_per_token_logps`` and ``sampling_per_token_logps`` (the
+four modes, ``vllm_importance_sampling_clip_min``/``_max``), passed to ``_compute_loss`` as
+``inputs["importance_sampling_ratio"]``, as TRL passes it.  Everything else is TRL's code.
 
 The trainer's inputs are the ones ``_generate_and_score_completions`` hands the loss:
 on-policy, ``old_per_token_logps`` is absent (TRL skips it when ``num_iterations == 1`` and
 ``steps_per_generation <= gradient_accumulation_steps``; ``_compute_loss`` then uses
-``per_token_logps.detach()``), ``sampling_per_token_logps`` is absent (no vLLM),
+``per_token_logps.detach()``), ``sampling_per_token_logps`` is absent (no vLLM; with vLLM, on the
+``vllm-is:`` rows, both are present and the responses are the inference engine's:
+``check_trainer_loss(sampling_mismatch=True)``),
 ``ref_per_token_logps`` is present only with ``beta > 0``; ``num_items_in_batch`` is the
 response tokens of the whole generation batch over all ranks; ``steps_per_generation`` and
 ``current_gradient_accumulation_steps`` equal the step's micro-batches ``M`` and
@@ -54,8 +64,13 @@ micro-batch: the one combination TRL documents as free of length and difficulty 
   ``entropy-bonus`` (``entropy_coef``), ``top-entropy`` (``top_entropy_quantile``),
   ``mask-truncated`` (``mask_truncated_completions``), ``temperature``, ``delta`` and
   ``off-policy-mask`` (``off_policy_mask_threshold``; both off-policy, where they act);
-* ``not checked``, with the reason: the vLLM importance-sampling modes, adaptive entropy,
-  ``sync_ref_model``, several weighted reward functions, tool-calling rollouts.
+* ``vllm-is:MODE``: each ``vllm_importance_sampling_mode`` (read from the source of
+  ``_generate_and_score_completions``) with the correction on and the responses drawn from the
+  inference engine's policy (the checker's mismatch is small, logit shifts of about 0.3, so
+  TRL's default cap ``vllm_importance_sampling_clip_max = 3`` rarely binds: the verdict is that
+  of the ratio itself);
+* ``not checked``, with the reason: adaptive entropy, ``sync_ref_model``, several weighted
+  reward functions, tool-calling rollouts.
 
 Options that change only generation (``top_p``, ``top_k``, vLLM and continuous batching), the
 model's kernels (``use_liger_kernel``, ``cast_lm_head_to_fp32``) or logging are not axes:
@@ -131,8 +146,16 @@ SETTINGS: dict[str, Any] = {"group_sizes": (2, 4), "max_len": 2, "max_examples":
 """Checker settings of every TRL row on top of :data:`properties.audit.core.AUDIT_SETTINGS`:
 group sizes that split into ``M = 2`` micro-batches, the same for every row so that rows compare;
 ``T <= 2`` and 2 Hypothesis problems after the battery.  TRL's fused LM head is an
-``autograd.Function`` that ``torch.func.vmap`` refuses, so every row runs one batch at a time,
-and most rows run twice (the float32 round-off note reruns the check): at the verl settings
+``autograd.Function`` whose ``forward`` takes ``ctx`` (no ``setup_context``), which
+``torch.func.vmap`` refuses, and there is no supported route around that short of changing
+TRL's class: every row runs one batch at a time (about 1.5 ms a batch, nearly all of it TRL's
+own ``_compute_loss``), within the looped budget of 256 ordered batches a shape.
+
+``num_prompts`` is the trainer checker's default: ``P = 2`` is asked for only where it fits that
+budget, so ``k = 4, T = 2, P = 2`` (``3**8 = 6561`` batches at ``V = 2``) is not asked for, and
+the region line lists it as not evaluated without making the row partial.  Every ``P = 1``
+cell and ``P = 2`` at ``k = 2`` (both ``T``) and at ``k = 4, T = 1`` is evaluated; a cell asked
+for and not reached would still be marked ``not checked`` in the row.  At the verl settings
 (``T <= 3``, 5 problems) the matrix did not finish in 18 min on the shared machine."""
 
 ACCUM_GROUP_SIZES: tuple[int, ...] = (2, 4)
@@ -493,14 +516,14 @@ def trl_advantages(
         if not torch.equal(inputs["group"].cpu().long(), expected):
             raise ValueError("TRL's advantages need each prompt's k rows contiguous")
         grouped = rewards.view(-1, k)
-        group_std = nanstd(grouped, dim=1).repeat_interleave(k)
         if aggregation == "normalize_then_sum":
+            group_std = nanstd(grouped, dim=1).repeat_interleave(k)
             mean = torch.nanmean(grouped, dim=1).repeat_interleave(k)
             normalised = (rewards - mean) / (group_std + 1e-4)
             return (normalised - torch.nanmean(normalised)) / (nanstd(normalised) + 1e-4)
         adv = group_mean_advantages(inputs)
-        if scale_rewards == "group":
-            adv = adv / (group_std + 1e-4)
+        if scale_rewards == "group":  # the standard deviation only where it divides (TRL logs it always)
+            adv = adv / (nanstd(grouped, dim=1).repeat_interleave(k) + 1e-4)
         elif scale_rewards == "batch":
             adv = adv / (nanstd(rewards).expand_as(rewards) + 1e-4)
         return torch.nan_to_num(adv, nan=0.0)
