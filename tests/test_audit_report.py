@@ -78,6 +78,18 @@ def test_json_keeps_one_object_per_configuration_with_its_group(payload: dict[st
     assert len(payload["groups"]) == len(set(causes.values())) == 3  # two pairs and one alone
 
 
+def test_a_library_without_a_declared_precision_is_judged_strictly(payload: dict[str, Any]) -> None:
+    """Only a library module with ``PRECISION`` (TRL's) is judged at a coarser dtype; the catalogue
+    and verl stay strict float64: no tolerance given, none shown."""
+    from properties.audit import catalogue, verl
+
+    assert getattr(catalogue, "PRECISION", None) is None and getattr(verl, "PRECISION", None) is None
+    assert payload["precision"] == []
+    for row in payload["rows"]:
+        assert row["precision"] == "" and row["report"]["settings"]["rtol"] is None, row["name"]
+        assert not row["cause"].startswith("at float32 precision")
+
+
 def test_the_table_groups_rows_and_no_group_prints_one_per_configuration(
     payload: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
