@@ -90,6 +90,21 @@ def test_a_library_without_a_declared_precision_is_judged_strictly(payload: dict
         assert not row["cause"].startswith("at float32 precision")
 
 
+def test_a_declared_precision_not_seen_in_the_loss_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library declaring float32 whose loss computes in float64 only: judged at the declared
+    tolerance (named in the row) and the cause says the dtype was not seen."""
+    pytest.importorskip("torch")
+    from properties.audit import catalogue
+    from properties.audit.core import run_configuration
+
+    monkeypatch.setattr(catalogue, "PRECISION", ("float32", "declared by this test"), raising=False)
+    config = next(c for c in catalogue.configurations() if c.name == GROUPED[0])
+    row = run_configuration(config, "v")
+    assert row.precision.startswith("float32: rtol ") and row.precision.endswith("(declared by this test)")
+    assert row.cause.startswith("at float32 precision (float32 was declared but not seen in the loss): ")
+    assert row.report is not None and row.report["settings"]["rtol"] > 0
+
+
 def test_the_table_groups_rows_and_no_group_prints_one_per_configuration(
     payload: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
