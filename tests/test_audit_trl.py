@@ -181,6 +181,15 @@ def test_scaled_configurations_are_certified_at_float32_with_their_constant(
     _judged_at_float32(row)
 
 
+def test_a_cell_asked_for_and_not_reached_stays_marked(small: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings asking for more than the looped budget reaches: the row says what it did not check
+    (``k = 5, T = 3, P = 1`` is ``4**5 = 1024`` batches at ``V = 2``, over 256)."""
+    monkeypatch.setitem(small.SETTINGS, "group_sizes", (2, 5))  # the bias shows at k = 2
+    monkeypatch.setitem(small.SETTINGS, "max_len", 3)
+    row = _row(small, "loss:grpo")
+    assert "k=5, T=3, P=1" in row.unchecked and "not checked: k=5, T=3, P=1" in row.cause, row.cause
+
+
 def test_length_normalised_loss_is_biased_at_float32(small: Any) -> None:
     row = _row(small, "loss:grpo")
     assert row.verdict == "biased", row.cause

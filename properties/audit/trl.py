@@ -129,7 +129,9 @@ in float32), so a float64 check sees TRL's float32 round-off, about ``1e-8 |grad
 every configuration biased.  At float32 tolerance (``rtol = 32 B T eps32``, ``7e-05`` at the
 TRL settings' largest batch ``k = 4, P = 2, T = 2``) the verdict is the estimator's; a bias
 smaller than about ``rtol |grad J|`` is not seen (it is below what TRL's own arithmetic can
-resolve)."""
+resolve).  The tolerance is fixed before the run from the largest batch the settings ask for;
+the largest evaluated one has 8 positions (``k = 4, P = 2`` is not evaluated at ``T = 2``), where
+the round-off note's rule gives ``4e-05``: the audit's tolerance is at most twice that."""
 
 ACCUM_MICRO_BATCHES = 2
 """Micro-batches ``M`` of the ``accum:`` rows."""
