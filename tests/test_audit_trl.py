@@ -221,15 +221,18 @@ def test_accumulation_follows_num_items_in_batch(small: Any, name: str, verdict:
 @pytest.mark.slow
 def test_vllm_importance_sampling_is_checked_with_trls_ratio(small: Any) -> None:
     """The inference engine's responses (``sampling_mismatch``), TRL's ratio re-expressed: the
-    sequence-level ratio corrects the mismatch (where the cap does not bind), the token-level
-    one does not (a product of per-token ratios is the sequence's, not each token's)."""
+    sequence-level ratio corrects the mismatch where the cap does not bind, the token-level
+    one does not (a product of per-token ratios is the sequence's, not each token's), and a
+    cap that binds (``VLLM_CAP``) biases."""
     names = {c.name: c for c in small.configurations()}
     assert all(names[f"vllm-is:{m}"].not_checked is None for m in small.vllm_importance_sampling_modes())
     seq = _row(small, "vllm-is:sequence_mask")
     assert (seq.verdict, seq.constant) == ("scaled", "c = (k-1)/(kT)"), seq.cause
     token = _row(small, "vllm-is:token_truncate")
     assert token.verdict == "biased", token.cause
-    for row in (seq, token):
+    capped = _row(small, "vllm-is:sequence_mask cap")  # a cap that binds masks responses: biased
+    assert capped.verdict == "biased", capped.cause
+    for row in (seq, token, capped):
         _judged_at_float32(row)
         assert row.report is not None and row.report["settings"]["sampling_mismatch"] is True
 
