@@ -154,7 +154,24 @@ def _judged_at_float32(row: AuditRow) -> None:
     assert "ChunkedLogProbFunction" in row.precision and "chunked_logprob.py" in row.precision
     assert row.report is not None and row.report["settings"]["rtol"] == float(row.precision.split()[2].rstrip(","))
     assert "float32" in row.report["run"]["dtypes"]  # the loss was seen computing in float32
+    from properties.sequence.run import FLOAT32_EPS, roundoff_tolerance
+
+    sizes = [dict(part.split("=") for part in s["shape"].split(", ")) for s in row.report["run"]["shapes"]]
+    positions = max(int(s["k"]) * int(s["P"]) * int(s["T"]) for s in sizes)  # the largest batch evaluated
+    assert (row.report["settings"]["rtol"], row.report["settings"]["atol"]) == roundoff_tolerance(
+        FLOAT32_EPS, positions
+    )
     assert row.report.get("counterexample") is None or row.report["counterexample"].get("roundoff") is None
+
+
+def test_precision_is_one_dtype_or_rtol() -> None:
+    from impl.errors import InvalidArgument
+    from properties.trainer.checker import check_trainer_loss
+
+    with pytest.raises(InvalidArgument, match="precision and rtol"):
+        check_trainer_loss(lambda model, inputs: None, precision="float32", rtol=1e-3)
+    with pytest.raises(InvalidArgument, match="Expected precision=None or one of"):
+        check_trainer_loss(lambda model, inputs: None, precision="float8")
 
 
 def test_precision_is_the_checkers_roundoff_rule() -> None:

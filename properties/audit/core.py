@@ -17,9 +17,9 @@ A library module is a module with
   library itself;
 * optionally ``PRECISION = (dtype, reason)``: the precision the library's code computes in
   (``"float32"``, ...) and why (the file and class that fix it).  Every row is then judged
-  once at that dtype's round-off tolerance (:func:`precision_tolerance`, the checker's own
-  rule), not strictly in float64, and says so (:attr:`AuditRow.precision`); without it rows are
-  strict;
+  once at that dtype's round-off tolerance (the checker's own rule:
+  ``check_trainer_loss(precision=...)``, else :func:`precision_tolerance`), not strictly in
+  float64, and says so (:attr:`AuditRow.precision`); without it rows are strict;
 * ``build(config) -> (loss_fn, check_kwargs)``: the loss for one configuration, built from the
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
   (``kl_coef``, ``off_policy``, ...).  ``check_kwargs["checker"] = "trainer"`` asks for
@@ -254,7 +254,9 @@ def precision_tolerance(dtype: str, settings: Mapping[str, Any]) -> tuple[float,
 
     The checker's own rule (:func:`properties.sequence.run.roundoff_tolerance`, the one of its
     round-off note) on ``B T = max k * max P * max_len`` positions (``P`` from ``num_prompts``,
-    else the trainer checker's default (1, 2) or the sequence checker's 1).  A bias below
+    else the trainer checker's default (1, 2) or the sequence checker's 1), fixed before the
+    run: for the sequence checker.  The trainer checker applies the same rule itself on the
+    largest batch it evaluates (``check_trainer_loss(precision=...)``).  A bias below
     ``rtol |grad J|`` (per coordinate, relative to the sizes that may cancel) is not seen.
 
     >>> rtol, atol = precision_tolerance("float32", {"group_sizes": (2, 4), "max_len": 2, "checker": "trainer"})
@@ -316,13 +318,19 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
         module = library_module(config.library)
         loss_fn, kwargs = module.build(config)
         settings = {**AUDIT_SETTINGS, **kwargs}
-        declared = getattr(module, "PRECISION", None)
-        if declared is not None and "rtol" not in settings:  # judged once at that precision
-            dtype, reason = declared
-            settings["rtol"], settings["atol"] = precision_tolerance(dtype, settings)
-            precision = precision_text(dtype, settings["rtol"], settings["atol"], reason)
-        check = _checker(settings.pop("checker", "sequence"))
-        report = check(loss_fn, name=config.name, **settings)
+        declared: tuple[str, str] | None = getattr(module, "PRECISION", None)
+        if "rtol" in settings:  # a configuration's own tolerance wins
+            declared = None
+        name = settings.pop("checker", "sequence")
+        if declared is not None:  # judged once at that precision
+            if name == "trainer":  # the checker's rule on the batches it evaluates
+                settings["precision"] = declared[0]
+            else:  # on the largest batch asked for (fixed before the run)
+                settings["rtol"], settings["atol"] = precision_tolerance(declared[0], settings)
+        report = _checker(name)(loss_fn, name=config.name, **settings)
+        if declared is not None:
+            used = report.settings
+            precision = precision_text(declared[0], float(used["rtol"]), float(used["atol"]), declared[1])
     except Exception as exc:  # the library or our glue failed before any verdict
         return AuditRow(
             config.library, version, config.name, config.axes, "error", "",

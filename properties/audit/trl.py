@@ -13,7 +13,7 @@ module declares that precision (:data:`PRECISION`): every row is judged once at 
 round-off (:func:`properties.audit.core.precision_tolerance`, the checker's own rule) and says
 so (``at float32 precision: ...`` in the cause, the ``precision`` of the row and the table's
 header).  A bias larger than that tolerance is still ``biased``; one below about
-``rtol |grad J|`` (``7e-05``) is not seen.
+``rtol |grad J|`` (``4e-05``) is not seen.
 
 **What is re-expressed.**  trl 1.16.0 computes the advantages inside
 ``GRPOTrainer._generate_and_score_completions``, which also generates, calls the reward
@@ -121,17 +121,16 @@ PRECISION = (
     "the log-probabilities in float32",
 )
 """The precision TRL's loss computes in, and why: every row is judged once at float32 round-off
-(:func:`properties.audit.core.precision_tolerance`), not strictly in float64.
+(``check_trainer_loss(precision="float32")``: the round-off note's rule on the largest batch
+evaluated), not strictly in float64.
 
 ``ChunkedLogProbFunction.forward`` keeps its running max, sums of exponentials and target logit
 in ``torch.float32`` buffers whatever the input dtype (and its backward accumulates the gradients
 in float32), so a float64 check sees TRL's float32 round-off, about ``1e-8 |grad J|``, and calls
-every configuration biased.  At float32 tolerance (``rtol = 32 B T eps32``, ``7e-05`` at the
-TRL settings' largest batch ``k = 4, P = 2, T = 2``) the verdict is the estimator's; a bias
-smaller than about ``rtol |grad J|`` is not seen (it is below what TRL's own arithmetic can
-resolve).  The tolerance is fixed before the run from the largest batch the settings ask for;
-the largest evaluated one has 8 positions (``k = 4, P = 2`` is not evaluated at ``T = 2``), where
-the round-off note's rule gives ``4e-05``: the audit's tolerance is at most twice that."""
+every configuration biased.  At float32 tolerance (``rtol = 32 B T eps32`` rounded up, ``4e-05``
+on the largest batch the TRL settings evaluate, ``B T = 8`` positions) the verdict is the
+estimator's; a bias smaller than about ``rtol |grad J|`` is not seen (it is below what TRL's own
+arithmetic can resolve)."""
 
 VLLM_CAP = 1.2
 """``vllm_importance_sampling_clip_max`` of the ``vllm-is:MODE cap`` rows.  The checker's

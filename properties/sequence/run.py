@@ -695,17 +695,23 @@ def _execute(
     rtol: float | None = None,
     atol: float | None = None,
     multiset: bool = False,
+    precision: float | None = None,
 ) -> _Run:
     """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override).
 
     ``multiset``: shapes where it is cheaper take the multiset route (raises
-    :class:`RouteChanged` when the loss is not symmetric within a group).
+    :class:`RouteChanged` when the loss is not symmetric within a group).  ``precision``: the
+    epsilon of a declared dtype; the run is judged at its round-off on the planned shapes
+    (:func:`roundoff_tolerance` on their largest batch, the round-off note's rule).
     """
     if rtol is not None:
         opts = {**opts, "rtol": rtol}
     if atol is not None:
         opts = {**opts, "atol": atol}
     run = _make_run(evaluator, opts, budget, multiset=multiset)
+    if precision is not None:
+        positions = max((s.rows * s.max_len for s in run.shapes), default=1)
+        run.rtol, run.atol = roundoff_tolerance(precision, positions, run.atol)
     run.run_battery()
     if run.fault is None and run.mismatch is None:
         run.run_hypothesis()
