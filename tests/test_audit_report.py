@@ -78,6 +78,33 @@ def test_json_keeps_one_object_per_configuration_with_its_group(payload: dict[st
     assert len(payload["groups"]) == len(set(causes.values())) == 3  # two pairs and one alone
 
 
+def test_a_library_without_a_declared_precision_is_judged_strictly(payload: dict[str, Any]) -> None:
+    """Only a library module with ``PRECISION`` (TRL's) is judged at a coarser dtype; the catalogue
+    and verl stay strict float64: no tolerance given, none shown."""
+    from properties.audit import catalogue, verl
+
+    assert getattr(catalogue, "PRECISION", None) is None and getattr(verl, "PRECISION", None) is None
+    assert payload["precision"] == []
+    for row in payload["rows"]:
+        assert row["precision"] == "" and row["report"]["settings"]["rtol"] is None, row["name"]
+        assert not row["cause"].startswith("at float32 precision")
+
+
+def test_a_declared_precision_not_seen_in_the_loss_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library declaring float32 whose loss computes in float64 only: judged at the declared
+    tolerance (named in the row) and the cause says the dtype was not seen."""
+    pytest.importorskip("torch")
+    from properties.audit import catalogue
+    from properties.audit.core import run_configuration
+
+    monkeypatch.setattr(catalogue, "PRECISION", ("float32", "declared by this test"), raising=False)
+    config = next(c for c in catalogue.configurations() if c.name == GROUPED[0])
+    row = run_configuration(config, "v")
+    assert row.precision.startswith("float32: rtol ") and row.precision.endswith("(declared by this test)")
+    assert row.cause.startswith("at float32 precision (float32 was declared but not seen in the loss): ")
+    assert row.report is not None and row.report["settings"]["rtol"] > 0
+
+
 def test_the_table_groups_rows_and_no_group_prints_one_per_configuration(
     payload: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -15,6 +15,11 @@ A library module is a module with
   and returns its version;
 * ``configurations() -> list[Configuration]``: the configuration space, read from the
   library itself;
+* optionally ``PRECISION = (dtype, reason)``: the precision the library's code computes in
+  (``"float32"``, ...) and why (the file and class that fix it).  Every row is then judged
+  once at that dtype's round-off tolerance (the checker's own rule:
+  ``check_trainer_loss(precision=...)``, else :func:`precision_tolerance`), not strictly in
+  float64, and says so (:attr:`AuditRow.precision`); without it rows are strict;
 * ``build(config) -> (loss_fn, check_kwargs)``: the loss for one configuration, built from the
   library's own functions, and the keyword arguments of ``check_sequence_loss`` it needs
   (``kl_coef``, ``off_policy``, ...).  ``check_kwargs["checker"] = "trainer"`` asks for
@@ -103,7 +108,8 @@ class AuditRow:
     ``cause`` one line (what makes a biased or scaled row so, :mod:`properties.audit.cause`;
     else the counterexample's reason, the error, or why not checked); ``detail`` the
     checker's own statement (the symptom); ``unchecked`` the shapes the checker could not
-    reach within its budget.
+    reach within its budget; ``precision`` the precision the row was judged at, with its
+    tolerance and reason, when the library declares one (``PRECISION``; empty: strict float64).
     """
 
     library: str
@@ -117,6 +123,7 @@ class AuditRow:
     unchecked: tuple[str, ...] = ()
     report: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     detail: str = ""
+    precision: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable fields (the checker's full report under ``report``)."""
@@ -131,6 +138,7 @@ class AuditRow:
             "detail": self.detail,
             "seconds": round(self.seconds, 3),
             "unchecked": list(self.unchecked),
+            "precision": self.precision,
             "report": self.report,
         }
 
@@ -243,6 +251,39 @@ def row_from_report(config: Configuration, version: str, report: Any, seconds: f
     )
 
 
+def precision_tolerance(dtype: str, settings: Mapping[str, Any]) -> tuple[float, float]:
+    """``(rtol, atol)`` that accept ``dtype``'s round-off on the largest batch ``settings`` ask for.
+
+    The checker's own rule (:func:`properties.sequence.run.roundoff_tolerance`, the one of its
+    round-off note) on ``B T = max k * max P * max_len`` positions (``P`` from ``num_prompts``,
+    else the trainer checker's default (1, 2) or the sequence checker's 1), fixed before the
+    run: for the sequence checker.  The trainer checker applies the same rule itself on the
+    largest batch it evaluates (``check_trainer_loss(precision=...)``).  A bias below
+    ``rtol |grad J|`` (per coordinate, relative to the sizes that may cancel) is not seen.
+
+    >>> rtol, atol = precision_tolerance("float32", {"group_sizes": (2, 4), "max_len": 2, "checker": "trainer"})
+    >>> rtol, f"{atol:.2g}"
+    (7e-05, '3.8e-37')
+    """
+    from properties.sequence.run import ROUNDOFF_DTYPES, roundoff_tolerance
+    from properties.trainer.checker import DEFAULT_NUM_PROMPTS
+
+    eps = dict(ROUNDOFF_DTYPES)[dtype]
+    default = DEFAULT_NUM_PROMPTS if settings.get("checker") == "trainer" else (1,)
+    prompts = settings.get("num_prompts") or default
+    positions = max(settings["group_sizes"]) * max(prompts) * int(settings["max_len"])
+    return roundoff_tolerance(eps, positions, float(settings.get("atol", 0.0)))
+
+
+def precision_text(dtype: str, rtol: float, atol: float, reason: str) -> str:
+    """How a row judged at a declared precision says so.
+
+    >>> precision_text("float32", 7e-05, 3.8e-37, "the head accumulates in float32")
+    'float32: rtol 7e-05, atol 3.8e-37 (the head accumulates in float32)'
+    """
+    return f"{dtype}: rtol {rtol:.2g}, atol {atol:.2g} ({reason})"
+
+
 def _checker(name: str) -> Callable[..., Any]:
     """The checker a configuration asks for: ``"sequence"`` (``check_sequence_loss(fn(batch))``,
     the default) or ``"trainer"`` (``check_trainer_loss(fn(model, inputs))``, with its
@@ -274,18 +315,31 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
             _one_line(config.not_checked), 0.0,
         )
     start = time.perf_counter()
+    precision = ""
     try:
-        loss_fn, kwargs = library_module(config.library).build(config)
-        check = _checker(kwargs.pop("checker", "sequence"))
+        module = library_module(config.library)
+        loss_fn, kwargs = module.build(config)
         settings = {**AUDIT_SETTINGS, **kwargs}
-        report = check(loss_fn, name=config.name, **settings)
+        declared: tuple[str, str] | None = getattr(module, "PRECISION", None)
+        if "rtol" in settings:  # a configuration's own tolerance wins
+            declared = None
+        name = settings.pop("checker", "sequence")
+        if declared is not None:  # judged once at that precision
+            if name == "trainer":  # the checker's rule on the batches it evaluates
+                settings["precision"] = declared[0]
+            else:  # on the largest batch asked for (fixed before the run)
+                settings["rtol"], settings["atol"] = precision_tolerance(declared[0], settings)
+        report = _checker(name)(loss_fn, name=config.name, **settings)
+        if declared is not None:
+            used = report.settings
+            precision = precision_text(declared[0], float(used["rtol"]), float(used["atol"]), declared[1])
     except Exception as exc:  # the library or our glue failed before any verdict
         return AuditRow(
             config.library, version, config.name, config.axes, "error", "",
             _one_line(f"could not build the loss: {type(exc).__name__}: {exc}"),
-            time.perf_counter() - start,
+            time.perf_counter() - start, precision=precision,
         )
-    row = row_from_report(config, version, report, 0.0)
+    row = dataclasses.replace(row_from_report(config, version, report, 0.0), precision=precision)
     from properties.audit.cause import row_cause
 
     found = row_cause(report, row.cause, constant=row.constant, unchecked=row.unchecked,
@@ -293,6 +347,11 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
                       axes=dict(config.axes))
     row = dataclasses.replace(row, cause=found.cause, detail=found.detail,
                               seconds=time.perf_counter() - start)
+    if precision:
+        dtype = precision.split(":")[0]
+        seen = getattr(getattr(report, "run", None), "dtypes", None)
+        unseen = f" ({dtype} was declared but not seen in the loss)" if seen and dtype not in seen else ""
+        row = dataclasses.replace(row, cause=_one_line(f"at {dtype} precision{unseen}: {row.cause}"))
     if settings.get("against") == "one-call":
         row = dataclasses.replace(row, cause=_one_line(f"against one call (M=D=1): {row.cause}"))
     return row
@@ -576,6 +635,8 @@ __all__ = [
     "RayUnavailable",
     "constant_text",
     "library_module",
+    "precision_text",
+    "precision_tolerance",
     "row_from_report",
     "run_audit",
     "run_configuration",

@@ -149,12 +149,18 @@ def _time(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds else "-"
 
 
+def _precision_lines(rows: list[Any]) -> list[str]:
+    """``judged at float32: rtol ..., atol ... (why)`` when the library declares the precision its
+    code computes in (``PRECISION``, :mod:`properties.audit.core`): its rows are not strict float64."""
+    return [f"judged at {p}" for p in sorted({r.precision for r in rows if r.precision})]
+
+
 def _table(rows: list[Any], library: str, version: str, seconds: float, where: str) -> str:
     """One row per configuration (``--no-group``)."""
     headers = ("configuration", "verdict", "constant", "time", "cause")
     cells = [(r.name, r.verdict, r.constant, _time(r.seconds), r.cause) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers[:4])]
-    lines = [f"{library} {version}: {_count(len(rows), 'configuration')}"]
+    lines = [f"{library} {version}: {_count(len(rows), 'configuration')}", *_precision_lines(rows)]
     lines.append("  ".join(h.ljust(w) for h, w in zip(headers[:4], widths, strict=True)) + "  cause")
     for c in cells:
         lines.append("  ".join(x.ljust(w) for x, w in zip(c[:4], widths, strict=True)) + "  " + c[4])
@@ -170,7 +176,8 @@ def _grouped_table(rows: list[Any], library: str, version: str, seconds: float, 
     groups = group_rows(rows)
     lines = [
         f"{library} {version}: {_count(len(rows), 'configuration')} in "
-        f"{_count(len(groups), 'group')} of rows that agree (--no-group: one row per configuration)"
+        f"{_count(len(groups), 'group')} of rows that agree (--no-group: one row per configuration)",
+        *_precision_lines(rows),
     ]
     width = len(str(len(groups)))
     for g in groups:
@@ -200,6 +207,7 @@ def _payload(rows: list[Any], library: str, version: str, jobs: int, where: str,
         "jobs": jobs,
         "runner": where,
         "seconds": round(seconds, 3),
+        "precision": sorted({r.precision for r in rows if r.precision}),
         "rows": [{**r.to_dict(), "group": n} for r, n in zip(rows, numbers, strict=True)],
         "groups": [
             {"group": g.number, "verdict": g.verdict, "constant": g.constant, "cause": g.cause,

@@ -71,6 +71,7 @@ def _settings_html(payload: dict[str, Any]) -> str:
         ("checker settings", ", ".join(f"{k}={format_value(v)}" for k, v in AUDIT_SETTINGS.items())
          + " (a configuration may add its own)"),
     ]
+    items += [("judged at", p) for p in payload.get("precision", [])]  # a library's declared precision
     body = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in items)
     return f'<table class="kv" id="settings">{body}</table>\n'
 

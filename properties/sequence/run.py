@@ -391,9 +391,8 @@ def _roundoff_note(
     need = np.abs(m.discrepancy) - m.reference.uncertainty * np.abs(ev.gradient) - ev.atol
     needed = float(np.max(need / np.where(denominator > 0, denominator, np.inf)))
     positions = max((s.rows * s.max_len for s in run.shapes), default=1)
-    rtol = _round_up(max(ROUNDOFF_SAFETY * positions * eps, 2.0 * needed))
-    # below the dtype's smallest normal number relative round-off no longer holds (it flushes)
-    atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+    rtol, atol = roundoff_tolerance(eps, positions, run.atol)
+    rtol = max(rtol, _round_up(2.0 * needed))
     again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol, multiset=run.multiset)
     decision = decide(
         fault=again.fault is not None,
@@ -443,8 +442,7 @@ def _scale_note(
         ):
             continue
         positions = max((s.rows * s.max_len for s in run.shapes), default=1)
-        rtol = _round_up(ROUNDOFF_SAFETY * positions * eps)
-        atol = run.atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
+        rtol, atol = roundoff_tolerance(eps, positions, run.atol)
         again = _execute(evaluator, opts, budget, rtol=rtol, atol=atol, multiset=run.multiset)
         verdict = decide(
             fault=again.fault is not None,
@@ -464,6 +462,22 @@ def _scale_note(
             inside="the loss",
         )
     return None
+
+
+def roundoff_tolerance(eps: float, positions: int, atol: float = 0.0) -> tuple[float, float]:
+    """``(rtol, atol)`` accepting the round-off of a dtype of epsilon ``eps`` on batches of ``positions``
+    token positions (``B T``): the rule of the round-off and scale notes, public for a caller that
+    judges at a declared precision (:mod:`properties.audit.core`).
+
+    ``rtol`` is :data:`ROUNDOFF_SAFETY` ``* positions * eps`` rounded up to one digit; ``atol`` adds
+    :data:`ROUNDOFF_SAFETY` times the dtype's smallest normal number (below it relative round-off
+    no longer holds: it flushes).
+
+    >>> rtol, atol = roundoff_tolerance(FLOAT32_EPS, 16)
+    >>> rtol, f"{atol:.2g}"
+    (7e-05, '3.8e-37')
+    """
+    return _round_up(ROUNDOFF_SAFETY * positions * eps), atol + ROUNDOFF_SAFETY * TINY.get(eps, 0.0)
 
 
 def _round_up(x: float) -> float:
@@ -681,17 +695,23 @@ def _execute(
     rtol: float | None = None,
     atol: float | None = None,
     multiset: bool = False,
+    precision: float | None = None,
 ) -> _Run:
     """The battery, then Hypothesis, then the re-check of a counterexample (``rtol``/``atol`` override).
 
     ``multiset``: shapes where it is cheaper take the multiset route (raises
-    :class:`RouteChanged` when the loss is not symmetric within a group).
+    :class:`RouteChanged` when the loss is not symmetric within a group).  ``precision``: the
+    epsilon of a declared dtype; the run is judged at its round-off on the planned shapes
+    (:func:`roundoff_tolerance` on their largest batch, the round-off note's rule).
     """
     if rtol is not None:
         opts = {**opts, "rtol": rtol}
     if atol is not None:
         opts = {**opts, "atol": atol}
     run = _make_run(evaluator, opts, budget, multiset=multiset)
+    if precision is not None:
+        positions = max((s.rows * s.max_len for s in run.shapes), default=1)
+        run.rtol, run.atol = roundoff_tolerance(precision, positions, run.atol)
     run.run_battery()
     if run.fault is None and run.mismatch is None:
         run.run_hypothesis()

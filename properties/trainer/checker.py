@@ -125,6 +125,26 @@ def _against(against: Any, micro_batches: int, dp_size: int) -> str:
     return str(against)
 
 
+def _precision(precision: Any, rtol: Any) -> float | None:
+    """The epsilon of ``precision`` (``None``: strict).
+
+    >>> _precision("float32", None) > 1e-7, _precision(None, None)
+    (True, None)
+    """
+    from properties.sequence.run import ROUNDOFF_DTYPES
+
+    if precision is None:
+        return None
+    names = dict(ROUNDOFF_DTYPES)
+    if not isinstance(precision, str) or precision not in names:
+        raise InvalidArgument(
+            f"Expected precision=None or one of {sorted(names)} but got {describe('precision', precision)}"
+        )
+    if rtol is not None:
+        raise InvalidArgument("precision and rtol both set a tolerance: give one of them")
+    return float(names[precision])
+
+
 def shape_hint(micro_batches: int, dp_size: int) -> str:
     """The hint of a trainer loss's exception about shapes: the rows one call holds.
 
@@ -206,6 +226,7 @@ def check_trainer_loss(
     tool_tokens: bool = False,
     sampling_mismatch: bool = False,
     values: str | None = None,
+    precision: str | None = None,
 ) -> SequenceReport:
     r"""Decide whether a trainer loss's :math:`E[g]` equals :math:`\nabla J`, exactly.
 
@@ -235,6 +256,10 @@ def check_trainer_loss(
     ``tool_tokens`` makes every odd position a tool's output, marked 0 in
     ``inputs["tool_mask"]`` as TRL marks it (``completion_mask`` stays the attention mask;
     :data:`~properties.trainer.evaluation.TOOL_FIELD`).
+    ``precision`` (``"float32"``, ...; not with ``rtol``) judges at that dtype's round-off
+    instead of strictly: the round-off note's rule on the largest batch evaluated, recorded in the
+    report's ``settings`` (``rtol``, ``atol``, ``precision``); for a loss that computes in that
+    dtype by design.
 
     Never raises for misbehaving user code (that is the ``"error"`` verdict); raises
     :class:`impl.errors.InvalidArgument` for bad arguments.
@@ -249,6 +274,7 @@ def check_trainer_loss(
         fn, ks, vocab_size, max_len, kl_coef, off_policy, prompts, seed, max_examples, rtol, atol
     )
     _field_options(opts, tool_tokens, sampling_mismatch, values)
+    eps = _precision(precision, rtol)
     try:
         import torch  # type: ignore[import-not-found,unused-ignore]  # noqa: F401 - optional dependency
     except ImportError:  # pragma: no cover - torch is installed wherever this is tested
@@ -271,7 +297,7 @@ def check_trainer_loss(
     with torch_threads():
         while True:
             try:
-                run = _execute(evaluator, opts, budget)
+                run = _execute(evaluator, opts, budget, precision=eps)
             except ModeChanged:
                 if budget == MAX_BATCHES_LOOPED:  # pragma: no cover - the loop mode never changes
                     raise
@@ -298,6 +324,8 @@ def check_trainer_loss(
         problems=dict(run.problems),
     )
     settings = {**opts, "micro_batches": m, "dp_size": d, "temperature": temp, "against": against}
+    if precision is not None:
+        settings.update(rtol=run.rtol, atol=run.atol, precision=precision)
     report = _make_report(
         name or name_of(fn),
         "trainer-loss",
