@@ -261,5 +261,6 @@ def test_the_trl_audit_row_gets_its_cause_and_keeps_its_symptom() -> None:
     config = next(c for c in audit_trl.configurations() if c.name == "scale:group")
     row = run_configuration(config, audit_trl.version(), diagnose=True)
     assert row.verdict == "biased"
-    assert row.cause == "std normalisation of the group's rewards", row
+    # judged at TRL's declared float32 precision, which the row says first
+    assert row.cause == "at float32 precision: std normalisation of the group's rewards", row
     assert row.detail.startswith("E[g] is not"), row.detail

@@ -190,3 +190,15 @@ def test_diagnose_refuses_an_option_no_checker_takes() -> None:
     with pytest.raises(InvalidArgument, match="kl_cof"):
         diagnose(token_mean, {"kl_cof": 0.1})
     assert diagnose(token_mean, {"kl_coef": 0.0, "max_len": 2}).names() == ("length",)
+
+
+def test_the_options_diagnose_accepts_are_the_checkers_keyword_arguments() -> None:
+    import inspect
+
+    from properties import check_sequence_loss, check_token_weights, check_trainer_loss
+    from properties.sequence.diagnosis import CHECK_OPTIONS
+
+    taken = {"checker"}
+    for check in (check_sequence_loss, check_token_weights, check_trainer_loss):
+        taken |= set(inspect.signature(check).parameters) - {"fn", "loss_fn"}
+    assert taken == CHECK_OPTIONS
