@@ -202,3 +202,51 @@ def test_the_options_diagnose_accepts_are_the_checkers_keyword_arguments() -> No
     for check in (check_sequence_loss, check_token_weights, check_trainer_loss):
         taken |= set(inspect.signature(check).parameters) - {"fn", "loss_fn"}
     assert taken == CHECK_OPTIONS
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (Linux ``/proc``)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(c) for c in text]
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads children from Linux /proc")
+def test_sigterm_stops_the_pool_workers_and_exits_143() -> None:
+    """A CI timeout's SIGTERM reaches the parent only: it used to die at once and leave its
+    pool's workers running their configurations as orphans."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from properties.cli import entry; entry()", "audit", "catalogue",
+         "--jobs", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    workers: list[int] = []
+    while time.monotonic() < deadline and len(workers) < 2:
+        time.sleep(0.5)
+        workers = [c for c in _children(proc.pid)
+                   if "resource_tracker" not in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+    assert len(workers) >= 2, "the pool's workers never started"
+    time.sleep(3.0)  # they import torch and take configurations
+    assert proc.poll() is None, "the audit finished before it could be terminated"
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143
+    assert err.strip().splitlines()[-1] == "ida-verify audit: terminated", err
+    stop = time.monotonic() + 20
+    while time.monotonic() < stop and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "a worker outlived its terminated parent"

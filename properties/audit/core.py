@@ -405,13 +405,21 @@ def _run_pool(
         futures = {
             pool.submit(run_configuration, c, version, diagnose): i for i, c in enumerate(todo)
         }
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                row = future.result()
-            except Exception as exc:  # a worker died
-                row = _failed_row(todo[i], version, exc)
-            done(i, row)
+        try:
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    row = future.result()
+                except Exception as exc:  # a worker died
+                    row = _failed_row(todo[i], version, exc)
+                done(i, row)
+        except BaseException:
+            # interrupted (Ctrl-C, SIGTERM, a failing callback): the workers stop now, not after
+            # their configurations (a killed parent left them running as orphans)
+            for process in multiprocessing.active_children():
+                process.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def run_audit(

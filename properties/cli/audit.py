@@ -24,10 +24,14 @@ prints one row per configuration); ``--json`` gives each configuration's row wit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 LOCAL_RAY = "<local>"
@@ -217,6 +221,29 @@ def _payload(rows: list[Any], library: str, version: str, jobs: int, where: str,
     }
 
 
+EXIT_TERMINATED = 128 + 15
+"""Exit status after SIGTERM (what shells report)."""
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM (a CI timeout, ``kill``) exits with one line and :data:`EXIT_TERMINATED`, through
+    the pool's clean-up, which stops its workers (killed outright, the parent left them running)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminated(signum: int, frame: Any) -> None:
+        print("ida-verify audit: terminated", file=sys.stderr)
+        raise SystemExit(EXIT_TERMINATED)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     """Audit the library; the exit status is the module docstring's."""
     from properties.audit.core import NOT_CHECKED, RayUnavailable, library_module, run_audit
@@ -272,8 +299,9 @@ def run(args: argparse.Namespace) -> int:
 
         progress(0, len(configs), "")
         try:
-            rows = run_audit(configs, version, jobs=in_flight, on_row=on_row, ray=ray,
-                             diagnose=args.diagnose)
+            with _terminate_cleanly():
+                rows = run_audit(configs, version, jobs=in_flight, on_row=on_row, ray=ray,
+                                 diagnose=args.diagnose)
         except RayUnavailable as exc:
             raise UsageError(f"ida-verify audit: {exc}") from None
     seconds = time.perf_counter() - start
