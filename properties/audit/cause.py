@@ -111,14 +111,31 @@ CAUSE_LIMIT = 240
 """Characters of a row's ``cause`` (longer is cut with ``...``; ``detail`` is never cut)."""
 
 
-def _one_line(text: str, limit: int = CAUSE_LIMIT) -> str:
-    """``text`` on one line, cut to ``limit`` characters.
+UNCHECKED_MARK = "; not checked: "
+"""What starts the shapes a row left out (:func:`one_line` never cuts it away)."""
 
-    >>> _one_line("a   b", 10), _one_line("x" * 12, 10)
+
+def one_line(text: str, limit: int = CAUSE_LIMIT) -> str:
+    """``text`` on one line, cut to ``limit`` characters, keeping its ``; not checked: ...``
+    tail whole (a cut must not hide that a row covered less than asked).
+
+    >>> one_line("a   b", 10), one_line("x" * 12, 10)
     ('a b', 'xxxxxxx...')
+    >>> one_line("y" * 30 + "; not checked: k=4, T=2, P=2", 50)
+    'yyyyyyyyyyyyyyyyyyy...; not checked: k=4, T=2, P=2'
     """
     line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    if len(line) <= limit:
+        return line
+    head, mark, tail = line.partition(UNCHECKED_MARK)
+    kept = mark + tail
+    room = limit - len(kept) - 3
+    if not mark or room < 12:
+        return line[: limit - 3] + "..."
+    return head[:room] + "..." + kept
+
+
+_one_line = one_line
 
 
 @dataclass(frozen=True)
@@ -149,15 +166,16 @@ def finding_phrase(name: str, sentence: str = "") -> str:
     return f"{name}: {first}" if first else name
 
 
-def diagnosis_cause(diagnosis: Any) -> str:
-    """The findings of a diagnosis as one line ('' when it names none).
+def diagnosis_cause(diagnosis: Any, omit: tuple[str, ...] = ()) -> str:
+    """The findings of a diagnosis, but those named in ``omit``, as one line ('' when none).
 
     >>> from types import SimpleNamespace as NS
-    >>> diagnosis_cause(NS(findings=(NS(name="scale-group", sentence=""),
-    ...                              NS(name="scale-max-len", sentence=""))))
+    >>> d = NS(findings=(NS(name="scale-group", sentence=""), NS(name="scale-max-len", sentence=""),
+    ...                  NS(name="low-precision", sentence="")))
+    >>> diagnosis_cause(d, omit=("low-precision",))
     "sums over the group's responses (c ~ k); divides by max_len (c ~ 1/T)"
     """
-    findings = getattr(diagnosis, "findings", None) or ()
+    findings = [f for f in getattr(diagnosis, "findings", None) or () if str(f.name) not in omit]
     phrases = [finding_phrase(str(f.name), str(getattr(f, "sentence", ""))) for f in findings]
     return "; ".join(dict.fromkeys(phrases))
 
@@ -220,7 +238,7 @@ def _run_diagnosis(
 
 
 def _with_unchecked(text: str, unchecked: tuple[str, ...]) -> str:
-    return f"{text}; not checked: {', '.join(unchecked)}" if unchecked else text
+    return f"{text}{UNCHECKED_MARK}{', '.join(unchecked)}" if unchecked else text
 
 
 def row_cause(
@@ -251,7 +269,10 @@ def row_cause(
     if diagnosis is None and diagnose:
         diagnosis, failed = _run_diagnosis(result, loss_fn, check_kwargs)
     seconds = time.perf_counter() - start if diagnose else 0.0
-    named = diagnosis_cause(diagnosis) if diagnosis is not None else ""
+    # a row judged at a declared precision (TRL: float32) needs no "round-off, no cause above
+    # it": the probes' float64 residual is that precision's round-off, which the row states
+    omit = ("low-precision",) if (check_kwargs or {}).get("precision") else ()
+    named = diagnosis_cause(diagnosis, omit) if diagnosis is not None else ""
     skipped = list(getattr(diagnosis, "skipped", ()) or ())
     could_not = f"{len(skipped)} probes could not run: {skipped[0]}" if skipped else ""
     if diagnosis is not None and not named:
@@ -270,14 +291,17 @@ def row_cause(
 
 
 __all__ = [
+    "CAUSE_LIMIT",
     "CAUSE_PHRASES",
     "DIAGNOSED_PROTOCOLS",
     "LENGTH_PHRASES",
     "SCALE_DESCRIPTIONS",
+    "UNCHECKED_MARK",
     "RowCause",
     "diagnosis_cause",
     "finding_phrase",
     "hard_coded_note",
+    "one_line",
     "row_cause",
     "scale_description",
 ]

@@ -176,17 +176,37 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
     return f"c = {shown}"
 
 
-def _one_line(text: str, limit: int = 160) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+def _one_line(text: str) -> str:
+    """One line of at most :data:`~properties.audit.cause.CAUSE_LIMIT` characters, its
+    ``; not checked: ...`` kept whole (:func:`properties.audit.cause.one_line`)."""
+    from properties.audit.cause import one_line
+
+    return one_line(text)
+
+
+SAME_DIRECTION = 1e-6
+"""A counterexample whose best-fit residual is below this fraction of ``|grad J|`` has ``E[g]``
+along ``grad J``: only the scale is wrong (it differs from the reference problem's)."""
 
 
 def _counterexample_cause(cex: Any) -> str:
-    """``E[g] is not 1.01 grad J on V=2, T=2, k=2, P=1 (best fit 0.71 grad J, residual 0.3 |grad J|)``.
+    """What a counterexample shows, in words.
 
-    The constant is the one the reference problem of the same ``(k, T, P)`` fixes; the residual
-    ``|E[g] - c grad J| / |grad J|`` of the best fit ``c`` says whether the direction is wrong
-    (a residual) or only the scale varies from problem to problem (no residual).
+    The constant ``c`` is the one the reference problem of the same ``(k, T, P)`` fixes; the
+    residual ``|E[g] - m grad J| / |grad J|`` of the best fit ``m`` says whether the direction
+    is wrong, or only the scale varies from problem to problem (below :data:`SAME_DIRECTION`):
+
+    >>> from types import SimpleNamespace as NS
+    >>> shape = NS(describe=lambda: "V=2, T=1, k=2, P=1")
+    >>> _counterexample_cause(NS(shape=shape, multiple=0.2247, reference_multiple=0.5,
+    ...                          gradient=[1.0, 0.0], residual=[0.0, 0.0]))
+    'E[g] = 0.2247 grad J on V=2, T=1, k=2, P=1 but 0.5 grad J on the reference problem: the scale depends on the problem'
+    >>> _counterexample_cause(NS(shape=shape, multiple=0.0, reference_multiple=0.1952,
+    ...                          gradient=[1.0, 0.0], residual=[0.0, 0.0]))
+    'E[g] = 0 on V=2, T=1, k=2, P=1 although grad J is not (0.1952 grad J on the reference problem)'
+    >>> _counterexample_cause(NS(shape=shape, multiple=0.71, reference_multiple=1.01,
+    ...                          gradient=[1.0, 0.0], residual=[0.0, 0.3]))
+    'E[g] is not 1.01 grad J on V=2, T=1, k=2, P=1: off the direction of grad J by 0.3 |grad J| (best fit 0.71 grad J)'
     """
     import numpy as np
 
@@ -196,9 +216,19 @@ def _counterexample_cause(cex: Any) -> str:
         return f"E[g] != 0 where grad J = 0 on {where}"
     norm = float(np.linalg.norm(cex.gradient))
     residual = float(np.linalg.norm(cex.residual)) / norm if norm > 0 else float("inf")
+    if residual <= SAME_DIRECTION and abs(cex.multiple) <= SAME_DIRECTION:
+        return (
+            f"E[g] = 0 on {where} although grad J is not ({cex.reference_multiple:.4g} grad J on "
+            "the reference problem)"
+        )
+    if residual <= SAME_DIRECTION:
+        return (
+            f"E[g] = {cex.multiple:.4g} grad J on {where} but {cex.reference_multiple:.4g} grad J "
+            "on the reference problem: the scale depends on the problem"
+        )
     return (
-        f"E[g] is not {cex.reference_multiple:.4g} grad J on {where} "
-        f"(best fit {cex.multiple:.4g} grad J, residual {residual:.2g} |grad J|)"
+        f"E[g] is not {cex.reference_multiple:.4g} grad J on {where}: off the direction of grad J "
+        f"by {residual:.2g} |grad J| (best fit {cex.multiple:.4g} grad J)"
     )
 
 
