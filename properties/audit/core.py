@@ -197,16 +197,16 @@ def _counterexample_cause(cex: Any) -> str:
     is wrong, or only the scale varies from problem to problem (below :data:`SAME_DIRECTION`):
 
     >>> from types import SimpleNamespace as NS
-    >>> shape = NS(describe=lambda: "V=2, T=1, k=2, P=1")
+    >>> shape = NS(describe=lambda: "S")
     >>> _counterexample_cause(NS(shape=shape, multiple=0.2247, reference_multiple=0.5,
     ...                          gradient=[1.0, 0.0], residual=[0.0, 0.0]))
-    'E[g] = 0.2247 grad J on V=2, T=1, k=2, P=1 but 0.5 grad J on the reference problem: the scale depends on the problem'
+    'E[g] = 0.2247 grad J on S but 0.5 grad J on the reference problem: the scale depends on the problem'
     >>> _counterexample_cause(NS(shape=shape, multiple=0.0, reference_multiple=0.1952,
     ...                          gradient=[1.0, 0.0], residual=[0.0, 0.0]))
-    'E[g] = 0 on V=2, T=1, k=2, P=1 although grad J is not (0.1952 grad J on the reference problem)'
+    'E[g] = 0 on S although grad J is not (0.1952 grad J on the reference problem)'
     >>> _counterexample_cause(NS(shape=shape, multiple=0.71, reference_multiple=1.01,
     ...                          gradient=[1.0, 0.0], residual=[0.0, 0.3]))
-    'E[g] is not 1.01 grad J on V=2, T=1, k=2, P=1: off the direction of grad J by 0.3 |grad J| (best fit 0.71 grad J)'
+    'E[g] is not 1.01 grad J on S: off the direction of grad J by 0.3 |grad J| (best fit 0.71 grad J)'
     """
     import numpy as np
 
