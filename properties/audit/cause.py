@@ -135,8 +135,6 @@ def one_line(text: str, limit: int = CAUSE_LIMIT) -> str:
     return head[:room] + "..." + kept
 
 
-_one_line = one_line
-
 
 @dataclass(frozen=True)
 class RowCause:
@@ -282,11 +280,11 @@ def row_cause(
     detail = f"{symptom} [{failed}]" if failed else symptom
     if named:
         named += hard_coded_note(diagnosis, axes)
-        return RowCause(_one_line(_with_unchecked(named, unchecked)), detail, seconds)
+        return RowCause(one_line(_with_unchecked(named, unchecked)), detail, seconds)
     if verdict == "scaled":
         described = scale_description(constant)
         if described:
-            return RowCause(_one_line(_with_unchecked(described, unchecked)), detail, seconds)
+            return RowCause(one_line(_with_unchecked(described, unchecked)), detail, seconds)
     return RowCause(symptom, detail, seconds)
 
 

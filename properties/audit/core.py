@@ -52,6 +52,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
+from properties.audit.cause import one_line as _one_line
+
 LIBRARIES: dict[str, str] = {
     "catalogue": "properties.audit.catalogue",
     "trl": "properties.audit.trl",
@@ -174,14 +176,6 @@ def constant_text(scale: Mapping[Any, float] | None) -> str:
     parts = [f"{value:.4g} at {key_text(key)}" for key, value in sorted(scale.items())]
     shown = "; ".join(parts[:3]) + ("; ..." if len(parts) > 3 else "")
     return f"c = {shown}"
-
-
-def _one_line(text: str) -> str:
-    """One line of at most :data:`~properties.audit.cause.CAUSE_LIMIT` characters, its
-    ``; not checked: ...`` kept whole (:func:`properties.audit.cause.one_line`)."""
-    from properties.audit.cause import one_line
-
-    return one_line(text)
 
 
 SAME_DIRECTION = 1e-6
@@ -345,7 +339,7 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
             _one_line(config.not_checked), 0.0,
         )
     start = time.perf_counter()
-    precision = ""
+    precision = dtype = ""
     try:
         module = library_module(config.library)
         loss_fn, kwargs = module.build(config)
@@ -361,8 +355,8 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
                 settings["rtol"], settings["atol"] = precision_tolerance(declared[0], settings)
         report = _checker(name)(loss_fn, name=config.name, **settings)
         if declared is not None:
-            used = report.settings
-            precision = precision_text(declared[0], float(used["rtol"]), float(used["atol"]), declared[1])
+            dtype, used = declared[0], report.settings
+            precision = precision_text(dtype, float(used["rtol"]), float(used["atol"]), declared[1])
     except Exception as exc:  # the library or our glue failed before any verdict
         return AuditRow(
             config.library, version, config.name, config.axes, "error", "",
@@ -377,8 +371,7 @@ def run_configuration(config: Configuration, version: str, diagnose: bool = Fals
                       axes=dict(config.axes))
     row = dataclasses.replace(row, cause=found.cause, detail=found.detail,
                               seconds=time.perf_counter() - start)
-    if precision:
-        dtype = precision.split(":")[0]
+    if dtype:
         seen = getattr(getattr(report, "run", None), "dtypes", None)
         unseen = f" ({dtype} was declared but not seen in the loss)" if seen and dtype not in seen else ""
         row = dataclasses.replace(row, cause=_one_line(f"at {dtype} precision{unseen}: {row.cause}"))

@@ -153,10 +153,15 @@ def _time(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds else "-"
 
 
+def _precisions(rows: list[Any]) -> list[str]:
+    """The precisions the rows were judged at, once each (``[]``: all strict float64)."""
+    return sorted({r.precision for r in rows if r.precision})
+
+
 def _precision_lines(rows: list[Any]) -> list[str]:
     """``judged at float32: rtol ..., atol ... (why)`` when the library declares the precision its
     code computes in (``PRECISION``, :mod:`properties.audit.core`): its rows are not strict float64."""
-    return [f"judged at {p}" for p in sorted({r.precision for r in rows if r.precision})]
+    return [f"judged at {p}" for p in _precisions(rows)]
 
 
 def _table(rows: list[Any], library: str, version: str, seconds: float, where: str) -> str:
@@ -211,7 +216,7 @@ def _payload(rows: list[Any], library: str, version: str, jobs: int, where: str,
         "jobs": jobs,
         "runner": where,
         "seconds": round(seconds, 3),
-        "precision": sorted({r.precision for r in rows if r.precision}),
+        "precision": _precisions(rows),
         "rows": [{**r.to_dict(), "group": n} for r, n in zip(rows, numbers, strict=True)],
         "groups": [
             {"group": g.number, "verdict": g.verdict, "constant": g.constant, "cause": g.cause,

@@ -26,7 +26,7 @@ computed on the whole batch before the split, as trainers do.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -306,8 +306,7 @@ class TrainerLoss(TorchLoss):
         # the tensors this call owns are not in the chunk's mutation check: their version
         # counters are (a write to a row of a chunk tensor would otherwise surface as autograd's
         # "modified by an inplace operation" at the backward, or not at all)
-        owned = {n: v for n, v in fresh.items() if not _batched(v)}
-        versions = {n: v._version for n, v in owned.items()}
+        versions = _versions(fresh)
         parts = self.dp_size * self.micro_batches
         if parts == 1:
             total = self.fn(model, {**rows, **scalars})
@@ -320,9 +319,8 @@ class TrainerLoss(TorchLoss):
                 _static_check(out)
                 term = out.reshape(()) / self.dp_size
                 total = term if total is None else total + term
-        written = [n for n, v in owned.items() if v._version != versions[n]]
-        if written:
-            which = " and ".join(f"inputs[{n!r}]" for n in written)
+        which = _written(fresh, versions)
+        if which:
             raise SequenceFault("mutated-input", f"changed {which} in place; {self.mutation_advice}")
         return total
 
@@ -337,9 +335,7 @@ class TrainerLoss(TorchLoss):
         who = f"was checked with advantages={name_of(fn)}, which"
         # a write shows in a version counter on plain calls (under vmap the loss's mutation
         # check catches it, and its plain re-calls of the batch land here and name this function)
-        versions = {
-            n: v._version for n, v in inputs.items() if isinstance(v, torch.Tensor) and not _batched(v)
-        }
+        versions = _versions(inputs)
         try:
             adv = fn(inputs)
         except (KeyboardInterrupt, SequenceFault, UserCodeError):
@@ -347,9 +343,8 @@ class TrainerLoss(TorchLoss):
         except BaseException as exc:
             err = UserCodeError(exc)
             raise SequenceFault(err.kind, f"{who} {err.describe}; {ADVANTAGE_BLAME}") from None
-        written = [n for n, before in versions.items() if inputs[n]._version != before]
-        if written:
-            which = " and ".join(f"inputs[{n!r}]" for n in written)
+        which = _written(inputs, versions)
+        if which:
             raise SequenceFault(
                 "mutated-input",
                 f"{who} changed {which} in place (the loss is given the same tensors: copy first, "
@@ -410,6 +405,19 @@ class TrainerLoss(TorchLoss):
 
 ADVANTAGE_BLAME = "the advantage function failed, not the loss"
 """How a fault of ``advantages=`` ends: the loss is not to blame (issue 15, F5)."""
+
+
+def _versions(tensors: Mapping[str, Any]) -> dict[str, int]:
+    """The version counter of each plain tensor of ``tensors`` (an in-place write moves it;
+    under vmap a batched tensor's does not, and the chunk's own mutation check sees the write)."""
+    return {
+        n: v._version for n, v in tensors.items() if isinstance(v, torch.Tensor) and not _batched(v)
+    }
+
+
+def _written(tensors: Mapping[str, Any], versions: Mapping[str, int]) -> str:
+    """``inputs['a'] and inputs['b']``: the tensors whose counter moved since ``versions`` ('' if none)."""
+    return " and ".join(f"inputs[{n!r}]" for n, before in versions.items() if tensors[n]._version != before)
 
 
 def _batched(t: Any) -> bool:
